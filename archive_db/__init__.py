@@ -1,0 +1,1 @@
+"""The SQL catalogue: typed models, migrations, sessions and the queries flows and curators need."""

@@ -1,0 +1,79 @@
+"""Writes to the provenance ledger. Callers own the transaction: nothing here commits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from archive_db.models import Agent, Collection, Event, Run
+from archive_db.types import utcnow
+
+
+def get_or_create_collection(session: Session, name: str) -> Collection:
+    found = session.scalars(select(Collection).where(Collection.name == name)).one_or_none()
+    if found is None:
+        found = Collection(name=name)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def get_or_create_agent(session: Session, kind: str, name: str, version: str = "") -> Agent:
+    query = select(Agent).where(Agent.kind == kind, Agent.name == name, Agent.version == version)
+    found = session.scalars(query).one_or_none()
+    if found is None:
+        found = Agent(kind=kind, name=name, version=version)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def add_event(
+    session: Session,
+    type: str,
+    agent: Agent,
+    outcome: str = "success",
+    detail: dict[str, Any] | None = None,
+    item_id: int | None = None,
+    derivative_id: int | None = None,
+    run_id: int | None = None,
+) -> Event:
+    event = Event(
+        type=type,
+        agent_id=agent.id,
+        outcome=outcome,
+        detail=detail,
+        item_id=item_id,
+        derivative_id=derivative_id,
+        run_id=run_id,
+        occurred_at=utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def start_run(
+    session: Session,
+    flow: str,
+    parameters: dict[str, Any],
+    code_version: str,
+    collection_id: int | None = None,
+    flow_run_id: str | None = None,
+) -> Run:
+    run = Run(
+        flow=flow,
+        parameters=parameters,
+        code_version=code_version,
+        collection_id=collection_id,
+        flow_run_id=flow_run_id,
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish_run(session: Session, run_id: int, status: str, counts: dict, timings: dict) -> None:
+    run = session.get(Run, run_id)
+    run.status, run.counts, run.timings, run.finished_at = status, counts, timings, utcnow()

@@ -1,0 +1,225 @@
+"""SQLAlchemy 2.0 typed models of the catalogue (the provenance ledger)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from archive_db.types import JsonType, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ITEM_STATUSES = ("ingested", "quarantined")
+EVENT_OUTCOMES = ("success", "failure", "warning")
+MODEL_STATUSES = ("candidate", "production", "retired")
+RUN_STATUSES = ("running", "completed", "partial", "failed")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JsonType, datetime: UTCDateTime}
+
+
+class Collection(Base):
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    items: Mapped[list[Item]] = relationship(back_populates="collection")
+
+
+class Item(Base):
+    """One row per master file, exactly as scanned."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "source_key"),
+        UniqueConstraint("collection_id", "sha256"),
+        Index("ix_items_sha256", "sha256"),
+        Index("ix_items_collection_status", "collection_id", "status"),
+        CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"))
+    source_uri: Mapped[str] = mapped_column(String(1024))
+    source_key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str | None] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20))
+    quarantine_reason: Mapped[str | None] = mapped_column(Text)
+    format: Mapped[str | None] = mapped_column(String(20))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    mode: Mapped[str | None] = mapped_column(String(20))
+    bit_depth: Mapped[int | None] = mapped_column(Integer)
+    dpi_x: Mapped[float | None]
+    dpi_y: Mapped[float | None]
+    icc_description: Mapped[str | None] = mapped_column(Text)
+    orientation: Mapped[int | None] = mapped_column(Integer)
+    page_count: Mapped[int | None] = mapped_column(Integer)
+    capture_date: Mapped[str | None] = mapped_column(String(32))
+    make: Mapped[str | None] = mapped_column(String(200))
+    model: Mapped[str | None] = mapped_column(String(200))
+    exif: Mapped[dict[str, Any] | None]
+    technical: Mapped[dict[str, Any] | None]
+    thumbnail_key: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    collection: Mapped[Collection] = relationship(back_populates="items")
+    duplicates: Mapped[list[Duplicate]] = relationship(back_populates="item")
+
+
+class Duplicate(Base):
+    """Another key in the source holding the same bytes as an item: recorded, not a second item."""
+
+    __tablename__ = "duplicates"
+    __table_args__ = (UniqueConstraint("collection_id", "source_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    source_key: Mapped[str] = mapped_column(String(1024))
+    etag: Mapped[str | None] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    item: Mapped[Item] = relationship(back_populates="duplicates")
+
+
+class Agent(Base):
+    """Who or what acted: software (name + version), a model version, or a person."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        UniqueConstraint("kind", "name", "version"),
+        CheckConstraint("kind IN ('software', 'model', 'person')", name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100), default="")
+
+
+class Run(Base):
+    """One row per flow run: what was asked, with which code, and what came of it."""
+
+    __tablename__ = "runs"
+    __table_args__ = (CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    flow: Mapped[str] = mapped_column(String(100))
+    flow_run_id: Mapped[str | None] = mapped_column(String(64))
+    collection_id: Mapped[int | None] = mapped_column(ForeignKey("collections.id"), index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    code_version: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    counts: Mapped[dict[str, Any] | None]
+    timings: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version"),
+        CheckConstraint(f"status IN {MODEL_STATUSES!r}", name="status"),
+        CheckConstraint("task IN ('restore', 'style')", name="task"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(String(20))
+    architecture: Mapped[str] = mapped_column(String(100))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    weights_uri: Mapped[str] = mapped_column(String(1024))
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any] | None]
+    status: Mapped[str] = mapped_column(String(20), default="candidate")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Derivative(Base):
+    """An immutable output version of an item for one kind (``restored``, ``style:albumen`` ...)."""
+
+    __tablename__ = "derivatives"
+    __table_args__ = (
+        UniqueConstraint("item_id", "kind", "recipe_hash"),
+        UniqueConstraint("item_id", "kind", "version"),
+        # At most one current version per item and kind.
+        Index(
+            "uq_derivatives_current",
+            "item_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("is_current"),
+            postgresql_where=text("is_current"),
+        ),
+        CheckConstraint("version >= 1", name="version"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    kind: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    recipe_hash: Mapped[str] = mapped_column(String(64))
+    recipe: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("derivatives.id"))
+    storage_uri: Mapped[str] = mapped_column(String(1024))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    is_current: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """Append-only, PREMIS-like record of everything done to an item or derivative."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_item_time", "item_id", "occurred_at"),
+        Index("ix_events_type_time", "type", "occurred_at"),
+        CheckConstraint(f"outcome IN {EVENT_OUTCOMES!r}", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(50))
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any] | None]
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"))
+    derivative_id: Mapped[int | None] = mapped_column(ForeignKey("derivatives.id"), index=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
+
+    agent: Mapped[Agent] = relationship()

@@ -1,0 +1,126 @@
+"""Read queries for flows and the CLI. They take a Session and never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from archive_db.models import Collection, Duplicate, Event, Item
+
+
+def collection_by_name(session: Session, name: str) -> Collection | None:
+    return session.scalars(select(Collection).where(Collection.name == name)).one_or_none()
+
+
+def known_sources(session: Session, collection_id: int) -> dict[str, tuple[str | None, int]]:
+    """Every catalogued source key of a collection (items and duplicates) -> (etag, item id)."""
+    rows = session.execute(
+        select(Item.source_key, Item.etag, Item.id).where(Item.collection_id == collection_id)
+    ).all()
+    dups = session.execute(
+        select(Duplicate.source_key, Duplicate.etag, Duplicate.item_id).where(
+            Duplicate.collection_id == collection_id
+        )
+    ).all()
+    return {key: (etag, item_id) for key, etag, item_id in [*rows, *dups]}
+
+
+def items_by_sha256(session: Session, collection_id: int, digests: Iterable[str]) -> dict[str, Item]:
+    digests = list(set(digests))
+    found: dict[str, Item] = {}
+    for start in range(0, len(digests), 500):  # stay under bind-parameter limits
+        chunk = digests[start : start + 500]
+        query = select(Item).where(Item.collection_id == collection_id, Item.sha256.in_(chunk))
+        found |= {item.sha256: item for item in session.scalars(query)}
+    return found
+
+
+def items_by_key(session: Session, collection_id: int, keys: Iterable[str]) -> dict[str, Item]:
+    keys = list(set(keys))
+    found: dict[str, Item] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        query = select(Item).where(Item.collection_id == collection_id, Item.source_key.in_(chunk))
+        found |= {item.source_key: item for item in session.scalars(query)}
+    return found
+
+
+@dataclass(frozen=True)
+class CollectionSummary:
+    name: str
+    items: int
+    ingested: int
+    quarantined: int
+    duplicates: int
+    bytes: int
+    created_at: object
+
+
+def collection_summaries(session: Session) -> list[CollectionSummary]:
+    dup_counts = (
+        select(Duplicate.collection_id, func.count().label("n"))
+        .group_by(Duplicate.collection_id)
+        .subquery()
+    )
+    query = (
+        select(
+            Collection.name,
+            func.count(Item.id),
+            func.count(Item.id).filter(Item.status == "ingested"),
+            func.count(Item.id).filter(Item.status == "quarantined"),
+            func.coalesce(func.max(dup_counts.c.n), 0),
+            func.coalesce(func.sum(Item.size), 0),
+            Collection.created_at,
+        )
+        .outerjoin(Item, Item.collection_id == Collection.id)
+        .outerjoin(dup_counts, dup_counts.c.collection_id == Collection.id)
+        .group_by(Collection.id)
+        .order_by(Collection.name)
+    )
+    return [CollectionSummary(*row) for row in session.execute(query)]
+
+
+def find_item(session: Session, ref: str) -> Item | None:
+    """An item by numeric id, by sha256 (or a unique prefix of 8+ hex digits), or by 'collection/key'."""
+    if ref.isdigit():
+        return session.get(Item, int(ref))
+    lowered = ref.lower()
+    if len(ref) >= 8 and all(c in "0123456789abcdef" for c in lowered):
+        hits = session.scalars(select(Item).where(Item.sha256.startswith(lowered)).limit(2)).all()
+        if len(hits) == 1:
+            return hits[0]
+    collection, _, key = ref.partition("/")
+    if key:
+        query = select(Item).join(Collection).where(Collection.name == collection, Item.source_key == key)
+        return session.scalars(query).one_or_none()
+    return None
+
+
+def item_events(session: Session, item_id: int) -> list[Event]:
+    query = select(Event).where(Event.item_id == item_id).order_by(Event.occurred_at, Event.id)
+    return list(session.scalars(query))
+
+
+def items_for_audit(session: Session, collection_id: int) -> list[tuple[int, str, str, str]]:
+    """(id, source_uri, source_key, sha256) of every master in a collection, by id."""
+    query = (
+        select(Item.id, Item.source_uri, Item.source_key, Item.sha256)
+        .where(Item.collection_id == collection_id)
+        .order_by(Item.id)
+    )
+    return [tuple(row) for row in session.execute(query)]
+
+
+def duplicates_by_key(session: Session, collection_id: int, keys: Iterable[str]) -> dict[str, Duplicate]:
+    keys = list(set(keys))
+    found: dict[str, Duplicate] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        query = select(Duplicate).where(
+            Duplicate.collection_id == collection_id, Duplicate.source_key.in_(chunk)
+        )
+        found |= {dup.source_key: dup for dup in session.scalars(query)}
+    return found

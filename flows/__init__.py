@@ -1,0 +1,1 @@
+"""Prefect flows, object-store access, image I/O, settings and the ``archive`` CLI."""

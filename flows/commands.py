@@ -1,0 +1,152 @@
+"""Sub-commands of ``archive``. Flow modules are imported inside commands (Prefect is slow to load)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from flows.console import RichReporter, err, out, print_json, table
+from flows.settings import Settings
+
+
+def _summary_table(title: str, rows: list[tuple[str, str]]):
+    return table(title, ["measure", "value"], [list(r) for r in rows])
+
+
+@click.group()
+def db() -> None:
+    """Manage the catalogue database."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Apply the catalogue migrations (creates the catalogue if it is new)."""
+    from archive_db.migrate import current_revision, head_revision, upgrade
+    from flows.db import engine_for
+
+    engine = engine_for(settings.db.url)
+    try:
+        upgrade(engine)
+    except Exception as exc:
+        raise click.ClickException(f"cannot upgrade {engine.url!r}: {str(exc).splitlines()[0]}") from None
+    out.print(f"catalogue {engine.url!r} is at revision {current_revision(engine)} (head {head_revision()})")
+
+
+@click.command()
+@click.argument("source")
+@click.option("--collection", "-c", required=True, help="Collection to catalogue the scans into.")
+@click.option("--batch-size", type=click.IntRange(1, 5000), help="Files per Prefect task.")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Files fetched at once.")
+@click.pass_obj
+def ingest(settings: Settings, source: str, collection: str, batch_size: int | None, concurrency: int | None) -> int:
+    """Catalogue the scans under SOURCE (a folder, file://… or s3://bucket/prefix)."""
+    from flows.ingest import check_collection_name, ingest_collection
+    from flows.progress import reporting
+
+    check_collection_name(collection)
+    updates = {k: v for k, v in {"batch_size": batch_size, "concurrency": concurrency}.items() if v}
+    settings.ingest = settings.ingest.model_copy(update=updates)
+    with RichReporter() as bar, reporting(bar):
+        summary = ingest_collection(source, collection, settings)
+    out.print(_summary_table(f"ingest: {collection}", summary.rows()))
+    for key, kind, reason in summary.problems[:50]:
+        out.print(f"  {kind:<11} {key}: {reason}", markup=False, highlight=False)
+    if len(summary.problems) > 50:
+        out.print(f"  … and {len(summary.problems) - 50} more (see the run's artifact or `archive show`)")
+    out.print(summary.headline(), markup=False, highlight=False)
+    return 1 if summary.errors else 0
+
+
+@click.command()
+@click.option("--collection", "-c", required=True)
+@click.pass_obj
+def audit(settings: Settings, collection: str) -> int:
+    """Re-read every master, compare sha256 with the catalogue; exit 1 if any fails."""
+    from flows.audit import fixity_audit
+    from flows.progress import reporting
+
+    with RichReporter() as bar, reporting(bar):
+        summary = fixity_audit(collection, settings)
+    out.print(_summary_table(f"fixity audit: {collection}", summary.rows()))
+    for c in summary.failures:
+        out.print(f"  {c.status:<8} item {c.item_id} {c.key}: {c.error or c.found}", markup=False, highlight=False)
+    out.print(summary.headline(), markup=False, highlight=False)
+    return 1 if summary.failed else 0
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def collections(settings: Settings, as_json: bool) -> None:
+    """List the collections in the catalogue."""
+    from archive_db.queries import collection_summaries
+    from flows.db import ensure_schema, sessions_for
+
+    ensure_schema(settings.db.url, create=False)
+    with sessions_for(settings.db.url)() as session:
+        rows = collection_summaries(session)
+    if as_json:
+        print_json([r.__dict__ for r in rows])
+        return
+    cols = ["collection", "items", "ingested", "quarantined", "duplicates", "bytes", "created"]
+    data = [[r.name, r.items, r.ingested, r.quarantined, r.duplicates, f"{r.bytes:,}", r.created_at] for r in rows]
+    out.print(table("collections", cols, data))
+    if not rows:
+        err.print("the catalogue has no collections yet: run `archive ingest SOURCE --collection NAME`")
+
+
+@click.command()
+@click.argument("item")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_obj
+def show(settings: Settings, item: str, as_json: bool) -> None:
+    """Show one item: ITEM is its id, its sha256 (or 8+ leading hex digits), or COLLECTION/KEY."""
+    from archive_db.queries import find_item, item_events
+    from flows.db import ensure_schema, sessions_for
+    from flows.errors import NotFound
+
+    ensure_schema(settings.db.url, create=False)
+    with sessions_for(settings.db.url)() as session:
+        found = find_item(session, item)
+        if found is None:
+            raise NotFound(f"no item matches {item!r} (give an id, a sha256 prefix or COLLECTION/KEY)")
+        data = item_dict(found)
+        data["duplicates"] = [{"key": d.source_key, "etag": d.etag} for d in found.duplicates]
+        data["events"] = [
+            {"type": e.type, "time": e.occurred_at.isoformat(), "outcome": e.outcome,
+             "agent": f"{e.agent.name} {e.agent.version}".strip(), "detail": e.detail}
+            for e in item_events(session, found.id)
+        ]  # fmt: skip
+    if as_json:
+        print_json(data)
+        return
+    scalar = [[k, v] for k, v in data.items() if not isinstance(v, dict | list)]
+    out.print(table(f"item {data['id']}", ["field", "value"], scalar))
+    if data["exif"]:
+        out.print(table("EXIF", ["tag", "value"], [[k, v] for k, v in sorted(data["exif"].items())]))
+    if data["duplicates"]:
+        out.print(table("same bytes also under", ["key", "etag"], [[d["key"], d["etag"]] for d in data["duplicates"]]))
+    rows = [[e["time"], e["type"], e["outcome"], e["agent"], _short(e["detail"])] for e in data["events"]]
+    out.print(table("events", ["time (UTC)", "type", "outcome", "agent", "detail"], rows))
+
+
+def item_dict(item) -> dict[str, Any]:
+    from sqlalchemy import inspect
+
+    data = {c.key: getattr(item, c.key) for c in inspect(item).mapper.column_attrs}
+    data["collection"] = item.collection.name
+    data["created_at"] = item.created_at.isoformat()
+    return data
+
+
+def _short(detail: dict | None) -> str:
+    if not detail:
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in detail.items() if v is not None)[:200]
+
+
+def register(cli: click.Group) -> None:
+    for command in (db, ingest, audit, collections, show):
+        cli.add_command(command)

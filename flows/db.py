@@ -1,0 +1,46 @@
+"""One engine per database URL per process, created on first use (never at import)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import Engine, inspect
+from sqlalchemy.orm import Session, sessionmaker
+
+from archive_db.engine import make_engine, session_factory
+from archive_db.migrate import current_revision, head_revision, upgrade
+from flows.errors import ConfigError
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    try:
+        return make_engine(url)
+    except Exception as exc:
+        raise ConfigError(f"invalid database URL: {exc}") from None
+
+
+@lru_cache(maxsize=8)
+def sessions_for(url: str) -> sessionmaker[Session]:
+    return session_factory(engine_for(url))
+
+
+def ensure_schema(url: str, create: bool = True) -> None:
+    """Fail clearly on an outdated catalogue; build an empty one when ``create`` is set."""
+    engine = engine_for(url)
+    try:
+        revision = current_revision(engine)
+        empty = revision is None and not inspect(engine).get_table_names()
+    except Exception as exc:
+        raise ConfigError(f"cannot open the catalogue at {engine.url!r}: {exc}".splitlines()[0]) from None
+    if revision == head_revision():
+        return
+    if empty and create:
+        upgrade(engine)
+        return
+    if empty:
+        raise ConfigError(f"there is no catalogue at {engine.url!r} yet: run `archive db upgrade` or ingest first")
+    raise ConfigError(
+        f"the catalogue at {engine.url!r} is at revision {revision or 'none'}, "
+        f"not {head_revision()}: run `archive db upgrade`"
+    )

@@ -1,0 +1,150 @@
+"""Real parts for the tests: a throwaway PostgreSQL cluster, moto's S3 server over HTTP, Prefect."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+from archive_db.engine import make_engine
+from archive_db.migrate import upgrade
+from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def _pg_bindir() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """Start a PostgreSQL cluster on 127.0.0.1 and a free port; remove it afterwards."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        message = "PostgreSQL binaries (initdb, pg_ctl) not found: PostgreSQL catalogue tests cannot run"
+        if os.environ.get("ARCHIVE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " and ARCHIVE_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    root = Path(tempfile.mkdtemp(prefix="archive-pg-"))
+    # PostgreSQL refuses to run as root: run it as the postgres user then.
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if prefix:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    run = lambda *args: subprocess.run([*prefix, *map(str, args)], check=True, capture_output=True)  # noqa: E731
+    run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    run(bindir / "pg_ctl", "-D", data, "-l", root / "server.log", "-o", opts, "-w", "-t", "60", "start")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _new_pg_database(server: str) -> str:
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(f"host=127.0.0.1 port={server.rsplit(':', 1)[1]} user=postgres dbname=postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    """An empty catalogue built by the migrations, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/catalogue.db"
+    else:
+        url = _new_pg_database(request.getfixturevalue("pg_server"))
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+# ---------------------------------------------------------------- S3 (moto's standalone server)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_settings(s3_endpoint) -> StoreSettings:
+    return StoreSettings(
+        endpoint_url=s3_endpoint,
+        access_key_id="testing",
+        secret_access_key="testing",
+        region="us-east-1",
+        max_attempts=2,
+    )
+
+
+@pytest.fixture
+def bucket(s3_settings) -> str:
+    """A fresh, empty bucket on the moto server."""
+    import boto3
+
+    name = f"scans-{uuid.uuid4().hex[:10]}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_settings.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket=name)
+    return name
+
+
+# ---------------------------------------------------------------- Prefect
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def settings(db_url, tmp_path) -> Settings:
+    """Settings for one test: its own catalogue and output folder, small batches."""
+    return Settings(
+        db=DbSettings(url=db_url),
+        store=StoreSettings(output=(tmp_path / "out").as_uri()),
+        ingest=IngestSettings(batch_size=8, concurrency=4, batches_in_flight=2, max_pixels=50_000_000),
+    )

@@ -1,0 +1,137 @@
+"""The catalogue on SQLite and PostgreSQL, with schemas built by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from archive_db import ledger, queries
+from archive_db.engine import make_engine, session_factory
+from archive_db.migrate import current_revision, head_revision, is_up_to_date, upgrade
+from archive_db.models import Base, Derivative, Duplicate, Item, Run
+
+
+@pytest.fixture
+def session(db_url):
+    engine = make_engine(db_url)
+    with session_factory(engine)() as s:
+        yield s
+    engine.dispose()
+
+
+def _item(collection_id: int, key: str, sha: str, **kw) -> Item:
+    return Item(collection_id=collection_id, source_uri="file:///scans", source_key=key, etag="e1",
+                sha256=sha, size=10, status=kw.pop("status", "ingested"), **kw)  # fmt: skip
+
+
+def test_migrations_reach_head_and_match_the_models(db_url):
+    engine = make_engine(db_url)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], f"models and migrations differ: {diff}"
+    tables = set(inspect(engine).get_table_names())
+    assert {"collections", "items", "agents", "events", "runs", "model_versions", "derivatives"} <= tables
+    upgrade(engine)  # applying again is a no-op
+    assert is_up_to_date(engine)
+    engine.dispose()
+
+
+def test_sqlite_catalogue_uses_wal(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/c.db")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_items_unique_per_collection_by_key_and_by_digest(session):
+    with session.begin():
+        coll = ledger.get_or_create_collection(session, "letters")
+        session.add(_item(coll.id, "a.jpg", "a" * 64))
+    with pytest.raises(IntegrityError), session.begin():
+        session.add(_item(coll.id, "b.jpg", "a" * 64))  # same bytes: a duplicate, not an item
+    with pytest.raises(IntegrityError), session.begin():
+        session.add(_item(coll.id, "a.jpg", "b" * 64))
+    with session.begin():  # the same bytes may be an item of another collection
+        other = ledger.get_or_create_collection(session, "postcards")
+        session.add(_item(other.id, "a.jpg", "a" * 64))
+    assert session.scalar(select(Item).where(Item.collection_id == other.id)).sha256 == "a" * 64
+
+
+def test_status_is_checked(session):
+    with pytest.raises(IntegrityError), session.begin():
+        coll = ledger.get_or_create_collection(session, "c")
+        session.add(_item(coll.id, "x.jpg", "c" * 64, status="lost"))
+
+
+def test_one_current_derivative_per_item_and_kind(session):
+    with session.begin():
+        coll = ledger.get_or_create_collection(session, "c")
+        item = _item(coll.id, "x.jpg", "d" * 64)
+        session.add(item)
+        session.flush()
+        for version, current in ((1, False), (2, True)):
+            session.add(Derivative(item_id=item.id, kind="restored", version=version, recipe_hash=f"r{version}",
+                                   storage_uri=f"file:///o/v{version}", sha256="e" * 64, size=1, is_current=current))  # fmt: skip
+    with pytest.raises(IntegrityError), session.begin():
+        session.add(Derivative(item_id=item.id, kind="restored", version=3, recipe_hash="r3",
+                               storage_uri="file:///o/v3", sha256="f" * 64, size=1, is_current=True))  # fmt: skip
+    with pytest.raises(IntegrityError), session.begin():  # re-running a recipe is not a new version
+        session.add(Derivative(item_id=item.id, kind="restored", version=3, recipe_hash="r1",
+                               storage_uri="file:///o/v3", sha256="f" * 64, size=1))  # fmt: skip
+
+
+def test_times_are_utc_and_json_round_trips(session):
+    local = datetime(2026, 1, 2, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with session.begin():
+        coll = ledger.get_or_create_collection(session, "c")
+        run = ledger.start_run(session, "ingest", {"nested": {"ü": [1, 2.5, None]}}, "0.1.0", coll.id)
+        run.started_at = local
+    session.expire_all()
+    again = session.get(Run, run.id)
+    assert again.started_at == local and again.started_at.tzinfo is not None
+    assert again.started_at.utcoffset() == timedelta(0)
+    assert again.parameters == {"nested": {"ü": [1, 2.5, None]}}
+
+
+def test_agents_are_reused_and_events_link_to_them(session):
+    with session.begin():
+        coll = ledger.get_or_create_collection(session, "c")
+        item = _item(coll.id, "x.jpg", "1" * 64)
+        session.add(item)
+        session.flush()
+        agent = ledger.get_or_create_agent(session, "software", "Pillow", "11.0")
+        assert ledger.get_or_create_agent(session, "software", "Pillow", "11.0").id == agent.id
+        ledger.add_event(session, "validation", agent, "success", {"frames": 1}, item_id=item.id)
+        ledger.add_event(session, "quarantine", agent, "failure", {"reason": "r"}, item_id=item.id)
+    events = queries.item_events(session, item.id)
+    assert [(e.type, e.outcome, e.agent.name) for e in events] == [
+        ("validation", "success", "Pillow"),
+        ("quarantine", "failure", "Pillow"),
+    ]
+    assert all(e.occurred_at.tzinfo == UTC for e in events)
+
+
+def test_queries_known_sources_find_item_and_summaries(session):
+    with session.begin():
+        coll = ledger.get_or_create_collection(session, "c")
+        a = _item(coll.id, "dir/a b.jpg", "ab" * 32)
+        q = _item(coll.id, "bad.jpg", "cd" * 32, status="quarantined", quarantine_reason="truncated")
+        session.add_all([a, q])
+        session.flush()
+        session.add(Duplicate(collection_id=coll.id, item_id=a.id, source_key="copy.jpg", etag="e9", size=10))
+    known = queries.known_sources(session, coll.id)
+    assert known == {"dir/a b.jpg": ("e1", a.id), "bad.jpg": ("e1", q.id), "copy.jpg": ("e9", a.id)}
+    assert queries.find_item(session, str(a.id)).id == a.id
+    assert queries.find_item(session, "abababab").id == a.id
+    assert queries.find_item(session, "c/dir/a b.jpg").id == a.id
+    assert queries.find_item(session, "c/missing.jpg") is None
+    [summary] = queries.collection_summaries(session)
+    assert (summary.name, summary.items, summary.ingested, summary.quarantined, summary.duplicates, summary.bytes) == (
+        "c", 2, 1, 1, 1, 20)  # fmt: skip
+    assert [r[2] for r in queries.items_for_audit(session, coll.id)] == ["dir/a b.jpg", "bad.jpg"]

@@ -1,0 +1,123 @@
+"""Both object stores through one interface; S3 is moto's standalone server over real HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import pytest
+
+from flows.errors import ConfigError, KeyRejected, NotFound, StoreError
+from flows.settings import StoreSettings
+from flows.store import LocalStore, S3Store, check_key, open_store, read_all
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return open_store((tmp_path / "root").as_uri(), StoreSettings(), create=True)
+    bucket = request.getfixturevalue("bucket")
+    return open_store(f"s3://{bucket}/archive/one", request.getfixturevalue("s3_settings"))
+
+
+def test_put_read_list_head(store):
+    keys = ["a.jpg", "album 1/Ölgemälde – café.jpg", "album 1/b.tif", "zz/deep/c.png"]
+    for i, key in enumerate(keys):
+        info = store.put(key, f"bytes {i}".encode())
+        assert info.size == len(f"bytes {i}") and info.etag
+    assert read_all(store, "album 1/Ölgemälde – café.jpg") == b"bytes 1"
+    assert sorted(o.key for o in store.list()) == sorted(keys)
+    assert [o.key for o in store.list("album 1/")] == ["album 1/b.tif", "album 1/Ölgemälde – café.jpg"]
+    assert store.head("a.jpg").size == 7
+    assert store.exists("a.jpg") and not store.exists("nope.jpg")
+    with pytest.raises(NotFound):
+        store.open("nope.jpg")
+
+
+def test_etag_changes_when_content_changes(store):
+    first = store.put("x.jpg", b"one").etag
+    second = store.put("x.jpg", b"two, longer").etag
+    assert first != second and store.head("x.jpg").etag == second
+
+
+def test_streamed_put_from_a_file_object(store):
+    data = bytes(range(256)) * 5000
+    store.put("big.bin", io.BytesIO(data))
+    with store.open("big.bin") as fh:
+        first = fh.read(1000)
+        rest = fh.read()
+    assert first + rest == data
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", "/abs/path.jpg", "a/../../b.jpg", "a/./b.jpg", "", "a//b", "dir/"])
+def test_keys_that_escape_the_root_are_rejected(store, key):
+    with pytest.raises(KeyRejected):
+        store.put(key, b"x")
+    with pytest.raises(KeyRejected):
+        check_key(key)
+
+
+def test_local_store_never_leaves_partial_files(tmp_path):
+    store = LocalStore(tmp_path, create=True)
+
+    class Exploding(io.BytesIO):
+        def read(self, n=-1):
+            raise OSError("disk unplugged")
+
+    with pytest.raises(OSError):
+        store.put("half.jpg", Exploding(b"x"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_local_store_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(str(tmp_path / "nowhere"), StoreSettings())
+
+
+def test_s3_listing_is_paginated(bucket, s3_settings):
+    store = S3Store(bucket, "p", s3_settings)
+    for i in range(23):
+        store.put(f"k{i:02d}.jpg", b"x")
+    store.client.put_object(Bucket=bucket, Key="outside-prefix.jpg", Body=b"x")
+    calls = []
+    original = store.client.list_objects_v2
+
+    def counting(**kw):
+        calls.append(kw)
+        return original(**kw, MaxKeys=5)
+
+    store.client.list_objects_v2 = counting  # count real HTTP pages, 5 keys each
+    keys = [o.key for o in store.list()]
+    assert keys == [f"k{i:02d}.jpg" for i in range(23)]
+    assert len(calls) == 5
+
+
+def test_s3_large_writes_use_multipart(bucket, s3_settings):
+    settings = s3_settings.model_copy(update={"multipart_threshold_mb": 5})
+    store = S3Store(bucket, "", settings)
+    data = b"\x01\x02" * (6 << 20)  # 12 MiB -> three parts of 5 MiB
+    info = store.put("scan.tif", io.BytesIO(data))
+    assert info.etag.endswith("-3"), info.etag  # S3's ETag of a multipart object names its parts
+    with store.open("scan.tif") as fh:
+        assert hashlib.sha256(fh.read()).digest() == hashlib.sha256(data).digest()
+
+
+def test_s3_unreachable_endpoint_is_a_clear_error():
+    from tests.conftest import free_port
+
+    settings = StoreSettings(endpoint_url=f"http://127.0.0.1:{free_port()}", access_key_id="k",
+                             secret_access_key="s", max_attempts=1, connect_timeout_s=1)  # fmt: skip
+    store = open_store("s3://scans/inbox", settings)
+    with pytest.raises(StoreError, match="cannot reach S3 endpoint"):
+        list(store.list())
+
+
+def test_s3_missing_bucket_is_a_clear_error(s3_settings):
+    with pytest.raises(StoreError, match="does not exist"):
+        list(open_store("s3://no-such-bucket-here", s3_settings).list())
+
+
+def test_store_uris(tmp_path):
+    assert open_store(str(tmp_path), StoreSettings()).uri == tmp_path.resolve().as_uri()
+    with pytest.raises(ConfigError, match="unsupported store URI"):
+        open_store("ftp://host/x", StoreSettings())
