@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from archive_db.models import Agent, Collection, Event, Run
+from archive_db.models import Agent, Collection, Event, Item, Run
 from archive_db.types import utcnow
 
 
@@ -39,7 +39,9 @@ def add_event(
     item_id: int | None = None,
     derivative_id: int | None = None,
     run_id: int | None = None,
+    item: Item | None = None,
 ) -> Event:
+    """Append an event; pass ``item`` (not yet flushed is fine) or ``item_id``."""
     event = Event(
         type=type,
         agent_id=agent.id,
@@ -50,6 +52,8 @@ def add_event(
         run_id=run_id,
         occurred_at=utcnow(),
     )
+    if item is not None:  # setting the relationship to None would also clear item_id
+        event.item = item
     session.add(event)
     return event
 
@@ -77,3 +81,23 @@ def start_run(
 def finish_run(session: Session, run_id: int, status: str, counts: dict, timings: dict) -> None:
     run = session.get(Run, run_id)
     run.status, run.counts, run.timings, run.finished_at = status, counts, timings, utcnow()
+
+
+def insert_items(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert many items in one statement; their ids come back in the order of ``rows``."""
+    if not rows:
+        return []
+    stmt = insert(Item).returning(Item.id, sort_by_parameter_order=True)
+    return list(session.scalars(stmt, rows))
+
+
+def insert_rows(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """Append many rows (events, duplicates) in one executemany."""
+    if rows:
+        session.execute(insert(model), rows)
+
+
+def update_items(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Bulk UPDATE of items by primary key; each row holds ``id`` and the columns to set."""
+    if rows:
+        session.execute(update(Item), rows)

@@ -223,3 +223,4 @@ class Event(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
 
     agent: Mapped[Agent] = relationship()
+    item: Mapped[Item | None] = relationship()

@@ -44,8 +44,11 @@ def ingest(settings: Settings, source: str, collection: str, batch_size: int | N
     """Catalogue the scans under SOURCE (a folder, file://… or s3://bucket/prefix)."""
     from flows.ingest import check_collection_name, ingest_collection
     from flows.progress import reporting
+    from flows.store import open_store
 
     check_collection_name(collection)
+    # Fail fast, before the Prefect engine starts, when the source cannot be reached.
+    open_store(source, settings.store).probe()
     updates = {k: v for k, v in {"batch_size": batch_size, "concurrency": concurrency}.items() if v}
     settings.ingest = settings.ingest.model_copy(update=updates)
     with RichReporter() as bar, reporting(bar):
@@ -91,7 +94,7 @@ def collections(settings: Settings, as_json: bool) -> None:
         print_json([r.__dict__ for r in rows])
         return
     cols = ["collection", "items", "ingested", "quarantined", "duplicates", "bytes", "created"]
-    data = [[r.name, r.items, r.ingested, r.quarantined, r.duplicates, f"{r.bytes:,}", r.created_at] for r in rows]
+    data = [[r.name, r.items, r.ingested, r.quarantined, r.duplicates, f"{r.bytes:,}", f"{r.created_at:%Y-%m-%d}"] for r in rows]
     out.print(table("collections", cols, data))
     if not rows:
         err.print("the catalogue has no collections yet: run `archive ingest SOURCE --collection NAME`")
@@ -128,7 +131,7 @@ def show(settings: Settings, item: str, as_json: bool) -> None:
         out.print(table("EXIF", ["tag", "value"], [[k, v] for k, v in sorted(data["exif"].items())]))
     if data["duplicates"]:
         out.print(table("same bytes also under", ["key", "etag"], [[d["key"], d["etag"]] for d in data["duplicates"]]))
-    rows = [[e["time"], e["type"], e["outcome"], e["agent"], _short(e["detail"])] for e in data["events"]]
+    rows = [[e["time"][:19].replace("T", " "), e["type"], e["outcome"], e["agent"], _short(e["detail"])] for e in data["events"]]
     out.print(table("events", ["time (UTC)", "type", "outcome", "agent", "detail"], rows))
 
 

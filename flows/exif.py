@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from fractions import Fraction
+from functools import lru_cache
 from typing import IO, Any
 
 import exifread
@@ -18,8 +19,7 @@ _DATE = re.compile(r"^(\d{4})[:\-](\d{2})[:\-](\d{2})(?:[ T](\d{2}):(\d{2})(?::(
 
 def read_exif(fh: IO[bytes]) -> tuple[dict[str, Any], str | None]:
     """Return (tags, error). Malformed EXIF never raises: the error is returned instead."""
-    # exifread logs a warning for every file without EXIF; the absence is recorded, not logged.
-    logging.getLogger("exifread").setLevel(logging.ERROR)
+    _quiet_exifread()
     try:
         tags = exifread.process_file(fh, details=False, strict=False)
     except Exception as exc:  # exifread raises many kinds on malformed input
@@ -30,6 +30,13 @@ def read_exif(fh: IO[bytes]) -> tuple[dict[str, Any], str | None]:
             continue
         out[_clean_text(name, 128)] = _normalise(tag)
     return out, None
+
+
+@lru_cache(maxsize=1)
+def _quiet_exifread() -> None:
+    # exifread logs a warning for every file without EXIF; the absence is recorded, not logged.
+    # Once only: setLevel clears every logger's cache, which is slow when done per file.
+    logging.getLogger("exifread").setLevel(logging.ERROR)
 
 
 def _normalise(tag: Any) -> Any:

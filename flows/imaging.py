@@ -36,7 +36,7 @@ def inspect_image(fh: IO[bytes], size: int, max_pixels: int, thumb_px: int) -> I
     if size == 0:
         return Inspection(reason="empty file (0 bytes)")
     try:
-        meta, img = _decode(fh, max_pixels)
+        meta, img = _decode(fh, max_pixels, thumb_px)
     except Rejected as exc:
         return Inspection(reason=str(exc))
     fh.seek(0)
@@ -52,7 +52,7 @@ def inspect_image(fh: IO[bytes], size: int, max_pixels: int, thumb_px: int) -> I
     return Inspection(meta=meta, thumbnail=thumb)
 
 
-def _decode(fh: IO[bytes], max_pixels: int) -> tuple[dict[str, Any], Image.Image]:
+def _decode(fh: IO[bytes], max_pixels: int, thumb_px: int) -> tuple[dict[str, Any], Image.Image]:
     # The pixel limit is checked here, per frame, from the header before any decoding;
     # Pillow's own process-wide limit is lifted so that it does not pre-empt ours.
     Image.MAX_IMAGE_PIXELS = None
@@ -62,7 +62,10 @@ def _decode(fh: IO[bytes], max_pixels: int) -> tuple[dict[str, Any], Image.Image
         raise Rejected("not a recognised image format (Pillow cannot identify it)") from None
     except Exception as exc:
         raise Rejected(f"unreadable image header: {type(exc).__name__}: {exc}") from None
-    n_frames = getattr(img, "n_frames", 1)
+    try:
+        n_frames = getattr(img, "n_frames", 1)
+    except Exception as exc:  # counting frames walks every page header
+        raise Rejected(f"cannot read the list of frames: {type(exc).__name__}: {exc}") from None
     pages, first = [], None
     for index in range(n_frames):
         try:
@@ -73,6 +76,11 @@ def _decode(fh: IO[bytes], max_pixels: int) -> tuple[dict[str, Any], Image.Image
                     f"decompression bomb: frame {index + 1} declares {w}x{h} = {w * h:,} pixels, "
                     f"over the limit of {max_pixels:,}; not decoded"
                 )
+            if img.format == "JPEG" and n_frames == 1:
+                # libjpeg still entropy-decodes every block (so truncation and corrupt data are
+                # caught) but scales the inverse DCT down to what the thumbnail needs.
+                scale = thumb_px / max(w, h)
+                img.draft(img.mode, (max(1, int(w * scale)), max(1, int(h * scale))))
             img.load()
         except Rejected:
             raise
@@ -82,14 +90,15 @@ def _decode(fh: IO[bytes], max_pixels: int) -> tuple[dict[str, Any], Image.Image
         if index < MAX_PAGES_LISTED:
             pages.append({"index": index, "width": w, "height": h, "mode": img.mode})
         if first is None:
-            first = img.copy()
-    img.seek(0)
+            first = img.copy() if n_frames > 1 else img
+    if n_frames > 1:
+        img.seek(0)
     return _basic_fields(img, first, n_frames, pages), first
 
 
 def _basic_fields(img: Image.Image, first: Image.Image, n_frames: int, pages: list) -> dict[str, Any]:
     orientation = _orientation(img)
-    w, h = first.size
+    w, h = pages[0]["width"], pages[0]["height"]  # as declared: a JPEG was decoded at reduced scale
     technical: dict[str, Any] = {"stored_size": [w, h], "frames": n_frames}
     if orientation in ROTATED:
         w, h = h, w
@@ -176,9 +185,10 @@ def make_thumbnail(img: Image.Image, px: int) -> bytes:
     """A small sRGB JPEG access copy, oriented as the EXIF says, transparency flattened on white."""
     img = ImageOps.exif_transpose(img)
     img = to_rgb8(img)
-    img.thumbnail((px, px), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # Bicubic (antialiased) is a third cheaper than Lanczos and indistinguishable at this size.
+    img.thumbnail((px, px), Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
-    img.save(out, "JPEG", quality=85, optimize=True)
+    img.save(out, "JPEG", quality=85)
     return out.getvalue()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from flows.batching import chunks, pipelined
 from flows.db import ensure_schema, sessions_for
@@ -42,6 +43,16 @@ class Fetched:
     thumbnail: bytes | None = None
     reason: str | None = None  # quarantine reason: the file itself is bad
     error: str | None = None  # fetching failed: nothing is recorded, a later run retries
+
+
+class FetchedBatch:
+    """A batch's results, opaque to Prefect: it walks lists and dataclasses in task inputs and
+    results looking for futures, which costs real time on batches of EXIF-laden records."""
+
+    __slots__ = ("files",)
+
+    def __init__(self, files: list[Fetched]):
+        self.files = files
 
 
 def check_collection_name(name: str) -> str:
@@ -84,7 +95,7 @@ def list_source(source: str, settings: Settings) -> list[ObjectInfo]:
 
 
 @task(name="fetch-and-inspect-batch", cache_policy=NO_CACHE)
-def inspect_batch(source: str, objects: list[ObjectInfo], settings: Settings) -> list[Fetched]:
+def inspect_batch(source: str, objects: list[ObjectInfo], settings: Settings) -> FetchedBatch:
     cfg = settings.ingest
     threads = max(1, cfg.concurrency // cfg.batches_in_flight)
     store = open_store(source, settings.store, max_pool=threads + 2)
@@ -96,7 +107,7 @@ def inspect_batch(source: str, objects: list[ObjectInfo], settings: Settings) ->
         return result
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fetch") as pool:
-        return list(pool.map(one, objects))
+        return FetchedBatch(list(pool.map(one, objects)))
 
 
 @flow(name="ingest-collection", validate_parameters=False)
@@ -121,9 +132,9 @@ def ingest_collection(source: str, collection: str, settings: Settings | None = 
     try:
         pipelined(
             chunks(todo, settings.ingest.batch_size),
-            submit=lambda batch: inspect_batch.submit(source_uri, list(batch), settings),
+            submit=lambda batch: inspect_batch.submit(source_uri, quote(list(batch)), settings),
             consume=lambda fetched: summary.add(
-                record_batch(settings, collection_id, run_id, source_uri, collection, fetched)
+                record_batch(settings, collection_id, run_id, source_uri, collection, quote(fetched.files))
             ),
             in_flight=settings.ingest.batches_in_flight,
         )

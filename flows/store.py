@@ -32,6 +32,7 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes | IO[bytes], content_type: str | None = None) -> ObjectInfo: ...
     def head(self, key: str) -> ObjectInfo: ...
     def exists(self, key: str) -> bool: ...
+    def probe(self) -> None: ...
 
 
 def check_key(key: str) -> str:
@@ -71,6 +72,11 @@ class LocalStore:
         elif not self.root.is_dir():
             raise StoreError(f"folder {self.root} does not exist or is not a directory")
         self.uri = self.root.as_uri()
+
+    def probe(self) -> None:
+        """Raise :class:`StoreError` unless the folder can be read."""
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise StoreError(f"folder {self.root} is not readable")
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
@@ -150,6 +156,19 @@ class S3Store:
         )
         threshold = settings.multipart_threshold_mb * CHUNK
         self.transfer = TransferConfig(multipart_threshold=threshold, multipart_chunksize=threshold)
+
+    def probe(self) -> None:
+        """Raise :class:`StoreError` unless the bucket answers (one cheap request, no retries)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+                raise StoreError(f"bucket {self.bucket!r} does not exist at {self.endpoint}") from None
+            raise self._fail(exc, "access") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, "access") from None
 
     def _full(self, key: str) -> str:
         check_key(key)

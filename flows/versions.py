@@ -11,6 +11,7 @@ from pathlib import Path
 PACKAGE = "photo-archive"
 
 
+@lru_cache(maxsize=64)
 def version_of(dist: str) -> str:
     try:
         return metadata.version(dist)

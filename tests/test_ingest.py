@@ -238,3 +238,26 @@ def test_summary_is_published_as_a_markdown_artifact(settings, tmp_path):
     artifacts = {a.key: a for a in asyncio.run(latest())}
     md = artifacts["ingest-art-1"].data
     assert "| new | 1 |" in md and "| quarantined | 1 |" in md and "`bad.jpg`" in md
+
+
+def test_a_row_the_database_refuses_loses_only_itself(settings):
+    """record-batch writes a batch in one flush; if that fails it redoes the batch file by file."""
+    from archive_db import ledger
+    from flows.db import ensure_schema
+    from flows.ingest import Fetched
+    from flows.record import record_batch
+
+    ensure_schema(settings.db.url)
+    with sessions_for(settings.db.url).begin() as s:
+        coll = ledger.get_or_create_collection(s, "c")
+        run = ledger.start_run(s, "ingest", {}, "test", coll.id)
+        coll_id, run_id = coll.id, run.id
+    good = [Fetched(key=f"{k}.jpg", etag="e", size=3, sha256=k * 64, meta={"format": "JPEG"}) for k in "ab"]
+    broken = Fetched(key="broken.jpg", etag="e", size=3, sha256=None)  # NOT NULL violated at flush
+    summary = record_batch.fn(settings, coll_id, run_id, "file:///in", "c", [good[0], broken, good[1]])
+    assert (summary.new, summary.errors) == (2, 1)
+    assert summary.problems[0][:2] == ("broken.jpg", "error") and "IntegrityError" in summary.problems[0][2]
+    assert set(items_by_key(settings)) == {"a.jpg", "b.jpg"}
+    with sessions_for(settings.db.url)() as s:
+        failed = s.scalars(select(Event).where(Event.outcome == "failure")).one()
+        assert failed.detail["key"] == "broken.jpg" and failed.item_id is None

@@ -1,0 +1,80 @@
+"""Decoding, metadata and thumbnails of single files (no flow, no catalogue)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from flows.exif import capture_date, read_exif
+from flows.imaging import inspect_image
+from tests import samples
+
+
+def inspect(data: bytes, max_pixels: int = 50_000_000):
+    return inspect_image(io.BytesIO(data), len(data), max_pixels, 128)
+
+
+def thumb(data: bytes) -> Image.Image:
+    result = inspect(data)
+    assert result.ok, result.reason
+    return Image.open(io.BytesIO(result.thumbnail))
+
+
+def test_pixel_limit_is_checked_before_decoding():
+    assert "decompression bomb" in inspect(samples.bomb_png()).reason
+    big = samples.jpeg((400, 300))
+    assert inspect(big, max_pixels=400 * 300).ok
+    assert "over the limit of 119,999" in inspect(big, max_pixels=400 * 300 - 1).reason
+
+
+def test_cmyk_thumbnail_keeps_its_colours():
+    reference = np.asarray(thumb(samples.jpeg()), dtype=float)
+    from_cmyk = np.asarray(thumb(samples.cmyk_jpeg()), dtype=float)
+    assert np.abs(reference - from_cmyk).mean() < 20  # not inverted, not grey
+
+
+def test_transparent_palette_png_is_flattened_on_white():
+    img = Image.new("P", (32, 32), 0)
+    img.putpalette([0, 0, 0] * 256)
+    out = io.BytesIO()
+    img.save(out, "PNG", transparency=0)
+    assert thumb(out.getvalue()).getpixel((5, 5)) >= (250, 250, 250)
+
+
+def test_sixteen_bit_gray_thumbnail_is_scaled_not_clipped():
+    arr = np.asarray(thumb(samples.gray16_tiff()).convert("L"))
+    assert arr.min() < 10 and arr.max() > 245 and len(np.unique(arr)) > 100
+
+
+def test_every_frame_is_decoded():
+    frames = samples.multipage_tiff()
+    cut = frames[: int(len(frames) * 0.8)]  # the last page's pixels are missing
+    result = inspect(cut)
+    assert not result.ok and "frame" in result.reason
+
+
+@pytest.mark.parametrize(
+    "tags, expected",
+    [
+        ({"EXIF DateTimeOriginal": "1931:07:14 09:30:00"}, "1931-07-14T09:30:00"),
+        ({"EXIF DateTimeOriginal": "0000:00:00 00:00:00", "Image DateTime": "1950:01:02"}, "1950-01-02"),
+        ({"Image DateTime": "1931:13:40 99:00:00"}, None),
+        ({"Image DateTime": "    "}, None),
+        ({}, None),
+    ],
+)
+def test_capture_date_parsing(tags, expected):
+    assert capture_date(tags) == expected
+
+
+def test_exif_values_are_json_safe_and_bounded():
+    import json
+
+    tags, error = read_exif(io.BytesIO(samples.exif_jpeg(description="é" * 5000)))
+    assert error is None
+    json.dumps(tags)  # must not raise
+    assert tags["Image Make"] == "Epson"
+    assert len(tags["Image ImageDescription"]) < 1100
