@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -18,31 +13,16 @@ from prefect.utilities.annotations import quote
 from flows.batching import chunks, pipelined
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError
-from flows.imaging import inspect_image
+from flows.fetch import Fetched, fetch_batch
 from flows.progress import reporter
 from flows.record import record_batch
 from flows.report import IngestSummary
-from flows.settings import IngestSettings, Settings
-from flows.store import CHUNK, ObjectInfo, open_store
+from flows.settings import Settings
+from flows.store import ObjectInfo, open_store
 from flows.versions import code_version
 from archive_db import ledger, queries
 
-SPOOL_BYTES = 64 << 20  # larger masters spill from memory to a temporary file
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-@dataclass
-class Fetched:
-    """What ingest learned about one source object, before anything is recorded."""
-
-    key: str
-    etag: str | None
-    size: int
-    sha256: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    thumbnail: bytes | None = None
-    reason: str | None = None  # quarantine reason: the file itself is bad
-    error: str | None = None  # fetching failed: nothing is recorded, a later run retries
 
 
 class FetchedBatch:
@@ -64,31 +44,6 @@ def check_collection_name(name: str) -> str:
     return name
 
 
-def fetch_and_inspect(store, obj: ObjectInfo, cfg: IngestSettings) -> Fetched:
-    """Stream one object, hashing as it arrives, then decode and describe it."""
-    out = Fetched(key=obj.key, etag=obj.etag, size=obj.size)
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        try:
-            digest, size = hashlib.sha256(), 0
-            with store.open(obj.key) as body:
-                while chunk := body.read(CHUNK):
-                    digest.update(chunk)
-                    spool.write(chunk)
-                    size += len(chunk)
-        except Exception as exc:
-            out.error = f"fetch failed: {type(exc).__name__}: {exc}"[:500]
-            return out
-        out.sha256, out.size = digest.hexdigest(), size
-        spool.seek(0)
-        try:
-            found = inspect_image(spool, size, cfg.max_pixels, cfg.thumbnail_px)
-        except Exception as exc:  # a bug in a decoder must not stop the batch: quarantine it
-            out.reason = f"inspection crashed: {type(exc).__name__}: {exc}"[:500]
-            return out
-    out.meta, out.thumbnail, out.reason = found.meta, found.thumbnail, found.reason
-    return out
-
-
 @task(name="list-source", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def list_source(source: str, settings: Settings) -> list[ObjectInfo]:
     return list(open_store(source, settings.store).list())
@@ -96,18 +51,7 @@ def list_source(source: str, settings: Settings) -> list[ObjectInfo]:
 
 @task(name="fetch-and-inspect-batch", cache_policy=NO_CACHE)
 def inspect_batch(source: str, objects: list[ObjectInfo], settings: Settings) -> FetchedBatch:
-    cfg = settings.ingest
-    threads = max(1, cfg.concurrency // cfg.batches_in_flight)
-    store = open_store(source, settings.store, max_pool=threads + 2)
-    progress = reporter()
-
-    def one(obj: ObjectInfo) -> Fetched:
-        result = fetch_and_inspect(store, obj, cfg)
-        progress.advance()
-        return result
-
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fetch") as pool:
-        return FetchedBatch(list(pool.map(one, objects)))
+    return FetchedBatch(fetch_batch(source, settings.store, objects, settings.ingest, reporter().advance))
 
 
 @flow(name="ingest-collection", validate_parameters=False)

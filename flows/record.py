@@ -24,7 +24,7 @@ from flows.store import open_store
 from flows.versions import PACKAGE, code_version, version_of
 
 if TYPE_CHECKING:
-    from flows.ingest import Fetched
+    from flows.fetch import Fetched
 
 ITEM_FIELDS = (
     "format", "width", "height", "mode", "bit_depth", "dpi_x", "dpi_y", "icc_description",

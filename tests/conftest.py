@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Prefect's test server otherwise phones home (no network here) and logs a locked-database error.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 from archive_db.engine import make_engine
 from archive_db.migrate import upgrade
 from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings

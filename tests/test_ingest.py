@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from archive_db import queries
 from archive_db.models import Duplicate, Event, Item, Run
 from flows.db import sessions_for
-from flows.ingest import fetch_and_inspect, ingest_collection
+from flows.fetch import fetch_and_inspect
+from flows.ingest import ingest_collection
 from flows.settings import IngestSettings
 from flows.store import LocalStore, open_store, read_all
 from tests import samples
@@ -244,7 +245,7 @@ def test_a_row_the_database_refuses_loses_only_itself(settings):
     """record-batch writes a batch in one flush; if that fails it redoes the batch file by file."""
     from archive_db import ledger
     from flows.db import ensure_schema
-    from flows.ingest import Fetched
+    from flows.fetch import Fetched
     from flows.record import record_batch
 
     ensure_schema(settings.db.url)
