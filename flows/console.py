@@ -31,12 +31,16 @@ class RichReporter:
 
     def __enter__(self) -> RichReporter:
         self.bar.start()
+        # Until the flow reports, the wait is Prefect starting (seconds for an in-process server).
+        self.task = self.bar.add_task("starting the Prefect engine", total=None)
         return self
 
     def __exit__(self, *exc) -> None:
         self.bar.stop()
 
     def start(self, description: str, total: int) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
         self.task = self.bar.add_task(description, total=total)
 
     def advance(self, n: int = 1) -> None:
