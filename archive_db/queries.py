@@ -28,24 +28,27 @@ def known_sources(session: Session, collection_id: int) -> dict[str, tuple[str |
     return {key: (etag, item_id) for key, etag, item_id in [*rows, *dups]}
 
 
-def items_by_sha256(session: Session, collection_id: int, digests: Iterable[str]) -> dict[str, Item]:
-    digests = list(set(digests))
-    found: dict[str, Item] = {}
-    for start in range(0, len(digests), 500):  # stay under bind-parameter limits
-        chunk = digests[start : start + 500]
-        query = select(Item).where(Item.collection_id == collection_id, Item.sha256.in_(chunk))
-        found |= {item.sha256: item for item in session.scalars(query)}
+def _by_column(session: Session, model: type, column, collection_id: int, values: Iterable[str]) -> dict:
+    """Rows of ``model`` in a collection whose ``column`` is one of ``values``, keyed by it."""
+    values = sorted(set(values))
+    found = {}
+    for start in range(0, len(values), 500):  # stay under bind-parameter limits
+        chunk = values[start : start + 500]
+        query = select(model).where(model.collection_id == collection_id, column.in_(chunk))
+        found |= {getattr(row, column.key): row for row in session.scalars(query)}
     return found
+
+
+def items_by_sha256(session: Session, collection_id: int, digests: Iterable[str]) -> dict[str, Item]:
+    return _by_column(session, Item, Item.sha256, collection_id, digests)
 
 
 def items_by_key(session: Session, collection_id: int, keys: Iterable[str]) -> dict[str, Item]:
-    keys = list(set(keys))
-    found: dict[str, Item] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        query = select(Item).where(Item.collection_id == collection_id, Item.source_key.in_(chunk))
-        found |= {item.source_key: item for item in session.scalars(query)}
-    return found
+    return _by_column(session, Item, Item.source_key, collection_id, keys)
+
+
+def duplicates_by_key(session: Session, collection_id: int, keys: Iterable[str]) -> dict[str, Duplicate]:
+    return _by_column(session, Duplicate, Duplicate.source_key, collection_id, keys)
 
 
 @dataclass(frozen=True)
@@ -112,15 +115,3 @@ def items_for_audit(session: Session, collection_id: int) -> list[tuple[int, str
         .order_by(Item.id)
     )
     return [tuple(row) for row in session.execute(query)]
-
-
-def duplicates_by_key(session: Session, collection_id: int, keys: Iterable[str]) -> dict[str, Duplicate]:
-    keys = list(set(keys))
-    found: dict[str, Duplicate] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        query = select(Duplicate).where(
-            Duplicate.collection_id == collection_id, Duplicate.source_key.in_(chunk)
-        )
-        found |= {dup.source_key: dup for dup in session.scalars(query)}
-    return found

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 COUNTS = ("listed", "new", "unchanged", "duplicate", "quarantined", "changed", "errors")
 
@@ -59,9 +59,6 @@ class IngestSummary:
             lines += ["", "## Quarantined, changed or failed", "", "| key | what | reason |", "|---|---|---|"]
             lines += [f"| `{_md(k)}` | {kind} | {_md(r)} |" for k, kind, r in self.problems[:500]]
         return "\n".join(lines) + "\n"
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def _md(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -51,15 +50,6 @@ def check_key(key: str) -> str:
 def read_all(store: ObjectStore, key: str) -> bytes:
     with store.open(key) as fh:
         return fh.read()
-
-
-def hash_stream(fh: IO[bytes]) -> tuple[bytes, str]:
-    """Read a stream to the end, returning its bytes and their sha256 computed as they arrive."""
-    digest, parts = hashlib.sha256(), []
-    while chunk := fh.read(CHUNK):
-        digest.update(chunk)
-        parts.append(chunk)
-    return b"".join(parts), digest.hexdigest()
 
 
 class LocalStore:
