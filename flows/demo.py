@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 ROOT = Path("demo-archive")
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "old-photos"
@@ -29,26 +29,20 @@ def clean_images() -> dict[str, Image.Image]:
     return images
 
 
+# Old prints, mostly: toned, faded, grainy, scratched and dusty; some torn or cracked.
+DEMO_AGING = {"sepia": 0.7, "fading": 0.9, "yellowing": 0.4, "film_grain": 0.8, "gaussian_blur": 0.6,
+              "vignette": 0.6, "scratches": 0.8, "dust": 0.8, "cracks": 0.3, "tears": 0.2, "jpeg": 0.3}  # fmt: skip
+
+
 def age(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """A quick look of age for demo data: sepia, fading, grain, blur, scratches, dust, vignette."""
-    gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    h, w = gray.shape
-    gray = 0.18 + 0.7 * gray  # lifted blacks, lowered contrast
-    gray += rng.normal(0, 0.04, gray.shape).astype(np.float32)  # grain
-    yy, xx = np.mgrid[0:h, 0:w]
-    r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2))
-    gray *= 1 - 0.35 * np.clip(r - 0.5, 0, 1)  # vignette
-    for _ in range(rng.integers(2, 6)):  # thin bright scratches
-        x0, slope = rng.uniform(0, w), rng.uniform(-0.15, 0.15)
-        xs = (x0 + slope * np.arange(h)).astype(int)
-        ok = (xs >= 0) & (xs < w)
-        gray[np.arange(h)[ok], xs[ok]] = rng.uniform(0.85, 1.0)
-    for _ in range(rng.integers(30, 90)):  # dust
-        y, x, s = rng.integers(0, h), rng.integers(0, w), rng.integers(1, 3)
-        gray[max(0, y - s) : y + s, max(0, x - s) : x + s] = rng.choice([0.05, 0.95])
-    sepia = np.stack([gray * 1.07, gray * 0.91, gray * 0.72], axis=-1)
-    aged = Image.fromarray((np.clip(sepia, 0, 1) * 255).astype(np.uint8), "RGB")
-    return aged.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.2)))
+    """Age a clean image with the project's own degradation model (restoration.degrade)."""
+    import torch
+
+    from restoration.degrade import DegradationConfig, degrade
+
+    x = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+    out = degrade(x, rng, DegradationConfig(DEMO_AGING)).degraded[0]
+    return Image.fromarray((out.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
 
 
 def write_if_changed(path: Path, data: bytes) -> None:

@@ -1,0 +1,99 @@
+"""The degradation model: effects in random order with per-effect probabilities, in the spirit
+of the published old-photo (Wan et al. 2020) and Real-ESRGAN (Wang et al. 2021) recipes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from restoration.degrade import damage, tone
+
+# Unstructured effects, applied first, in a random order per image.
+TONE = ("gaussian_blur", "motion_blur", "resample", "fading", "yellowing", "sepia", "halftone",
+        "vignette", "gaussian_noise", "poisson_noise", "speckle_noise", "film_grain")  # fmt: skip
+# Structural damage, applied after, so the mask marks exactly the pixels it destroyed.
+DAMAGE = ("scratches", "dust", "cracks", "tears")
+LAST = ("jpeg",)
+
+DEFAULT_PROBABILITIES = {
+    "gaussian_blur": 0.5, "motion_blur": 0.1, "resample": 0.3, "fading": 0.6, "yellowing": 0.5,
+    "sepia": 0.3, "halftone": 0.05, "vignette": 0.4, "gaussian_noise": 0.4, "poisson_noise": 0.2,
+    "speckle_noise": 0.1, "film_grain": 0.5, "scratches": 0.6, "dust": 0.6, "cracks": 0.3,
+    "tears": 0.15, "jpeg": 0.4,
+}  # fmt: skip
+
+
+def effect(name: str) -> tuple[Callable, Callable]:
+    """The (sample, apply) pair of an effect, by name."""
+    module = damage if name in DAMAGE else tone
+    return getattr(module, f"sample_{name}"), getattr(module, f"apply_{name}")
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    probabilities: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PROBABILITIES))
+
+    def __post_init__(self) -> None:
+        unknown = set(self.probabilities) - set(TONE + DAMAGE + LAST)
+        if unknown:
+            raise ValueError(f"unknown degradation effects: {sorted(unknown)}")
+
+    def digest(self) -> str:
+        """sha256 of the configuration, for model cards."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+
+    @classmethod
+    def only(cls, *names: str) -> DegradationConfig:
+        """Every effect in ``names`` always, nothing else (for tests and ablations)."""
+        return cls({name: 1.0 for name in names})
+
+
+@dataclass
+class Degraded:
+    degraded: torch.Tensor  # [B, C, H, W] in [0, 1]
+    clean: torch.Tensor  # the target
+    mask: torch.Tensor  # [B, 1, H, W], 1 where structural damage destroyed the picture
+    params: list[list[dict]]  # per image, the effects applied in order with their parameters
+
+
+def sample_plan(rng: np.random.Generator, h: int, w: int, config: DegradationConfig) -> list[dict]:
+    """Which effects one image gets, in which order, with which parameters."""
+    prob = config.probabilities
+    chosen = [n for n in TONE if rng.random() < prob.get(n, 0.0)]
+    chosen = [chosen[i] for i in rng.permutation(len(chosen))]
+    chosen += [n for n in DAMAGE + LAST if rng.random() < prob.get(n, 0.0)]
+    return [{"effect": n, **effect(n)[0](rng, h, w)} for n in chosen]
+
+
+def apply_plan(img: torch.Tensor, plan: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply a recorded plan to [1, C, H, W]; the same plan always gives the same result."""
+    mask = torch.zeros(img.shape[0], 1, *img.shape[-2:], device=img.device, dtype=img.dtype)
+    for step in plan:
+        params = {k: v for k, v in step.items() if k != "effect"}
+        out = effect(step["effect"])[1](img, params)
+        if isinstance(out, tuple):
+            img, m = out
+            mask = torch.maximum(mask, m.to(mask.dtype))
+        else:
+            img = out
+    return img.clamp(0, 1), mask
+
+
+def degrade(clean: torch.Tensor, seed: int | np.random.Generator, config: DegradationConfig | None = None) -> Degraded:
+    """Degrade a batch [B, C, H, W] of clean images in [0, 1]; each image gets its own plan."""
+    config = config or DegradationConfig()
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    h, w = clean.shape[-2:]
+    outs, masks, plans = [], [], []
+    for one in clean.split(1):
+        plan = sample_plan(rng, h, w, config)
+        img, mask = apply_plan(one, plan)
+        outs.append(img)
+        masks.append(mask)
+        plans.append(plan)
+    return Degraded(torch.cat(outs), clean, torch.cat(masks), plans)
