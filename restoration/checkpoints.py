@@ -1,0 +1,83 @@
+"""Checkpoints: weights as safetensors (never unpickled) beside a ``card.json`` that names the
+architecture and config, so any checkpoint rebuilds by name; sha256 checked before use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from restoration.registry import create_model
+
+WEIGHTS, CARD = "model.safetensors", "card.json"
+
+
+class ChecksumError(Exception):
+    """The weights on disk are not the ones the card (or the catalogue) vouches for."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(model: nn.Module, directory: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Write ``model.safetensors`` and ``card.json`` into ``directory``; returns the final card.
+
+    ``card`` must name ``architecture`` and ``config`` (the keyword arguments of create_model).
+    """
+    missing = {"architecture", "config"} - set(card)
+    if missing:
+        raise ValueError(f"a model card needs {sorted(missing)}")
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, directory / WEIGHTS, metadata={"architecture": card["architecture"]})
+    card = card | {"weights": WEIGHTS, "weights_sha256": sha256_file(directory / WEIGHTS),
+                   "parameters": sum(v.numel() for v in state.values())}  # fmt: skip
+    (directory / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return card
+
+
+def read_card(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / CARD).read_text())
+
+
+def load_checkpoint(
+    directory: Path, expected_sha256: str | None = None, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the card's architecture and load its weights, refusing any digest mismatch.
+
+    ``expected_sha256`` is what the catalogue recorded; it must agree with the card and the file.
+    """
+    card = read_card(directory)
+    weights = directory / card.get("weights", WEIGHTS)
+    actual = sha256_file(weights)
+    for source, expected in (("the card", card.get("weights_sha256")), ("the catalogue", expected_sha256)):
+        if expected is not None and expected != actual:
+            raise ChecksumError(f"{weights}: sha256 {actual} does not match {source} ({expected})")
+    model = create_model(card["architecture"], **card["config"])
+    model.load_state_dict(load_file(weights, device=str(device)), strict=True)
+    return model.to(device).eval(), card
+
+
+def load_foreign_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A user's own checkpoint of a supported architecture: safetensors, or a PyTorch file read
+    with ``weights_only=True`` (tensors only, no code), unwrapping Real-ESRGAN's
+    ``params_ema`` / ``params`` keys."""
+    if path.suffix == ".safetensors":
+        return load_file(path)
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("params_ema", "params", "state_dict"):
+        if isinstance(obj, dict) and key in obj:
+            return obj[key]
+    if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    raise ValueError(f"{path}: not a state dict (expected tensors, or params_ema/params/state_dict)")
