@@ -71,10 +71,15 @@ def sample_scratches(rng: np.random.Generator, h: int, w: int) -> dict:
 
 
 def apply_scratches(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    return _strokes(img, p["scratches"], _bezier)
+
+
+def _strokes(img: torch.Tensor, strokes: list[dict], path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paint each stroke along ``path(vertices, h, w)``; the mask is the union of the strokes."""
     h, w = img.shape[-2:]
     total = torch.zeros(1, 1, h, w, device=img.device)
-    for s in p["scratches"]:
-        m = _raster(h, w, _bezier(s["vertices"], h, w), s["width"], img.device)
+    for s in strokes:
+        m = _raster(h, w, path(s["vertices"], h, w), s["width"], img.device)
         img = _paint(img, m, s["value"], s["alpha"])
         total = torch.maximum(total, m)
     return img, total.expand(img.shape[0], 1, h, w)
@@ -133,13 +138,7 @@ def sample_cracks(rng: np.random.Generator, h: int, w: int) -> dict:
 
 
 def apply_cracks(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    h, w = img.shape[-2:]
-    total = torch.zeros(1, 1, h, w, device=img.device)
-    for c in p["cracks"]:
-        m = _raster(h, w, _polyline(c["vertices"], h, w), c["width"], img.device)
-        img = _paint(img, m, c["value"], c["alpha"])
-        total = torch.maximum(total, m)
-    return img, total.expand(img.shape[0], 1, h, w)
+    return _strokes(img, p["cracks"], _polyline)
 
 
 # -- tears and losses at the borders -------------------------------------------------------------
