@@ -1,0 +1,44 @@
+"""Quality metrics on [B, C, H, W] tensors in [0, 1]: PSNR, SSIM, damage-mask F1."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB, one value per image."""
+    mse = ((pred - target) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
+
+
+def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
+    x = torch.arange(size, dtype=like.dtype, device=like.device) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, size, size)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity (Wang et al. 2004, Gaussian window), one value per image; differentiable."""
+    c = pred.shape[1]
+    win = _gaussian_window(size, sigma, c, pred)
+    blur = lambda t: F.conv2d(t, win, groups=c)  # noqa: E731  ('valid' region, as scikit-image crops)
+    mu_p, mu_t = blur(pred), blur(target)
+    var_p = blur(pred * pred) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(pred * target) - mu_p * mu_t
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    return s.flatten(1).mean(1)
+
+
+def mask_f1(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """F1 of a predicted damage mask (probabilities) against the true one, over the whole batch.
+
+    Both empty counts as perfect agreement.
+    """
+    p, t = pred >= threshold, target >= 0.5
+    tp = (p & t).sum().float()
+    denom = p.sum().float() + t.sum().float()
+    return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.ones((), device=pred.device))
