@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class Opaque(Generic[T]):
+    """A task result Prefect does not look inside. It walks returned lists, dicts and
+    dataclasses for futures and states, which costs real time on listings and on batches of
+    EXIF-laden records; unwrap with ``.value``. (Inputs use ``prefect...annotations.quote``.)"""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T):
+        self.value = value
 
 
 def chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:

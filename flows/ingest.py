@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
-from flows.batching import chunks, pipelined
+from flows.batching import Opaque, chunks, pipelined
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError
 from flows.fetch import Fetched, fetch_batch
@@ -25,16 +25,6 @@ from archive_db import ledger, queries
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class FetchedBatch:
-    """A batch's results, opaque to Prefect: it walks lists and dataclasses in task inputs and
-    results looking for futures, which costs real time on batches of EXIF-laden records."""
-
-    __slots__ = ("files",)
-
-    def __init__(self, files: list[Fetched]):
-        self.files = files
-
-
 def check_collection_name(name: str) -> str:
     if not COLLECTION_NAME.match(name):
         raise ConfigError(
@@ -45,13 +35,13 @@ def check_collection_name(name: str) -> str:
 
 
 @task(name="list-source", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
-def list_source(source: str, settings: Settings) -> list[ObjectInfo]:
-    return list(open_store(source, settings.store).list())
+def list_source(source: str, settings: Settings) -> Opaque[list[ObjectInfo]]:
+    return Opaque(list(open_store(source, settings.store).list()))
 
 
 @task(name="fetch-and-inspect-batch", cache_policy=NO_CACHE)
-def inspect_batch(source: str, objects: list[ObjectInfo], settings: Settings) -> FetchedBatch:
-    return FetchedBatch(fetch_batch(source, settings.store, objects, settings.ingest, reporter().advance))
+def inspect_batch(source: str, objects: list[ObjectInfo], settings: Settings) -> Opaque[list[Fetched]]:
+    return Opaque(fetch_batch(source, settings.store, objects, settings.ingest, reporter().advance))
 
 
 @flow(name="ingest-collection", validate_parameters=False)
@@ -63,7 +53,7 @@ def ingest_collection(source: str, collection: str, settings: Settings | None = 
     ensure_schema(settings.db.url)
     source_uri = open_store(source, settings.store).uri
     output = open_store(settings.store.output, settings.store, create=True)
-    listing = list_source(source_uri, settings)
+    listing = list_source(source_uri, settings).value
     run_id, collection_id, known = _begin(settings, source_uri, output.uri, collection)
 
     summary = IngestSummary(collection=collection, source=source_uri, run_id=run_id, listed=len(listing))
@@ -78,7 +68,7 @@ def ingest_collection(source: str, collection: str, settings: Settings | None = 
             chunks(todo, settings.ingest.batch_size),
             submit=lambda batch: inspect_batch.submit(source_uri, quote(list(batch)), settings),
             consume=lambda fetched: summary.add(
-                record_batch(settings, collection_id, run_id, source_uri, collection, quote(fetched.files))
+                record_batch(settings, collection_id, run_id, source_uri, collection, quote(fetched.value))
             ),
             in_flight=settings.ingest.batches_in_flight,
         )
