@@ -150,6 +150,58 @@ def _short(detail: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in detail.items() if v is not None)[:200]
 
 
+
+
+@click.group()
+def train() -> None:
+    """Train models (on synthetic degradations of bundled clean images)."""
+
+
+@train.command("restore")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where model.safetensors and card.json go.")
+@click.option("--name", default="restore-unet", show_default=True)
+@click.option("--version", "version", default="v1", show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=2000, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(0), default=500, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--crop", type=click.IntRange(32), default=128, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
+@click.option("--fresh", is_flag=True, help="Ignore a saved training state and start over.")
+def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_steps: int, batch: int, crop: int,
+                  seed: int, device: str, fresh: bool) -> None:  # fmt: skip
+    """Train the U-Net restorer as a GAN; resumable (state kept in OUT.training/)."""
+    from pathlib import Path
+
+    import torch
+
+    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
+    from restoration.engine import resolve_device
+    from restoration.training import TrainConfig, Trainer, export
+    from flows.versions import code_version, software_versions
+
+    dev = resolve_device(device)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    train_set, val_set = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
+    config = TrainConfig(steps=steps, warmup_steps=min(warmup_steps, steps), batch=batch, crop=crop, seed=seed)
+    trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print)
+    out = Path(out_dir)
+    trainer.run(out.with_name(out.name + ".training"), resume=not fresh)
+    err.print("final validation (with the classical baseline) ...")
+    metrics = trainer.validate(with_baseline=True)
+    card = export(trainer, out, {
+        "name": name, "version": version, "metrics": metrics, "code_version": code_version(),
+        "software": software_versions() | {"torch": torch.__version__},
+        "data": {"train": sorted(train_set), "train_digest": digest(train_set),
+                 "validation": sorted(val_set), "validation_digest": digest(val_set)},
+    })  # fmt: skip
+    out_table = [[k, f"{v:.4f}"] for k, v in metrics.items()]
+    from flows.console import out as console
+
+    console.print(table(f"{name} {version}: validation", ["metric", "value"], out_table))
+    console.print(f"wrote {out / 'model.safetensors'} (sha256 {card['weights_sha256'][:16]}…) and card.json")
+
+
 def register(cli: click.Group) -> None:
-    for command in (db, ingest, audit, collections, show):
+    for command in (db, ingest, audit, collections, show, train):
         cli.add_command(command)

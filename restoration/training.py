@@ -1,0 +1,197 @@
+"""GAN training of the restorer: warm-up on reconstruction and mask losses, then adversarial
+training against a PatchGAN; EMA of the generator; AMP on CUDA; seeded and resumable."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from restoration import losses
+from restoration.baseline import classical_restore
+from restoration.checkpoints import save_checkpoint
+from restoration.data import training_batch, validation_set
+from restoration.degrade import DegradationConfig, Degraded
+from restoration.metrics import mask_f1, psnr, ssim
+from restoration.registry import create_model
+
+STATE = "training-state.pt"
+
+
+@dataclass
+class TrainConfig:
+    architecture: str = "unet_restorer"
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    discriminator: str = "patchgan"
+    disc_config: dict[str, Any] = field(default_factory=lambda: {"ndf": 32, "n_layers": 3})
+    steps: int = 2000
+    warmup_steps: int = 500  # generator alone, reconstruction + mask losses
+    batch: int = 8
+    crop: int = 128
+    lr: float = 2e-4
+    adv_weight: float = 0.005
+    mask_weight: float = 0.3
+    ssim_weight: float = 0.2
+    ema_decay: float = 0.999
+    seed: int = 0
+    val_every: int = 500
+    val_crops: int = 4  # per held-out image
+    val_crop: int = 192
+    degradation: dict[str, float] = field(default_factory=lambda: DegradationConfig().probabilities)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, train_images: list[np.ndarray], val_images: list[np.ndarray],
+                 device: str = "cpu", log: Callable[[str], None] = print):  # fmt: skip
+        torch.manual_seed(config.seed)
+        self.config, self.device, self.log = config, torch.device(device), log
+        self.train_images, self.val_images = train_images, val_images
+        self.degradation = DegradationConfig(dict(config.degradation))
+        self.g = create_model(config.architecture, **config.arch_config).to(self.device)
+        self.d = create_model(config.discriminator, **config.disc_config).to(self.device)
+        self.ema = copy.deepcopy(self.g).eval().requires_grad_(False)
+        self.opt_g = torch.optim.AdamW(self.g.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
+        self.opt_d = torch.optim.AdamW(self.d.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
+        self.amp = self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    # -- one step -----------------------------------------------------------------------------
+
+    def train_step(self, batch: Degraded | None = None) -> dict[str, float]:
+        c = self.config
+        batch = batch or training_batch(self.train_images, self.step, c.seed, c.batch, c.crop, self.degradation)
+        x, y, m = (t.to(self.device) for t in (batch.degraded, batch.clean, batch.mask))
+        adversarial = self.step >= c.warmup_steps
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            restored, mask_logits = self.g(x)
+            rec = losses.reconstruction(restored.float(), y, c.ssim_weight)
+            msk = losses.mask_loss(mask_logits.float(), m)
+            loss = rec + c.mask_weight * msk
+            adv = torch.zeros((), device=self.device)
+            if adversarial:
+                adv = losses.g_hinge(self.d(restored).float())
+                loss = loss + c.adv_weight * adv
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_g)
+        out = {"rec": rec.item(), "mask": msk.item(), "g_adv": adv.item()}
+        if adversarial:
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                d_loss = losses.d_hinge(self.d(y).float(), self.d(restored.detach()).float())
+            self.opt_d.zero_grad(set_to_none=True)
+            self.scaler.scale(d_loss).backward()
+            self.scaler.step(self.opt_d)
+            out["d"] = d_loss.item()
+        self.scaler.update()
+        self._update_ema()
+        self.step += 1
+        return out
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))  # warm start
+        for e, p in zip(self.ema.parameters(), self.g.parameters(), strict=True):
+            e.lerp_(p, 1 - decay)
+
+    # -- validation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self, with_baseline: bool = False) -> dict[str, float]:
+        c = self.config
+        val = validation_set(self.val_images, c.seed, c.val_crop, c.val_crops, self.degradation)
+        return evaluate(self.ema, val, self.device, with_baseline)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def save_state(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"step": self.step, "g": self.g.state_dict(), "d": self.d.state_dict(), "ema": self.ema.state_dict(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "scaler": self.scaler.state_dict(), "history": self.history}  # fmt: skip
+        tmp = directory / (STATE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(directory / STATE)
+
+    def load_state(self, directory: Path) -> bool:
+        path = directory / STATE
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        for name in ("g", "d", "ema", "opt_g", "opt_d", "scaler"):
+            getattr(self, name).load_state_dict(state[name])
+        self.step, self.history = state["step"], state["history"]
+        return True
+
+    def run(self, directory: Path, resume: bool = True, state_every: int = 250) -> None:
+        c = self.config
+        if resume and self.load_state(directory):
+            self.log(f"resumed at step {self.step}")
+        started, running = time.perf_counter(), []
+        while self.step < c.steps:
+            running.append(self.train_step())
+            if self.step % 50 == 0 or self.step == c.steps:
+                mean = {k: float(np.mean([r.get(k, 0.0) for r in running])) for k in running[-1]}
+                rate = len(running) / (time.perf_counter() - started)
+                self.log(f"step {self.step}/{c.steps} " + " ".join(f"{k}={v:.4f}" for k, v in mean.items())
+                         + f" ({rate:.2f} steps/s)")  # fmt: skip
+                self.history.append({"step": self.step, **mean})
+                running, started = [], time.perf_counter()
+            if self.step % c.val_every == 0 and self.step < c.steps:
+                self.log("validation " + _fmt(self.validate()))
+            if self.step % state_every == 0:
+                self.save_state(directory)
+        self.save_state(directory)
+
+
+def evaluate(model: torch.nn.Module, val: Degraded, device: torch.device, with_baseline: bool) -> dict[str, float]:
+    """PSNR/SSIM of the degraded input, (optionally) the classical baseline, and the model; mask F1."""
+    model.eval()
+    restored, logits = [], []
+    for x in val.degraded.split(4):
+        r, l = model(x.to(device))
+        restored.append(r.float().clamp(0, 1).cpu())
+        logits.append(l.float().cpu())
+    restored, prob = torch.cat(restored), torch.sigmoid(torch.cat(logits))
+    y = val.clean
+    out = {
+        "input_psnr": psnr(val.degraded, y).mean().item(),
+        "input_ssim": ssim(val.degraded, y).mean().item(),
+        "model_psnr": psnr(restored, y).mean().item(),
+        "model_ssim": ssim(restored, y).mean().item(),
+        "mask_f1": mask_f1(prob, val.mask).item(),
+    }
+    clean_out = torch.cat([model(x.to(device))[0].float().clamp(0, 1).cpu() for x in y.split(4)])
+    out["clean_psnr"] = psnr(clean_out, y).mean().item()  # restoration must do no harm
+    if with_baseline:
+        base, masks = zip(*(classical_restore(img.permute(1, 2, 0).numpy()) for img in val.degraded))
+        base_t = torch.from_numpy(np.stack(base)).permute(0, 3, 1, 2)
+        out["baseline_psnr"] = psnr(base_t, y).mean().item()
+        out["baseline_ssim"] = ssim(base_t, y).mean().item()
+        out["baseline_mask_f1"] = mask_f1(torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)), val.mask).item()
+    return out
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+def export(trainer: Trainer, directory: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Save the EMA generator as a checkpoint with its card (config, data, seed, metrics)."""
+    c = trainer.config
+    card = card | {
+        "architecture": c.architecture,
+        "config": c.arch_config,
+        "task": "restore",
+        "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device),
+                                 "degradation_digest": trainer.degradation.digest()},
+        "history": trainer.history[-20:],
+    }  # fmt: skip
+    return save_checkpoint(trainer.ema, directory, card)
