@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archive_db.models import Collection, Duplicate, Event, Item
+from archive_db.models import Collection, Duplicate, Event, Item, ModelVersion
 
 
 def collection_by_name(session: Session, name: str) -> Collection | None:
@@ -115,3 +115,28 @@ def items_for_audit(session: Session, collection_id: int) -> list[tuple[int, str
         .order_by(Item.id)
     )
     return [tuple(row) for row in session.execute(query)]
+
+
+def model_versions(session: Session, task: str | None = None) -> list[ModelVersion]:
+    query = select(ModelVersion).order_by(ModelVersion.task, ModelVersion.name, ModelVersion.created_at)
+    if task:
+        query = query.where(ModelVersion.task == task)
+    return list(session.scalars(query))
+
+
+def resolve_model(session: Session, ref: str) -> ModelVersion | None:
+    """``TASK@production``, ``TASK@VERSION``, ``NAME@production`` or ``NAME@VERSION``: one version.
+
+    Returns None when nothing matches; raises LookupError when the reference is ambiguous.
+    """
+    who, _, which = ref.partition("@")
+    if not which:
+        raise LookupError(f"model reference {ref!r} must be NAME@VERSION or TASK@production")
+    query = select(ModelVersion).where((ModelVersion.task == who) | (ModelVersion.name == who))
+    query = query.where(ModelVersion.status == "production") if which == "production" else query.where(
+        ModelVersion.version == which
+    )
+    found = list(session.scalars(query.limit(2)))
+    if len(found) > 1:
+        raise LookupError(f"model reference {ref!r} matches several versions; name the model: NAME@{which}")
+    return found[0] if found else None

@@ -202,6 +202,77 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
     console.print(f"wrote {out / 'model.safetensors'} (sha256 {card['weights_sha256'][:16]}…) and card.json")
 
 
+@click.group()
+def models() -> None:
+    """List, register, promote and retire model versions."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def models_list(settings: Settings, as_json: bool) -> None:
+    """Model versions in the catalogue (the shipped ones are registered on first use)."""
+    from archive_db.queries import model_versions
+    from flows.db import ensure_schema, sessions_for
+    from flows.models import ensure_shipped
+
+    ensure_schema(settings.db.url)
+    ensure_shipped(settings)
+    with sessions_for(settings.db.url)() as session:
+        rows = model_versions(session)
+        data = [{"name": m.name, "version": m.version, "task": m.task, "status": m.status,
+                 "architecture": m.architecture, "weights_sha256": m.weights_sha256,
+                 "metrics": m.metrics or {}} for m in rows]  # fmt: skip
+    if as_json:
+        print_json(data)
+        return
+    cols = ["name", "version", "task", "status", "architecture", "sha256", "model PSNR", "input PSNR"]
+    out.print(table("model versions", cols, [
+        [d["name"], d["version"], d["task"], d["status"], d["architecture"], d["weights_sha256"][:12],
+         _metric(d, "model_psnr"), _metric(d, "input_psnr")] for d in data]))  # fmt: skip
+
+
+def _metric(d: dict, key: str) -> str:
+    value = d["metrics"].get(key)
+    return "" if value is None else f"{value:.2f}"
+
+
+@models.command("register")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--promote", is_flag=True, help="Make it the production version at once.")
+@click.pass_obj
+def models_register(settings: Settings, directory: str, promote: bool) -> None:
+    """Register a checkpoint folder (model.safetensors + card.json) after checking its digest."""
+    from pathlib import Path
+
+    from flows.models import register
+
+    row = register(settings, Path(directory), status="production" if promote else "candidate")
+    out.print(f"registered {row.name}@{row.version} ({row.task}, {row.status}) at {row.weights_uri}")
+
+
+@models.command("promote")
+@click.argument("ref")
+@click.pass_obj
+def models_promote(settings: Settings, ref: str) -> None:
+    """Make NAME@VERSION the production version of its model."""
+    from flows.models import set_status
+
+    row = set_status(settings, ref, "production")
+    out.print(f"{row.name}@{row.version} is now production for {row.task}")
+
+
+@models.command("retire")
+@click.argument("ref")
+@click.pass_obj
+def models_retire(settings: Settings, ref: str) -> None:
+    """Retire NAME@VERSION: kept and readable, never chosen by @production."""
+    from flows.models import set_status
+
+    row = set_status(settings, ref, "retired")
+    out.print(f"{row.name}@{row.version} is retired")
+
+
 def register(cli: click.Group) -> None:
-    for command in (db, ingest, audit, collections, show, train):
+    for command in (db, ingest, audit, collections, show, train, models):
         cli.add_command(command)

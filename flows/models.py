@@ -1,0 +1,114 @@
+"""The model registry: checkpoints in the output store (models/<name>/<version>/) and rows in
+the catalogue's model_versions table, with their weights' sha256 checked on every load."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from archive_db import queries
+from archive_db.models import ModelVersion
+from flows.db import ensure_schema, sessions_for
+from flows.errors import ConfigError, NotFound
+from flows.settings import Settings
+from flows.store import open_store, read_all
+
+WEIGHTS, CARD = "model.safetensors", "card.json"
+SHIPPED = Path(__file__).resolve().parents[1] / "restoration" / "weights"
+
+
+def store_prefix(name: str, version: str) -> str:
+    return f"models/{name}/{version}"
+
+
+def register(settings: Settings, directory: Path, status: str = "candidate") -> ModelVersion:
+    """Copy a checkpoint folder into the output store and record it; refuses a bad digest."""
+    from restoration.checkpoints import ChecksumError, load_checkpoint
+
+    try:
+        _, card = load_checkpoint(directory)  # rebuilds the architecture and checks the digest
+    except ChecksumError as exc:
+        raise ConfigError(str(exc)) from None
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"{directory} is not a usable checkpoint: {exc}") from None
+    name, version = card.get("name"), card.get("version")
+    if not name or not version:
+        raise ConfigError(f"{directory / CARD} must give the model's name and version")
+    ensure_schema(settings.db.url)
+    output = open_store(settings.store.output, settings.store, create=True)
+    prefix = store_prefix(name, version)
+    with sessions_for(settings.db.url).begin() as session:
+        if queries.resolve_model(session, f"{name}@{version}") is not None:
+            raise ConfigError(f"{name}@{version} is already registered; versions are immutable")
+        for filename in (WEIGHTS, CARD):
+            with open(directory / filename, "rb") as fh:
+                output.put(f"{prefix}/{filename}", fh)
+        row = ModelVersion(
+            name=name, version=version, task=card.get("task", "restore"), architecture=card["architecture"],
+            config=card["config"], weights_uri=f"{output.uri}/{prefix}/{WEIGHTS}",
+            weights_sha256=card["weights_sha256"], metrics=card.get("metrics"), status=status,
+        )  # fmt: skip
+        session.add(row)
+        if status == "production":
+            _demote_others(session, row)
+        session.flush()
+        session.expunge(row)
+        return row
+
+
+def set_status(settings: Settings, ref: str, status: str) -> ModelVersion:
+    """Promote (one production version per task and name) or retire a version."""
+    ensure_schema(settings.db.url, create=False)
+    with sessions_for(settings.db.url).begin() as session:
+        row = _resolve(session, ref)
+        if status == "production":
+            _demote_others(session, row)
+        row.status = status
+        session.flush()
+        session.expunge(row)
+        return row
+
+
+def _demote_others(session, row: ModelVersion) -> None:
+    for other in queries.model_versions(session, row.task):
+        if other is not row and other.name == row.name and other.status == "production":
+            other.status = "candidate"
+
+
+def _resolve(session, ref: str) -> ModelVersion:
+    try:
+        row = queries.resolve_model(session, ref)
+    except LookupError as exc:
+        raise ConfigError(str(exc)) from None
+    if row is None:
+        raise NotFound(f"no model version matches {ref!r} (see `archive models list`)")
+    return row
+
+
+def load(settings: Settings, ref: str, device: str = "cpu"):
+    """Resolve ``ref``, fetch its files from the output store, check the digest, build the model."""
+    from restoration.checkpoints import load_checkpoint
+
+    ensure_schema(settings.db.url)
+    ensure_shipped(settings)
+    with sessions_for(settings.db.url)() as session:
+        row = _resolve(session, ref)
+    output = open_store(settings.store.output, settings.store)
+    with tempfile.TemporaryDirectory(prefix="archive-model-") as tmp:
+        for filename in (WEIGHTS, CARD):
+            Path(tmp, filename).write_bytes(read_all(output, f"{store_prefix(row.name, row.version)}/{filename}"))
+        model, card = load_checkpoint(Path(tmp), expected_sha256=row.weights_sha256, device=device)
+    return model, card, row
+
+
+def ensure_shipped(settings: Settings) -> None:
+    """Register the checkpoints shipped with the code, the first time a catalogue needs a model."""
+    if not SHIPPED.is_dir():
+        return
+    with sessions_for(settings.db.url)() as session:
+        known = {(m.name, m.version) for m in queries.model_versions(session)}
+    for card_path in sorted(SHIPPED.glob(f"*/*/{CARD}")):
+        card = json.loads(card_path.read_text())
+        if (card["name"], card["version"]) not in known:
+            register(settings, card_path.parent, status=card.get("shipped_status", "candidate"))

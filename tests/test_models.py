@@ -1,0 +1,100 @@
+"""The model registry: register with digest checks, promote, retire, resolve, load from the store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from flows.errors import ConfigError, NotFound
+from flows.models import load, register, set_status
+from restoration.checkpoints import save_checkpoint
+from restoration.registry import create_model
+
+
+def checkpoint(tmp_path, version: str, name: str = "restore-unet"):
+    torch.manual_seed(len(version))
+    model = create_model("unet_restorer_test")
+    torch.nn.init.normal_(model.image_head.weight, std=0.01)
+    return save_checkpoint(model, tmp_path / f"{name}-{version}", {
+        "architecture": "unet_restorer", "config": {"base": 8, "depth": 2}, "name": name,
+        "version": version, "task": "restore", "metrics": {"model_psnr": 25.0}})  # fmt: skip
+
+
+@pytest.fixture
+def registry(settings, tmp_path, monkeypatch):
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    checkpoint(tmp_path, "v1")
+    checkpoint(tmp_path, "v2")
+    return settings, tmp_path
+
+
+def test_register_promote_resolve_and_load(registry):
+    settings, tmp = registry
+    register(settings, tmp / "restore-unet-v1", status="production")
+    register(settings, tmp / "restore-unet-v2")
+    model, card, row = load(settings, "restore@production")
+    assert (row.version, row.status) == ("v1", "production") and card["version"] == "v1"
+    assert load(settings, "restore-unet@v2")[2].version == "v2"
+    set_status(settings, "restore-unet@v2", "production")
+    assert load(settings, "restore@production")[2].version == "v2"  # v1 went back to candidate
+    set_status(settings, "restore-unet@v2", "retired")
+    with pytest.raises(NotFound, match="no model version matches 'restore@production'"):
+        load(settings, "restore@production")
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert model(x)[0].shape == x.shape
+
+
+def test_versions_are_immutable_and_digests_checked(registry):
+    settings, tmp = registry
+    register(settings, tmp / "restore-unet-v1")
+    with pytest.raises(ConfigError, match="already registered"):
+        register(settings, tmp / "restore-unet-v1")
+    card = json.loads((tmp / "restore-unet-v2" / "card.json").read_text())
+    card["weights_sha256"] = "0" * 64
+    (tmp / "restore-unet-v2" / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError, match="does not match the card"):
+        register(settings, tmp / "restore-unet-v2")
+
+
+def test_a_tampered_stored_model_is_refused_on_load(registry):
+    from restoration.checkpoints import ChecksumError
+
+    settings, tmp = registry
+    row = register(settings, tmp / "restore-unet-v1", status="production")
+    stored = row.weights_uri.removeprefix("file://")
+    data = bytearray(open(stored, "rb").read())
+    data[-5] ^= 0xFF
+    open(stored, "wb").write(bytes(data))
+    with pytest.raises(ChecksumError, match="does not match"):
+        load(settings, "restore@production")
+
+
+def test_models_cli(registry, capsys):
+    from flows.cli import main
+
+    settings, tmp = registry
+    base = ["--db", settings.db.url, "--output", settings.store.output]
+    assert main([*base, "models", "register", str(tmp / "restore-unet-v1"), "--promote"]) == 0
+    assert main([*base, "models", "register", str(tmp / "restore-unet-v2")]) == 0
+    assert main([*base, "models", "promote", "restore-unet@v2"]) == 0
+    assert main([*base, "models", "retire", "restore-unet@v1"]) == 0
+    capsys.readouterr()
+    assert main([*base, "models", "list", "--json"]) == 0
+    rows = {r["version"]: r["status"] for r in json.loads(capsys.readouterr().out)}
+    assert rows == {"v1": "retired", "v2": "production"}
+    assert main([*base, "models", "promote", "restore-unet@v9"]) == 1
+    assert "no model version matches" in capsys.readouterr().err
+
+
+def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, monkeypatch):
+    shipped = tmp_path / "weights"
+    card = checkpoint(shipped / "restore-unet", "v1")
+    (shipped / "restore-unet" / "restore-unet-v1").rename(shipped / "restore-unet" / "v1")
+    path = shipped / "restore-unet" / "v1" / "card.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"shipped_status": "production"}))
+    monkeypatch.setattr("flows.models.SHIPPED", shipped)
+    _, _, row = load(settings, "restore@production")
+    assert (row.name, row.version, row.weights_sha256) == ("restore-unet", "v1", card["weights_sha256"])
