@@ -273,6 +273,44 @@ def models_retire(settings: Settings, ref: str) -> None:
     out.print(f"{row.name}@{row.version} is retired")
 
 
+@click.command("restore-files")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the results.")
+@click.option("--model", "model_ref", default="restore@production", show_default=True)
+@click.option("--masks", is_flag=True, help="Also write <name>.mask.png (the predicted damage).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--tile", type=click.IntRange(64), default=512, show_default=True)
+@click.pass_obj
+def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, model_ref: str, masks: bool,
+                  device: str, tile: int) -> int:  # fmt: skip
+    """Restore image files directly, without a catalogue; names, sizes, modes and bit depth kept."""
+    from pathlib import Path
+
+    from flows.imageio import read_image, save_mask, write_image
+    from flows.models import load
+    from restoration.engine import EngineConfig, Restorer, resolve_device
+
+    dev = resolve_device(device)
+    model, card, row = load(settings, model_ref, device=str(dev))
+    engine = Restorer(model, EngineConfig(tile=tile, overlap=min(64, tile // 4), device=str(dev)))
+    target, failed = Path(out_dir), 0
+    err.print(f"restoring with {row.name}@{row.version} on {dev}")
+    for name in inputs:
+        path = Path(name)
+        try:
+            loaded = read_image(path)
+            result = engine.restore([loaded.pixels])[0]
+            write_image(target / path.name, result.image, loaded)
+            if masks:
+                save_mask(target / f"{path.stem}.mask.png", result.mask)
+        except Exception as exc:  # one line per unreadable input; the rest go on
+            failed += 1
+            err.print(f"failed {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", markup=False)
+            continue
+        out.print(f"restored {name} -> {target / path.name}", markup=False, highlight=False)
+    return 1 if failed else 0
+
+
 def register(cli: click.Group) -> None:
-    for command in (db, ingest, audit, collections, show, train, models):
+    for command in (db, ingest, audit, collections, show, train, models, restore_files):
         cli.add_command(command)

@@ -98,3 +98,36 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
     monkeypatch.setattr("flows.models.SHIPPED", shipped)
     _, _, row = load(settings, "restore@production")
     assert (row.name, row.version, row.weights_sha256) == ("restore-unet", "v1", card["weights_sha256"])
+
+
+def test_restore_files_keeps_names_sizes_modes_and_depth(registry, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from flows.cli import main
+    from flows.imageio import read_image
+    from tests import samples
+
+    settings, tmp = registry
+    base = ["--db", settings.db.url, "--output", settings.store.output]
+    assert main([*base, "models", "register", str(tmp / "restore-unet-v1"), "--promote"]) == 0
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "grey.png").write_bytes(samples.encode(samples.clean().convert("L").resize((70, 50)), "PNG"))
+    (inbox / "photo.jpg").write_bytes(samples.jpeg((90, 60)))
+    (inbox / "deep.tif").write_bytes(samples.gray16_tiff())
+    (inbox / "colour16.tif").write_bytes(samples.rgb16_tiff())
+    (inbox / "alpha.png").write_bytes(samples.encode(samples.clean().convert("RGBA").resize((40, 30)), "PNG"))
+    (inbox / "broken.png").write_bytes(samples.truncated(samples.png()))
+    files = sorted(str(p) for p in inbox.iterdir())
+    code = main([*base, "restore-files", *files, "--out", str(tmp_path / "out"), "--masks", "--tile", "64"])
+    assert code == 1  # broken.png failed, the rest were restored
+    err = capsys.readouterr().err
+    assert sum(line.startswith("failed ") for line in err.splitlines()) == 1 and "broken.png" in err, err
+    for name in ("grey.png", "photo.jpg", "deep.tif", "colour16.tif", "alpha.png"):
+        before, after = read_image(inbox / name), read_image(tmp_path / "out" / name)
+        assert (after.mode, after.pixels.shape, after.pixels.dtype) == (before.mode, before.pixels.shape, before.pixels.dtype), name
+        assert (tmp_path / "out" / f"{name.rsplit('.', 1)[0]}.mask.png").exists()
+    deep = read_image(tmp_path / "out" / "colour16.tif").pixels
+    assert deep.dtype == np.uint16 and len(np.unique(deep)) > 256  # really 16-bit, not 8-bit scaled up
+    assert Image.open(tmp_path / "out" / "alpha.png").getchannel("A").tobytes() == Image.open(inbox / "alpha.png").getchannel("A").tobytes()

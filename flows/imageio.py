@@ -1,0 +1,62 @@
+"""Reading and writing image files for restoration without losing mode or bit depth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class Loaded:
+    pixels: np.ndarray  # HxW or HxWxC, uint8 or uint16
+    format: str
+    mode: str  # Pillow's mode, or "RGB;16" for 16-bit colour read with tifffile
+    info: dict[str, Any] = field(default_factory=dict)  # icc_profile, dpi
+
+
+def read_image(path: Path) -> Loaded:
+    """Decode a file to an array; 16-bit colour TIFFs (which Pillow reads as 8-bit) via tifffile."""
+    with Image.open(path) as img:
+        img.load()
+        info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
+        fmt, mode = img.format, img.mode
+        if fmt == "TIFF" and mode in ("RGB", "RGBA") and _tiff_bits(img) == 16:
+            import tifffile
+
+            return Loaded(tifffile.imread(path), fmt, mode + ";16", info)
+        if mode in ("I;16", "I;16B", "I;16L"):
+            return Loaded(np.asarray(img, dtype=np.uint16), fmt, "I;16", info)
+        if mode in ("L", "RGB", "RGBA"):
+            return Loaded(np.asarray(img), fmt, mode, info)
+        target = "RGBA" if ("transparency" in img.info or mode in ("LA", "PA", "RGBa")) else "RGB"
+        return Loaded(np.asarray(img.convert(target)), fmt, target, info)
+
+
+def _tiff_bits(img: Image.Image) -> int:
+    bits = img.tag_v2.get(258, (8,))
+    return max(bits) if isinstance(bits, tuple) else int(bits)
+
+
+def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:
+    """Write ``pixels`` in the original's format and mode, with its ICC profile and DPI."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if like.mode.endswith(";16") and pixels.ndim == 3:
+        import tifffile
+
+        tifffile.imwrite(path, pixels, photometric="rgb", iccprofile=like.info.get("icc_profile"),
+                         resolution=like.info.get("dpi"), resolutionunit="INCH" if like.info.get("dpi") else None)  # fmt: skip
+        return
+    img = Image.fromarray(pixels)
+    kwargs = {k: v for k, v in like.info.items() if v}
+    fmt = like.format or "PNG"
+    if fmt == "JPEG":
+        kwargs["quality"] = 95
+    img.save(path, fmt, **kwargs)
+
+
+def save_mask(path: Path, mask: np.ndarray) -> None:
+    Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(path, "PNG")
