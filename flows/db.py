@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +16,10 @@ from flows.errors import ConfigError
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
     try:
-        return make_engine(url)
+        engine = make_engine(url)
+        if engine.url.get_backend_name() == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a new catalogue's folder
+        return engine
     except Exception as exc:
         raise ConfigError(f"invalid database URL: {exc}") from None
 

@@ -23,6 +23,15 @@ from restoration.registry import create_model
 
 STATE = "training-state.pt"
 
+# What the restorer learns to undo: damage, noise, grain, blur, compression and fading. Toning,
+# colour casts, halftone screens and vignetting are left out: a local model cannot tell a sepia
+# print from a brown scene, and guessing colours is not restoration (period looks are styles).
+RESTORE_PROBABILITIES = {
+    "gaussian_blur": 0.4, "motion_blur": 0.05, "resample": 0.25, "fading": 0.4, "gaussian_noise": 0.4,
+    "poisson_noise": 0.2, "speckle_noise": 0.1, "film_grain": 0.5, "scratches": 0.7, "dust": 0.7,
+    "cracks": 0.35, "tears": 0.15, "jpeg": 0.4,
+}  # fmt: skip
+
 
 @dataclass
 class TrainConfig:
@@ -43,7 +52,7 @@ class TrainConfig:
     val_every: int = 500
     val_crops: int = 4  # per held-out image
     val_crop: int = 192
-    degradation: dict[str, float] = field(default_factory=lambda: DegradationConfig().probabilities)
+    degradation: dict[str, float] = field(default_factory=lambda: dict(RESTORE_PROBABILITIES))
 
 
 class Trainer:

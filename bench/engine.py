@@ -1,0 +1,100 @@
+"""Engine throughput against a naive full-frame forward, and peak memory on one big scan.
+
+Prints, in one run on this machine: megapixels per second of the tiled, batched engine and of
+a naive loop that runs the same model on each whole image at once, their ratio, and the peak
+resident memory of a separate process restoring one synthetic scan of --megapixels (40 by
+default). The weights do not change the speed, so the untrained default architecture is used.
+
+    .venv/bin/python bench/engine.py [--images 6] [--size 1024] [--megapixels 40] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from restoration.engine import EngineConfig, Restorer, resolve_device  # noqa: E402
+from restoration.registry import create_model  # noqa: E402
+
+
+def images(n: int, size: int) -> list[np.ndarray]:
+    from skimage import data
+    from PIL import Image
+
+    base = Image.fromarray(data.astronaut())
+    return [np.array(base.resize((size + 16 * i, size - 8 * i))) for i in range(n)]
+
+
+@torch.inference_mode()
+def naive(model, imgs: list[np.ndarray], device) -> float:
+    t = time.perf_counter()
+    for img in imgs:
+        x = torch.from_numpy(img).permute(2, 0, 1)[None].float().div(255).to(device)
+        out = model(x)[0].clamp(0, 1).mul(255).round().byte().cpu()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    del out
+    return time.perf_counter() - t
+
+
+def big_scan(megapixels: float, device: str) -> None:
+    """Child process: restore one scan of ``megapixels`` and report time and peak memory."""
+    side = int((megapixels * 1e6) ** 0.5)
+    rng = np.random.default_rng(0)
+    scan = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
+    engine = Restorer(create_model("unet_restorer"), EngineConfig(device=device))
+    t = time.perf_counter()
+    engine.restore([scan])
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": peak_kb / 1024, "side": side}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--megapixels", type=float, default=40.0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--big-scan-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.big_scan_child:
+        big_scan(args.megapixels, args.device)
+        return 0
+
+    device = resolve_device(args.device)
+    model = create_model("unet_restorer").eval().to(device)
+    imgs = images(args.images, args.size)
+    mp = sum(i.shape[0] * i.shape[1] for i in imgs) / 1e6
+    engine = Restorer(model, EngineConfig(device=str(device)))
+    engine.restore(imgs[:1])  # warm-up (allocations, autotuning)
+    naive(model, imgs[:1], device)
+
+    t_naive = naive(model, imgs, device)
+    t = time.perf_counter()
+    engine.restore(imgs)
+    t_engine = time.perf_counter() - t
+    print(f"device {device}, {args.images} images, {mp:.1f} MP, torch threads {torch.get_num_threads()}")
+    print(f"naive full-frame forward : {t_naive:7.2f} s  {mp / t_naive:6.2f} MP/s")
+    print(f"engine (tiled, batched)  : {t_engine:7.2f} s  {mp / t_engine:6.2f} MP/s")
+    print(f"ratio engine/naive = {t_naive / t_engine:.2f}  (goal >= 1.0)")
+
+    child = subprocess.run([sys.executable, __file__, "--big-scan-child", "--megapixels", str(args.megapixels),
+                            "--device", str(device)], capture_output=True, text=True, check=True)  # fmt: skip
+    big = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"one {args.megapixels:.0f} MP scan ({big['side']}x{big['side']}): {big['seconds']:.1f} s, "
+          f"{args.megapixels / big['seconds']:.2f} MP/s, peak resident memory {big['peak_mb']:.0f} MB (goal < 2048)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
