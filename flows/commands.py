@@ -181,25 +181,21 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
     from flows.versions import code_version, software_versions
 
     dev = resolve_device(device)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train_set, val_set = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
     config = TrainConfig(steps=steps, warmup_steps=min(warmup_steps, steps), batch=batch, crop=crop, seed=seed)
     trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print)
-    out = Path(out_dir)
-    trainer.run(out.with_name(out.name + ".training"), resume=not fresh)
+    target = Path(out_dir)
+    trainer.run(target.with_name(target.name + ".training"), resume=not fresh)
     err.print("final validation (with the classical baseline) ...")
     metrics = trainer.validate(with_baseline=True)
-    card = export(trainer, out, {
+    card = export(trainer, target, {
         "name": name, "version": version, "metrics": metrics, "code_version": code_version(),
         "software": software_versions() | {"torch": torch.__version__},
         "data": {"train": sorted(train_set), "train_digest": digest(train_set),
                  "validation": sorted(val_set), "validation_digest": digest(val_set)},
     })  # fmt: skip
-    out_table = [[k, f"{v:.4f}"] for k, v in metrics.items()]
-    from flows.console import out as console
-
-    console.print(table(f"{name} {version}: validation", ["metric", "value"], out_table))
-    console.print(f"wrote {out / 'model.safetensors'} (sha256 {card['weights_sha256'][:16]}…) and card.json")
+    out.print(table(f"{name} {version}: validation", ["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()]))
+    out.print(f"wrote {target / card['weights']} (sha256 {card['weights_sha256'][:16]}…) and card.json")
 
 
 @click.group()
@@ -251,26 +247,21 @@ def models_register(settings: Settings, directory: str, promote: bool) -> None:
     out.print(f"registered {row.name}@{row.version} ({row.task}, {row.status}) at {row.weights_uri}")
 
 
-@models.command("promote")
-@click.argument("ref")
-@click.pass_obj
-def models_promote(settings: Settings, ref: str) -> None:
-    """Make NAME@VERSION the production version of its model."""
-    from flows.models import set_status
+def _status_command(name: str, status: str, help_text: str) -> None:
+    """``archive models promote|retire NAME@VERSION``: the same command with another status."""
 
-    row = set_status(settings, ref, "production")
-    out.print(f"{row.name}@{row.version} is now production for {row.task}")
+    @models.command(name, help=help_text)
+    @click.argument("ref")
+    @click.pass_obj
+    def command(settings: Settings, ref: str) -> None:
+        from flows.models import set_status
+
+        row = set_status(settings, ref, status)
+        out.print(f"{row.name}@{row.version} is now {status} ({row.task})")
 
 
-@models.command("retire")
-@click.argument("ref")
-@click.pass_obj
-def models_retire(settings: Settings, ref: str) -> None:
-    """Retire NAME@VERSION: kept and readable, never chosen by @production."""
-    from flows.models import set_status
-
-    row = set_status(settings, ref, "retired")
-    out.print(f"{row.name}@{row.version} is retired")
+_status_command("promote", "production", "Make NAME@VERSION the production version of its model.")
+_status_command("retire", "retired", "Retire NAME@VERSION: kept and readable, never chosen by @production.")
 
 
 @click.command("restore-files")

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from flows.imaging import tiff_bits
+
 
 @dataclass
 class Loaded:
@@ -24,7 +26,7 @@ def read_image(path: Path) -> Loaded:
         img.load()
         info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
         fmt, mode = img.format, img.mode
-        if fmt == "TIFF" and mode in ("RGB", "RGBA") and _tiff_bits(img) == 16:
+        if fmt == "TIFF" and mode in ("RGB", "RGBA") and tiff_bits(img) == 16:
             import tifffile
 
             return Loaded(tifffile.imread(path), fmt, mode + ";16", info)
@@ -34,11 +36,6 @@ def read_image(path: Path) -> Loaded:
             return Loaded(np.asarray(img), fmt, mode, info)
         target = "RGBA" if ("transparency" in img.info or mode in ("LA", "PA", "RGBa")) else "RGB"
         return Loaded(np.asarray(img.convert(target)), fmt, target, info)
-
-
-def _tiff_bits(img: Image.Image) -> int:
-    bits = img.tag_v2.get(258, (8,))
-    return max(bits) if isinstance(bits, tuple) else int(bits)
 
 
 def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:

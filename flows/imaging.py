@@ -43,7 +43,8 @@ def inspect_image(fh: IO[bytes], size: int, max_pixels: int, thumb_px: int) -> I
     meta |= _exif_fields(fh, meta["technical"])
     if img.info.get("exif") and not meta["exif"] and "exif_error" not in meta["technical"]:
         meta["technical"]["exif_error"] = f"EXIF segment of {len(img.info['exif'])} bytes holds no readable tags"
-    meta |= _declared_depth(fh, meta)
+    if meta["format"] == "PNG":
+        meta |= _png_depth(fh)
     try:
         thumb = make_thumbnail(img, thumb_px)
     except Exception as exc:  # a decodable image that cannot be shown is still catalogued
@@ -115,7 +116,7 @@ def _basic_fields(img: Image.Image, first: Image.Image, n_frames: int, pages: li
         "width": w,
         "height": h,
         "mode": first.mode,
-        "bit_depth": MODE_BITS.get(first.mode, 8),
+        "bit_depth": (img.format == "TIFF" and tiff_bits(img)) or MODE_BITS.get(first.mode, 8),
         "dpi_x": dpi_x,
         "dpi_y": dpi_y,
         "icc_description": icc_desc,
@@ -162,23 +163,18 @@ def _exif_fields(fh: IO[bytes], technical: dict[str, Any]) -> dict[str, Any]:
     return {"exif": exif or None, "capture_date": capture_date(exif), "make": make, "model": model}
 
 
-def _declared_depth(fh: IO[bytes], meta: dict[str, Any]) -> dict[str, Any]:
-    """Bits per sample as the file declares it (Pillow reads 16-bit RGB as 8-bit)."""
+def tiff_bits(img: Image.Image) -> int | None:
+    """Bits per sample a TIFF declares (Pillow decodes 16-bit colour as 8-bit), or None."""
+    bits = getattr(img, "tag_v2", {}).get(258)
+    bits = bits if isinstance(bits, tuple) else (bits,)
+    return max(bits) if bits and all(isinstance(b, int) for b in bits) else None
+
+
+def _png_depth(fh: IO[bytes]) -> dict[str, Any]:
+    """Bit depth from a PNG's IHDR chunk (Pillow decodes 16-bit colour PNGs as 8-bit)."""
     fh.seek(0)
     head = fh.read(32)
-    if meta["format"] == "PNG" and len(head) >= 25 and head[12:16] == b"IHDR":
-        return {"bit_depth": head[24]}
-    if meta["format"] == "TIFF":
-        fh.seek(0)
-        try:
-            with Image.open(fh) as img:
-                bits = img.tag_v2.get(258)
-        except Exception:
-            return {}
-        bits = bits if isinstance(bits, tuple) else (bits,)
-        if bits and all(isinstance(b, int) for b in bits):
-            return {"bit_depth": max(bits)}
-    return {}
+    return {"bit_depth": head[24]} if len(head) >= 25 and head[12:16] == b"IHDR" else {}
 
 
 def make_thumbnail(img: Image.Image, px: int) -> bytes:

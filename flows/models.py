@@ -13,8 +13,7 @@ from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
 from flows.store import open_store, read_all
-
-WEIGHTS, CARD = "model.safetensors", "card.json"
+from restoration.checkpoints import CARD, WEIGHTS
 SHIPPED = Path(__file__).resolve().parents[1] / "restoration" / "weights"
 
 
