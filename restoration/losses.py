@@ -13,9 +13,10 @@ def reconstruction(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float 
 
 
 def mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE (damage is rare, so weighted up) plus soft Dice, which does not drown in clean pixels."""
+    """BCE (damage is rare, so weighted up, but at most 4x: more and the mask swells past the
+    damage, which costs precision) plus soft Dice, which does not drown in clean pixels."""
     pos = target.mean().clamp(1e-4, 0.5)
-    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=(1 - pos) / pos)
+    bce = F.binary_cross_entropy_with_logits(logits, target, pos_weight=((1 - pos) / pos).clamp(max=4.0))
     prob = torch.sigmoid(logits)
     dice = 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
     return bce + dice

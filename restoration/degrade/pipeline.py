@@ -37,6 +37,8 @@ def effect(name: str) -> tuple[Callable, Callable]:
 @dataclass(frozen=True)
 class DegradationConfig:
     probabilities: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PROBABILITIES))
+    # Share of images left exactly as they are: training pairs that teach "do no harm".
+    untouched: float = 0.0
 
     def __post_init__(self) -> None:
         unknown = set(self.probabilities) - set(TONE + DAMAGE + LAST)
@@ -64,6 +66,8 @@ class Degraded:
 def sample_plan(rng: np.random.Generator, h: int, w: int, config: DegradationConfig) -> list[dict]:
     """Which effects one image gets, in which order, with which parameters."""
     prob = config.probabilities
+    if config.untouched and rng.random() < config.untouched:
+        return []
     chosen = [n for n in TONE if rng.random() < prob.get(n, 0.0)]
     chosen = [chosen[i] for i in rng.permutation(len(chosen))]
     chosen += [n for n in DAMAGE + LAST if rng.random() < prob.get(n, 0.0)]
