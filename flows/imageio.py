@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,22 +15,33 @@ from flows.imaging import tiff_bits
 
 @dataclass
 class Loaded:
-    pixels: np.ndarray  # HxW or HxWxC, uint8 or uint16
+    pixels: Any  # HxW or HxWxC numpy array, uint8 or uint16; or a uint8 tensor decoded on a GPU
     format: str
     mode: str  # Pillow's mode, or "RGB;16" for 16-bit colour read with tifffile
     info: dict[str, Any] = field(default_factory=dict)  # icc_profile, dpi
 
 
-def read_image(path: Path) -> Loaded:
-    """Decode a file to an array; 16-bit colour TIFFs (which Pillow reads as 8-bit) via tifffile."""
-    with Image.open(path) as img:
-        img.load()
+def read_image(source: Path | bytes, gpu: Any = None) -> Loaded:
+    """Decode a file (a path, or its bytes) to an array; 16-bit colour TIFFs (which Pillow reads
+    as 8-bit) via tifffile. With ``gpu`` (a CUDA torch.device where nvJPEG works), grey and RGB
+    JPEGs decode there."""
+
+    def opened():
+        return source if isinstance(source, Path) else io.BytesIO(source)
+
+    with Image.open(opened()) as img:
         info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
         fmt, mode = img.format, img.mode
+        if gpu is not None and fmt == "JPEG" and mode in ("L", "RGB"):
+            from restoration.decode import decode_jpeg_on
+
+            data = source.read_bytes() if isinstance(source, Path) else source
+            return Loaded(decode_jpeg_on(data, mode == "L", gpu), fmt, mode, info)
+        img.load()
         if fmt == "TIFF" and mode in ("RGB", "RGBA") and tiff_bits(img) == 16:
             import tifffile
 
-            return Loaded(tifffile.imread(path), fmt, mode + ";16", info)
+            return Loaded(tifffile.imread(opened()), fmt, mode + ";16", info)
         if mode in ("I;16", "I;16B", "I;16L"):
             return Loaded(np.asarray(img, dtype=np.uint16), fmt, "I;16", info)
         if mode in ("L", "RGB", "RGBA"):

@@ -1,14 +1,17 @@
 """The inference engine: tiled, batched restoration of images of any size, mode and bit depth.
 
-Images are cut into overlapping tiles; tiles of several images share a batch; the outputs are
+Images are cut into overlapping tiles, as few as cover the image with the overlap asked for and
+spread evenly; tiles of the same shape from several images share a batch; the outputs are
 blended with feathered weights that are zero in the outer quarter of each overlap, so a pixel is
 only taken from tiles that saw enough context around it. The model's memory (activations) is
-bounded by the tile batch whatever the scan's size; the host keeps float32 accumulators of each
-scan (about 20 bytes a pixel) while it is being restored.
+bounded by the tile batch whatever the scan's size, and so is the blending: float accumulators
+cover one row of tiles, and finished rows go straight into the output array (the input's dtype)
+and the float32 damage mask.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,12 +22,13 @@ from torch import nn
 
 @dataclass(frozen=True)
 class EngineConfig:
-    tile: int = 512
+    tile: int = 768  # largest tile side; tiles shrink to spread evenly over each image
     overlap: int = 64  # must cover the model's receptive field: the outer quarter is discarded
-    batch_tiles: int = 0  # 0: by device (16 tiles on CUDA; 2 on CPU, where activations share RAM)
+    batch_tiles: int = 0  # 0: by device (16 tiles on CUDA; 1 on CPU, where activations share RAM)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "auto"  # auto (bf16/fp16 on CUDA, float32 on CPU), float32, bfloat16, float16
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # NHWC: faster convolutions on CUDA and with oneDNN on CPU
+    compile: bool = False  # torch.compile the model (worth it for long runs on one tile shape)
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < self.tile // 2:
@@ -54,6 +58,15 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 # -- converting arrays to model input and back ---------------------------------------------------
 
 
+def _dtype(image: np.ndarray | torch.Tensor) -> np.dtype:
+    """The numpy dtype of an array, or of a tensor (uint8 only: what the GPU JPEG decoder gives)."""
+    if isinstance(image, torch.Tensor):
+        if image.dtype != torch.uint8:
+            raise TypeError(f"unsupported tensor type {image.dtype}; tensors must be uint8 [H, W, C]")
+        return np.dtype(np.uint8)
+    return image.dtype
+
+
 def _scale(dtype: np.dtype) -> float:
     if dtype == np.uint8:
         return 255.0
@@ -64,7 +77,7 @@ def _scale(dtype: np.dtype) -> float:
     raise TypeError(f"unsupported pixel type {dtype}; use uint8, uint16 or float in [0, 1]")
 
 
-def _as_hwc(image: np.ndarray) -> np.ndarray:
+def _as_hwc(image: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     if image.ndim == 2:
         return image[..., None]
     if image.ndim == 3 and image.shape[2] in (1, 3, 4):
@@ -72,40 +85,50 @@ def _as_hwc(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image shape {image.shape}: expected HxW, HxWx1, HxWx3 or HxWx4")
 
 
-def _to_rgb(patch: np.ndarray, scale: float) -> torch.Tensor:
-    """[h, w, c] array -> [3, h, w] float in [0, 1]; grey is repeated, alpha is left out."""
-    t = torch.from_numpy(np.ascontiguousarray(patch[..., :3], dtype=np.float32)) / scale
+def _to_rgb(patch: np.ndarray | torch.Tensor, scale: float) -> torch.Tensor:
+    """[h, w, c] array or tensor -> [3, h, w] float in [0, 1] on the same device; grey is
+    repeated, alpha is left out."""
+    if isinstance(patch, torch.Tensor):
+        t = patch[..., :3].float() / scale
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(patch[..., :3], dtype=np.float32)) / scale
     t = t.permute(2, 0, 1)
     return t.expand(3, -1, -1) if t.shape[0] == 1 else t
 
 
-def _from_rgb(rgb: np.ndarray, original: np.ndarray, scale: float) -> np.ndarray:
+def _from_rgb(rgb: np.ndarray, original: np.ndarray | torch.Tensor, scale: float) -> np.ndarray:
     """Model output [h, w, 3] in [0, 1] -> the original's channels and dtype (alpha kept).
-
-    Works in place on ``rgb`` (the canvas is not needed afterwards): a 40 MP scan's float32
-    buffer is 480 MB, and a copy of it would be the largest allocation of the whole restore.
-    """
+    Works in place on ``rgb``, a band of the canvas that is not needed afterwards."""
     out = rgb.mean(axis=2, keepdims=True) if original.shape[2] == 1 else rgb
     np.clip(out, 0.0, 1.0, out=out)
     out *= scale
-    if np.issubdtype(original.dtype, np.integer):
+    dtype = _dtype(original)
+    if np.issubdtype(dtype, np.integer):
         out += 0.5
         np.floor(out, out=out)
-    out = out.astype(original.dtype)
+    out = out.astype(dtype)
     if original.shape[2] == 4:
-        out = np.concatenate([out, original[..., 3:4]], axis=2)
+        alpha = original[..., 3:4]
+        out = np.concatenate([out, alpha.cpu().numpy() if isinstance(alpha, torch.Tensor) else alpha], axis=2)
     return out
 
 
 # -- tiles -------------------------------------------------------------------------------------
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def _layout(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
+    """Starts and size of the tiles along one axis: as few tiles as cover ``length`` with at
+    least ``overlap`` shared by neighbours, of one size (at most ``tile``, a multiple of 8 where
+    it can be) and spread evenly, so no compute goes on overlap that is not needed."""
     if length <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, length - tile, stride))
-    return starts + [length - tile]
+        return [0], length
+    n = math.ceil((length - overlap) / (tile - overlap))
+    size = min(length, -(-math.ceil((length + (n - 1) * overlap) / n) // 8) * 8)
+    while True:
+        starts = [i * (length - size) // (n - 1) for i in range(n)]
+        if all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:], strict=False)):
+            return starts, size
+        size += 1
 
 
 def _ramp(length: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
@@ -126,6 +149,7 @@ def _ramp(length: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
 @dataclass
 class _Tile:
     image: int
+    row: int
     y: int
     x: int
     h: int
@@ -138,40 +162,41 @@ class Restorer:
     def __init__(self, model: nn.Module, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         self.device = resolve_device(self.config.device)
-        self.batch_tiles = self.config.batch_tiles or (16 if self.device.type == "cuda" else 2)
+        self.batch_tiles = self.config.batch_tiles or (16 if self.device.type == "cuda" else 1)
         self.dtype = resolve_dtype(self.config.dtype, self.device)
         model = model.eval().to(self.device)
-        if self.device.type == "cuda" and self.config.channels_last:
+        if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        self.model = torch.compile(model, dynamic=False) if self.config.compile else model
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         x = batch.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and self.config.channels_last:
+        if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             restored, mask_logits = self.model(x)
         restored = restored.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         return restored, torch.sigmoid(mask_logits.float())[:, 0].cpu().numpy()
 
-    def restore(self, images: list[np.ndarray]) -> list[Result]:
-        """Restore each image; results keep the input's size, channels and dtype."""
-        arrays = [_as_hwc(np.asarray(img)) for img in images]
-        scales = [_scale(a.dtype) for a in arrays]
-        canvases = [_Canvas(i, a, self.config) for i, a in enumerate(arrays)]
+    def restore(self, images: list[np.ndarray | torch.Tensor]) -> list[Result]:
+        """Restore each image; results keep the input's size, channels and dtype. An image is
+        a numpy array, or a uint8 [H, W, C] tensor on any device (a JPEG decoded on the GPU)."""
+        originals = [img if isinstance(img, torch.Tensor) else np.asarray(img) for img in images]
+        arrays = [_as_hwc(img) for img in originals]
+        canvases = [_Canvas(i, a, _scale(_dtype(a)), self.config) for i, a in enumerate(arrays)]
         for batch in self._batches(canvases):
-            tensors = torch.stack([_to_rgb(arrays[t.image][t.y : t.y + t.h, t.x : t.x + t.w], scales[t.image]) for t in batch])
-            if self.device.type == "cuda":
-                tensors = tensors.pin_memory()
+            patches = [canvases[t.image].patch(t) for t in batch]
+            if all(p.device.type == "cpu" for p in patches):
+                tensors = torch.stack(patches)
+                if self.device.type == "cuda":
+                    tensors = tensors.pin_memory()
+            else:  # some already on the device: gather there
+                tensors = torch.stack([p.to(self.device, non_blocking=True) for p in patches])
             restored, masks = self._forward(tensors)
             for t, rgb, m in zip(batch, restored, masks, strict=True):
                 canvases[t.image].add(t, rgb, m)
-        results = []
-        for original, array, scale, canvas in zip(images, arrays, scales, canvases, strict=True):
-            rgb, mask = canvas.result()
-            results.append(Result(_from_rgb(rgb, array, scale).reshape(np.shape(original)), mask))
-        return results
+        return [Result(c.out.reshape(tuple(o.shape)), c.mask) for o, c in zip(originals, canvases, strict=True)]
 
     def _batches(self, canvases: list[_Canvas]) -> Iterator[list[_Tile]]:
         """Tiles of equal shape, from several images at a time, row after row."""
@@ -198,36 +223,60 @@ def _interleave(iterators: list[Iterator[list[_Tile]]]) -> Iterator[list[_Tile]]
 
 
 class _Canvas:
-    """Accumulates the blended tiles of one image."""
+    """Blends the tiles of one image in a band one tile-row high; rows no later tile touches
+    are converted to the output's type at once, so the float buffers never hold the scan."""
 
-    def __init__(self, index: int, image: np.ndarray, config: EngineConfig):
-        self.index = index
+    def __init__(self, index: int, image: np.ndarray | torch.Tensor, scale: float, config: EngineConfig):
+        self.index, self.image, self.scale, self.overlap = index, image, scale, config.overlap
         self.h, self.w = image.shape[:2]
-        self.tile, self.overlap = config.tile, config.overlap
-        self.ys = _starts(self.h, self.tile, self.overlap)
-        self.xs = _starts(self.w, self.tile, self.overlap)
-        self.rgb = np.zeros((self.h, self.w, 3), dtype=np.float32)
-        self.mask = np.zeros((self.h, self.w), dtype=np.float32)
-        self.weight = np.zeros((self.h, self.w), dtype=np.float32)
+        self.ys, self.th = _layout(self.h, config.tile, config.overlap)
+        self.xs, self.tw = _layout(self.w, config.tile, config.overlap)
+        self.out = np.empty(tuple(image.shape), dtype=_dtype(image))
+        self.mask = np.empty((self.h, self.w), dtype=np.float32)
+        self.row, self.added, self.top = 0, 0, 0
+        self.band = self._new_band()
+
+    def _new_band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.zeros((self.th, self.w, 3), np.float32), np.zeros((self.th, self.w), np.float32),
+                np.zeros((self.th, self.w), np.float32))  # fmt: skip
 
     def tiles(self) -> Iterator[list[_Tile]]:
         """One row of tiles at a time."""
-        th, tw = min(self.tile, self.h), min(self.tile, self.w)
-        for y in self.ys:
-            yield [_Tile(self.index, y, x, th, tw) for x in self.xs]
+        for r, y in enumerate(self.ys):
+            yield [_Tile(self.index, r, y, x, self.th, self.tw) for x in self.xs]
+
+    def patch(self, t: _Tile) -> torch.Tensor:
+        return _to_rgb(self.image[t.y : t.y + t.h, t.x : t.x + t.w], self.scale)
 
     def add(self, t: _Tile, rgb: np.ndarray, mask: np.ndarray) -> None:
+        if t.row != self.row:  # tiles of one image have one shape, so batches keep their order
+            raise RuntimeError(f"tile of row {t.row} arrived while row {self.row} is open")
         wy = _ramp(t.h, self.overlap, t.y > 0, t.y + t.h < self.h)
         wx = _ramp(t.w, self.overlap, t.x > 0, t.x + t.w < self.w)
         w = wy[:, None] * wx[None, :]
-        sl = (slice(t.y, t.y + t.h), slice(t.x, t.x + t.w))
-        self.rgb[sl] += rgb * w[..., None]
-        self.mask[sl] += mask * w
-        self.weight[sl] += w
+        band_rgb, band_mask, band_weight = self.band
+        sl = (slice(t.y - self.top, t.y - self.top + t.h), slice(t.x, t.x + t.w))
+        band_rgb[sl] += rgb * w[..., None]
+        band_mask[sl] += mask * w
+        band_weight[sl] += w
+        self.added += 1
+        if self.added == len(self.xs):
+            self._close_row()
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
-        """Normalise in place and hand the buffers over."""
-        np.maximum(self.weight, 1e-8, out=self.weight)
-        self.rgb /= self.weight[..., None]
-        self.mask /= self.weight
-        return self.rgb, self.mask
+    def _close_row(self) -> None:
+        """Finish the rows above the next tile-row's start and slide the band down to it."""
+        last = self.row == len(self.ys) - 1
+        end = self.h if last else self.ys[self.row + 1]
+        n = end - self.top
+        rgb, mask, weight = (a[:n] for a in self.band)
+        np.maximum(weight, 1e-8, out=weight)
+        rgb /= weight[..., None]
+        self.out[self.top : end] = _from_rgb(rgb, self.image[self.top : end], self.scale)
+        np.divide(mask, weight, out=self.mask[self.top : end])
+        if not last:
+            old, self.band = self.band, self._new_band()
+            keep = self.top + self.th - end
+            for a, b in zip(self.band, old, strict=True):
+                a[:keep] = b[n : n + keep]
+            self.top = end
+        self.row, self.added = self.row + 1, 0

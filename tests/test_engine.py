@@ -76,3 +76,40 @@ def test_bad_inputs_are_refused():
         engine.restore([np.zeros((8, 8, 3), np.int32)])
     with pytest.raises(ValueError, match="overlap"):
         EngineConfig(tile=64, overlap=32)
+
+
+@pytest.mark.parametrize("length", [1, 63, 64, 65, 300, 1024, 1100, 6324])
+@pytest.mark.parametrize("tile, overlap", [(64, 16), (512, 64), (768, 64)])
+def test_tiles_cover_each_axis_with_the_overlap_asked_and_no_more_tiles_than_needed(length, tile, overlap):
+    from restoration.engine import _layout
+
+    starts, size = _layout(length, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + size == length and size <= max(tile, length if length <= tile else 0) + 1
+    assert all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:]))  # neighbours share enough
+    fewest = 1 if length <= tile else -(-(length - overlap) // (tile - overlap))
+    assert len(starts) == fewest
+
+
+def test_uint8_tensors_as_the_gpu_decoder_gives_them_restore_like_arrays(photo):
+    from restoration.decode import gpu_jpeg_available
+
+    engine = Restorer(model(), EngineConfig(tile=128, overlap=32))
+    grey = photo[..., :1].copy()
+    for array in (photo, grey):
+        from_array = engine.restore([array])[0]
+        from_tensor = engine.restore([torch.from_numpy(array)])[0]
+        assert from_tensor.image.dtype == np.uint8 and from_tensor.image.shape == array.shape
+        assert np.array_equal(from_tensor.image, from_array.image)
+    with pytest.raises(TypeError, match="tensors must be uint8"):
+        engine.restore([torch.zeros(8, 8, 3)])
+    assert not gpu_jpeg_available(torch.device("cpu"))  # CPU workers decode with Pillow
+
+
+@pytest.mark.skipif(not __import__("shutil").which("cc"), reason="torch.compile on CPU needs a C compiler")
+def test_compiled_model_gives_the_eager_result(photo):
+    net = model()
+    image = photo[:200, :180]
+    eager = Restorer(net, EngineConfig(tile=128, overlap=32)).restore([image])[0]
+    compiled = Restorer(net, EngineConfig(tile=128, overlap=32, compile=True)).restore([image])[0]
+    assert np.abs(eager.image.astype(int) - compiled.image.astype(int)).max() <= 1
+    assert np.abs(eager.mask - compiled.mask).max() < 1e-3
