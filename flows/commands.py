@@ -106,6 +106,7 @@ def collections(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def show(settings: Settings, item: str, as_json: bool) -> None:
     """Show one item: ITEM is its id, its sha256 (or 8+ leading hex digits), or COLLECTION/KEY."""
+    from archive_db.derivatives import item_derivatives
     from archive_db.queries import find_item, item_events
     from flows.db import ensure_schema, sessions_for
     from flows.errors import NotFound
@@ -122,6 +123,11 @@ def show(settings: Settings, item: str, as_json: bool) -> None:
              "agent": f"{e.agent.name} {e.agent.version}".strip(), "detail": e.detail}
             for e in item_events(session, found.id)
         ]  # fmt: skip
+        data["derivatives"] = [
+            {"kind": d.kind, "version": d.version, "current": d.is_current, "uri": d.storage_uri, "sha256": d.sha256,
+             "model": (d.recipe or {}).get("model"), "created_at": d.created_at.isoformat()}
+            for d in item_derivatives(session, found.id)
+        ]  # fmt: skip
     if as_json:
         print_json(data)
         return
@@ -131,6 +137,10 @@ def show(settings: Settings, item: str, as_json: bool) -> None:
         out.print(table("EXIF", ["tag", "value"], [[k, v] for k, v in sorted(data["exif"].items())]))
     if data["duplicates"]:
         out.print(table("same bytes also under", ["key", "etag"], [[d["key"], d["etag"]] for d in data["duplicates"]]))
+    if data["derivatives"]:
+        out.print(table("versions", ["kind", "version", "current", "model", "sha256", "uri"],
+                        [[d["kind"], f"v{d['version']}", "yes" if d["current"] else "", d["model"], d["sha256"][:16] + "…",
+                          d["uri"]] for d in data["derivatives"]]))  # fmt: skip
     rows = [[e["time"][:19].replace("T", " "), e["type"], e["outcome"], e["agent"], _short(e["detail"])] for e in data["events"]]
     out.print(table("events", ["time (UTC)", "type", "outcome", "agent", "detail"], rows))
 
@@ -152,6 +162,76 @@ def _short(detail: dict | None) -> str:
 
 
 
+@click.command()
+@click.option("--collection", "-c", required=True)
+@click.option("--model", "model_ref", default="restore@production", show_default=True,
+              help="name@version, or restore@production.")
+@click.option("--pool", help="Send batches to the restore-batch deployment on this work pool (default: in-process).")
+@click.option("--batch-pixels", type=click.IntRange(1), help="Pixels per batch.")
+@click.pass_obj
+def restore(settings: Settings, collection: str, model_ref: str, pool: str | None, batch_pixels: int | None) -> int:
+    """Restore the items of a collection that lack the model's output, as new versions."""
+    from flows.ingest import check_collection_name
+    from flows.progress import reporting
+    from flows.restore import restore_collection
+
+    check_collection_name(collection)
+    if batch_pixels:
+        settings.restore = settings.restore.model_copy(update={"batch_pixels": batch_pixels})
+    with RichReporter() as bar, reporting(bar):
+        summary = restore_collection(collection, model_ref, pool, settings=settings)
+    out.print(_summary_table(f"restore: {collection}", summary.rows()))
+    for key, reason in summary.problems[:50]:
+        out.print(f"  failed {key}: {reason}", markup=False, highlight=False)
+    out.print(summary.headline(), markup=False, highlight=False)
+    return 1 if summary.failed or summary.not_done else 0
+
+
+@click.command()
+@click.option("--collection", "-c", required=True)
+@click.option("--model", "model_ref", required=True, help="The new version, name@version.")
+@click.option("--pool", help="Send batches to the restore-batch deployment on this work pool.")
+@click.option("--sample", type=click.IntRange(0, 100), default=6, show_default=True, help="Items on the contact sheet.")
+@click.pass_obj
+def reprocess(settings: Settings, collection: str, model_ref: str, pool: str | None, sample: int) -> int:
+    """Restore the stale items again with a newer model, beside the old versions, and compare."""
+    from flows.progress import reporting
+    from flows.reprocess import reprocess_collection
+
+    with RichReporter() as bar, reporting(bar):
+        report = reprocess_collection(collection, model_ref, pool, sample=sample, settings=settings)
+    out.print(_summary_table(f"reprocess: {collection}", report.summary.rows()))
+    for c in sorted(report.changes, key=lambda c: -c.mean_abs_change)[:10]:
+        out.print(f"  item {c.item_id} {c.key}: v{c.previous_version} -> v{c.new_version}, "
+                  f"mean abs change {c.mean_abs_change:.4f}", markup=False, highlight=False)  # fmt: skip
+    out.print(report.headline(), markup=False, highlight=False)
+    if report.changes:
+        out.print(f"make them current with: archive promote --collection {collection} --model {model_ref}",
+                  markup=False, highlight=False)  # fmt: skip
+    return 1 if report.summary.failed or report.summary.not_done else 0
+
+
+def _current_command(name: str, help_text: str) -> None:
+    """``archive promote|rollback --collection C --model NAME@VERSION``."""
+
+    @click.command(name, help=help_text)
+    @click.option("--collection", "-c", required=True)
+    @click.option("--model", "model_ref", required=True)
+    @click.pass_obj
+    def command(settings: Settings, collection: str, model_ref: str) -> None:
+        from flows import reprocess
+
+        moved = getattr(reprocess, name)(settings, collection, model_ref)
+        out.print(f"{name}: {moved} item(s) of '{collection}' changed their current version", markup=False)
+
+    COMMANDS.append(command)
+
+
+COMMANDS: list[click.Command] = []
+_current_command("promote", "Make the versions NAME@VERSION made the current ones (an event per item).")
+_current_command("rollback", "Make current again the versions NAME@VERSION's replaced (an event per item).")
+
+
 @click.group()
 def train() -> None:
     """Train models (on synthetic degradations of bundled clean images)."""
@@ -161,16 +241,21 @@ def train() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where model.safetensors and card.json go.")
 @click.option("--name", default="restore-unet", show_default=True)
 @click.option("--version", "version", default="v1", show_default=True)
-@click.option("--steps", type=click.IntRange(1), default=2000, show_default=True)
-@click.option("--warmup-steps", type=click.IntRange(0), default=500, show_default=True)
+@click.option("--steps", type=click.IntRange(1), default=5000, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(0), default=1500, show_default=True,
+              help="Steps on reconstruction and mask losses alone, before the discriminator joins.")
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--crop", type=click.IntRange(32), default=128, show_default=True)
+@click.option("--crop", type=click.IntRange(32), default=96, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--adv-weight", type=click.FloatRange(0), default=0.002, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--fresh", is_flag=True, help="Ignore a saved training state and start over.")
 def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_steps: int, batch: int, crop: int,
-                  seed: int, device: str, fresh: bool) -> None:  # fmt: skip
+                  lr: float, adv_weight: float, seed: int, device: str, fresh: bool) -> None:  # fmt: skip
     """Train the U-Net restorer as a GAN; resumable (state kept in OUT.training/)."""
+    import sys
+    import time
     from pathlib import Path
 
     import torch
@@ -182,7 +267,9 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
 
     dev = resolve_device(device)
     train_set, val_set = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
-    config = TrainConfig(steps=steps, warmup_steps=min(warmup_steps, steps), batch=batch, crop=crop, seed=seed)
+    config = TrainConfig(steps=steps, warmup_steps=min(warmup_steps, steps), batch=batch, crop=crop, lr=lr,
+                         adv_weight=adv_weight, seed=seed)  # fmt: skip
+    started = time.monotonic()
     trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print)
     target = Path(out_dir)
     trainer.run(target.with_name(target.name + ".training"), resume=not fresh)
@@ -190,6 +277,8 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
     metrics = trainer.validate(with_baseline=True)
     card = export(trainer, target, {
         "name": name, "version": version, "metrics": metrics, "code_version": code_version(),
+        "how": {"command": "archive " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(),
+                "wall_seconds_this_session": round(time.monotonic() - started)},
         "software": software_versions() | {"torch": torch.__version__},
         "data": {"train": sorted(train_set), "train_digest": digest(train_set),
                  "validation": sorted(val_set), "validation_digest": digest(val_set)},
@@ -270,7 +359,7 @@ _status_command("retire", "retired", "Retire NAME@VERSION: kept and readable, ne
 @click.option("--model", "model_ref", default="restore@production", show_default=True)
 @click.option("--masks", is_flag=True, help="Also write <name>.mask.png (the predicted damage).")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--tile", type=click.IntRange(64), default=512, show_default=True)
+@click.option("--tile", type=click.IntRange(64), default=768, show_default=True, help="Largest tile side.")
 @click.pass_obj
 def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, model_ref: str, masks: bool,
                   device: str, tile: int) -> int:  # fmt: skip
@@ -279,17 +368,19 @@ def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, mod
 
     from flows.imageio import read_image, save_mask, write_image
     from flows.models import load
+    from restoration.decode import gpu_jpeg_available
     from restoration.engine import EngineConfig, Restorer, resolve_device
 
     dev = resolve_device(device)
+    gpu = dev if gpu_jpeg_available(dev) else None  # JPEGs decode on the GPU where they can
     model, card, row = load(settings, model_ref, device=str(dev))
     engine = Restorer(model, EngineConfig(tile=tile, overlap=min(64, tile // 4), device=str(dev)))
     target, failed = Path(out_dir), 0
-    err.print(f"restoring with {row.name}@{row.version} on {dev}")
+    err.print(f"restoring with {row.name}@{row.version} on {dev}" + (" (JPEG decode on the GPU)" if gpu else ""))
     for name in inputs:
         path = Path(name)
         try:
-            loaded = read_image(path)
+            loaded = read_image(path, gpu)
             result = engine.restore([loaded.pixels])[0]
             write_image(target / path.name, result.image, loaded)
             if masks:
@@ -303,5 +394,5 @@ def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, mod
 
 
 def register(cli: click.Group) -> None:
-    for command in (db, ingest, audit, collections, show, train, models, restore_files):
+    for command in (db, ingest, audit, collections, show, restore, reprocess, *COMMANDS, train, models, restore_files):
         cli.add_command(command)

@@ -1,4 +1,5 @@
-"""`make demo`: build a demo inbox of aged photographs, ingest it twice, show the catalogue.
+"""`make demo`: build a demo inbox of aged photographs, ingest and restore it (twice: the second
+time does nothing), show the catalogue and where the versioned outputs are.
 
 The inbox holds bundled clean images (scikit-image, matplotlib) aged synthetically, one
 damaged transfer to show quarantine, and the real damaged scans in ../shared/samples if
@@ -87,9 +88,17 @@ def main() -> int:
         if code:
             return code
         print()
+    for attempt in ("Restore", "Restore again (nothing should be restored twice)"):
+        print(f"== {attempt}: archive restore --collection demo")
+        code = archive([*base, "restore", "--collection", "demo"])
+        if code:
+            return code
+        print()
     archive([*base, "collections"])
-    print(f"\nLook closer:  .venv/bin/archive {' '.join(base)} show demo/aged/grace_hopper.jpg")
-    print(f"Audit:        .venv/bin/archive {' '.join(base)} audit --collection demo")
+    derivatives = ROOT / "store" / "derivatives" / "demo"
+    print(f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)")
+    print(f"Look closer:        .venv/bin/archive {' '.join(base)} show demo/real-scans/old_b.png")
+    print(f"Audit:              .venv/bin/archive {' '.join(base)} audit --collection demo")
     return 0
 
 

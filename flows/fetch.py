@@ -61,7 +61,7 @@ _stores: dict[tuple, ObjectStore] = {}
 _stores_lock = threading.Lock()
 
 
-def _store(source: str, settings: StoreSettings, pool_size: int) -> ObjectStore:
+def cached_store(source: str, settings: StoreSettings, pool_size: int) -> ObjectStore:
     """One store (and S3 connection pool) per source per process, reused across batches."""
     secrets = tuple(s.get_secret_value() if s else None for s in (settings.access_key_id, settings.secret_access_key))
     key = (source, settings.model_dump_json(), *secrets)
@@ -76,7 +76,7 @@ def fetch_batch(
 ) -> list[Fetched]:
     """Fetch and inspect a batch; ``concurrency`` is shared by the batches in flight."""
     threads = max(1, cfg.concurrency // cfg.batches_in_flight)
-    store = _store(source, settings, threads)
+    store = cached_store(source, settings, threads)
 
     def one(obj: ObjectInfo) -> Fetched:
         result = fetch_and_inspect(store, obj, cfg)

@@ -7,7 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from archive_db import queries
+from archive_db import ledger, queries
 from archive_db.models import ModelVersion
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
@@ -60,7 +60,7 @@ def set_status(settings: Settings, ref: str, status: str) -> ModelVersion:
     """Promote (one production version per task and name) or retire a version."""
     ensure_schema(settings.db.url, create=False)
     with sessions_for(settings.db.url).begin() as session:
-        row = _resolve(session, ref)
+        row = resolve(session, ref)
         if status == "production":
             _demote_others(session, row)
         row.status = status
@@ -75,7 +75,8 @@ def _demote_others(session, row: ModelVersion) -> None:
             other.status = "candidate"
 
 
-def _resolve(session, ref: str) -> ModelVersion:
+def resolve(session, ref: str) -> ModelVersion:
+    """The one model version ``ref`` (``name@version``, ``task@production`` ...) names."""
     try:
         row = queries.resolve_model(session, ref)
     except LookupError as exc:
@@ -92,7 +93,7 @@ def load(settings: Settings, ref: str, device: str = "cpu"):
     ensure_schema(settings.db.url)
     ensure_shipped(settings)
     with sessions_for(settings.db.url)() as session:
-        row = _resolve(session, ref)
+        row = resolve(session, ref)
     output = open_store(settings.store.output, settings.store)
     with tempfile.TemporaryDirectory(prefix="archive-model-") as tmp:
         for filename in (WEIGHTS, CARD):
@@ -111,3 +112,17 @@ def ensure_shipped(settings: Settings) -> None:
         card = json.loads(card_path.read_text())
         if (card["name"], card["version"]) not in known:
             register(settings, card_path.parent, status=card.get("shipped_status", "candidate"))
+
+
+def agent_of(settings: Settings, row: ModelVersion) -> int:
+    """The id of the catalogue agent for a model version (created on first use)."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(2):  # two workers may create it at once: the loser reads the winner's
+        try:
+            with sessions_for(settings.db.url).begin() as session:
+                return ledger.get_or_create_agent(session, "model", row.name, row.version).id
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")

@@ -31,6 +31,7 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes | IO[bytes], content_type: str | None = None) -> ObjectInfo: ...
     def head(self, key: str) -> ObjectInfo: ...
     def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
     def probe(self) -> None: ...
 
 
@@ -98,6 +99,10 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        """Remove an object (only ever a crashed attempt's leftovers: versions are immutable)."""
+        self._path(key).unlink(missing_ok=True)
 
     def put(self, key: str, data: bytes | IO[bytes], content_type: str | None = None) -> ObjectInfo:
         path = self._path(key)
@@ -217,6 +222,15 @@ class S3Store:
         except NotFound:
             return False
         return True
+
+    def delete(self, key: str) -> None:
+        """Remove an object (only ever a crashed attempt's leftovers: versions are immutable)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, repr(key)) from None
 
     def put(self, key: str, data: bytes | IO[bytes], content_type: str | None = None) -> ObjectInfo:
         import io

@@ -1,0 +1,121 @@
+"""Derivatives: recipes, the selection of work to do, version numbers and the current version.
+
+A recipe says *what* makes a derivative: the operation, the kind of output, the model version
+(by name, version and weights sha256) and the parameters that change the result. Its hash is the
+identity used by the catalogue (unique per item and kind): running a recipe twice is a no-op.
+How it ran (device, tile size, batch) is provenance, kept in the row's recipe detail and the
+sidecar, but is not part of the hash: the same recipe on a CPU or a GPU is the same derivative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from archive_db.models import Derivative, Item, ModelVersion
+
+
+@dataclass(frozen=True)
+class Recipe:
+    operation: str  # "restore" or "style"
+    kind: str  # the derivative kind: "restored", "style:albumen", ...
+    model: str  # "name@version"
+    weights_sha256: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def canonical(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical().encode()).hexdigest()
+
+
+def items_needing(session: Session, collection_id: int, kind: str, recipe_hash: str,
+                  after_id: int = 0, limit: int | None = None) -> list[tuple[int, str, str, int, int]]:  # fmt: skip
+    """Ingested items of a collection without a derivative of ``kind`` made by the recipe, as
+    (id, source key, sha256, width, height), in id order from ``after_id`` (keyset paging)."""
+    done = exists().where(Derivative.item_id == Item.id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)
+    query = (
+        select(Item.id, Item.source_key, Item.sha256, Item.width, Item.height)
+        .where(Item.collection_id == collection_id, Item.status == "ingested", Item.id > after_id, ~done)
+        .order_by(Item.id)
+        .limit(limit)
+    )
+    return [tuple(row) for row in session.execute(query)]
+
+
+def stale_items(session: Session, collection_id: int, kind: str, model: ModelVersion) -> list[int]:
+    """Items whose current ``kind`` derivative was made by an older version of ``model``'s name
+    (registered before it), or by no model of that name at all: the work of a reprocess."""
+    older = aliased(ModelVersion)
+    query = (
+        select(Derivative.item_id)
+        .join(Item, Item.id == Derivative.item_id)
+        .join(older, older.id == Derivative.model_version_id)
+        .where(Item.collection_id == collection_id, Derivative.kind == kind, Derivative.is_current,
+               older.name == model.name, older.id < model.id)  # fmt: skip
+        .order_by(Derivative.item_id)
+    )
+    return list(session.scalars(query))
+
+
+def current_derivatives(session: Session, collection_id: int, kind: str, after_id: int = 0,
+                        limit: int = 100) -> list[Derivative]:  # fmt: skip
+    """One page of the current derivatives of a collection, in item order (keyset paging:
+    pass the last item id of a page to get the next)."""
+    query = (
+        select(Derivative)
+        .join(Item, Item.id == Derivative.item_id)
+        .where(Item.collection_id == collection_id, Derivative.kind == kind, Derivative.is_current,
+               Derivative.item_id > after_id)  # fmt: skip
+        .order_by(Derivative.item_id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def versions_of(session: Session, item_id: int, kind: str) -> list[Derivative]:
+    query = select(Derivative).where(Derivative.item_id == item_id, Derivative.kind == kind)
+    return list(session.scalars(query.order_by(Derivative.version)))
+
+
+def item_derivatives(session: Session, item_id: int) -> list[Derivative]:
+    """Every version of every kind of one item."""
+    query = select(Derivative).where(Derivative.item_id == item_id)
+    return list(session.scalars(query.order_by(Derivative.kind, Derivative.version)))
+
+
+def next_version(session: Session, item_id: int, kind: str) -> int:
+    latest = session.scalar(select(func.max(Derivative.version)).where(Derivative.item_id == item_id, Derivative.kind == kind))
+    return (latest or 0) + 1
+
+
+def make_current(session: Session, derivative: Derivative) -> Derivative | None:
+    """Mark ``derivative`` current for its item and kind; returns the one it replaces, if any.
+    The old flag is cleared first, so the partial unique index never sees two current rows."""
+    previous = session.scalars(
+        select(Derivative).where(Derivative.item_id == derivative.item_id, Derivative.kind == derivative.kind,
+                                 Derivative.is_current, Derivative.id != derivative.id)  # fmt: skip
+    ).one_or_none()
+    if previous is not None:
+        session.execute(update(Derivative).where(Derivative.id == previous.id).values(is_current=False))
+    session.execute(update(Derivative).where(Derivative.id == derivative.id).values(is_current=True))
+    session.expire_all()
+    return previous
+
+
+def derivatives_by_model(session: Session, collection_id: int, kind: str, model_version_id: int) -> list[Derivative]:
+    """The derivatives of a collection and kind made by one model version, in item order."""
+    query = (
+        select(Derivative)
+        .join(Item, and_(Item.id == Derivative.item_id, Item.collection_id == collection_id))
+        .where(Derivative.kind == kind, Derivative.model_version_id == model_version_id)
+        .order_by(Derivative.item_id)
+    )
+    return list(session.scalars(query))

@@ -1,0 +1,233 @@
+"""Reprocessing a collection with a newer model version, the comparison report, and moving the
+``current`` mark between versions (promotion, rollback) as recorded events.
+
+New versions go beside the old ones and are not current until a person promotes them; a rollback
+makes the versions current again that were current before the promotion. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from sqlalchemy import select
+
+from archive_db import ledger
+from archive_db.derivatives import derivatives_by_model, items_needing, make_current, stale_items
+from archive_db.models import Agent, Derivative, Event, Item, ModelVersion
+from flows.db import ensure_schema, sessions_for
+from flows.errors import NotFound
+from flows.fetch import cached_store
+from flows.imageio import read_image
+from flows.models import agent_of, resolve
+from flows.restore import KIND, RestoreSummary, dispatch, prepare
+from flows.settings import Settings
+from flows.store import open_store, read_all
+
+CELL = 256  # contact-sheet cell height
+
+
+@dataclass
+class Change:
+    item_id: int
+    key: str
+    previous_version: int
+    new_version: int
+    mean_abs_change: float  # in [0, 1]: mean over pixels and channels of |new - previous|
+
+
+@dataclass
+class ReprocessReport:
+    summary: RestoreSummary
+    changes: list[Change] = field(default_factory=list)
+    report_prefix: str = ""
+
+    def headline(self) -> str:
+        if not self.changes:
+            return self.summary.headline()
+        mean = float(np.mean([c.mean_abs_change for c in self.changes]))
+        return (f"{self.summary.headline()} Mean absolute change against the previous versions: "
+                f"{mean:.4f}; report in {self.report_prefix}/.")  # fmt: skip
+
+    def markdown(self) -> str:
+        lines = [self.summary.markdown(), "## Change against the previous version", ""]
+        lines += ["| item | key | from | to | mean abs change |", "|---|---|---|---|---|"]
+        for c in sorted(self.changes, key=lambda c: -c.mean_abs_change)[:20]:
+            lines.append(f"| {c.item_id} | `{c.key}` | v{c.previous_version} | v{c.new_version} | {c.mean_abs_change:.4f} |")
+        lines += ["", f"Contact sheet (original, previous, new): `{self.report_prefix}/contact-sheet.jpg`", ""]
+        return "\n".join(lines)
+
+
+@flow(name="reprocess-collection", validate_parameters=False)
+def reprocess_collection(collection: str, model: str, pool: str | None = None, kind: str = KIND,
+                         sample: int = 6, settings: Settings | None = None) -> ReprocessReport:  # fmt: skip
+    """Restore the stale items of ``collection`` with ``model`` (new versions beside the old), then
+    compare the new versions with the current ones and write the report to the output store."""
+    settings = settings or Settings()
+    coll_id, row, recipe = prepare(settings, collection, model, kind)
+    with sessions_for(settings.db.url)() as session:
+        stale = set(stale_items(session, coll_id, kind, row))
+        todo = [r for r in items_needing(session, coll_id, kind, recipe.hash) if r[0] in stale]
+    summary = dispatch(settings, "reprocess", collection, coll_id, model, row, recipe, todo, pool)
+    report = ReprocessReport(summary, report_prefix=f"reports/{collection}/reprocess-run{summary.run_id}")
+    pairs = _pairs(settings, [r[0] for r in todo], kind, recipe.hash)
+    if pairs:
+        report.changes = _compare(settings, pairs)
+        _record(settings, row, summary.run_id, report.changes)
+        _write_report(settings, report, pairs, sample)
+    create_markdown_artifact(key=f"reprocess-{collection.lower().replace('_', '-').replace('.', '-')}",
+                             markdown=report.markdown(), description=report.headline())  # fmt: skip
+    return report
+
+
+def _pairs(settings: Settings, item_ids: list[int], kind: str, recipe_hash: str) -> list[tuple[Item, Derivative, Derivative]]:
+    """(item, current version, new version) for the items the new recipe has now made."""
+    if not item_ids:
+        return []
+    with sessions_for(settings.db.url)() as session:
+        rows = session.scalars(select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)).all()
+        items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(item_ids)))}
+        session.expunge_all()
+    current = {d.item_id: d for d in rows if d.is_current}
+    new = {d.item_id: d for d in rows if d.recipe_hash == recipe_hash and not d.is_current}
+    return [(items[i], current[i], new[i]) for i in item_ids if i in current and i in new]
+
+
+def _pixels(settings: Settings, storage_uri: str) -> np.ndarray:
+    """A derivative's image as float32 in [0, 1], HxWxC."""
+    output = open_store(settings.store.output, settings.store)
+    loaded = read_image(read_all(output, storage_uri.removeprefix(output.uri + "/")))
+    px = np.asarray(loaded.pixels)
+    scale = 65535.0 if px.dtype == np.uint16 else 255.0
+    px = px.astype(np.float32) / scale
+    return px[..., None] if px.ndim == 2 else px
+
+
+def _compare(settings: Settings, pairs) -> list[Change]:
+    def one(pair) -> Change:
+        item, old, new = pair
+        a, b = _pixels(settings, old.storage_uri), _pixels(settings, new.storage_uri)
+        return Change(item.id, item.source_key, old.version, new.version, float(np.abs(a - b).mean()))
+
+    with ThreadPoolExecutor(settings.restore.threads) as pool:
+        return list(pool.map(one, pairs))
+
+
+def _record(settings: Settings, row: ModelVersion, run_id: int, changes: list[Change]) -> None:
+    agent_id = agent_of(settings, row)
+    with sessions_for(settings.db.url).begin() as session:
+        for c in changes:
+            ledger.add_event(session, "reprocessing", session.get(Agent, agent_id), "success", {"from_version": c.previous_version, "to_version": c.new_version,
+                                         "mean_abs_change": round(c.mean_abs_change, 6)},
+                             item_id=c.item_id, run_id=run_id)  # fmt: skip
+
+
+def _write_report(settings: Settings, report: ReprocessReport, pairs, sample: int) -> None:
+    output = open_store(settings.store.output, settings.store, create=True)
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["item_id", "key", "previous_version", "new_version", "mean_abs_change"])
+    for c in report.changes:
+        writer.writerow([c.item_id, c.key, c.previous_version, c.new_version, f"{c.mean_abs_change:.6f}"])
+    output.put(f"{report.report_prefix}/changes.csv", table.getvalue().encode(), "text/csv")
+    output.put(f"{report.report_prefix}/report.md", report.markdown().encode(), "text/markdown")
+    ranked = sorted(zip(report.changes, pairs, strict=True), key=lambda cp: -cp[0].mean_abs_change)[:sample]
+    if ranked:
+        sheet = contact_sheet(settings, [(c, p) for c, p in ranked])
+        output.put(f"{report.report_prefix}/contact-sheet.jpg", sheet, "image/jpeg")
+
+
+def contact_sheet(settings: Settings, rows) -> bytes:
+    """One row per item: the master, the previous version and the new one, labelled."""
+
+    def cell(px: np.ndarray) -> Image.Image:
+        img = Image.fromarray((np.clip(px, 0, 1) * 255 + 0.5).astype(np.uint8).squeeze())
+        img = img.convert("RGB")
+        img.thumbnail((CELL * 2, CELL), Image.Resampling.LANCZOS)
+        return img
+
+    strips = []
+    for change, (item, old, new) in rows:
+        master = read_image(read_all(cached_store(item.source_uri, settings.store, 2), item.source_key))
+        m = np.asarray(master.pixels)
+        m = m.astype(np.float32) / (65535.0 if m.dtype == np.uint16 else 255.0)
+        cells = [cell(m), cell(_pixels(settings, old.storage_uri)), cell(_pixels(settings, new.storage_uri))]
+        width = sum(c.width for c in cells) + 40
+        strip = Image.new("RGB", (width, CELL + 24), "white")
+        x = 10
+        for c in cells:
+            strip.paste(c, (x, 22))
+            x += c.width + 10
+        label = (f"{item.source_key}  |  master, v{change.previous_version}, v{change.new_version}"
+                 f"  |  mean abs change {change.mean_abs_change:.4f}")  # fmt: skip
+        ImageDraw.Draw(strip).text((10, 5), label, fill="black")
+        strips.append(strip)
+    sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")
+    y = 0
+    for s in strips:
+        sheet.paste(s, (0, y))
+        y += s.height
+    buf = io.BytesIO()
+    sheet.save(buf, "JPEG", quality=88)
+    return buf.getvalue()
+
+
+# -- which version is current ---------------------------------------------------------------------
+
+
+def promote(settings: Settings, collection: str, model: str, kind: str = KIND) -> int:
+    """Make the versions ``model`` made current, for every item of the collection; returns how
+    many changed. Each change is a ``promotion`` event naming the version it replaced."""
+    return _move(settings, collection, model, kind, "promotion")
+
+
+def rollback(settings: Settings, collection: str, model: str, kind: str = KIND) -> int:
+    """Where ``model``'s version is current, make current again the version it replaced at its
+    promotion (or, never promoted, the latest earlier version); ``rollback`` events."""
+    return _move(settings, collection, model, kind, "rollback")
+
+
+def _move(settings: Settings, collection: str, model: str, kind: str, action: str) -> int:
+    ensure_schema(settings.db.url, create=False)
+    moved = 0
+    with sessions_for(settings.db.url).begin() as session:
+        from archive_db.queries import collection_by_name
+
+        coll = collection_by_name(session, collection)
+        if coll is None:
+            raise NotFound(f"no collection {collection!r} in the catalogue")
+        row = resolve(session, model)
+        agent = ledger.get_or_create_agent(session, "model", row.name, row.version)
+        for d in derivatives_by_model(session, coll.id, kind, row.id):
+            if action == "promotion" and not d.is_current:
+                previous = make_current(session, d)
+                detail = {"to_version": d.version, "from_version": previous.version if previous else None,
+                          "from_derivative_id": previous.id if previous else None}  # fmt: skip
+            elif action == "rollback" and d.is_current:
+                target = _replaced_by(session, d)
+                if target is None:
+                    continue
+                make_current(session, target)
+                detail = {"from_version": d.version, "to_version": target.version, "to_derivative_id": target.id}
+            else:
+                continue
+            ledger.add_event(session, action, agent, "success", detail, item_id=d.item_id, derivative_id=d.id)
+            moved += 1
+    return moved
+
+
+def _replaced_by(session, d: Derivative) -> Derivative | None:
+    """The version that was current before ``d`` was promoted (or the latest earlier one)."""
+    event = session.scalars(select(Event).where(Event.type == "promotion", Event.derivative_id == d.id)
+                            .order_by(Event.id.desc()).limit(1)).one_or_none()  # fmt: skip
+    if event is not None and (event.detail or {}).get("from_derivative_id"):
+        return session.get(Derivative, event.detail["from_derivative_id"])
+    return session.scalars(select(Derivative).where(Derivative.item_id == d.item_id, Derivative.kind == d.kind,
+                                                    Derivative.version < d.version)
+                           .order_by(Derivative.version.desc()).limit(1)).one_or_none()  # fmt: skip

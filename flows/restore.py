@@ -1,0 +1,437 @@
+"""Restoring a collection: select the items a recipe has not made yet, batch them by pixel budget,
+run each batch in-process or as a run of the ``restore-batch`` deployment on a work pool, and write
+every result as a new immutable version with its provenance (see flows/outputs.py).
+
+The catalogue is the record of what happened: the dispatcher counts a batch's outcome from the
+derivative rows and failure events its worker committed, so a batch run on a remote worker needs
+no result storage, and a worker that died is seen as the items it left undone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from sqlalchemy import select
+
+from archive_db import ledger, queries
+from archive_db.derivatives import Recipe, items_needing, make_current, next_version
+from archive_db.models import Agent, Collection, Derivative, Event, Item, ModelVersion
+from flows.db import ensure_schema, sessions_for
+from flows.errors import ArchiveError, ConfigError, NotFound
+from flows.fetch import cached_store
+from flows.imageio import Loaded, read_image
+from flows.models import ensure_shipped, load, resolve
+from flows.outputs import Encoded, History, access_copy, mask_png, preservation, sidecar
+from flows.progress import reporter
+from flows.settings import Settings
+from flows.store import ObjectStore, open_store, read_all
+from flows.versions import code_version, software_versions
+
+KIND = "restored"
+SEED = 0
+AGENT = "photo-archive"
+
+
+class FixityError(ArchiveError):
+    """A master's bytes no longer match the sha256 the catalogue recorded at ingest."""
+
+
+# -- the dispatcher ------------------------------------------------------------------------------
+
+
+@dataclass
+class RestoreSummary:
+    collection: str
+    model: str
+    recipe_hash: str
+    run_id: int | None = None
+    selected: int = 0
+    batches: int = 0
+    restored: int = 0
+    failed: int = 0
+    not_done: int = 0  # a batch's worker ended without recording these (crashed, cancelled)
+    pixels: int = 0
+    seconds: float = 0.0
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (source key, reason)
+
+    def counts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in ("selected", "batches", "restored", "failed", "not_done", "pixels")}
+
+    def headline(self) -> str:
+        if self.selected == 0:
+            return f"Nothing to restore: every item of '{self.collection}' already has {self.model}'s output."
+        return (f"Restored {self.restored} of {self.selected} item(s) of '{self.collection}' with {self.model} "
+                f"in {self.seconds:.1f} s ({self.failed} failed, {self.not_done} not done, "
+                f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} MP/s).")  # fmt: skip
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [(k, f"{v:,}") for k, v in self.counts().items()] + [("seconds", f"{self.seconds:.2f}")]
+
+    def markdown(self) -> str:
+        lines = [f"# Restoration of `{self.collection}`", "", self.headline(), "", f"Recipe `{self.recipe_hash}`.", ""]
+        lines += ["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in self.rows())]
+        if self.problems:
+            lines += ["", "## Failed or not done", "", "| key | reason |", "|---|---|"]
+            lines += [f"| `{_md(k)}` | {_md(r)} |" for k, r in self.problems[:500]]
+        return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def plan_batches(items: list[tuple], pixel_budget: int, max_items: int) -> list[list[int]]:
+    """Group (id, key, sha256, width, height) rows into batches of at most ``pixel_budget`` pixels
+    and ``max_items`` images, similar sizes together (a bigger image than the budget goes alone)."""
+    ordered = sorted(items, key=lambda r: ((r[3] or 1) * (r[4] or 1), r[0]))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    pixels = 0
+    for row in ordered:
+        px = (row[3] or 1) * (row[4] or 1)
+        if current and (pixels + px > pixel_budget or len(current) >= max_items):
+            batches.append(current)
+            current, pixels = [], 0
+        current.append(row[0])
+        pixels += px
+    if current:
+        batches.append(current)
+    return batches
+
+
+@flow(name="restore-collection", validate_parameters=False)
+def restore_collection(collection: str, model: str = "restore@production", pool: str | None = None,
+                       kind: str = KIND, settings: Settings | None = None) -> RestoreSummary:  # fmt: skip
+    """Restore every ingested item of ``collection`` that lacks ``model``'s output; see the module."""
+    settings = settings or Settings()
+    coll_id, row, recipe = prepare(settings, collection, model, kind)
+    with sessions_for(settings.db.url)() as session:
+        todo = items_needing(session, coll_id, kind, recipe.hash)
+    return dispatch(settings, "restore", collection, coll_id, model, row, recipe, todo, pool)
+
+
+def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple[int, ModelVersion, Recipe]:
+    """The collection's id, the model version ``model`` resolves to, and the recipe."""
+    ensure_schema(settings.db.url)
+    ensure_shipped(settings)
+    with sessions_for(settings.db.url)() as session:
+        coll = queries.collection_by_name(session, collection)
+        if coll is None:
+            raise NotFound(f"no collection {collection!r} in the catalogue (see `archive collections`)")
+        row = resolve(session, model)
+        session.expunge(row)
+        return coll.id, row, recipe_for(row, kind)
+
+
+def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, ref: str, row: ModelVersion,
+             recipe: Recipe, todo: list[tuple], pool: str | None) -> RestoreSummary:  # fmt: skip
+    """Batch ``todo`` by pixel budget, run the batches in-process or on ``pool``, gather the outcome
+    from the catalogue, and record the run."""
+    started = time.perf_counter()
+    summary = RestoreSummary(collection, f"{row.name}@{row.version}", recipe.hash, selected=len(todo))
+    summary.run_id = _begin(settings, flow_name, coll_id, recipe, ref, pool)
+    batches = plan_batches(todo, settings.restore.batch_pixels, settings.restore.batch_items)
+    summary.batches = len(batches)
+    progress = reporter()
+    progress.start(f"{flow_name} {collection}", len(todo))
+    keys = {r[0]: r[1] for r in todo}
+    pixels = {r[0]: (r[3] or 0) * (r[4] or 0) for r in todo}
+
+    def gather(ids: list[int]) -> None:
+        outcome = batch_outcome(settings, summary.run_id, ids, recipe.kind, recipe.hash)
+        summary.restored += len(outcome["restored"])
+        summary.pixels += sum(pixels[i] for i in outcome["restored"])
+        summary.failed += len(outcome["failed"])
+        summary.problems += [(keys[i], reason) for i, reason in outcome["failed"].items()]
+        undone = [i for i in ids if i not in outcome["restored"] and i not in outcome["failed"]]
+        summary.not_done += len(undone)
+        summary.problems += [(keys[i], "not done: the batch's worker ended without recording it") for i in undone]
+        progress.advance(len(ids))
+
+    status = "failed"
+    try:
+        if pool is None:
+            for ids in batches:
+                restore_batch(ids, asdict(recipe), summary.run_id, settings)
+                gather(ids)
+        else:
+            _on_pool(settings, pool, batches, asdict(recipe), summary.run_id, gather)
+        status = "completed" if summary.failed == summary.not_done == 0 else "partial"
+    finally:
+        summary.seconds = round(time.perf_counter() - started, 3)
+        with sessions_for(settings.db.url).begin() as session:
+            ledger.finish_run(session, summary.run_id, status, summary.counts(), {"seconds": summary.seconds})
+    create_markdown_artifact(key=f"{flow_name}-{_slug(collection)}", markdown=summary.markdown(),
+                             description=summary.headline())  # fmt: skip
+    return summary
+
+
+def recipe_for(row: ModelVersion, kind: str, params: dict[str, Any] | None = None) -> Recipe:
+    return Recipe("restore" if row.task == "restore" else "style", kind, f"{row.name}@{row.version}",
+                  row.weights_sha256, params or {})  # fmt: skip
+
+
+def _slug(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _begin(settings: Settings, flow_name: str, collection_id: int, recipe: Recipe, ref: str, pool: str | None) -> int:
+    from prefect.runtime import flow_run
+
+    params = {"recipe": asdict(recipe), "recipe_hash": recipe.hash, "model_ref": ref, "pool": pool,
+              "output": settings.store.output, "restore": settings.restore.model_dump()}  # fmt: skip
+    with sessions_for(settings.db.url).begin() as session:
+        run = ledger.start_run(session, flow_name, params, code_version(), collection_id, str(flow_run.id or ""))
+        return run.id
+
+
+def _on_pool(settings: Settings, pool: str, batches: list[list[int]], recipe: dict, run_id: int, gather) -> None:
+    """Each batch as a run of the restore-batch deployment; at most ``batches_in_flight`` at once."""
+    from prefect.deployments import run_deployment
+
+    _check_pool(settings.restore.deployment, pool)
+
+    def one(ids: list[int]) -> list[int]:
+        run_deployment(settings.restore.deployment, parameters={"item_ids": ids, "recipe": recipe, "run_id": run_id},
+                       timeout=None, as_subflow=True)  # fmt: skip
+        return ids
+
+    with ThreadPoolExecutor(settings.restore.batches_in_flight, thread_name_prefix="dispatch") as workers:
+        for done in [workers.submit(one, ids) for ids in batches]:
+            gather(done.result())
+
+
+def _check_pool(deployment: str, pool: str) -> None:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        try:
+            found = client.read_deployment_by_name(deployment)
+        except Exception as exc:  # ObjectNotFound, or the API is unreachable
+            raise ConfigError(f"deployment {deployment!r} is not available: {exc}") from None
+    if found.work_pool_name != pool:
+        raise ConfigError(f"deployment {deployment!r} runs on work pool {found.work_pool_name!r}, not {pool!r}")
+
+
+def batch_outcome(settings: Settings, run_id: int, ids: list[int], kind: str, recipe_hash: str) -> dict[str, Any]:
+    """What the catalogue says a batch did: items with the recipe's derivative, and the reasons of
+    this run's failed restoration events for the others."""
+    with sessions_for(settings.db.url)() as session:
+        restored = set(session.scalars(select(Derivative.item_id).where(
+            Derivative.item_id.in_(ids), Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)))  # fmt: skip
+        failures = session.execute(select(Event.item_id, Event.detail).where(
+            Event.run_id == run_id, Event.type == "restoration", Event.outcome == "failure",
+            Event.item_id.in_(ids)).order_by(Event.id)).all()  # fmt: skip
+    failed = {i: (d or {}).get("reason", "failed") for i, d in failures if i not in restored}
+    return {"restored": restored, "failed": failed}
+
+
+# -- the worker ----------------------------------------------------------------------------------
+
+
+_engines: dict[tuple, tuple[Any, dict]] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(settings: Settings, row: ModelVersion):
+    """One model per process and model version, loaded (and its digest checked) once."""
+    from restoration.engine import EngineConfig, Restorer, resolve_device
+
+    device = resolve_device(settings.device.device)
+    key = (row.id, row.weights_sha256, str(device), settings.device.dtype, settings.restore.tile)
+    with _engines_lock:
+        if key not in _engines:
+            model, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
+            config = EngineConfig(tile=settings.restore.tile, overlap=min(64, settings.restore.tile // 4 - 1),
+                                  device=str(device), dtype=settings.device.dtype)  # fmt: skip
+            _engines[key] = (Restorer(model, config), card)
+        return _engines[key]
+
+
+@dataclass
+class _Work:
+    id: int
+    collection: str
+    source_uri: str
+    key: str
+    sha256: str
+    orientation: int | None
+    loaded: Future | None = None
+
+
+@flow(name="restore-batch", validate_parameters=False)
+def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | None = None,
+                  settings: Settings | None = None) -> dict[str, int]:  # fmt: skip
+    """Restore a batch of items with one recipe: fetch and decode in threads while the model runs,
+    then encode, write and record each item on its own; a failed item does not stop the batch."""
+    import torch
+
+    from restoration.decode import gpu_jpeg_available
+
+    settings = settings or Settings()
+    rec = Recipe(**recipe)
+    sessions = sessions_for(settings.db.url)
+    with sessions() as session:
+        row = resolve(session, rec.model)
+        if row.weights_sha256 != rec.weights_sha256:
+            raise ConfigError(f"{rec.model} has weights {row.weights_sha256[:12]}…, the recipe asks for "
+                              f"{rec.weights_sha256[:12]}…")  # fmt: skip
+        work = _work_of(session, item_ids, rec)
+    engine, card = _engine(settings, row)
+    torch.manual_seed(SEED)
+    gpu = engine.device if gpu_jpeg_available(engine.device) else None
+    output = open_store(settings.store.output, settings.store, create=True)
+    writer = _Writer(settings, output, rec, row, card, engine, run_id)
+    counts = {"restored": 0, "failed": 0, "skipped": len(item_ids) - len(work)}
+    threads = settings.restore.threads
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode, \
+         ThreadPoolExecutor(threads, thread_name_prefix="write") as write:  # fmt: skip
+        for w in work:
+            w.loaded = decode.submit(_fetch_decode, settings, w, gpu)
+        pending: list[Future] = []
+        for group in _groups(work):
+            ready: list[tuple[_Work, Loaded]] = []
+            for w in group:
+                try:
+                    ready.append((w, w.loaded.result()))
+                except Exception as exc:
+                    writer.fail(w, exc)
+                    counts["failed"] += 1
+            if not ready:
+                continue
+            started = time.perf_counter()
+            try:
+                results = engine.restore([loaded.pixels for _, loaded in ready])
+            except Exception as exc:  # the model failed on this group: each item is told why
+                for w, _ in ready:
+                    writer.fail(w, exc)
+                counts["failed"] += len(ready)
+                continue
+            seconds = (time.perf_counter() - started) / len(ready)
+            pending += [write.submit(writer.write, w, loaded, result, seconds) for (w, loaded), result in zip(ready, results, strict=True)]
+        for f in pending:
+            counts["restored" if f.result() else "failed"] += 1
+    return counts
+
+
+def _work_of(session, item_ids: list[int], rec: Recipe) -> list[_Work]:
+    """The batch's items that still lack the recipe's derivative (re-running a batch is a no-op)."""
+    done = set(session.scalars(select(Derivative.item_id).where(
+        Derivative.item_id.in_(item_ids), Derivative.kind == rec.kind, Derivative.recipe_hash == rec.hash)))  # fmt: skip
+    rows = session.execute(
+        select(Item.id, Collection.name, Item.source_uri, Item.source_key, Item.sha256, Item.orientation)
+        .join(Collection, Collection.id == Item.collection_id)
+        .where(Item.id.in_(item_ids), Item.status == "ingested").order_by(Item.id)
+    ).all()  # fmt: skip
+    return [_Work(*r) for r in rows if r[0] not in done]
+
+
+def _groups(work: list[_Work], size: int = 8):
+    """Consecutive items in groups the engine restores together (tiles of equal size share batches)."""
+    for start in range(0, len(work), size):
+        yield work[start : start + size]
+
+
+def _fetch_decode(settings: Settings, w: _Work, gpu) -> Loaded:
+    data = read_all(cached_store(w.source_uri, settings.store, settings.restore.threads), w.key)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != w.sha256:
+        raise FixityError(f"master changed since ingest: sha256 {digest[:16]}… is not the catalogued {w.sha256[:16]}…")
+    return read_image(data, gpu)
+
+
+class _Writer:
+    """Encodes, writes and records one item's version; safe to call from several threads."""
+
+    def __init__(self, settings: Settings, output: ObjectStore, rec: Recipe, row: ModelVersion, card: dict, engine, run_id):
+        from flows.models import agent_of
+
+        self.settings, self.output, self.rec, self.run_id = settings, output, rec, run_id
+        self.sessions = sessions_for(settings.db.url)
+        self.model = {"name": row.name, "version": row.version, "weights_sha256": row.weights_sha256,
+                      "architecture": row.architecture, "model_version_id": row.id}  # fmt: skip
+        self.execution = {"device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch."),
+                          "tile": engine.config.tile, "overlap": engine.config.overlap,
+                          "batch_tiles": engine.batch_tiles}  # fmt: skip
+        self.software = software_versions() | {"torch": __import__("torch").__version__}
+        self.tool = f"{AGENT} {code_version()}"
+        self.agent_id = agent_of(settings, row)
+
+    def _event(self, session, outcome: str, item_id: int, detail: dict, derivative_id: int | None = None) -> None:
+        ledger.add_event(session, "restoration", session.get(Agent, self.agent_id), outcome, detail,
+                         item_id=item_id, derivative_id=derivative_id, run_id=self.run_id)  # fmt: skip
+
+    def fail(self, w: _Work, exc: Exception) -> None:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+        with self.sessions.begin() as session:
+            self._event(session, "failure", w.id, {"reason": reason, "recipe_hash": self.rec.hash})
+
+    def write(self, w: _Work, loaded: Loaded, result, seconds: float) -> bool:
+        try:
+            self._write(w, loaded, result, seconds)
+            return True
+        except Exception as exc:
+            self.fail(w, exc)
+            return False
+
+    def _write(self, w: _Work, loaded: Loaded, result, seconds: float) -> None:
+        started = datetime.now(UTC)
+        with self.sessions() as session:
+            version = next_version(session, w.id, self.rec.kind)
+        prefix = f"derivatives/{w.collection}/{w.id}/{self.rec.kind}/v{version}"
+        for leftover in list(self.output.list(prefix + "/")):  # a killed attempt's, never recorded
+            self.output.delete(leftover.key)
+        when = started.isoformat(timespec="seconds").replace("+00:00", "Z")
+        history = History(w.key, w.sha256, self.rec.hash, self.tool,
+                          f"{self.rec.operation} with {self.rec.model} (weights sha256 {self.rec.weights_sha256})",
+                          when, w.orientation)  # fmt: skip
+        icc, dpi = loaded.info.get("icc_profile"), loaded.info.get("dpi")
+        stem = w.key.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
+        files = [preservation(result.image, stem, icc, dpi, history),
+                 access_copy(result.image, icc, dpi, history, self.settings.restore.access_px), mask_png(result.mask)]  # fmt: skip
+        meta = self._sidecar(w, loaded, version, prefix, files, started, seconds)
+        for f in [*files, sidecar(meta)]:  # the sidecar last: its presence means the version is whole
+            self.output.put(f"{prefix}/{f.name}", f.data, f.content_type)
+        image = files[0]
+        with self.sessions.begin() as session:
+            row = Derivative(item_id=w.id, kind=self.rec.kind, version=version, recipe_hash=self.rec.hash,
+                             recipe=meta["recipe"] | {"execution": self.execution},
+                             model_version_id=self.model["model_version_id"], storage_uri=f"{self.output.uri}/{prefix}/{image.name}",
+                             sha256=image.sha256, size=len(image.data), run_id=self.run_id, is_current=False)  # fmt: skip
+            session.add(row)
+            session.flush()
+            current = session.scalar(select(Derivative.id).where(
+                Derivative.item_id == w.id, Derivative.kind == self.rec.kind, Derivative.is_current))  # fmt: skip
+            if current is None:  # the first version is current at once; later ones wait for promotion
+                make_current(session, row)
+            self._event(session, "success", w.id, {"version": version, "key": f"{prefix}/{image.name}",
+                                                   "sha256": image.sha256, "recipe_hash": self.rec.hash}, row.id)  # fmt: skip
+
+    def _sidecar(self, w: _Work, loaded: Loaded, version: int, prefix: str, files: list[Encoded],
+                 started: datetime, seconds: float) -> dict[str, Any]:  # fmt: skip
+        return {
+            "schema": "photo-archive/derivative/1",
+            "master": {"item_id": w.id, "collection": w.collection, "source_uri": w.source_uri, "key": w.key,
+                       "sha256": w.sha256, "format": loaded.format, "mode": loaded.mode},
+            "derivative": {"kind": self.rec.kind, "version": version, "prefix": prefix,
+                           "files": {f.name: {"sha256": f.sha256, "size": len(f.data), "media_type": f.content_type}
+                                     for f in files}},
+            "recipe": asdict(self.rec) | {"hash": self.rec.hash},
+            "model": self.model,
+            "parameters": self.rec.params,
+            "seed": SEED,
+            "execution": self.execution | {"model_seconds": round(seconds, 4)},
+            "software": self.software,
+            "code_version": code_version(),
+            "run_id": self.run_id,
+            "started_at": started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+        }  # fmt: skip

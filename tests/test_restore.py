@@ -1,0 +1,295 @@
+"""Restoring a collection in-process: versioned outputs, sidecars and embedded metadata, ICC/DPI
+and 16-bit kept, idempotent re-runs, failures recorded while the batch goes on, new versions
+beside old ones."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import xml.etree.ElementTree as ET
+
+import exifread
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+from sqlalchemy import select
+
+from archive_db.derivatives import current_derivatives, items_needing, stale_items, versions_of
+from archive_db.models import Derivative, Event, Item, Run
+from flows.db import sessions_for
+from flows.ingest import ingest_collection
+from flows.models import register
+from flows.restore import plan_batches, restore_collection
+from flows.store import open_store, read_all
+from restoration.checkpoints import save_checkpoint
+from restoration.registry import create_model
+from tests import samples
+from tests.test_ingest import write_folder
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+XMP_NS = {"rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
+          "stRef": "http://ns.adobe.com/xap/1.0/sType/ResourceRef#", "stEvt": "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#"}  # fmt: skip
+
+
+def checkpoint(tmp_path, version: str, seed: int):
+    torch.manual_seed(seed)
+    model = create_model("unet_restorer_test")
+    torch.nn.init.normal_(model.image_head.weight, std=0.05)  # visibly changes the image
+    save_checkpoint(model, tmp_path / f"restore-unet-{version}", {
+        "architecture": "unet_restorer", "config": {"base": 8, "depth": 2}, "name": "restore-unet",
+        "version": version, "task": "restore", "metrics": {}})  # fmt: skip
+    return tmp_path / f"restore-unet-{version}"
+
+
+@functools.cache  # the profile records when it was made: make it once
+def rgb_png_with_icc_and_dpi() -> bytes:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return samples.encode(samples.clean().resize((120, 90)), "PNG", icc_profile=icc, dpi=(600, 600))
+
+
+MASTERS = {
+    "box1/rgb-icc.png": rgb_png_with_icc_and_dpi,
+    "box1/grey16.tif": samples.gray16_tiff,
+    "box1/rgb16.tif": samples.rgb16_tiff,
+    "box2/rotated.jpg": lambda: samples.exif_jpeg(orientation=6),
+    "box2/alpha.png": samples.palette_png_transparent,
+    "box2/broken.jpg": lambda: samples.truncated(samples.jpeg()),  # quarantined at ingest
+}
+
+
+@pytest.fixture
+def archive(settings, tmp_path, monkeypatch):
+    """A catalogued collection and a production model (shipped checkpoints kept out)."""
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    settings.restore = settings.restore.model_copy(update={"batch_pixels": 60_000, "tile": 64, "threads": 2})
+    register(settings, checkpoint(tmp_path, "v1", 1), status="production")
+    source = tmp_path / "inbox"
+    write_folder(source, {k: make() for k, make in MASTERS.items()})
+    ingest_collection(str(source), "letters", settings)
+    return settings
+
+
+def derivatives(settings) -> list[tuple[Item, Derivative]]:
+    with sessions_for(settings.db.url)() as s:
+        rows = s.execute(select(Item, Derivative).join(Derivative, Derivative.item_id == Item.id).order_by(Item.id, Derivative.version)).all()
+        s.expunge_all()
+        return [tuple(r) for r in rows]
+
+
+def stored(settings, uri_or_key: str) -> bytes:
+    out = open_store(settings.store.output, settings.store)
+    return read_all(out, uri_or_key.removeprefix(out.uri + "/"))
+
+
+def test_restore_writes_one_version_per_item_with_its_provenance(archive):
+    settings = archive
+    summary = restore_collection("letters", settings=settings)
+    assert (summary.selected, summary.restored, summary.failed) == (5, 5, 0)  # the broken scan was quarantined
+    rows = derivatives(settings)
+    assert len(rows) == 5
+    for item, d in rows:
+        assert (d.kind, d.version, d.is_current) == ("restored", 1, True)
+        prefix = f"derivatives/letters/{item.id}/restored/v1"
+        image = stored(settings, d.storage_uri)
+        assert hashlib.sha256(image).hexdigest() == d.sha256 and len(image) == d.size
+        meta = json.loads(stored(settings, f"{prefix}/metadata.json"))
+        assert meta["master"]["sha256"] == item.sha256 and meta["master"]["key"] == item.source_key
+        assert meta["model"]["name"] == "restore-unet" and meta["model"]["version"] == "v1"
+        assert meta["model"]["weights_sha256"] == meta["recipe"]["weights_sha256"]
+        assert meta["recipe"]["hash"] == d.recipe_hash and meta["run_id"] == d.run_id
+        assert {"torch", "pillow", "photo-archive"} <= set(meta["software"]) and meta["seed"] == 0
+        for name, f in meta["derivative"]["files"].items():  # every file is whole and as described
+            assert hashlib.sha256(stored(settings, f"{prefix}/{name}")).hexdigest() == f["sha256"]
+        master_px = np.asarray(Image.open(io.BytesIO(image)))
+        assert master_px.shape[:2] == (item.height, item.width) or item.orientation not in (None, 1)
+    with sessions_for(settings.db.url)() as s:
+        events = s.scalars(select(Event).where(Event.type == "restoration")).all()
+        assert len(events) == 5 and all(e.outcome == "success" and e.derivative_id for e in events)
+        run = s.get(Run, summary.run_id)
+        assert run.status == "completed" and run.counts["restored"] == 5
+
+
+def test_embedded_history_icc_dpi_and_bit_depth(archive):
+    settings = archive
+    restore_collection("letters", settings=settings)
+    by_key = {item.source_key: (item, d) for item, d in derivatives(settings)}
+
+    item, d = by_key["box1/rgb-icc.png"]
+    data = stored(settings, d.storage_uri)
+    img = Image.open(io.BytesIO(data))
+    master = Image.open(io.BytesIO(rgb_png_with_icc_and_dpi()))
+    assert img.format == "PNG" and img.mode == "RGB" and img.size == master.size
+    assert img.info["icc_profile"] == master.info["icc_profile"]
+    assert img.info["dpi"] == pytest.approx((600, 600), abs=0.01)
+    tags = exifread.process_file(io.BytesIO(data), details=False)
+    assert str(tags["Image Software"]).startswith("photo-archive")
+    assert item.sha256 in str(tags["Image ImageDescription"])
+    xmp = ET.fromstring(img.info["xmp"] if isinstance(img.info["xmp"], bytes) else img.info["xmp"].encode())
+    assert xmp.find(".//xmpMM:DerivedFrom/stRef:documentID", XMP_NS).text == f"sha256:{item.sha256}"
+    assert xmp.find(".//xmpMM:History//stEvt:action", XMP_NS).text == "derived"
+    assert "restore-unet@v1" in xmp.find(".//xmpMM:History//stEvt:parameters", XMP_NS).text
+    assert not np.array_equal(np.asarray(img), np.asarray(master.convert("RGB")))  # the model did something
+
+    for key, shape in (("box1/grey16.tif", 2), ("box1/rgb16.tif", 3)):
+        item, d = by_key[key]
+        data = stored(settings, d.storage_uri)
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            assert page.dtype == np.uint16 and len(page.shape) == shape  # 16-bit masters give 16-bit TIFFs
+            assert item.sha256.encode() in page.tags[700].value  # XMP
+            assert page.tags["Software"].value.startswith("photo-archive")
+
+    item, d = by_key["box2/rotated.jpg"]
+    data = stored(settings, d.storage_uri)
+    assert Image.open(io.BytesIO(data)).getexif().get(0x0112) == 6  # pixels kept as stored, so the tag too
+    access = stored(settings, d.storage_uri.rsplit("/", 1)[0] + "/access.jpg")
+    assert Image.open(io.BytesIO(access)).format == "JPEG"
+
+    item, d = by_key["box2/alpha.png"]
+    out = Image.open(io.BytesIO(stored(settings, d.storage_uri)))
+    assert out.mode == "RGBA"
+
+
+def test_rerun_does_nothing_and_a_new_model_adds_versions_beside_the_old(archive, tmp_path):
+    settings = archive
+    restore_collection("letters", settings=settings)
+    again = restore_collection("letters", settings=settings)
+    assert again.selected == 0 and again.headline().startswith("Nothing to restore")
+    assert len(derivatives(settings)) == 5
+
+    v2 = register(settings, checkpoint(tmp_path, "v2", 2))
+    with sessions_for(settings.db.url)() as s:
+        coll_id = s.scalar(select(Item.collection_id).limit(1))
+        assert len(stale_items(s, coll_id, "restored", v2)) == 5
+    summary = restore_collection("letters", model="restore-unet@v2", settings=settings)
+    assert summary.restored == 5
+    rows = derivatives(settings)
+    assert sorted((d.version, d.is_current) for _, d in rows) == [(1, True)] * 5 + [(2, False)] * 5
+    with sessions_for(settings.db.url)() as s:
+        assert len(current_derivatives(s, coll_id, "restored")) == 5
+        item_id = rows[0][0].id
+        v1, v2_row = versions_of(s, item_id, "restored")
+        assert v1.storage_uri != v2_row.storage_uri and v1.recipe_hash != v2_row.recipe_hash
+    assert stored(settings, v1.storage_uri)  # the old version is still there
+
+
+def test_a_master_changed_after_ingest_fails_alone(archive, tmp_path):
+    settings = archive
+    (tmp_path / "inbox" / "box2" / "alpha.png").write_bytes(samples.png())  # someone overwrote a master
+    summary = restore_collection("letters", settings=settings)
+    assert (summary.restored, summary.failed) == (4, 1)
+    assert summary.problems[0][0] == "box2/alpha.png" and "master changed since ingest" in summary.problems[0][1]
+    with sessions_for(settings.db.url)() as s:
+        failed = s.scalars(select(Event).where(Event.type == "restoration", Event.outcome == "failure")).one()
+        assert "sha256" in failed.detail["reason"]
+        assert s.get(Run, summary.run_id).status == "partial"
+        coll_id = s.scalar(select(Item.collection_id).limit(1))
+        recipe_hash = s.scalars(select(Derivative.recipe_hash)).first()
+        assert [r[1] for r in items_needing(s, coll_id, "restored", recipe_hash)] == ["box2/alpha.png"]
+
+
+def test_batches_hold_similar_sizes_within_the_pixel_budget():
+    rows = [(i, f"k{i}", "", w, h) for i, (w, h) in enumerate([(100, 100), (1000, 1000), (90, 110), (5000, 5000), (120, 80)])]
+    batches = plan_batches(rows, pixel_budget=1_100_000, max_items=2)
+    assert batches == [[4, 2], [0, 1], [3]]  # small ones together, the oversized one alone
+
+
+def test_reprocess_reports_changes_then_promote_and_rollback_move_current(archive, tmp_path):
+    from flows.reprocess import promote, reprocess_collection, rollback
+
+    settings = archive
+    restore_collection("letters", settings=settings)
+    register(settings, checkpoint(tmp_path, "v2", 2))
+    report = reprocess_collection("letters", "restore-unet@v2", sample=3, settings=settings)
+    assert report.summary.restored == 5 and len(report.changes) == 5
+    assert all(c.previous_version == 1 and c.new_version == 2 and c.mean_abs_change > 0 for c in report.changes)
+    sheet = Image.open(io.BytesIO(stored(settings, f"{report.report_prefix}/contact-sheet.jpg")))
+    assert sheet.height >= 3 * 256  # three items, each master | v1 | v2
+    rows = stored(settings, f"{report.report_prefix}/changes.csv").decode().splitlines()
+    assert rows[0].startswith("item_id,key") and len(rows) == 6
+    assert reprocess_collection("letters", "restore-unet@v2", settings=settings).summary.selected == 0  # done
+
+    def current_versions() -> list[int]:
+        return sorted(d.version for _, d in derivatives(settings) if d.is_current)
+
+    assert current_versions() == [1] * 5
+    assert promote(settings, "letters", "restore-unet@v2") == 5
+    assert current_versions() == [2] * 5
+    assert promote(settings, "letters", "restore-unet@v2") == 0  # already current
+    assert rollback(settings, "letters", "restore-unet@v2") == 5
+    assert current_versions() == [1] * 5
+    with sessions_for(settings.db.url)() as s:
+        kinds = [e.type for e in s.scalars(select(Event).where(Event.type.in_(["reprocessing", "promotion", "rollback"])))]
+        assert kinds.count("reprocessing") == kinds.count("promotion") == kinds.count("rollback") == 5
+    for _, d in derivatives(settings):  # nothing was deleted
+        assert stored(settings, d.storage_uri)
+
+
+def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settings, tmp_path, monkeypatch):
+    """Kill a real worker process in the middle of a batch, run the batch again, check the store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.restore import prepare, recipe_for
+
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    register(settings, checkpoint(tmp_path, "v1", 1), status="production")
+    rng = np.random.default_rng(0)
+    write_folder(tmp_path / "inbox", {f"scan-{i:02d}.png": samples.encode(Image.fromarray(
+        rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)), "PNG") for i in range(14)})  # fmt: skip
+    ingest_collection(str(tmp_path / "inbox"), "letters", settings)
+    coll_id, row, recipe = prepare(settings, "letters", "restore@production", "restored")
+    with sessions_for(settings.db.url)() as s:
+        ids = [r[0] for r in items_needing(s, coll_id, "restored", recipe.hash)]
+    # A stray file where the first item's v1 will go, as a worker killed between its writes and
+    # its commit would leave: the next attempt must clear it.
+    out = open_store(settings.store.output, settings.store, create=True)
+    out.put(f"derivatives/letters/{ids[0]}/restored/v1/stray.png", b"half a file")
+
+    script = ("import sys, json\nfrom dataclasses import asdict\nfrom flows.restore import restore_batch\n"
+              "from flows.settings import Settings\n"
+              "restore_batch(json.loads(sys.argv[1]), json.loads(sys.argv[2]), None, Settings())\n")  # fmt: skip
+    env = os.environ | {"ARCHIVE_DB__URL": settings.db.url, "ARCHIVE_STORE__OUTPUT": settings.store.output,
+                        "ARCHIVE_RESTORE__TILE": "64", "ARCHIVE_RESTORE__THREADS": "1",
+                        "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}  # fmt: skip
+    args = [sys.executable, "-c", script, json.dumps(ids), json.dumps(__import__("dataclasses").asdict(recipe))]
+
+    def done() -> int:
+        with sessions_for(settings.db.url)() as s:
+            return len(s.scalars(select(Derivative.id)).all())
+
+    worker = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while done() == 0 and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    killed_at = done()
+    assert 0 < killed_at < len(ids), f"the kill must land mid-batch ({killed_at} of {len(ids)} done)"
+
+    rerun = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    rows = derivatives(settings)
+    assert sorted(item.id for item, _ in rows) == sorted(ids)  # exactly one version per item
+    assert all(d.version == 1 and d.is_current for _, d in rows)
+    expected = set()
+    for item, d in rows:
+        prefix = f"derivatives/letters/{item.id}/restored/v1"
+        meta = json.loads(stored(settings, f"{prefix}/metadata.json"))
+        expected |= {f"{prefix}/{name}" for name in [*meta["derivative"]["files"], "metadata.json"]}
+    assert {o.key for o in out.list("derivatives/")} == expected  # no orphan objects
+    with sessions_for(settings.db.url)() as s:
+        successes = s.scalars(select(Event).where(Event.type == "restoration", Event.outcome == "success")).all()
+        assert sorted(e.item_id for e in successes) == sorted(ids)  # no orphan rows either
