@@ -36,14 +36,14 @@ XMP_NS = {"rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "xmpMM": "http:/
           "stRef": "http://ns.adobe.com/xap/1.0/sType/ResourceRef#", "stEvt": "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#"}  # fmt: skip
 
 
-def checkpoint(tmp_path, version: str, seed: int):
+def checkpoint(tmp_path, version: str, seed: int, name: str = "restore-unet"):
     torch.manual_seed(seed)
     model = create_model("unet_restorer_test")
     torch.nn.init.normal_(model.image_head.weight, std=0.05)  # visibly changes the image
-    save_checkpoint(model, tmp_path / f"restore-unet-{version}", {
-        "architecture": "unet_restorer", "config": {"base": 8, "depth": 2}, "name": "restore-unet",
+    save_checkpoint(model, tmp_path / f"{name}-{version}", {
+        "architecture": "unet_restorer", "config": {"base": 8, "depth": 2}, "name": name,
         "version": version, "task": "restore", "metrics": {}})  # fmt: skip
-    return tmp_path / f"restore-unet-{version}"
+    return tmp_path / f"{name}-{version}"
 
 
 @functools.cache  # the profile records when it was made: make it once
@@ -242,7 +242,7 @@ def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settin
 
     from prefect.settings import PREFECT_API_URL
 
-    from flows.restore import prepare, recipe_for
+    from flows.restore import prepare
 
     monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
     register(settings, checkpoint(tmp_path, "v1", 1), status="production")
