@@ -9,6 +9,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -40,15 +41,12 @@ def _pg_bindir() -> Path | None:
     return Path(candidates[-1]).parent if candidates else None
 
 
-@pytest.fixture(scope="session")
-def pg_server():
-    """Start a PostgreSQL cluster on 127.0.0.1 and a free port; remove it afterwards."""
+@contextmanager
+def throwaway_postgres():
+    """A PostgreSQL cluster on 127.0.0.1 and a free port, removed afterwards (tests and bench/)."""
     bindir = _pg_bindir()
     if bindir is None:
-        message = "PostgreSQL binaries (initdb, pg_ctl) not found: PostgreSQL catalogue tests cannot run"
-        if os.environ.get("ARCHIVE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message + " and ARCHIVE_REQUIRE_POSTGRES=1")
-        pytest.skip(message)
+        raise FileNotFoundError("PostgreSQL binaries (initdb, pg_ctl) not found")
     root = Path(tempfile.mkdtemp(prefix="archive-pg-"))
     # PostgreSQL refuses to run as root: run it as the postgres user then.
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -64,6 +62,18 @@ def pg_server():
     finally:
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """Start a PostgreSQL cluster for the session; skip (or fail, in CI) where it cannot run."""
+    if _pg_bindir() is None:
+        message = "PostgreSQL binaries (initdb, pg_ctl) not found: PostgreSQL catalogue tests cannot run"
+        if os.environ.get("ARCHIVE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " and ARCHIVE_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    with throwaway_postgres() as url:
+        yield url
 
 
 def _new_pg_database(server: str) -> str:
