@@ -103,15 +103,22 @@ def load(settings: Settings, ref: str, device: str = "cpu"):
 
 
 def ensure_shipped(settings: Settings) -> None:
-    """Register the checkpoints shipped with the code, the first time a catalogue needs a model."""
+    """Register the checkpoints shipped with the code, the first time a catalogue needs a model.
+
+    Their status comes from the release manifest ``restoration/weights/shipped.json``
+    (``{"name/version": "production"}``): shipping is a release decision, so the training card
+    stays exactly as training wrote it. A card's own ``shipped_status`` is the fallback."""
     if not SHIPPED.is_dir():
         return
+    manifest_path = SHIPPED / "shipped.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     with sessions_for(settings.db.url)() as session:
         known = {(m.name, m.version) for m in queries.model_versions(session)}
     for card_path in sorted(SHIPPED.glob(f"*/*/{CARD}")):
         card = json.loads(card_path.read_text())
         if (card["name"], card["version"]) not in known:
-            register(settings, card_path.parent, status=card.get("shipped_status", "candidate"))
+            status = manifest.get(f"{card['name']}/{card['version']}", card.get("shipped_status", "candidate"))
+            register(settings, card_path.parent, status=status)
 
 
 def agent_of(settings: Settings, row: ModelVersion) -> int:

@@ -93,8 +93,7 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
     shipped = tmp_path / "weights"
     card = checkpoint(shipped / "restore-unet", "v1")
     (shipped / "restore-unet" / "restore-unet-v1").rename(shipped / "restore-unet" / "v1")
-    path = shipped / "restore-unet" / "v1" / "card.json"
-    path.write_text(json.dumps(json.loads(path.read_text()) | {"shipped_status": "production"}))
+    (shipped / "shipped.json").write_text(json.dumps({"restore-unet/v1": "production"}))  # the release manifest
     monkeypatch.setattr("flows.models.SHIPPED", shipped)
     _, _, row = load(settings, "restore@production")
     assert (row.name, row.version, row.weights_sha256) == ("restore-unet", "v1", card["weights_sha256"])
