@@ -173,9 +173,10 @@ def restore(settings: Settings, collection: str, model_ref: str, pool: str | Non
     """Restore the items of a collection that lack the model's output, as new versions."""
     from flows.ingest import check_collection_name
     from flows.progress import reporting
-    from flows.restore import restore_collection
+    from flows.restore import KIND, prepare, restore_collection
 
     check_collection_name(collection)
+    prepare(settings, collection, model_ref, KIND)  # unknown collection or model: one line, before Prefect starts
     if batch_pixels:
         settings.restore = settings.restore.model_copy(update={"batch_pixels": batch_pixels})
     with RichReporter() as bar, reporting(bar):
@@ -197,6 +198,9 @@ def reprocess(settings: Settings, collection: str, model_ref: str, pool: str | N
     """Restore the stale items again with a newer model, beside the old versions, and compare."""
     from flows.progress import reporting
     from flows.reprocess import reprocess_collection
+    from flows.restore import KIND, prepare
+
+    prepare(settings, collection, model_ref, KIND)
 
     with RichReporter() as bar, reporting(bar):
         report = reprocess_collection(collection, model_ref, pool, sample=sample, settings=settings)

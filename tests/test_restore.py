@@ -293,3 +293,17 @@ def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settin
     with sessions_for(settings.db.url)() as s:
         successes = s.scalars(select(Event).where(Event.type == "restoration", Event.outcome == "success")).all()
         assert sorted(e.item_id for e in successes) == sorted(ids)  # no orphan rows either
+
+
+def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys):
+    from flows.cli import main
+
+    base = ["--db", archive.db.url, "--output", archive.store.output]
+    assert main([*base, "restore", "--collection", "nope"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no collection 'nope'") and "\n" not in err
+    assert main([*base, "reprocess", "--collection", "letters", "--model", "restore-unet@v9"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no model version matches 'restore-unet@v9'") and "\n" not in err
+    assert main([*base, "restore", "--collection", "bad name!"]) != 0
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
