@@ -245,8 +245,8 @@ def train() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Where model.safetensors and card.json go.")
 @click.option("--name", default="restore-unet", show_default=True)
 @click.option("--version", "version", default="v1", show_default=True)
-@click.option("--steps", type=click.IntRange(1), default=5000, show_default=True)
-@click.option("--warmup-steps", type=click.IntRange(0), default=1500, show_default=True,
+@click.option("--steps", type=click.IntRange(1), default=4000, show_default=True)
+@click.option("--warmup-steps", type=click.IntRange(0), default=1200, show_default=True,
               help="Steps on reconstruction and mask losses alone, before the discriminator joins.")
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--crop", type=click.IntRange(32), default=96, show_default=True)
