@@ -72,8 +72,10 @@ def current_derivatives(session: Session, collection_id: int, kind: str, after_i
     query = (
         select(Derivative)
         .join(Item, Item.id == Derivative.item_id)
+        # The bound on both sides of the join: PostgreSQL merge-joins, and without Item.id > after
+        # it walks the items index from the start (156 ms a page 800,000 items in; 2.2 ms with it).
         .where(Item.collection_id == collection_id, Derivative.kind == kind, Derivative.is_current,
-               Derivative.item_id > after_id)  # fmt: skip
+               Derivative.item_id > after_id, Item.id > after_id)  # fmt: skip
         .order_by(Derivative.item_id)
         .limit(limit)
     )
