@@ -115,7 +115,7 @@ def preservation(pixels: np.ndarray, stem: str, icc: bytes | None, dpi: tuple | 
     info = PngImagePlugin.PngInfo()
     info.add_itxt("XML:com.adobe.xmp", history.xmp().decode("utf-8"))
     buf = io.BytesIO()
-    kwargs: dict[str, Any] = {"pnginfo": info, "exif": history.exif(), "compress_level": 6}
+    kwargs: dict[str, Any] = {"pnginfo": info, "exif": history.exif(), "compress_level": 3}
     if icc:
         kwargs["icc_profile"] = icc
     if dpi:
@@ -163,7 +163,7 @@ def access_copy(pixels: np.ndarray, icc: bytes | None, dpi: tuple | None, histor
 
 def mask_png(mask: np.ndarray) -> Encoded:
     buf = io.BytesIO()
-    Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(buf, "PNG", compress_level=6)
+    Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(buf, "PNG", compress_level=1)
     return Encoded("mask.png", buf.getvalue(), "image/png")
 
 

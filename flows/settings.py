@@ -32,7 +32,7 @@ class IngestSettings(BaseModel):
 
 class RestoreSettings(BaseModel):
     batch_pixels: int = Field(default=48_000_000, ge=1, description="pixels per batch sent to a worker")
-    batch_items: int = Field(default=64, ge=1, le=5000, description="most images per batch")
+    batch_items: int = Field(default=256, ge=1, le=5000, description="most images per batch")
     batches_in_flight: int = Field(default=2, ge=1, le=256, description="batches running at once on a pool")
     threads: int = Field(default=4, ge=1, le=64, description="fetch/decode and encode/write threads per worker")
     tile: int = Field(default=768, ge=64, le=8192)

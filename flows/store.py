@@ -77,7 +77,12 @@ class LocalStore:
         return ObjectInfo(key=key, size=st.st_size, etag=f"{st.st_mtime_ns:x}-{st.st_size:x}")
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # Walk only below the prefix's folder: the store may hold millions of files.
+        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(base) if base else self.root
+        if not start.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in sorted(filenames):
