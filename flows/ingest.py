@@ -16,7 +16,7 @@ from flows.errors import ConfigError
 from flows.fetch import Fetched, fetch_batch
 from flows.progress import reporter
 from flows.record import record_batch
-from flows.report import IngestSummary
+from flows.report import IngestSummary, artifact_key
 from flows.settings import Settings
 from flows.store import ObjectInfo, open_store
 from flows.versions import code_version
@@ -78,7 +78,7 @@ def ingest_collection(source: str, collection: str, settings: Settings | None = 
     summary.seconds = round(time.perf_counter() - started, 3)
     _finish(settings, run_id, summary, "completed" if summary.errors == 0 else "partial")
     create_markdown_artifact(
-        key=f"ingest-{collection.lower().replace('_', '-').replace('.', '-')}",
+        key=artifact_key("ingest", collection),
         markdown=summary.markdown(),
         description=summary.headline(),
     )

@@ -63,3 +63,8 @@ class IngestSummary:
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def artifact_key(kind: str, collection: str) -> str:
+    """A Prefect artifact key (lower case, digits and dashes) for a run over ``collection``."""
+    return f"{kind}-{collection.lower().replace('_', '-').replace('.', '-')}"

@@ -26,6 +26,7 @@ from flows.errors import NotFound
 from flows.fetch import cached_store
 from flows.imageio import read_image
 from flows.models import agent_of, resolve
+from flows.report import artifact_key
 from flows.restore import KIND, RestoreSummary, dispatch, prepare
 from flows.settings import Settings
 from flows.store import open_store, read_all
@@ -81,7 +82,7 @@ def reprocess_collection(collection: str, model: str, pool: str | None = None, k
         report.changes = _compare(settings, pairs)
         _record(settings, row, summary.run_id, report.changes)
         _write_report(settings, report, pairs, sample)
-    create_markdown_artifact(key=f"reprocess-{collection.lower().replace('_', '-').replace('.', '-')}",
+    create_markdown_artifact(key=artifact_key("reprocess", collection),
                              markdown=report.markdown(), description=report.headline())  # fmt: skip
     return report
 

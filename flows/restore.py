@@ -31,6 +31,7 @@ from flows.imageio import Loaded, read_image
 from flows.models import ensure_shipped, load, resolve
 from flows.outputs import Encoded, History, access_copy, mask_png, preservation, sidecar
 from flows.progress import reporter
+from flows.report import artifact_key
 from flows.settings import Settings
 from flows.store import ObjectStore, open_store, read_all
 from flows.versions import code_version, software_versions
@@ -169,7 +170,7 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
         summary.seconds = round(time.perf_counter() - started, 3)
         with sessions_for(settings.db.url).begin() as session:
             ledger.finish_run(session, summary.run_id, status, summary.counts(), {"seconds": summary.seconds})
-    create_markdown_artifact(key=f"{flow_name}-{_slug(collection)}", markdown=summary.markdown(),
+    create_markdown_artifact(key=artifact_key(flow_name, collection), markdown=summary.markdown(),
                              description=summary.headline())  # fmt: skip
     return summary
 
@@ -177,10 +178,6 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
 def recipe_for(row: ModelVersion, kind: str, params: dict[str, Any] | None = None) -> Recipe:
     return Recipe("restore" if row.task == "restore" else "style", kind, f"{row.name}@{row.version}",
                   row.weights_sha256, params or {})  # fmt: skip
-
-
-def _slug(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
 
 
 def _begin(settings: Settings, flow_name: str, collection_id: int, recipe: Recipe, ref: str, pool: str | None) -> int:
