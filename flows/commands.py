@@ -8,6 +8,7 @@ import click
 
 from flows.console import RichReporter, err, out, print_json, table
 from flows.settings import Settings
+from restoration.recipe import TrainConfig
 
 
 def _summary_table(title: str, rows: list[tuple[str, str]]):
@@ -236,6 +237,9 @@ _current_command("promote", "Make the versions NAME@VERSION made the current one
 _current_command("rollback", "Make current again the versions NAME@VERSION's replaced (an event per item).")
 
 
+_TRAIN_DEFAULTS = TrainConfig()  # restoration.recipe loads no torch
+
+
 @click.group()
 def train() -> None:
     """Train models (on synthetic degradations of bundled clean images)."""
@@ -251,12 +255,20 @@ def train() -> None:
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--crop", type=click.IntRange(32), default=96, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
-@click.option("--adv-weight", type=click.FloatRange(0), default=0.002, show_default=True)
+@click.option("--adv-weight", type=click.FloatRange(0), default=_TRAIN_DEFAULTS.adv_weight, show_default=True)
+@click.option("--ssim-weight", type=click.FloatRange(0), default=_TRAIN_DEFAULTS.ssim_weight, show_default=True)
+@click.option("--hole-weight", type=click.FloatRange(0), default=_TRAIN_DEFAULTS.hole_weight, show_default=True,
+              help="Extra L1 weight inside the damage mask (inpainting of cracks and tears).")
+@click.option("--untouched", type=click.FloatRange(0, 1), default=_TRAIN_DEFAULTS.untouched, show_default=True,
+              help="Share of training crops left undamaged (teaches the model to do no harm).")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Fine-tune: start from this checkpoint directory's weights (same architecture).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--fresh", is_flag=True, help="Ignore a saved training state and start over.")
 def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_steps: int, batch: int, crop: int,
-                  lr: float, adv_weight: float, seed: int, device: str, fresh: bool) -> None:  # fmt: skip
+                  lr: float, adv_weight: float, ssim_weight: float, hole_weight: float, untouched: float,
+                  init_from: str | None, seed: int, device: str, fresh: bool) -> None:  # fmt: skip
     """Train the U-Net restorer as a GAN; resumable (state kept in OUT.training/)."""
     import sys
     import time
@@ -266,15 +278,26 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
 
     from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
     from restoration.engine import resolve_device
-    from restoration.training import TrainConfig, Trainer, export
+    from restoration.training import Trainer, export
     from flows.versions import code_version, software_versions
 
     dev = resolve_device(device)
     train_set, val_set = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
     config = TrainConfig(steps=steps, warmup_steps=min(warmup_steps, steps), batch=batch, crop=crop, lr=lr,
-                         adv_weight=adv_weight, seed=seed)  # fmt: skip
+                         adv_weight=adv_weight, ssim_weight=ssim_weight, hole_weight=hole_weight,
+                         untouched=untouched, seed=seed)  # fmt: skip
     started = time.monotonic()
     trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print)
+    parent = None
+    if init_from:
+        from restoration.checkpoints import load_checkpoint
+
+        model, parent_card = load_checkpoint(Path(init_from))  # verifies the card's sha256
+        if (parent_card["architecture"], parent_card["config"]) != (config.architecture, config.arch_config):
+            raise click.UsageError(f"--init-from {init_from}: a {parent_card['architecture']} "
+                                   f"{parent_card['config']}, not {config.architecture} {config.arch_config}")
+        trainer.init_from(model)
+        parent = {k: parent_card.get(k) for k in ("name", "version", "weights_sha256")}
     target = Path(out_dir)
     trainer.run(target.with_name(target.name + ".training"), resume=not fresh)
     err.print("final validation (with the classical baseline) ...")
@@ -284,6 +307,7 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
         "how": {"command": "archive " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(),
                 "wall_seconds_this_session": round(time.monotonic() - started)},
         "software": software_versions() | {"torch": torch.__version__},
+        "init_from": parent,
         "data": {"train": sorted(train_set), "train_digest": digest(train_set),
                  "validation": sorted(val_set), "validation_digest": digest(val_set)},
     })  # fmt: skip

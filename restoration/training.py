@@ -7,7 +7,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,43 +20,12 @@ from restoration.checkpoints import save_checkpoint
 from restoration.data import training_batch, validation_set
 from restoration.degrade import DegradationConfig, Degraded
 from restoration.metrics import mask_f1, psnr, ssim
+from restoration.recipe import RESTORE_PROBABILITIES, TrainConfig
 from restoration.registry import create_model
 
+__all__ = ["RESTORE_PROBABILITIES", "TrainConfig", "Trainer", "evaluate", "export"]
+
 STATE = "training-state.pt"
-
-# What the restorer learns to undo: damage, noise, grain, blur and compression. Global tone is
-# left out: a model that sees one tile cannot tell a faded print from a misty scene or a sepia
-# print from a brown one, and trained on fading it learnt a contrast stretch that harmed clean
-# scans (29 dB on undamaged inputs). Tone is the curator's call (levels, period styles).
-RESTORE_PROBABILITIES = {
-    "gaussian_blur": 0.4, "motion_blur": 0.05, "resample": 0.25, "gaussian_noise": 0.4,
-    "poisson_noise": 0.2, "speckle_noise": 0.1, "film_grain": 0.5, "scratches": 0.7, "dust": 0.7,
-    "cracks": 0.35, "tears": 0.15, "jpeg": 0.4,
-}  # fmt: skip
-
-
-@dataclass
-class TrainConfig:
-    architecture: str = "unet_restorer"
-    arch_config: dict[str, Any] = field(default_factory=dict)
-    discriminator: str = "patchgan"
-    disc_config: dict[str, Any] = field(default_factory=lambda: {"ndf": 32, "n_layers": 3})
-    steps: int = 4000
-    warmup_steps: int = 1200  # generator alone, reconstruction + mask losses
-    batch: int = 8
-    crop: int = 96
-    lr: float = 1e-3  # cosine decay to a tenth of it over the run
-    clip_grad: float = 1.0  # gradient-norm clipping, generator and discriminator
-    adv_weight: float = 0.002
-    mask_weight: float = 0.3
-    ssim_weight: float = 0.2
-    ema_decay: float = 0.999
-    seed: int = 0
-    val_every: int = 500
-    val_crops: int = 4  # per held-out image
-    val_crop: int = 192
-    degradation: dict[str, float] = field(default_factory=lambda: dict(RESTORE_PROBABILITIES))
-    untouched: float = 0.1  # share of training crops left clean, so the model learns to leave them
 
 
 class Trainer:
@@ -89,7 +58,7 @@ class Trainer:
             group["lr"] = lr  # a function of the step, so a resumed run follows the same schedule
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             restored, mask_logits = self.g(x)
-            rec = losses.reconstruction(restored.float(), y, c.ssim_weight)
+            rec = losses.reconstruction(restored.float(), y, c.ssim_weight, m, c.hole_weight)
             msk = losses.mask_loss(mask_logits.float(), m)
             loss = rec + c.mask_weight * msk
             adv = torch.zeros((), device=self.device)
@@ -144,6 +113,11 @@ class Trainer:
         tmp = directory / (STATE + ".tmp")
         torch.save(state, tmp)
         tmp.replace(directory / STATE)
+
+    def init_from(self, model: torch.nn.Module) -> None:
+        """Start the generator (and its EMA) from another checkpoint's weights: fine-tuning."""
+        self.g.load_state_dict(model.state_dict(), strict=True)
+        self.ema.load_state_dict(model.state_dict(), strict=True)
 
     def load_state(self, directory: Path) -> bool:
         path = directory / STATE

@@ -62,3 +62,25 @@ def test_export_writes_a_loadable_checkpoint_with_its_card(images, tmp_path):
     model, loaded = load_checkpoint(tmp_path / "v1", expected_sha256=card["weights_sha256"])
     assert loaded["training"]["seed"] == 0 and loaded["training"]["steps_done"] == 2
     assert loaded["training"]["degradation_digest"]
+
+
+def test_hole_weight_counts_errors_inside_the_damage_mask_extra():
+    target = torch.full((1, 3, 16, 16), 0.5)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:8, 4:8] = 1
+    in_hole, outside = target.clone(), target.clone()
+    in_hole[..., 4:8, 4:8] += 0.2  # the same error, inside and outside the damage
+    outside[..., 10:14, 10:14] += 0.2
+    plain = [reconstruction(p, target, 0.0) for p in (in_hole, outside)]
+    weighted = [reconstruction(p, target, 0.0, mask, hole_weight=1.0) for p in (in_hole, outside)]
+    assert torch.isclose(plain[0], plain[1])
+    assert torch.isclose(weighted[1], plain[1]) and weighted[0] > plain[0] + 0.19
+
+
+def test_fine_tuning_starts_from_the_given_weights(images):
+    first = Trainer(TrainConfig(**TINY, steps=2), images, images[:1], log=lambda s: None)
+    first.train_step()
+    second = Trainer(TrainConfig(**TINY | {"seed": 5}, steps=2), images, images[:1], log=lambda s: None)
+    second.init_from(first.ema)
+    for a, b in zip(first.ema.state_dict().values(), second.g.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

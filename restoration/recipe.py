@@ -1,0 +1,42 @@
+"""The training recipe of the restorer: what it learns to undo and with which losses. Kept apart
+from ``training`` (which needs torch) so the CLI can show the defaults without loading torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# What the restorer learns to undo: damage, noise, grain, blur and compression. Global tone is
+# left out: a model that sees one tile cannot tell a faded print from a misty scene or a sepia
+# print from a brown one, and trained on fading it learnt a contrast stretch that harmed clean
+# scans (29 dB on undamaged inputs). Tone is the curator's call (levels, period styles).
+RESTORE_PROBABILITIES = {
+    "gaussian_blur": 0.4, "motion_blur": 0.05, "resample": 0.25, "gaussian_noise": 0.4,
+    "poisson_noise": 0.2, "speckle_noise": 0.1, "film_grain": 0.5, "scratches": 0.7, "dust": 0.7,
+    "cracks": 0.35, "tears": 0.15, "jpeg": 0.4,
+}  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    architecture: str = "unet_restorer"
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    discriminator: str = "patchgan"
+    disc_config: dict[str, Any] = field(default_factory=lambda: {"ndf": 32, "n_layers": 3})
+    steps: int = 4000
+    warmup_steps: int = 1200  # generator alone, reconstruction + mask losses
+    batch: int = 8
+    crop: int = 96
+    lr: float = 1e-3  # cosine decay to a tenth of it over the run
+    clip_grad: float = 1.0  # gradient-norm clipping, generator and discriminator
+    adv_weight: float = 0.002
+    mask_weight: float = 0.3
+    ssim_weight: float = 0.2
+    hole_weight: float = 0.0  # extra L1 weight inside the damage mask (inpainting)
+    ema_decay: float = 0.999
+    seed: int = 0
+    val_every: int = 500
+    val_crops: int = 4  # per held-out image
+    val_crop: int = 192
+    degradation: dict[str, float] = field(default_factory=lambda: dict(RESTORE_PROBABILITIES))
+    untouched: float = 0.1  # share of training crops left clean, so the model learns to leave them
