@@ -11,6 +11,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Full-text search objects the migrations make per database (FTS5 tables, the tsvector column
+# and its index): not in the ORM models, so autogenerate must not see them.
+SEARCH_OBJECTS = ("items_fts", "search_doc", "ix_items_search_doc", "ix_items_date_span")
+
+
+def include_object(obj, name: str | None, type_: str, reflected: bool, compare_to) -> bool:
+    """Alembic's filter: everything but the search objects."""
+    return not (reflected and name and name.startswith(SEARCH_OBJECTS))
 
 
 def alembic_config(url: str) -> Config:

@@ -34,6 +34,9 @@ ITEM_STATUSES = ("ingested", "quarantined")
 EVENT_OUTCOMES = ("success", "failure", "warning")
 MODEL_STATUSES = ("candidate", "production", "retired")
 RUN_STATUSES = ("running", "completed", "partial", "failed")
+REVIEW_STATES = ("approved", "rejected")
+# Descriptive fields a manifest or a curator may set, in display order.
+DESCRIPTIVE_FIELDS = ("title", "description", "date_text", "creator", "place", "subjects", "rights")
 
 
 class Base(DeclarativeBase):
@@ -61,6 +64,8 @@ class Item(Base):
         UniqueConstraint("collection_id", "sha256"),
         Index("ix_items_sha256", "sha256"),
         Index("ix_items_collection_status", "collection_id", "status"),
+        # Covers the facets' grouped scan (collection, status, decade, model, styled).
+        Index("ix_items_facets", "collection_id", "status", "date_from", "restored_model_id", "styled"),
         CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status"),
     )
 
@@ -90,6 +95,23 @@ class Item(Base):
     technical: Mapped[dict[str, Any] | None]
     thumbnail_key: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Descriptive metadata (what the photograph shows), from the digitisation team's manifest or
+    # the web catalogue. ``date_text`` is the date as written ("c. 1925", "1890s"); the years are
+    # its normalised range, for date searches and the decade facet.
+    title: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    date_text: Mapped[str | None] = mapped_column(String(100))
+    date_from: Mapped[int | None] = mapped_column(Integer, index=True)
+    date_to: Mapped[int | None] = mapped_column(Integer)
+    creator: Mapped[str | None] = mapped_column(Text)
+    place: Mapped[str | None] = mapped_column(Text)
+    subjects: Mapped[str | None] = mapped_column(Text)  # "; "-separated, as in the manifest
+    rights: Mapped[str | None] = mapped_column(Text)
+    # Kept by database triggers from the item's current derivatives (migration 0002), so search
+    # facets are one grouped scan of items: the model of the current "restored" version, and
+    # whether a current "style:*" version exists.
+    restored_model_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    styled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     collection: Mapped[Collection] = relationship(back_populates="items")
     duplicates: Mapped[list[Duplicate]] = relationship(back_populates="item")
@@ -184,6 +206,7 @@ class Derivative(Base):
             postgresql_where=text("is_current"),
         ),
         CheckConstraint("version >= 1", name="version"),
+        Index("ix_derivatives_current_kind", "is_current", "kind", "item_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -200,6 +223,9 @@ class Derivative(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     is_current: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A curator's judgement of this version, one of REVIEW_STATES (checked where it is written;
+    # the events keep who, when and the note).
+    review: Mapped[str | None] = mapped_column(String(20))
 
 
 class Event(Base):

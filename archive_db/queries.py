@@ -140,3 +140,14 @@ def resolve_model(session: Session, ref: str) -> ModelVersion | None:
     if len(found) > 1:
         raise LookupError(f"model reference {ref!r} matches several versions; name the model: NAME@{which}")
     return found[0] if found else None
+
+
+def events_since(session: Session, since, types: list[str] | None = None, collection: str | None = None,
+                 limit: int = 200) -> list[Event]:  # fmt: skip
+    """Events from ``since`` on, oldest first (at most ``limit``)."""
+    query = select(Event).where(Event.occurred_at >= since)
+    if types:
+        query = query.where(Event.type.in_(types))
+    if collection:
+        query = query.join(Item, Item.id == Event.item_id).join(Collection).where(Collection.name == collection)
+    return list(session.scalars(query.order_by(Event.occurred_at, Event.id).limit(limit)))

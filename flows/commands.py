@@ -422,5 +422,8 @@ def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, mod
 
 
 def register(cli: click.Group) -> None:
-    for command in (db, ingest, audit, collections, show, restore, reprocess, *COMMANDS, train, models, restore_files):
+    from flows.curate_cli import COMMANDS as CURATOR_COMMANDS
+
+    for command in (db, ingest, audit, collections, show, *CURATOR_COMMANDS, restore, reprocess, *COMMANDS, train,
+                    models, restore_files):  # fmt: skip
         cli.add_command(command)

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -52,8 +53,8 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     t = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
         t.add_column(col, overflow="fold", no_wrap=i == 0)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    for row in rows:  # values come from scans and users: never read as Rich markup
+        t.add_row(*("" if v is None else escape(str(v)) for v in row))
     return t
 
 

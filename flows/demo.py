@@ -73,6 +73,22 @@ def build_inbox(inbox: Path) -> int:
     return count
 
 
+# What the digitisation team's spreadsheet says about the aged prints (the real scans have no
+# record: they stay undescribed, as many do in a real backlog).
+MANIFEST = """filename,title,date,creator,place,subjects,rights
+aged/astronaut.jpg,Portrait of an astronaut with a flag,c. 1984,NASA,Houston,portraits; space flight,Public domain
+aged/camera.jpg,Man with a camera on a tripod,1890s,Unknown,Cambridge MA,photographers; cameras,Public domain
+aged/coffee.jpg,A cup of coffee on a saucer,1950s,Unknown,,still life; coffee,CC0
+aged/chelsea.jpg,The family cat,c. 1925,Unknown,,cats; pets,CC0
+aged/rocket.jpg,Rocket on the launch pad,1960s,Unknown,Cape Canaveral,space flight; rockets,Public domain
+aged/coins.jpg,Coins from the Greek collection,19th century,Unknown,,coins; numismatics,Public domain
+aged/moon.jpg,The surface of the Moon,1969,Unknown,,astronomy; moon,Public domain
+aged/clock.jpg,A wall clock,1930s,Unknown,,clocks; interiors,CC0
+aged/hubble_deep_field.jpg,Deep field of distant galaxies,1995,Hubble Space Telescope,,astronomy; galaxies,Public domain
+aged/grace_hopper.jpg,Rear Admiral Grace Hopper,1984,James S. Davis,Arlington,portraits; computing,Public domain
+"""
+
+
 def main() -> int:
     from flows.cli import main as archive
 
@@ -94,11 +110,22 @@ def main() -> int:
         if code:
             return code
         print()
+    manifest = ROOT / "manifest.csv"
+    write_if_changed(manifest, MANIFEST.encode())
+    print(f"== Describe the prints: archive import-metadata {manifest} --collection demo")
+    code = archive([*base, "import-metadata", str(manifest), "--collection", "demo", "--user", "demo curator"])
+    if code:
+        return code
+    print()
     archive([*base, "collections"])
+    print("\n== Search the catalogue: archive search portrait --date 1980..1989")
+    archive([*base, "search", "portrait", "--date", "1980..1989", "--no-facets"])
     derivatives = ROOT / "store" / "derivatives" / "demo"
     print(f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)")
     print(f"Look closer:        .venv/bin/archive {' '.join(base)} show demo/real-scans/old_b.png")
     print(f"Audit:              .venv/bin/archive {' '.join(base)} audit --collection demo")
+    print(f"Serve the catalogue: .venv/bin/archive {' '.join(base)} serve   (then open http://127.0.0.1:8000/;"
+          " set ARCHIVE_WEB__TOKEN=… to allow approvals and edits)")
     return 0
 
 

@@ -50,6 +50,13 @@ class DeviceSettings(BaseModel):
     dtype: str = "auto"
 
 
+class WebSettings(BaseModel):
+    # Write actions (promote, roll back, review, metadata edits) need this bearer token; without
+    # one the web catalogue is read-only.
+    token: SecretStr | None = None
+    preview_px: int = Field(default=1600, ge=128, le=8192, description="long side of the before/after views")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="ARCHIVE_", env_nested_delimiter="__", extra="ignore"
@@ -61,3 +68,4 @@ class Settings(BaseSettings):
     prefect: PrefectSettings = PrefectSettings()
     device: DeviceSettings = DeviceSettings()
     restore: RestoreSettings = RestoreSettings()
+    web: WebSettings = WebSettings()

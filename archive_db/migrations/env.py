@@ -3,6 +3,7 @@
 from alembic import context
 
 from archive_db.engine import make_engine
+from archive_db.migrate import include_object
 from archive_db.models import Base
 
 config = context.config
@@ -33,7 +34,8 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things, so later migrations rebuild tables.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 

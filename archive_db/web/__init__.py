@@ -1,0 +1,1 @@
+"""The curators' web catalogue (FastAPI, server-rendered pages, a JSON API)."""

@@ -1,0 +1,179 @@
+"""The JSON API behind every page, the image routes, and the write actions (token needed)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, StringConstraints
+
+from archive_db import curation
+from archive_db.ledger import get_or_create_agent
+from archive_db.models import Derivative, Item
+from archive_db.web import views
+from archive_db.web.core import Catalogue, CatalogueDep, HTTPProblem, get_derivative, get_item, require_token, search_query
+from archive_db.web.media import MediaMissing
+
+router = APIRouter()
+IMAGE_CACHE = {"Cache-Control": "private, max-age=3600"}
+
+
+@router.get("/api/collections")
+def api_collections(cat: Catalogue = CatalogueDep) -> list[dict]:
+    with cat.read() as session:
+        return views.collections_view(session)
+
+
+@router.get("/api/search")
+def api_search(request: Request, cat: Catalogue = CatalogueDep) -> dict:
+    q = search_query(request)
+    with cat.read() as session:
+        return views.search_view(session, q)
+
+
+@router.get("/api/items/{item_id}")
+def api_item(item_id: int, cat: Catalogue = CatalogueDep) -> dict:
+    with cat.read() as session:
+        return views.item_view(session, get_item(session, item_id))
+
+
+@router.get("/api/items/{item_id}/lineage")
+def api_lineage(item_id: int, cat: Catalogue = CatalogueDep) -> dict:
+    with cat.read() as session:
+        return views.lineage_view(session, get_item(session, item_id))
+
+
+@router.get("/api/models")
+def api_models(cat: Catalogue = CatalogueDep) -> list[dict]:
+    with cat.read() as session:
+        return views.models_view(session)
+
+
+@router.get("/api/runs")
+def api_runs(cat: Catalogue = CatalogueDep) -> list[dict]:
+    with cat.read() as session:
+        return views.runs_view(session)
+
+
+# -- images: by catalogue id only; the media source reads the URIs the catalogue records ------
+
+
+def _image(read, row, what: str, download: str | None = None) -> Response:
+    try:
+        data = read(row)
+    except MediaMissing as exc:
+        raise HTTPProblem(404, f"{what}: {exc}") from None
+    data, kind = data if isinstance(data, tuple) else (data, "image/jpeg")
+    headers = dict(IMAGE_CACHE)
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="{download}"'
+    return Response(data, media_type=kind, headers=headers)
+
+
+def _safe_name(name: str) -> str:
+    """A download file name with nothing that could break out of the header."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name.rsplit("/", 1)[-1])[:120] or "file"
+
+
+@router.get("/media/items/{item_id}/thumbnail")
+def media_thumbnail(item_id: int, cat: Catalogue = CatalogueDep) -> Response:
+    with cat.read() as session:
+        item = get_item(session, item_id)
+    return _image(cat.media.thumbnail, item, f"thumbnail of item {item_id}")
+
+
+@router.get("/media/items/{item_id}/preview")
+def media_preview(item_id: int, cat: Catalogue = CatalogueDep) -> Response:
+    with cat.read() as session:
+        item = get_item(session, item_id)
+    return _image(lambda i: cat.media.preview(i, cat.preview_px), item, f"preview of item {item_id}")
+
+
+@router.get("/media/items/{item_id}/master")
+def media_master(item_id: int, cat: Catalogue = CatalogueDep) -> Response:
+    with cat.read() as session:
+        item = get_item(session, item_id)
+    return _image(cat.media.master, item, f"master of item {item_id}", download=_safe_name(item.source_key))
+
+
+@router.get("/media/derivatives/{derivative_id}/preview")
+def media_derivative_preview(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
+    with cat.read() as session:
+        d = get_derivative(session, derivative_id)
+    return _image(cat.media.derivative_preview, d, f"access copy of derivative {derivative_id}")
+
+
+@router.get("/media/derivatives/{derivative_id}/file")
+def media_derivative_file(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
+    with cat.read() as session:
+        d = get_derivative(session, derivative_id)
+    name = _safe_name(f"item{d.item_id}-{d.kind.replace(':', '-')}-v{d.version}-{d.storage_uri.rsplit('/', 1)[-1]}")
+    return _image(cat.media.derivative_file, d, f"derivative {derivative_id}", download=name)
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+User = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class ReviewBody(BaseModel):
+    user: User
+    state: Literal["approved", "rejected"]
+    note: Note = ""
+
+
+class CurrentBody(BaseModel):
+    user: User
+    note: Note = ""
+
+
+class MetadataBody(BaseModel):
+    user: User
+    fields: dict[Literal["title", "description", "date_text", "creator", "place", "subjects", "rights"],
+                 Annotated[str, StringConstraints(max_length=10_000)] | None] = Field(min_length=1)  # fmt: skip
+
+
+WRITE = [Depends(require_token)]  # checked before the body is even read
+
+
+def _write(cat: Catalogue, user: str, action) -> dict:
+    with cat.write() as session:
+        agent = get_or_create_agent(session, "person", user)
+        try:
+            return action(session, agent)
+        except curation.CurationError as exc:
+            raise HTTPProblem(409, str(exc)) from None
+
+
+@router.post("/api/derivatives/{derivative_id}/review", dependencies=WRITE)
+def api_review(derivative_id: int, body: ReviewBody, cat: Catalogue = CatalogueDep) -> dict:
+    def action(session, agent) -> dict:
+        d: Derivative = get_derivative(session, derivative_id)
+        event = curation.review(session, d, body.state, body.note, agent)
+        session.flush()
+        return {"derivative": d.id, "review": d.review, "event": event.id}
+
+    return _write(cat, body.user, action)
+
+
+@router.post("/api/derivatives/{derivative_id}/make-current", dependencies=WRITE)
+def api_make_current(derivative_id: int, body: CurrentBody, cat: Catalogue = CatalogueDep) -> dict:
+    def action(session, agent) -> dict:
+        d = get_derivative(session, derivative_id)
+        event = curation.set_current(session, d, agent, body.note)
+        session.flush()
+        return {"derivative": d.id, "current": True, "event": event.id, "action": event.type}
+
+    return _write(cat, body.user, action)
+
+
+@router.patch("/api/items/{item_id}/metadata", dependencies=WRITE)
+def api_metadata(item_id: int, body: MetadataBody, cat: Catalogue = CatalogueDep) -> dict:
+    def action(session, agent) -> dict:
+        item: Item = get_item(session, item_id)
+        changes = curation.update_metadata(session, item, dict(body.fields), agent, {"source": "web catalogue"})
+        return {"item": item.id, "changes": changes}
+
+    return _write(cat, body.user, action)

@@ -1,0 +1,51 @@
+"""The curators' web catalogue: server-rendered pages (Jinja2, autoescaped) with a JSON API
+behind each, images streamed from the stores through the app, and write actions (make a version
+current, review it, edit descriptive metadata) that need the bearer token from the settings.
+Without a token configured the catalogue is read-only and every write is refused (403)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+
+from archive_db.web import api, pages
+from archive_db.web.core import HERE, Catalogue, HTTPProblem
+from archive_db.web.media import MediaSource
+
+CSP = ("default-src 'none'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
+       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+def create_app(sessions: sessionmaker[Session], media: MediaSource, token: str | None = None,
+               preview_px: int = 1600, title: str = "Photo archive") -> FastAPI:  # fmt: skip
+    app = FastAPI(title=f"{title} catalogue", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+    app.state.catalogue = Catalogue(sessions, media, token, preview_px)
+    app.state.catalogue.templates.env.globals["site_title"] = title
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @app.exception_handler(HTTPProblem)
+    async def problem(request: Request, exc: HTTPProblem) -> Response:
+        if request.url.path.startswith(("/api/", "/media/")):
+            return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+        return pages.error_page(request, exc.status, exc.message)
+
+    return app

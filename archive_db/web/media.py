@@ -1,0 +1,38 @@
+"""Where the web catalogue's images come from. The app never takes a path or a URI from a request:
+routes name catalogue rows by id, and the app asks a ``MediaSource`` for the URIs those rows
+record. The command that serves the catalogue supplies the source (``flows.web_media``), which
+reads only from the configured stores."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from archive_db.models import Derivative, Item
+
+
+class MediaMissing(Exception):
+    """The catalogue names a file the stores do not have (or will not give)."""
+
+
+class MediaSource(Protocol):
+    def thumbnail(self, item: Item) -> bytes: ...
+
+    def preview(self, item: Item, px: int) -> bytes:
+        """The master as a JPEG whose long side is at most ``px`` (browsers cannot show TIFFs)."""
+
+    def derivative_preview(self, derivative: Derivative) -> bytes:
+        """The version's JPEG access copy."""
+
+    def master(self, item: Item) -> tuple[bytes, str]:
+        """The master's bytes, as scanned, and their media type."""
+
+    def derivative_file(self, derivative: Derivative) -> tuple[bytes, str]: ...
+
+
+MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".tif": "image/tiff",
+               ".tiff": "image/tiff", ".webp": "image/webp", ".json": "application/json"}  # fmt: skip
+
+
+def media_type(name: str) -> str:
+    dot = name.rfind(".")
+    return MEDIA_TYPES.get(name[dot:].lower(), "application/octet-stream") if dot >= 0 else "application/octet-stream"

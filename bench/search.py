@@ -1,0 +1,216 @@
+"""Curators' search at archive scale: 1,000,000 described items.
+
+Builds the schema with the project's migrations (SQLite; PostgreSQL too when its binaries are on
+PATH) and fills it, not timed: ten collections; titles, places, creators, subjects and written
+dates drawn from word lists; 2% quarantined; 70% restored (a tenth of those by a retired model,
+so stale), 5% styled. Then runs ten representative searches, each with its facets (collection,
+decade, status, model), 7 times, and prints the median and p95 latency of each:
+- through the query layer (archive_db.search), and
+- through the HTTP API (GET /api/search on a real uvicorn server, one keep-alive client).
+Baseline measured in the same run: the same text searches as a plain LIKE scan over the text
+columns (what a catalogue without a full-text index does); ratio = LIKE / full-text.
+Goal: p95 under 100 ms through the API.
+
+    .venv/bin/python bench/search.py [--items 1000000] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import func, insert, or_, select  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+
+from archive_db.engine import make_engine  # noqa: E402
+from archive_db.migrate import upgrade  # noqa: E402
+from archive_db.models import Collection, Derivative, Item, ModelVersion  # noqa: E402
+from archive_db.search import SearchQuery, fts_terms, search  # noqa: E402
+
+CHUNK = 50_000
+REPEAT = 7
+PLACES = ["Whitby", "Brighton", "Glasgow", "Cardiff", "Belfast", "York", "Bristol", "Dundee", "Leeds", "Hull",
+          "Liverpool", "Swansea", "Oban", "Penzance", "Durham", "Bath", "Norwich", "Exeter", "Inverness", "Derry"]  # fmt: skip
+THINGS = ["harbour", "wedding", "school", "market", "pier", "church", "mill", "street", "station", "farm", "regatta",
+          "parade", "colliery", "promenade", "bridge", "shipyard", "funeral", "picnic", "choir", "football team"]  # fmt: skip
+WORDS = ["boats", "crowd", "family", "workers", "children", "horses", "tram", "snow", "flood", "fire", "band",
+         "soldiers", "nurses", "fishermen", "miners", "dancers", "cyclists", "the mayor", "a dog", "bunting"]  # fmt: skip
+CREATORS = ["Frank Meadow Sutcliffe", "Studio Ellis", "A. Robinson", "Unknown", "J. Valentine & Sons", "M. Hardy"]
+
+SEARCHES = [  # (label, query)
+    ("browse everything", SearchQuery()),
+    ("text: harbour", SearchQuery(text="harbour")),
+    ("text: two words", SearchQuery(text="harbour whitby")),
+    ("text: prefix 'shipy'", SearchQuery(text="shipy")),
+    ("collection", SearchQuery(collection="collection-3")),
+    ("decade 1920s", SearchQuery(year_from=1920, year_to=1929)),
+    ("restored in a collection", SearchQuery(collection="collection-5", status="restored")),
+    ("stale", SearchQuery(status="stale")),
+    ("text + model", SearchQuery(text="wedding", model="restore-unet@v2")),
+    ("text + dates, by date", SearchQuery(text="regatta", year_from=1900, year_to=1939, sort="date")),
+]
+
+
+def fill(engine, n: int) -> None:
+    now = datetime.now(UTC)
+    with Session(engine) as s:
+        s.add_all([Collection(name=f"collection-{c}") for c in range(10)])
+        s.add_all([ModelVersion(name="restore-unet", version=v, task="restore", architecture="unet_restorer",
+                                weights_uri=f"models/restore-unet/{v}", weights_sha256=v * 32, status=st)
+                   for v, st in (("v1", "retired"), ("v2", "production"))])  # fmt: skip
+        s.commit()
+        coll_ids = [c.id for c in s.scalars(select(Collection).order_by(Collection.id))]
+        v1, v2 = (m.id for m in s.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+    postgres = engine.dialect.name == "postgresql"
+    item_cols = ("id", "collection_id", "source_uri", "source_key", "sha256", "size", "status", "created_at", "title",
+                 "place", "creator", "subjects", "date_text", "date_from", "date_to", "make")  # fmt: skip
+    der_cols = ("item_id", "kind", "version", "recipe_hash", "recipe", "model_version_id", "storage_uri", "sha256",
+                "size", "is_current", "created_at")  # fmt: skip
+
+    def items(start, stop):
+        r = np.random.default_rng(start)
+        for i in range(start, stop):
+            place, thing, word = PLACES[r.integers(20)], THINGS[r.integers(20)], WORDS[r.integers(20)]
+            year = int(r.integers(1850, 1980))
+            decade = r.random() < 0.3
+            date_text, span = (f"{year // 10 * 10}s", (year // 10 * 10, year // 10 * 10 + 9)) if decade else (str(year), (year, year))
+            if r.random() < 0.1:
+                date_text, span = None, (None, None)
+            status = "quarantined" if r.random() < 0.02 else "ingested"
+            yield (i, coll_ids[i % 10], "s3://scans/inbox", f"box{i // 1000}/scan-{i:07d}.tif", f"{i:064x}", 1_000_000,
+                   status, now, f"The {thing} at {place} with {word}", place, CREATORS[r.integers(len(CREATORS))],
+                   f"{thing}; {word}", date_text, *span, ("Kodak", "Agfa", "Ilford", None)[r.integers(4)])  # fmt: skip
+
+    def derivatives(start, stop):
+        r = np.random.default_rng([start, 1])
+        for i in range(start, stop):
+            u = r.random()
+            if u < 0.7:
+                model = v1 if u < 0.07 else v2
+                yield (i, "restored", 1, f"{model:064x}", "{}", model, f"s3://archive/d/{i}/restored/v1/s.png",
+                       f"{i:064x}", 5_000_000, True, now)  # fmt: skip
+            if r.random() < 0.05:
+                yield (i, "style:albumen", 1, "a" * 64, "{}", None, f"s3://archive/d/{i}/style/v1/s.png", f"{i:064x}",
+                       5_000_000, True, now)  # fmt: skip
+
+    for start in range(1, n + 1, CHUNK):
+        stop = min(start + CHUNK, n + 1)
+        for table, cols, rows in (("items", item_cols, items), ("derivatives", der_cols, derivatives)):
+            if postgres:
+                with engine.raw_connection() as raw:
+                    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                        for row in rows(start, stop):
+                            copy.write_row(row)
+                    raw.commit()
+            else:
+                model = Item if table == "items" else Derivative
+                with engine.begin() as conn:
+                    conn.execute(insert(model), [dict(zip(cols, row, strict=True)) for row in rows(start, stop)])
+    with engine.begin() as conn:
+        if postgres:
+            conn.exec_driver_sql("SELECT setval('items_id_seq', (SELECT max(id) FROM items))")
+        conn.exec_driver_sql("ANALYZE")
+
+
+def times_of(fn, repeat: int = REPEAT) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - started)
+    return out
+
+
+def p95(values: list[float]) -> float:
+    return float(np.percentile(values, 95))
+
+
+def like_scan(session: Session, text: str) -> int:
+    """The baseline: every word as a case-insensitive substring of any text column."""
+    cols = (Item.title, Item.description, Item.subjects, Item.place, Item.creator, Item.source_key, Item.make, Item.model)
+    where = [or_(*(func.lower(c).contains(w) for c in cols)) for w in fts_terms(text)]
+    return len(session.execute(select(Item.id).where(*where).order_by(Item.id).limit(48)).all())
+
+
+def serve(sessions: sessionmaker) -> tuple[str, object]:
+    import uvicorn
+
+    from archive_db.web.app import create_app
+
+    from tests.conftest import free_port
+
+    app = create_app(sessions, media=None, token=None)  # images are not part of this benchmark
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{port}", server
+
+
+def measure(label: str, url: str, n: int) -> None:
+    import httpx
+
+    engine = make_engine(url)
+    upgrade(engine)
+    started = time.perf_counter()
+    fill(engine, n)
+    print(f"{label}: filled {n:,} items in {time.perf_counter() - started:.0f} s (not timed below)")
+    sessions = sessionmaker(engine)
+    base, server = serve(sessions)
+    layer_all, api_all = [], []
+    print(f"  {'search':28s} {'hits':>9s}   query layer med / p95   HTTP API med / p95 (ms)")
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for name, q in SEARCHES:
+            with sessions() as s:
+                total = search(s, q).total  # warm the caches once, as a serving catalogue would be
+                layer = times_of(lambda: search(s, q))
+            params = q.filters() | {"sort": q.sort}
+            client.get("/api/search", params=params).raise_for_status()
+            api = times_of(lambda: client.get("/api/search", params=params).raise_for_status())
+            layer_all += layer
+            api_all += api
+            print(f"  {name:28s} {total:9,d}   {statistics.median(layer) * 1e3:7.1f} / {p95(layer) * 1e3:7.1f}"
+                  f"        {statistics.median(api) * 1e3:7.1f} / {p95(api) * 1e3:7.1f}")  # fmt: skip
+        with sessions() as s:
+            text_queries = [q.text for _, q in SEARCHES if q.text]
+            fts = [t for text in text_queries for t in times_of(lambda: search(s, SearchQuery(text=text), with_facets=False), 3)]
+            like = [t for text in text_queries for t in times_of(lambda: like_scan(s, text), 3)]
+    server.should_exit = True
+    print(f"  all ten: query layer p95 {p95(layer_all) * 1e3:.1f} ms; HTTP API p95 {p95(api_all) * 1e3:.1f} ms "
+          f"(goal < 100 ms)")  # fmt: skip
+    print(f"  text searches, first page without facets: full-text median {statistics.median(fts) * 1e3:.1f} ms, "
+          f"LIKE scan median {statistics.median(like) * 1e3:.1f} ms; ratio {statistics.median(like) / statistics.median(fts):.1f}x")
+    engine.dispose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        measure("SQLite", f"sqlite:///{tmp}/catalogue.db", args.items)
+    if not args.no_postgres:
+        from tests.conftest import _new_pg_database, throwaway_postgres
+
+        try:
+            with throwaway_postgres() as server:
+                measure("PostgreSQL", _new_pg_database(server), args.items)
+        except FileNotFoundError as exc:
+            print(f"PostgreSQL: skipped ({exc})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The web catalogue's images, read from the configured stores: thumbnails and derivatives from
+the output store, masters from the source they were ingested from. Only URIs the catalogue
+records are read, and every key still passes the store's own checks (no '..', no absolute
+paths). Masters are shown as JPEG previews (browsers cannot show 16-bit TIFFs), kept in a small
+in-memory cache."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+
+import numpy as np
+from PIL import Image
+
+from archive_db.models import Derivative, Item
+from archive_db.web.media import MediaMissing, media_type
+from flows.errors import ArchiveError
+from flows.fetch import cached_store
+from flows.imageio import read_image
+from flows.settings import Settings
+from flows.store import read_all
+
+PREVIEWS_CACHED = 64
+
+
+class StoreMedia:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._previews: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _read(self, uri: str, key: str) -> bytes:
+        try:
+            return read_all(cached_store(uri, self.settings.store, 8), key)
+        except (ArchiveError, OSError) as exc:
+            raise MediaMissing(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+    def _output_key(self, uri: str) -> str:
+        root = self.settings.store.output.rstrip("/") + "/"
+        output = cached_store(self.settings.store.output, self.settings.store, 8)
+        for prefix in (output.uri.rstrip("/") + "/", root):
+            if uri.startswith(prefix):
+                return uri[len(prefix):]
+        raise MediaMissing("the file is not in the configured output store")
+
+    def thumbnail(self, item: Item) -> bytes:
+        if not item.thumbnail_key:
+            raise MediaMissing("the item has no thumbnail (quarantined before one was made?)")
+        return self._read(self.settings.store.output, item.thumbnail_key)
+
+    def master(self, item: Item) -> tuple[bytes, str]:
+        return self._read(item.source_uri, item.source_key), media_type(item.source_key)
+
+    def preview(self, item: Item, px: int) -> bytes:
+        key = (item.sha256, px)
+        with self._lock:
+            if key in self._previews:
+                self._previews.move_to_end(key)
+                return self._previews[key]
+        data, _ = self.master(item)
+        jpeg = _jpeg_preview(data, px, item.orientation)
+        with self._lock:
+            self._previews[key] = jpeg
+            while len(self._previews) > PREVIEWS_CACHED:
+                self._previews.popitem(last=False)
+        return jpeg
+
+    def derivative_preview(self, derivative: Derivative) -> bytes:
+        folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
+        return self._read(self.settings.store.output, f"{folder}/access.jpg")
+
+    def derivative_file(self, derivative: Derivative) -> tuple[bytes, str]:
+        key = self._output_key(derivative.storage_uri)
+        return self._read(self.settings.store.output, key), media_type(key)
+
+
+# EXIF orientation -> the turn that shows the picture upright (the access copies keep the tag,
+# which browsers obey, so the preview of the master must be turned the same way).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}  # fmt: skip
+
+
+def _jpeg_preview(data: bytes, px: int, orientation: int | None = None) -> bytes:
+    """Any master the pipeline reads, as an upright 8-bit JPEG no larger than ``px``."""
+    try:
+        loaded = read_image(data)
+    except Exception as exc:
+        raise MediaMissing(f"the master cannot be decoded: {type(exc).__name__}") from None
+    pixels = np.asarray(loaded.pixels)
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    img = Image.fromarray(pixels)
+    img = img.convert("RGB") if img.mode not in ("RGB", "L") else img
+    if orientation in _UPRIGHT:
+        img = img.transpose(_UPRIGHT[orientation])
+    img.thumbnail((px, px), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=88)
+    return buf.getvalue()

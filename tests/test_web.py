@@ -1,0 +1,277 @@
+"""The web catalogue over a small real catalogue (ingested and restored by the flows): the JSON
+API, the token rules, escaping of hostile EXIF, path traversal on the image routes, and the
+curator's flow in a real headless Chromium."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import select, update
+
+from archive_db.models import Derivative, Event, Item
+from flows.db import sessions_for
+from flows.ingest import ingest_collection
+from flows.manifest import import_metadata
+from flows.restore import restore_collection
+from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings
+from flows.web_media import StoreMedia
+from tests import samples
+from tests.conftest import free_port
+from tests.test_ingest import write_folder
+
+TOKEN = "correct horse battery staple"
+XSS = '<script>alert("exif")</script><img src=x onerror=alert(1)>'
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-output"
+
+
+def _aged(name: str, seed: int) -> bytes:
+    from flows.demo import age, clean_images
+
+    img = clean_images()[name]
+    img.thumbnail((320, 320))
+    buf = io.BytesIO()
+    age(img, np.random.default_rng(seed)).save(buf, "JPEG", quality=92)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory, prefect_harness):
+    """Four prints and a broken file, ingested, described by a manifest and restored by the
+    shipped production model."""
+    root = tmp_path_factory.mktemp("web")
+    settings = Settings(db=DbSettings(url=f"sqlite:///{root}/catalogue.db"), store=StoreSettings(output=(root / "out").as_uri()),
+                        ingest=IngestSettings(batch_size=8, concurrency=2))  # fmt: skip
+    settings.restore = settings.restore.model_copy(update={"tile": 256, "threads": 2})
+    inbox = root / "inbox"
+    write_folder(inbox, {
+        "box1/harbour.jpg": _aged("coffee", 1), "box1/portrait.jpg": _aged("grace_hopper", 2),
+        "box2/cat.jpg": _aged("chelsea", 3), "box2/hostile.jpg": samples.exif_jpeg(description=XSS),
+        "box2/broken.jpg": samples.truncated(samples.jpeg()),
+    })  # fmt: skip
+    ingest_collection(str(inbox), "seaside", settings)
+    (root / "manifest.csv").write_text(
+        "filename,title,date,place,subjects\n"
+        "box1/harbour.jpg,Coffee on the harbour front,c. 1925,Whitby,cafes; harbours\n"
+        "box1/portrait.jpg,Portrait of an officer,1950s,Arlington,portraits\n"
+        "box2/cat.jpg,The harbour master's cat,1928,Whitby,cats; harbours\n"
+    )
+    import_metadata(settings, root / "manifest.csv", "seaside")
+    restore_collection("seaside", settings=settings)
+    return settings
+
+
+def client(settings: Settings, token: str | None = TOKEN) -> TestClient:
+    from archive_db.web.app import create_app
+
+    return TestClient(create_app(sessions_for(settings.db.url), StoreMedia(settings), token))
+
+
+def item_id(settings, key: str) -> int:
+    with sessions_for(settings.db.url)() as s:
+        return s.scalar(select(Item.id).where(Item.source_key == key))
+
+
+def current_of(settings, key: str) -> int:
+    with sessions_for(settings.db.url)() as s:
+        return s.scalar(select(Derivative.id).join(Item).where(Item.source_key == key, Derivative.is_current))
+
+
+def test_api_behind_the_pages(catalogue):
+    c = client(catalogue)
+    [coll] = c.get("/api/collections").json()
+    assert (coll["name"], coll["items"], coll["quarantined"], coll["restored"]) == ("seaside", 5, 1, 4)
+    found = c.get("/api/search", params={"text": "harbour", "year_from": 1920, "year_to": 1929}).json()
+    assert [h["source_key"] for h in found["hits"]] == ["box1/harbour.jpg", "box2/cat.jpg"]
+    assert {f["value"]: f["count"] for f in found["facets"]["decade"]} == {1920: 2}
+    assert c.get("/api/search", params={"sort": "nonsense"}).status_code == 400
+    item = c.get(f"/api/items/{item_id(catalogue, 'box1/harbour.jpg')}").json()
+    assert item["descriptive"]["title"] == "Coffee on the harbour front"
+    [version] = item["versions"]
+    assert version["current"] and version["model"].startswith("restore-unet@")
+    assert [e["type"] for e in item["events"]][:1] == ["ingestion"] and "restoration" in {e["type"] for e in item["events"]}
+    lineage = c.get(f"/api/items/{item['id']}/lineage").json()
+    assert lineage["children"][0]["kind"] == "restored"
+    models = c.get("/api/models").json()
+    assert any(m["status"] == "production" and m["items_current"] == 4 for m in models)
+    runs = c.get("/api/runs").json()
+    assert {r["flow"] for r in runs} >= {"ingest", "restore"}
+    assert c.get("/api/items/99999").status_code == 404
+
+
+def test_pages_render_and_carry_security_headers(catalogue):
+    c = client(catalogue)
+    for path in ("/", "/search?text=whitby", f"/items/{item_id(catalogue, 'box2/cat.jpg')}", "/models", "/runs"):
+        r = c.get(path)
+        assert r.status_code == 200, path
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+    page = c.get("/search", params={"text": "whitby"}).text
+    assert "The harbour master&#39;s cat" in page and "2 found" in page
+
+
+def test_images_come_through_the_app(catalogue):
+    c = client(catalogue)
+    iid, did = item_id(catalogue, "box1/portrait.jpg"), current_of(catalogue, "box1/portrait.jpg")
+    for path, kind in ((f"/media/items/{iid}/thumbnail", "image/jpeg"), (f"/media/items/{iid}/preview", "image/jpeg"),
+                       (f"/media/derivatives/{did}/preview", "image/jpeg"), (f"/media/items/{iid}/master", "image/jpeg")):  # fmt: skip
+        r = c.get(path)
+        assert r.status_code == 200 and r.headers["content-type"] == kind, path
+        Image.open(io.BytesIO(r.content)).verify()
+    r = c.get(f"/media/derivatives/{did}/file")
+    assert r.headers["content-disposition"].startswith("attachment;") and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hostile_exif_is_shown_as_text(catalogue):
+    c = client(catalogue)
+    page = c.get(f"/items/{item_id(catalogue, 'box2/hostile.jpg')}").text
+    assert "&lt;script&gt;alert(&#34;exif&#34;)&lt;/script&gt;" in page
+    assert "<script>alert" not in page and "<img src=x" not in page
+
+
+@pytest.mark.parametrize("path", [
+    "/media/items/..%2F..%2F..%2Fetc%2Fpasswd/master", "/media/items/1/..%2F..%2Fcatalogue.db",
+    "/static/..%2F..%2F..%2Fcatalogue.db", "/static/%2e%2e/%2e%2e/web/app.py", "/media/derivatives/-1/file",
+])  # fmt: skip
+def test_path_traversal_on_image_routes_finds_nothing(catalogue, path):
+    r = client(catalogue).get(path)
+    assert r.status_code in (404, 422) and b"root:" not in r.content and b"SQLite" not in r.content
+
+
+def test_tampered_catalogue_rows_cannot_reach_outside_the_stores(catalogue):
+    """Even a catalogue row pointing elsewhere does not make the app read it."""
+    did = current_of(catalogue, "box2/cat.jpg")
+    with sessions_for(catalogue.db.url)() as s, s.begin():
+        original = s.get(Derivative, did).storage_uri
+        s.execute(update(Derivative).where(Derivative.id == did).values(storage_uri="file:///etc/passwd"))
+    try:
+        r = client(catalogue).get(f"/media/derivatives/{did}/file")
+        assert r.status_code == 404 and "not in the configured output store" in r.json()["error"]
+    finally:
+        with sessions_for(catalogue.db.url)() as s, s.begin():
+            s.execute(update(Derivative).where(Derivative.id == did).values(storage_uri=original))
+
+
+def test_writes_need_the_token(catalogue):
+    did = current_of(catalogue, "box1/portrait.jpg")
+    body = {"user": "ada", "state": "approved", "note": "good"}
+    assert client(catalogue, token=None).post(f"/api/derivatives/{did}/review", json=body).status_code == 403
+    c = client(catalogue)
+    r = c.post(f"/api/derivatives/{did}/review", json=body)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert c.post(f"/api/derivatives/{did}/review", json={}).status_code == 401  # before the body is looked at
+    assert c.post(f"/api/derivatives/{did}/review", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    meta = {"user": "ada", "fields": {"title": "x"}}
+    assert c.patch(f"/api/items/{item_id(catalogue, 'box2/cat.jpg')}/metadata", json=meta).status_code == 401
+    with sessions_for(catalogue.db.url)() as s:
+        assert s.get(Derivative, did).review is None
+        assert not s.scalars(select(Event).where(Event.type == "review")).all()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = c.post(f"/api/derivatives/{did}/review", json=body, headers=auth)
+    assert r.status_code == 200 and r.json()["review"] == "approved"
+    r = c.post(f"/api/derivatives/{did}/make-current", json={"user": "ada"}, headers=auth)
+    assert r.status_code == 409 and "already" in r.json()["error"]
+    assert c.post(f"/api/derivatives/{did}/review", json=body | {"state": "maybe"}, headers=auth).status_code == 422
+    r = c.patch(f"/api/items/{item_id(catalogue, 'box1/portrait.jpg')}/metadata", headers=auth,
+                json={"user": "ada", "fields": {"title": "Rear Admiral Grace Hopper", "date_text": "1984"}})  # fmt: skip
+    assert r.status_code == 200 and r.json()["changes"]["title"]["old"] == "Portrait of an officer"
+    with sessions_for(catalogue.db.url)() as s:
+        event = s.scalar(select(Event).where(Event.type == "metadata modification", Event.detail["source"].as_string() == "web catalogue"))
+        assert event.agent.name == "ada" and event.agent.kind == "person"
+        assert event.detail["changes"]["date_text"] == {"old": "1950s", "new": "1984", "range": [1984, 1984]}
+
+
+# -- a real browser ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(catalogue):
+    import uvicorn
+
+    from archive_db.web.app import create_app
+
+    app = create_app(sessions_for(catalogue.db.url), StoreMedia(catalogue), TOKEN)
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("ARCHIVE_REQUIRE_BROWSER"):
+            pytest.fail("chromium is required here (ARCHIVE_REQUIRE_BROWSER=1) but is not on PATH")
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"]  # fmt: skip
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=args)
+        yield b
+        b.close()
+
+
+def test_curator_flow_in_a_real_browser(catalogue, server, browser):
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    problems = []
+    # Every failed request and script error is a problem, except the write refused on purpose.
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "/api/derivatives/" not in r.url else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+
+    page.goto(server + "/")
+    assert page.locator(".collection h2").inner_text() == "seaside"
+    page.wait_for_function("[...document.querySelectorAll('.strip img')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator(".strip img").count() == 4  # the broken scan has no thumbnail
+
+    page.fill("header input[name=text]", "harbour")
+    page.click("header button[type=submit]")
+    assert page.locator(".hit").count() == 2
+    page.click("ul[data-facet=decade] a")  # follow a facet: the filter goes into the URL
+    assert "year_from=1920" in page.url and "text=harbour" in page.url
+    page.click("ul[data-facet=collection] a")
+    assert "collection=seaside" in page.url and page.locator(".hit").count() == 2
+
+    page.click(".hit a >> text=The harbour master's cat")
+    page.wait_for_selector("#slider")
+    page.wait_for_function("document.querySelectorAll('.compare img')[1].naturalWidth > 0")
+    page.fill("#slider", "20")
+    assert page.eval_on_selector("#after", "e => getComputedStyle(e).clipPath") == "inset(0px 80% 0px 0px)"
+
+    page.fill("#user", "ada")
+    page.click("button[data-action=review][data-state=approved]")
+    page.wait_for_selector("#action-status.bad")
+    assert "Refused (401)" in page.inner_text("#action-status")
+    page.fill("#token", TOKEN)
+    page.fill("#note", "clean, no haloes")
+    page.click("button[data-action=review][data-state=approved]")
+    page.wait_for_selector("#action-status.ok")
+    assert page.inner_text("td.review") == "approved"
+    page.fill("#slider", "55")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "item-page.png"), full_page=True)
+
+    page.goto(f"{server}/items/{item_id(catalogue, 'box2/hostile.jpg')}")
+    page.click("details summary")  # open the EXIF table: the payload shows as text and runs nothing
+    assert XSS in page.inner_text("table.exif")
+    assert problems == [], problems
+    with sessions_for(catalogue.db.url)() as s:
+        event = s.scalar(select(Event).where(Event.type == "review", Event.detail["note"].as_string() == "clean, no haloes"))
+        assert event.agent.name == "ada"
