@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/restore_quality.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/catalogue.py
+	$(BIN)/python bench/search.py
 
 clean:
 	rm -rf $(VENV) demo-archive archive.db archive.db-* archive-store

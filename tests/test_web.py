@@ -268,10 +268,18 @@ def test_curator_flow_in_a_real_browser(catalogue, server, browser):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "item-page.png"), full_page=True)
 
+    page.click("details.edit summary")  # edit the description: an event with the old and new place
+    page.fill("#edit-metadata input[name=place]", "Whitby, North Yorkshire")
+    with page.expect_navigation():  # the page reloads to show the saved description
+        page.click("#edit-metadata button[type=submit]")
+    assert "Whitby, North Yorkshire" in page.inner_text("table.fields")
+
     page.goto(f"{server}/items/{item_id(catalogue, 'box2/hostile.jpg')}")
-    page.click("details summary")  # open the EXIF table: the payload shows as text and runs nothing
+    page.click("details.exif summary")  # open the EXIF table: the payload shows as text and runs nothing
     assert XSS in page.inner_text("table.exif")
     assert problems == [], problems
     with sessions_for(catalogue.db.url)() as s:
         event = s.scalar(select(Event).where(Event.type == "review", Event.detail["note"].as_string() == "clean, no haloes"))
         assert event.agent.name == "ada"
+        edit = s.scalars(select(Event).where(Event.type == "metadata modification").order_by(Event.id.desc())).first()
+        assert edit.detail["changes"] == {"place": {"old": "Whitby", "new": "Whitby, North Yorkshire"}}

@@ -15,21 +15,33 @@ function setupSlider() {
   apply();
 }
 
-async function act(button) {
+// Sends a write with the curator's name and token; returns the answer's data, or null (shown).
+async function send(method, url, body) {
   const status = document.getElementById("action-status");
   const user = document.getElementById("user").value.trim();
   const token = document.getElementById("token").value;
-  const note = document.getElementById("note").value;
-  if (!user) { show(status, "Give your name first: every change is recorded under it.", false); return; }
-  const id = button.dataset.derivative;
-  const action = button.dataset.action;
-  const body = action === "review" ? { user, note, state: button.dataset.state } : { user, note };
+  if (!user) { show(status, "Give your name first: every change is recorded under it.", false); return null; }
   const headers = { "Content-Type": "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   try {
-    const response = await fetch(`/api/derivatives/${id}/${action}`, { method: "POST", headers, body: JSON.stringify(body) });
+    const response = await fetch(url, { method, headers, body: JSON.stringify({ user, ...body }) });
     const data = await response.json();
-    if (!response.ok) { show(status, `Refused (${response.status}): ${data.error || JSON.stringify(data.detail)}`, false); return; }
+    if (!response.ok) { show(status, `Refused (${response.status}): ${data.error || JSON.stringify(data.detail)}`, false); return null; }
+    return data;
+  } catch (err) {
+    show(status, `The catalogue did not answer: ${err}`, false);
+    return null;
+  }
+}
+
+async function act(button) {
+  const status = document.getElementById("action-status");
+  const note = document.getElementById("note").value;
+  const id = button.dataset.derivative;
+  const action = button.dataset.action;
+  const body = action === "review" ? { note, state: button.dataset.state } : { note };
+  const data = await send("POST", `/api/derivatives/${id}/${action}`, body);
+  if (data) {
     show(status, action === "review" ? `Recorded: ${data.review} (event ${data.event}).` : `Recorded: ${data.action} (event ${data.event}).`, true);
     if (action === "review") {
       const cell = document.querySelector(`#version-${id} td.review`);
@@ -38,8 +50,16 @@ async function act(button) {
     } else {
       setTimeout(() => window.location.reload(), 600);
     }
-  } catch (err) {
-    show(status, `The catalogue did not answer: ${err}`, false);
+  }
+}
+
+async function editMetadata(form) {
+  const fields = Object.fromEntries(new FormData(form).entries());
+  const data = await send("PATCH", `/api/items/${form.dataset.item}/metadata`, { fields });
+  if (data) {
+    const changed = Object.keys(data.changes);
+    show(document.getElementById("action-status"), changed.length ? `Saved: ${changed.join(", ")}.` : "Nothing changed.", true);
+    if (changed.length) setTimeout(() => window.location.reload(), 800);
   }
 }
 
@@ -51,4 +71,6 @@ function show(output, message, ok) {
 document.addEventListener("DOMContentLoaded", () => {
   setupSlider();
   document.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", () => act(b)));
+  const edit = document.getElementById("edit-metadata");
+  if (edit) edit.addEventListener("submit", (e) => { e.preventDefault(); editMetadata(edit); });
 });
