@@ -14,25 +14,21 @@ Goals: stale selection under 1 s, a page under 50 ms.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import insert  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from archive_db.derivatives import current_derivatives, items_needing, stale_items  # noqa: E402
 from archive_db.engine import make_engine  # noqa: E402
+from bench._bulk import load, on_each_database  # noqa: E402
 from archive_db.migrate import upgrade  # noqa: E402
-from archive_db.models import Collection, Derivative, Item, ModelVersion  # noqa: E402
-
-CHUNK = 50_000
+from archive_db.models import Collection, ModelVersion  # noqa: E402
 
 
 def fill(engine, n_items: int) -> dict:
@@ -46,7 +42,6 @@ def fill(engine, n_items: int) -> dict:
         s.add_all(colls + models)
         s.commit()
         ids = {"big": colls[0].id, "small": colls[1].id, "v1": models[0].id, "v2": models[1].id, "v3": models[2].id}
-    postgres = engine.dialect.name == "postgresql"
     item_cols = ("id", "collection_id", "source_uri", "source_key", "sha256", "size", "status", "created_at")
     der_cols = ("item_id", "kind", "version", "recipe_hash", "recipe", "model_version_id", "storage_uri", "sha256",
                 "size", "is_current", "created_at")  # fmt: skip
@@ -64,25 +59,7 @@ def fill(engine, n_items: int) -> dict:
                        f"s3://archive/derivatives/{i}/restored/v{version}/scan-{i}.png", f"{i + version:064x}", 5_000_000,
                        (version == 2) == current_v2, now)  # fmt: skip
 
-    for start in range(1, n_items + 1, CHUNK):
-        stop = min(start + CHUNK, n_items + 1)
-        for table, cols, rows in (("items", item_cols, items), ("derivatives", der_cols, derivatives)):
-            if postgres:
-                with engine.raw_connection() as raw:
-                    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                        for row in rows(start, stop):
-                            copy.write_row(row)
-                    raw.commit()
-            else:
-                model = Item if table == "items" else Derivative
-                with engine.begin() as conn:
-                    conn.execute(insert(model), [dict(zip(cols, row, strict=True)) for row in rows(start, stop)])
-    with engine.begin() as conn:
-        if postgres:
-            conn.exec_driver_sql("SELECT setval('items_id_seq', (SELECT max(id) FROM items))")
-            conn.exec_driver_sql("ANALYZE")
-        else:
-            conn.exec_driver_sql("ANALYZE")
+    load(engine, n_items, [("items", item_cols, items), ("derivatives", der_cols, derivatives)])
     return ids
 
 
@@ -128,21 +105,7 @@ def measure(label: str, url: str, n_items: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--no-postgres", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-catalogue-") as tmp:
-        measure("SQLite", f"sqlite:///{tmp}/catalogue.db", args.items)
-    if not args.no_postgres:
-        from tests.conftest import _new_pg_database, throwaway_postgres
-
-        try:
-            with throwaway_postgres() as server:
-                measure("PostgreSQL", _new_pg_database(server), args.items)
-        except FileNotFoundError as exc:
-            print(f"PostgreSQL: skipped ({exc})")
-    return 0
+    return on_each_database(__doc__, measure)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ Goal: p95 under 100 ms through the API.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from datetime import UTC, datetime
@@ -29,15 +27,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import func, insert, or_, select  # noqa: E402
+from sqlalchemy import func, or_, select  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from archive_db.engine import make_engine  # noqa: E402
+from bench._bulk import load, on_each_database  # noqa: E402
 from archive_db.migrate import upgrade  # noqa: E402
-from archive_db.models import Collection, Derivative, Item, ModelVersion  # noqa: E402
+from archive_db.models import Collection, Item, ModelVersion  # noqa: E402
 from archive_db.search import SearchQuery, fts_terms, search  # noqa: E402
 
-CHUNK = 50_000
 REPEAT = 7
 PLACES = ["Whitby", "Brighton", "Glasgow", "Cardiff", "Belfast", "York", "Bristol", "Dundee", "Leeds", "Hull",
           "Liverpool", "Swansea", "Oban", "Penzance", "Durham", "Bath", "Norwich", "Exeter", "Inverness", "Derry"]  # fmt: skip
@@ -71,7 +69,6 @@ def fill(engine, n: int) -> None:
         s.commit()
         coll_ids = [c.id for c in s.scalars(select(Collection).order_by(Collection.id))]
         v1, v2 = (m.id for m in s.scalars(select(ModelVersion).order_by(ModelVersion.id)))
-    postgres = engine.dialect.name == "postgresql"
     item_cols = ("id", "collection_id", "source_uri", "source_key", "sha256", "size", "status", "created_at", "title",
                  "place", "creator", "subjects", "date_text", "date_from", "date_to", "make")  # fmt: skip
     der_cols = ("item_id", "kind", "version", "recipe_hash", "recipe", "model_version_id", "storage_uri", "sha256",
@@ -103,23 +100,7 @@ def fill(engine, n: int) -> None:
                 yield (i, "style:albumen", 1, "a" * 64, "{}", None, f"s3://archive/d/{i}/style/v1/s.png", f"{i:064x}",
                        5_000_000, True, now)  # fmt: skip
 
-    for start in range(1, n + 1, CHUNK):
-        stop = min(start + CHUNK, n + 1)
-        for table, cols, rows in (("items", item_cols, items), ("derivatives", der_cols, derivatives)):
-            if postgres:
-                with engine.raw_connection() as raw:
-                    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
-                        for row in rows(start, stop):
-                            copy.write_row(row)
-                    raw.commit()
-            else:
-                model = Item if table == "items" else Derivative
-                with engine.begin() as conn:
-                    conn.execute(insert(model), [dict(zip(cols, row, strict=True)) for row in rows(start, stop)])
-    with engine.begin() as conn:
-        if postgres:
-            conn.exec_driver_sql("SELECT setval('items_id_seq', (SELECT max(id) FROM items))")
-        conn.exec_driver_sql("ANALYZE")
+    load(engine, n, [("items", item_cols, items), ("derivatives", der_cols, derivatives)])
 
 
 def times_of(fn, repeat: int = REPEAT) -> list[float]:
@@ -195,21 +176,7 @@ def measure(label: str, url: str, n: int) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--no-postgres", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
-        measure("SQLite", f"sqlite:///{tmp}/catalogue.db", args.items)
-    if not args.no_postgres:
-        from tests.conftest import _new_pg_database, throwaway_postgres
-
-        try:
-            with throwaway_postgres() as server:
-                measure("PostgreSQL", _new_pg_database(server), args.items)
-        except FileNotFoundError as exc:
-            print(f"PostgreSQL: skipped ({exc})")
-    return 0
+    return on_each_database(__doc__, measure)
 
 
 if __name__ == "__main__":

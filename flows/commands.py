@@ -299,13 +299,13 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
         trainer.init_from(model)
         parent = {k: parent_card.get(k) for k in ("name", "version", "weights_sha256")}
     target = Path(out_dir)
-    trainer.run(target.with_name(target.name + ".training"), resume=not fresh)
+    how = {"command": "archive " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(), "device": str(dev)}
+    trainer.run(target.with_name(target.name + ".training"), resume=not fresh, session=how)
     err.print("final validation (with the classical baseline) ...")
     metrics = trainer.validate(with_baseline=True)
     card = export(trainer, target, {
         "name": name, "version": version, "metrics": metrics, "code_version": code_version(),
-        "how": {"command": "archive " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(),
-                "wall_seconds_this_session": round(time.monotonic() - started)},
+        "how": how | {"wall_seconds_this_session": round(time.monotonic() - started)},
         "software": software_versions() | {"torch": torch.__version__},
         "init_from": parent,
         "data": {"train": sorted(train_set), "train_digest": digest(train_set),

@@ -45,6 +45,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step = 0
         self.history: list[dict[str, float]] = []
+        # How the steps were run: one entry per (resumed) session, e.g. the command and threads.
+        self.sessions: list[dict[str, Any]] = []
 
     # -- one step -----------------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class Trainer:
         directory.mkdir(parents=True, exist_ok=True)
         state = {"step": self.step, "g": self.g.state_dict(), "d": self.d.state_dict(), "ema": self.ema.state_dict(),
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                 "scaler": self.scaler.state_dict(), "history": self.history}  # fmt: skip
+                 "scaler": self.scaler.state_dict(), "history": self.history, "sessions": self.sessions}  # fmt: skip
         tmp = directory / (STATE + ".tmp")
         torch.save(state, tmp)
         tmp.replace(directory / STATE)
@@ -127,12 +129,19 @@ class Trainer:
         for name in ("g", "d", "ema", "opt_g", "opt_d", "scaler"):
             getattr(self, name).load_state_dict(state[name])
         self.step, self.history = state["step"], state["history"]
+        self.sessions = state.get("sessions", [])  # states saved before sessions were kept have none
         return True
 
-    def run(self, directory: Path, resume: bool = True, state_every: int = 250) -> None:
+    def run(self, directory: Path, resume: bool = True, state_every: int = 250,
+            session: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """Train to ``config.steps``, saving the state every ``state_every`` steps; ``session``
+        (how this run was started) goes into the state's list of sessions with its step range."""
         c = self.config
         if resume and self.load_state(directory):
             self.log(f"resumed at step {self.step}")
+        begun = time.monotonic()
+        entry = (session or {}) | {"from_step": self.step, "to_step": self.step, "wall_seconds": 0}
+        self.sessions.append(entry)
         started, running = time.perf_counter(), []
         while self.step < c.steps:
             running.append(self.train_step())
@@ -146,7 +155,9 @@ class Trainer:
             if self.step % c.val_every == 0 and self.step < c.steps:
                 self.log("validation " + _fmt(self.validate()))
             if self.step % state_every == 0:
+                entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
                 self.save_state(directory)
+        entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
         self.save_state(directory)
 
 
@@ -192,5 +203,6 @@ def export(trainer: Trainer, directory: Path, card: dict[str, Any]) -> dict[str,
         "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device),
                                  "degradation_digest": trainer.degradation.digest()},
         "history": trainer.history[-20:],
+        "sessions": trainer.sessions,
     }  # fmt: skip
     return save_checkpoint(trainer.ema, directory, card)

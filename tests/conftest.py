@@ -17,7 +17,7 @@ import pytest
 # Prefect's test server otherwise phones home (no network here) and logs a locked-database error.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from archive_db.engine import make_engine
+from archive_db.engine import make_engine, session_factory
 from archive_db.migrate import upgrade
 from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings
 
@@ -151,6 +151,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture
+def session(db_url):
+    """A session on the migrated catalogue of ``db_url`` (both databases)."""
+    engine = make_engine(db_url)
+    with session_factory(engine)() as s:
+        yield s
+    engine.dispose()
 
 
 @pytest.fixture

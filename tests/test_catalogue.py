@@ -11,17 +11,9 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from archive_db import ledger, queries
-from archive_db.engine import make_engine, session_factory
+from archive_db.engine import make_engine
 from archive_db.migrate import current_revision, head_revision, include_object, is_up_to_date, upgrade
 from archive_db.models import Base, Derivative, Duplicate, Item, Run
-
-
-@pytest.fixture
-def session(db_url):
-    engine = make_engine(db_url)
-    with session_factory(engine)() as s:
-        yield s
-    engine.dispose()
 
 
 def _item(collection_id: int, key: str, sha: str, **kw) -> Item:

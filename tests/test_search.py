@@ -11,19 +11,10 @@ from sqlalchemy import select
 
 from archive_db import curation, ledger
 from archive_db.dates import normalise_date, parse_year_range
-from archive_db.engine import make_engine, session_factory
 from archive_db.models import Derivative, Event, Item, ModelVersion
 from archive_db.queries import events_since
 from archive_db.search import SearchError, SearchQuery, search
 from archive_db.types import utcnow
-
-
-@pytest.fixture
-def session(db_url):
-    engine = make_engine(db_url)
-    with session_factory(engine)() as s:
-        yield s
-    engine.dispose()
 
 
 ITEMS = [  # key, status, descriptive fields, EXIF make

@@ -47,8 +47,9 @@ def test_training_is_reproducible_and_resumes_exactly(images, tmp_path):
         interrupted.train_step()
     interrupted.save_state(tmp_path / "b")
     resumed = Trainer(TrainConfig(**TINY, steps=8), images, images[:1], log=lambda s: None)
-    resumed.run(tmp_path / "b", resume=True)
+    resumed.run(tmp_path / "b", resume=True, session={"command": "test"})
     assert resumed.step == 8
+    assert resumed.sessions == [{"command": "test", "from_step": 4, "to_step": 8, "wall_seconds": resumed.sessions[0]["wall_seconds"]}]
     for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 

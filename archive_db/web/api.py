@@ -59,6 +59,11 @@ def api_runs(cat: Catalogue = CatalogueDep) -> list[dict]:
 # -- images: by catalogue id only; the media source reads the URIs the catalogue records ------
 
 
+def _row(cat: Catalogue, getter, row_id: int):
+    with cat.read() as session:
+        return getter(session, row_id)
+
+
 def _image(read, row, what: str, download: str | None = None) -> Response:
     try:
         data = read(row)
@@ -78,36 +83,31 @@ def _safe_name(name: str) -> str:
 
 @router.get("/media/items/{item_id}/thumbnail")
 def media_thumbnail(item_id: int, cat: Catalogue = CatalogueDep) -> Response:
-    with cat.read() as session:
-        item = get_item(session, item_id)
+    item = _row(cat, get_item, item_id)
     return _image(cat.media.thumbnail, item, f"thumbnail of item {item_id}")
 
 
 @router.get("/media/items/{item_id}/preview")
 def media_preview(item_id: int, cat: Catalogue = CatalogueDep) -> Response:
-    with cat.read() as session:
-        item = get_item(session, item_id)
+    item = _row(cat, get_item, item_id)
     return _image(lambda i: cat.media.preview(i, cat.preview_px), item, f"preview of item {item_id}")
 
 
 @router.get("/media/items/{item_id}/master")
 def media_master(item_id: int, cat: Catalogue = CatalogueDep) -> Response:
-    with cat.read() as session:
-        item = get_item(session, item_id)
+    item = _row(cat, get_item, item_id)
     return _image(cat.media.master, item, f"master of item {item_id}", download=_safe_name(item.source_key))
 
 
 @router.get("/media/derivatives/{derivative_id}/preview")
 def media_derivative_preview(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
-    with cat.read() as session:
-        d = get_derivative(session, derivative_id)
+    d = _row(cat, get_derivative, derivative_id)
     return _image(cat.media.derivative_preview, d, f"access copy of derivative {derivative_id}")
 
 
 @router.get("/media/derivatives/{derivative_id}/file")
 def media_derivative_file(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
-    with cat.read() as session:
-        d = get_derivative(session, derivative_id)
+    d = _row(cat, get_derivative, derivative_id)
     name = _safe_name(f"item{d.item_id}-{d.kind.replace(':', '-')}-v{d.version}-{d.storage_uri.rsplit('/', 1)[-1]}")
     return _image(cat.media.derivative_file, d, f"derivative {derivative_id}", download=name)
 
