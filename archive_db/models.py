@@ -64,8 +64,11 @@ class Item(Base):
         UniqueConstraint("collection_id", "sha256"),
         Index("ix_items_sha256", "sha256"),
         Index("ix_items_collection_status", "collection_id", "status"),
-        # Covers the facets' grouped scan (collection, status, decade, model, styled).
+        # The facets' grouped scan (collection, status, decade, model, styled) reads only these
+        # covering indexes: the whole catalogue or a collection, matching ids (full text), dates.
         Index("ix_items_facets", "collection_id", "status", "date_from", "restored_model_id", "styled"),
+        Index("ix_items_id_facets", "id", "collection_id", "status", "date_from", "restored_model_id", "styled"),
+        Index("ix_items_dates", "date_from", "date_to", "collection_id", "status", "restored_model_id", "styled"),
         CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status"),
     )
 
@@ -101,7 +104,7 @@ class Item(Base):
     title: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     date_text: Mapped[str | None] = mapped_column(String(100))
-    date_from: Mapped[int | None] = mapped_column(Integer, index=True)
+    date_from: Mapped[int | None] = mapped_column(Integer)
     date_to: Mapped[int | None] = mapped_column(Integer)
     creator: Mapped[str | None] = mapped_column(Text)
     place: Mapped[str | None] = mapped_column(Text)

@@ -124,7 +124,7 @@ def _status_filter(session: Session, status: str) -> ColumnElement[bool]:
     return Item.restored_model_id.in_(stale_model_ids(session))
 
 
-def _conditions(session: Session, q: SearchQuery) -> list[ColumnElement[bool]] | None:
+def where_clause(session: Session, q: SearchQuery) -> list[ColumnElement[bool]] | None:
     """The WHERE clause of a search, or None if it cannot match anything (unknown collection)."""
     where: list[ColumnElement[bool]] = []
     if q.text and (words := fts_terms(q.text)):
@@ -149,10 +149,12 @@ def _conditions(session: Session, q: SearchQuery) -> list[ColumnElement[bool]] |
         where.append(_current(Derivative.kind == q.kind))
     if q.model:
         name, _, version = q.model.partition("@")
-        mv = session.scalar(select(ModelVersion.id).where(ModelVersion.name == name, ModelVersion.version == version))
+        mv = session.execute(select(ModelVersion.id, ModelVersion.task)
+                             .where(ModelVersion.name == name, ModelVersion.version == version)).first()  # fmt: skip
         if mv is None:
             return None
-        where.append(_current(Derivative.model_version_id == mv))
+        # A restorer's current output is on the item itself (kept by triggers); others need a look.
+        where.append(Item.restored_model_id == mv.id if mv.task == "restore" else _current(Derivative.model_version_id == mv.id))
     return where
 
 
@@ -210,7 +212,7 @@ def _cursor_of(item: Item, sort: str) -> str:
 def search(session: Session, q: SearchQuery, with_facets: bool = True) -> Page:
     """One page of items matching ``q``, the cursor of the next page, and the facets of the
     whole matching set (their collection counts add up to ``total``)."""
-    where = _conditions(session, q)
+    where = where_clause(session, q)
     if where is None:
         return Page([], None, {name: [] for name in FACETS} if with_facets else {}, 0 if with_facets else None)
     rows = session.execute(_page_query(q, where)).all()

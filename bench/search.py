@@ -7,8 +7,8 @@ so stale), 5% styled. Then runs ten representative searches, each with its facet
 decade, status, model), 7 times, and prints the median and p95 latency of each:
 - through the query layer (archive_db.search), and
 - through the HTTP API (GET /api/search on a real uvicorn server, one keep-alive client).
-Baseline measured in the same run: the same text searches as a plain LIKE scan over the text
-columns (what a catalogue without a full-text index does); ratio = LIKE / full-text.
+Baseline measured in the same run: counting the matches of the text searches with a plain LIKE
+scan over the text columns (what a catalogue without a full-text index does); ratio = LIKE / index.
 Goal: p95 under 100 ms through the API.
 
     .venv/bin/python bench/search.py [--items 1000000] [--no-postgres]
@@ -34,7 +34,7 @@ from archive_db.engine import make_engine  # noqa: E402
 from bench._bulk import load, on_each_database  # noqa: E402
 from archive_db.migrate import upgrade  # noqa: E402
 from archive_db.models import Collection, Item, ModelVersion  # noqa: E402
-from archive_db.search import SearchQuery, fts_terms, search  # noqa: E402
+from archive_db.search import SearchQuery, where_clause, fts_terms, search  # noqa: E402
 
 REPEAT = 7
 PLACES = ["Whitby", "Brighton", "Glasgow", "Cardiff", "Belfast", "York", "Bristol", "Dundee", "Leeds", "Hull",
@@ -116,11 +116,16 @@ def p95(values: list[float]) -> float:
     return float(np.percentile(values, 95))
 
 
-def like_scan(session: Session, text: str) -> int:
-    """The baseline: every word as a case-insensitive substring of any text column."""
+def like_count(session: Session, text: str) -> int:
+    """The baseline: count the items with every word as a case-insensitive substring of a text
+    column (the total and the facets need every match, not only the first page)."""
     cols = (Item.title, Item.description, Item.subjects, Item.place, Item.creator, Item.source_key, Item.make, Item.model)
     where = [or_(*(func.lower(c).contains(w) for c in cols)) for w in fts_terms(text)]
-    return len(session.execute(select(Item.id).where(*where).order_by(Item.id).limit(48)).all())
+    return session.scalar(select(func.count()).select_from(Item).where(*where))
+
+
+def fts_count(session: Session, text: str) -> int:
+    return session.scalar(select(func.count()).select_from(Item).where(*where_clause(session, SearchQuery(text=text))))
 
 
 def serve(sessions: sessionmaker) -> tuple[str, object]:
@@ -165,12 +170,12 @@ def measure(label: str, url: str, n: int) -> None:
                   f"        {statistics.median(api) * 1e3:7.1f} / {p95(api) * 1e3:7.1f}")  # fmt: skip
         with sessions() as s:
             text_queries = [q.text for _, q in SEARCHES if q.text]
-            fts = [t for text in text_queries for t in times_of(lambda: search(s, SearchQuery(text=text), with_facets=False), 3)]
-            like = [t for text in text_queries for t in times_of(lambda: like_scan(s, text), 3)]
+            fts = [t for text in text_queries for t in times_of(lambda: fts_count(s, text), 3)]
+            like = [t for text in text_queries for t in times_of(lambda: like_count(s, text), 3)]
     server.should_exit = True
     print(f"  all ten: query layer p95 {p95(layer_all) * 1e3:.1f} ms; HTTP API p95 {p95(api_all) * 1e3:.1f} ms "
           f"(goal < 100 ms)")  # fmt: skip
-    print(f"  text searches, first page without facets: full-text median {statistics.median(fts) * 1e3:.1f} ms, "
+    print(f"  counting the matches of the text searches: full-text index median {statistics.median(fts) * 1e3:.1f} ms, "
           f"LIKE scan median {statistics.median(like) * 1e3:.1f} ms; ratio {statistics.median(like) / statistics.median(fts):.1f}x")
     engine.dispose()
 

@@ -37,9 +37,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("styled", sa.Boolean(), server_default=sa.text("false"), nullable=False))
         batch.create_foreign_key("fk_items_restored_model_id_model_versions", "model_versions",
                                  ["restored_model_id"], ["id"])  # fmt: skip
-        batch.create_index("ix_items_date_from", ["date_from"], unique=False)
-        batch.create_index("ix_items_facets", ["collection_id", "status", "date_from", "restored_model_id", "styled"],
-                           unique=False)  # fmt: skip
+        facets = ["collection_id", "status", "date_from", "restored_model_id", "styled"]
+        batch.create_index("ix_items_facets", facets, unique=False)
+        batch.create_index("ix_items_id_facets", ["id", *facets], unique=False)
+        batch.create_index("ix_items_dates", ["date_from", "date_to", *(c for c in facets if c != "date_from")], unique=False)
     # The widest date range in the catalogue, read from an index: it bounds date-range scans.
     op.execute("CREATE INDEX ix_items_date_span ON items ((date_to - date_from))")
     with op.batch_alter_table("derivatives") as batch:
@@ -123,8 +124,8 @@ def downgrade() -> None:
         batch.drop_index("ix_derivatives_current_kind")
         batch.drop_column("review")
     with op.batch_alter_table("items") as batch:
-        batch.drop_index("ix_items_facets")
-        batch.drop_index("ix_items_date_from")
+        for index in ("ix_items_dates", "ix_items_id_facets", "ix_items_facets"):
+            batch.drop_index(index)
         batch.drop_constraint("fk_items_restored_model_id_model_versions", type_="foreignkey")
         for name in ("styled", "restored_model_id", "rights", "subjects", "place", "creator", "date_to", "date_from", "date_text",
                      "description", "title"):  # fmt: skip
