@@ -10,7 +10,7 @@ COPY restoration ./restoration
 # The CPU build of torch (the default wheel index would pull several GB of CUDA packages).
 RUN pip install --no-cache-dir -c constraints.txt --extra-index-url https://download.pytorch.org/whl/cpu \
         'torch==2.13.0+cpu' \
- && pip install --no-cache-dir -c constraints.txt '.[postgres,s3]'
+ && pip install --no-cache-dir -c constraints.txt '.[postgres,s3,web]'
 
 ENV PREFECT_LOGGING_LEVEL=INFO
 CMD ["prefect", "worker", "start", "--pool", "cpu", "--type", "process"]

@@ -203,9 +203,13 @@ def import_metadata(settings: Settings, manifest: str, collection: str, user: st
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int) -> None:
     """Serve the web catalogue (read-only unless ARCHIVE_WEB__TOKEN is set)."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from archive_db.web.app import create_app
+        from archive_db.web.app import create_app
+    except ImportError as exc:
+        raise click.ClickException(f"the web catalogue needs the 'web' extra ({exc.name} is missing): "
+                                   "pip install 'photo-archive[web]'") from None
     from flows.db import ensure_schema, sessions_for
     from flows.web_media import StoreMedia
 

@@ -77,6 +77,9 @@ def test_compose_stack_has_every_part_and_builds_from_files_that_exist():
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
     env = services["cpu-worker"]["environment"]
     assert env["ARCHIVE_DB__URL"].startswith("postgresql+psycopg://") and env["ARCHIVE_STORE__ENDPOINT_URL"]
+    catalogue = services["catalogue"]  # the web catalogue runs `archive serve` from an image with the web extra
+    assert catalogue["command"][:2] == ["archive", "serve"] and catalogue["environment"]["ARCHIVE_WEB__TOKEN"]
+    assert "web" in (DEPLOY.parent / catalogue["build"]["dockerfile"]).read_text().split("pip install")[-1]
 
 
 def test_kubernetes_gpu_job_template_asks_for_one_gpu():
