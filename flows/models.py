@@ -4,6 +4,7 @@ the catalogue's model_versions table, with their weights' sha256 checked on ever
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
 from flows.store import open_store, read_all
 from restoration.checkpoints import CARD, WEIGHTS
+
 SHIPPED = Path(__file__).resolve().parents[1] / "restoration" / "weights"
+log = logging.getLogger(__name__)
 
 
 def store_prefix(name: str, version: str) -> str:
@@ -107,18 +110,31 @@ def ensure_shipped(settings: Settings) -> None:
 
     Their status comes from the release manifest ``restoration/weights/shipped.json``
     (``{"name/version": "production"}``): shipping is a release decision, so the training card
-    stays exactly as training wrote it. A card's own ``shipped_status`` is the fallback."""
+    stays exactly as training wrote it. A card's own ``shipped_status`` is the fallback. A new
+    release never changes an existing archive's production model by itself: where one is in
+    production already, a newly shipped version arrives as a candidate, for the archive to
+    reprocess with and promote when it has looked at the results."""
     if not SHIPPED.is_dir():
         return
     manifest_path = SHIPPED / "shipped.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     with sessions_for(settings.db.url)() as session:
-        known = {(m.name, m.version) for m in queries.model_versions(session)}
+        rows = queries.model_versions(session)
+    known = {(m.name, m.version) for m in rows}
+    in_production = {m.name for m in rows if m.status == "production"}
     for card_path in sorted(SHIPPED.glob(f"*/*/{CARD}")):
         card = json.loads(card_path.read_text())
-        if (card["name"], card["version"]) not in known:
-            status = manifest.get(f"{card['name']}/{card['version']}", card.get("shipped_status", "candidate"))
-            register(settings, card_path.parent, status=status)
+        if (card["name"], card["version"]) in known:
+            continue
+        status = manifest.get(f"{card['name']}/{card['version']}", card.get("shipped_status", "candidate"))
+        if status == "production" and card["name"] in in_production and known:
+            log.warning("%s@%s ships with this release; registered as a candidate because %s already has a "
+                        "production version (reprocess with it, then `archive models promote`)",
+                        card["name"], card["version"], card["name"])  # fmt: skip
+            status = "candidate"
+        register(settings, card_path.parent, status=status)
+        if status == "production":
+            in_production.add(card["name"])
 
 
 def agent_of(settings: Settings, row: ModelVersion) -> int:

@@ -98,6 +98,18 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
     _, _, row = load(settings, "restore@production")
     assert (row.name, row.version, row.weights_sha256) == ("restore-unet", "v1", card["weights_sha256"])
 
+    # A later release ships v2 as production: this archive, which runs v1, gets v2 as a candidate
+    # (to reprocess with and promote); a fresh archive starts on v2.
+    checkpoint(shipped / "restore-unet", "v2")
+    (shipped / "restore-unet" / "restore-unet-v2").rename(shipped / "restore-unet" / "v2")
+    (shipped / "shipped.json").write_text(json.dumps({"restore-unet/v1": "candidate", "restore-unet/v2": "production"}))
+    assert load(settings, "restore@production")[2].version == "v1"
+    assert load(settings, "restore-unet@v2")[2].status == "candidate"
+    fresh = settings.model_copy(update={"db": settings.db.model_copy(update={"url": f"sqlite:///{tmp_path}/fresh.db"}),
+                                        "store": settings.store.model_copy(update={"output": (tmp_path / "fresh").as_uri()})})  # fmt: skip
+    statuses = {load(fresh, f"restore-unet@{v}")[2].version: load(fresh, f"restore-unet@{v}")[2].status for v in ("v1", "v2")}
+    assert statuses == {"v1": "candidate", "v2": "production"}
+
 
 def test_restore_files_keeps_names_sizes_modes_and_depth(registry, tmp_path, capsys):
     import numpy as np
