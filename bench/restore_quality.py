@@ -3,12 +3,16 @@
 Prints PSNR/SSIM of the degraded input, the classical baseline and the model, the damage-mask
 F1 of both, and PSNR on undamaged clean inputs (restoration must do no harm), with the goals.
 
-    .venv/bin/python bench/restore_quality.py [--checkpoint restoration/weights/restore-unet/v1]
+    .venv/bin/python bench/restore_quality.py [--checkpoint restoration/weights/restore-unet/v2]
+
+Without --checkpoint it scores the version the release manifest (restoration/weights/shipped.json)
+ships as production.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -23,9 +27,15 @@ from restoration.degrade import DegradationConfig  # noqa: E402
 from restoration.training import RESTORE_PROBABILITIES, evaluate  # noqa: E402
 
 
+def shipped_production() -> Path:
+    weights = ROOT / "restoration" / "weights"
+    manifest = json.loads((weights / "shipped.json").read_text())
+    return weights / next(ref for ref, status in manifest.items() if status == "production")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "restore-unet" / "v1")
+    parser.add_argument("--checkpoint", type=Path, default=shipped_production())
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--crops", type=int, default=6, help="crops per held-out image")
     parser.add_argument("--size", type=int, default=256)
