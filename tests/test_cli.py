@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from archive_db.migrate import head_revision
 from flows.cli import main
 from tests import samples
 from tests.conftest import free_port
@@ -61,7 +62,7 @@ def test_ingest_collections_show_and_db_upgrade(settings, tmp_path, capsys):
     db = f"sqlite:///{tmp_path}/fresh.db"
     base = ["--db", db, "--output", settings.store.output]
     assert main([*base, "db", "upgrade"]) == 0
-    assert "revision 0001" in capsys.readouterr().out
+    assert f"revision {head_revision()} (head {head_revision()})" in capsys.readouterr().out
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
