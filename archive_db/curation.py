@@ -76,7 +76,7 @@ def lineage(session: Session, item: Item) -> dict[str, Any]:
     nodes = {d.id: _node(d, models.get(d.model_version_id), events.get(d.id, [])) for d in derivatives}
     root = {"type": "master", "id": item.id, "sha256": item.sha256, "source_uri": item.source_uri,
             "source_key": item.source_key, "status": item.status,
-            "events": [_event(e) for e in events.get(None, [])], "children": []}  # fmt: skip
+            "events": [event_dict(e) for e in events.get(None, [])], "children": []}  # fmt: skip
     for d in derivatives:
         parent = nodes.get(d.parent_id, root) if d.parent_id else root
         parent["children"].append(nodes[d.id])
@@ -89,12 +89,13 @@ def _node(d: Derivative, model: ModelVersion | None, events: list[Event]) -> dic
         "review": d.review, "sha256": d.sha256, "storage_uri": d.storage_uri, "recipe_hash": d.recipe_hash,
         "recipe": d.recipe, "model": f"{model.name}@{model.version}" if model else None,
         "model_weights_sha256": model.weights_sha256 if model else None,
-        "created_at": d.created_at.isoformat(), "events": [_event(e) for e in events], "children": [],
+        "created_at": d.created_at.isoformat(), "events": [event_dict(e) for e in events], "children": [],
     }  # fmt: skip
 
 
-def _event(e: Event) -> dict[str, Any]:
+def event_dict(e: Event) -> dict[str, Any]:
+    """An event as plain data: for the lineage tree, the item page, the API and ``archive events``."""
     agent = e.agent
-    who = f"{agent.name} {agent.version}".strip()
     return {"id": e.id, "type": e.type, "at": e.occurred_at.isoformat(), "outcome": e.outcome,
-            "agent": who, "agent_kind": agent.kind, "detail": e.detail}  # fmt: skip
+            "agent": f"{agent.name} {agent.version}".strip(), "agent_kind": agent.kind, "item_id": e.item_id,
+            "derivative_id": e.derivative_id, "detail": e.detail}  # fmt: skip

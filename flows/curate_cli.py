@@ -146,14 +146,12 @@ def lineage(settings: Settings, item: str, as_json: bool) -> None:
 @click.pass_obj
 def events(settings: Settings, since: str, types: tuple[str, ...], collection: str | None, limit: int, as_json: bool) -> None:
     """List recorded events (newest last) since a time."""
+    from archive_db.curation import event_dict
     from archive_db.queries import events_since
 
     when = parse_since(since)
     with _session(settings) as session:
-        data = [{"id": e.id, "at": e.occurred_at.isoformat(), "type": e.type, "outcome": e.outcome,
-                 "agent": f"{e.agent.name} {e.agent.version}".strip(), "item_id": e.item_id,
-                 "derivative_id": e.derivative_id, "detail": e.detail}
-                for e in events_since(session, when, list(types), collection, limit)]  # fmt: skip
+        data = [event_dict(e) for e in events_since(session, when, list(types), collection, limit)]
     if as_json:
         print_json(data)
         return

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archive_db.curation import lineage
+from archive_db.curation import event_dict, lineage
 from archive_db.derivatives import item_derivatives
 from archive_db.models import DESCRIPTIVE_FIELDS, Collection, Derivative, Item, ModelVersion, Run
 from archive_db.queries import collection_summaries, item_events
@@ -62,7 +62,7 @@ def item_view(session: Session, item: Item) -> dict[str, Any]:
         "technical": technical, "exif": item.exif or {},
         "current": current.id if current else None,
         "versions": [_version(d, models.get(d.model_version_id)) for d in derivatives],
-        "events": [_event(e) for e in item_events(session, item.id)],
+        "events": [event_dict(e) for e in item_events(session, item.id)],
     }  # fmt: skip
 
 
@@ -71,12 +71,6 @@ def _version(d: Derivative, model: ModelVersion | None) -> dict[str, Any]:
             "model": f"{model.name}@{model.version}" if model else None, "recipe_hash": d.recipe_hash,
             "recipe": d.recipe, "sha256": d.sha256, "size": d.size, "storage_uri": d.storage_uri,
             "parent_id": d.parent_id, "created_at": d.created_at.isoformat()}  # fmt: skip
-
-
-def _event(e) -> dict[str, Any]:
-    return {"id": e.id, "type": e.type, "at": e.occurred_at.isoformat(), "outcome": e.outcome,
-            "agent": f"{e.agent.name} {e.agent.version}".strip(), "agent_kind": e.agent.kind,
-            "derivative_id": e.derivative_id, "detail": e.detail}  # fmt: skip
 
 
 def lineage_view(session: Session, item: Item) -> dict[str, Any]:
