@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from flows.console import RichReporter, err, out, print_json, table
+from flows.console import RichReporter, each_file, err, out, print_json, table
 from flows.settings import Settings
 from restoration.recipe import TrainConfig
 
@@ -191,27 +191,43 @@ def restore(settings: Settings, collection: str, model_ref: str, pool: str | Non
 
 @click.command()
 @click.option("--collection", "-c", required=True)
-@click.option("--model", "model_ref", required=True, help="The new version, name@version.")
+@click.option("--model", "model_ref", help="The new version, name@version.")
+@click.option("--style", help="Restyle instead: the style (a preset, or learned:NAME@VERSION[:STYLE]).")
+@click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="With --style.")
+@click.option("--from", "source", type=click.Choice(["restored", "master"]), default="restored", show_default=True,
+              help="With --style: what the style is applied to.")
 @click.option("--pool", help="Send batches to the restore-batch deployment on this work pool.")
 @click.option("--sample", type=click.IntRange(0, 100), default=6, show_default=True, help="Items on the contact sheet.")
 @click.pass_obj
-def reprocess(settings: Settings, collection: str, model_ref: str, pool: str | None, sample: int) -> int:
-    """Restore the stale items again with a newer model, beside the old versions, and compare."""
+def reprocess(settings: Settings, collection: str, model_ref: str | None, style: str | None, strength: float,
+              source: str, pool: str | None, sample: int) -> int:  # fmt: skip
+    """Restore the stale items again with a newer model (or restyle the stale styled versions),
+    beside the old versions, and compare."""
     from flows.progress import reporting
     from flows.reprocess import reprocess_collection
     from flows.restore import KIND, prepare
 
-    prepare(settings, collection, model_ref, KIND)
+    if (model_ref is None) == (style is None):
+        raise click.UsageError("give one of --model and --style")
+    if style is not None:
+        from flows.stylize import prepare as prepare_style
+
+        _, row, _ = prepare_style(settings, collection, style, strength, source)
+        model_ref = f"{row.name}@{row.version}"
+    else:
+        prepare(settings, collection, model_ref, KIND)
 
     with RichReporter() as bar, reporting(bar):
-        report = reprocess_collection(collection, model_ref, pool, sample=sample, settings=settings)
+        report = reprocess_collection(collection, model_ref, pool, sample=sample, settings=settings, style=style,
+                                      strength=strength, source=source)  # fmt: skip
     out.print(_summary_table(f"reprocess: {collection}", report.summary.rows()))
     for c in sorted(report.changes, key=lambda c: -c.mean_abs_change)[:10]:
         out.print(f"  item {c.item_id} {c.key}: v{c.previous_version} -> v{c.new_version}, "
                   f"mean abs change {c.mean_abs_change:.4f}", markup=False, highlight=False)  # fmt: skip
     out.print(report.headline(), markup=False, highlight=False)
     if report.changes:
-        out.print(f"make them current with: archive promote --collection {collection} --model {model_ref}",
+        how = f"--style {style}" if style else f"--model {model_ref}"
+        out.print(f"make them current with: archive promote --collection {collection} {how}",
                   markup=False, highlight=False)  # fmt: skip
     return 1 if report.summary.failed or report.summary.not_done else 0
 
@@ -221,12 +237,22 @@ def _current_command(name: str, help_text: str) -> None:
 
     @click.command(name, help=help_text)
     @click.option("--collection", "-c", required=True)
-    @click.option("--model", "model_ref", required=True)
+    @click.option("--model", "model_ref", help="NAME@VERSION (restored versions).")
+    @click.option("--style", help="Or a style's versions: a preset, or learned:NAME@VERSION[:STYLE].")
     @click.pass_obj
-    def command(settings: Settings, collection: str, model_ref: str) -> None:
+    def command(settings: Settings, collection: str, model_ref: str | None, style: str | None) -> None:
         from flows import reprocess
+        from flows.restore import KIND
 
-        moved = getattr(reprocess, name)(settings, collection, model_ref)
+        if (model_ref is None) == (style is None):
+            raise click.UsageError("give one of --model and --style")
+        kind = KIND
+        if style is not None:
+            from flows.stylize import prepare as prepare_style
+
+            _, row, recipe = prepare_style(settings, collection, style)
+            model_ref, kind = f"{row.name}@{row.version}", recipe.kind
+        moved = getattr(reprocess, name)(settings, collection, model_ref, kind)
         out.print(f"{name}: {moved} item(s) of '{collection}' changed their current version", markup=False)
 
     COMMANDS.append(command)
@@ -403,27 +429,26 @@ def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, mod
     gpu = dev if gpu_jpeg_available(dev) else None  # JPEGs decode on the GPU where they can
     model, card, row = load(settings, model_ref, device=str(dev))
     engine = Restorer(model, EngineConfig(tile=tile, overlap=min(64, tile // 4), device=str(dev)))
-    target, failed = Path(out_dir), 0
+    target = Path(out_dir)
     err.print(f"restoring with {row.name}@{row.version} on {dev}" + (" (JPEG decode on the GPU)" if gpu else ""))
-    for name in inputs:
-        path = Path(name)
-        try:
-            loaded = read_image(path, gpu)
-            result = engine.restore([loaded.pixels])[0]
-            write_image(target / path.name, result.image, loaded)
-            if masks:
-                save_mask(target / f"{path.stem}.mask.png", result.mask)
-        except Exception as exc:  # one line per unreadable input; the rest go on
-            failed += 1
-            err.print(f"failed {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", markup=False)
-            continue
-        out.print(f"restored {name} -> {target / path.name}", markup=False, highlight=False)
-    return 1 if failed else 0
+
+    def one(path: Path) -> Path:
+        loaded = read_image(path, gpu)
+        result = engine.restore([loaded.pixels])[0]
+        write_image(target / path.name, result.image, loaded)
+        if masks:
+            save_mask(target / f"{path.stem}.mask.png", result.mask)
+        return target / path.name
+
+    return each_file(inputs, "restored", one)
 
 
 def register(cli: click.Group) -> None:
     from flows.curate_cli import COMMANDS as CURATOR_COMMANDS
+    from flows.style_cli import COMMANDS as STYLE_COMMANDS
+    from flows.style_cli import train_style
 
+    train.add_command(train_style)
     for command in (db, ingest, audit, collections, show, *CURATOR_COMMANDS, restore, reprocess, *COMMANDS, train,
-                    models, restore_files):  # fmt: skip
+                    models, restore_files, *STYLE_COMMANDS):  # fmt: skip
         cli.add_command(command)

@@ -60,3 +60,20 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def each_file(inputs, verb: str, work) -> int:
+    """Run ``work(path) -> output path`` on each input, one line each; a failure is reported in
+    one line and the rest go on. Returns the exit status: 1 if any failed."""
+    from pathlib import Path
+
+    failed = 0
+    for name in inputs:
+        try:
+            written = work(Path(name))
+        except Exception as exc:  # one line per unreadable input; the rest go on
+            failed += 1
+            err.print(f"failed {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", markup=False)
+            continue
+        out.print(f"{verb} {name} -> {written}", markup=False, highlight=False)
+    return 1 if failed else 0

@@ -53,6 +53,9 @@ def read_image(source: Path | bytes, gpu: Any = None) -> Loaded:
 def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:
     """Write ``pixels`` in the original's format and mode, with its ICC profile and DPI."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if pixels.dtype == np.uint16 and pixels.ndim == 3 and like.format == "PNG":
+        path.write_bytes(png16(pixels, like.info.get("dpi")))  # a grey 16-bit PNG, styled in colour
+        return
     if like.mode.endswith(";16") and pixels.ndim == 3:
         import tifffile
 
@@ -69,3 +72,24 @@ def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:
 
 def save_mask(path: Path, mask: np.ndarray) -> None:
     Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(path, "PNG")
+
+
+def png16(pixels: np.ndarray, dpi: tuple | None = None) -> bytes:
+    """A 16-bit RGB or RGBA PNG, which Pillow cannot write: big-endian samples, no row filters
+    (PNG 1.2, sections 4.1 and 11.2), with a pHYs chunk for the DPI."""
+    import struct
+    import zlib
+
+    h, w, c = pixels.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = np.ascontiguousarray(pixels.astype(">u2")).view(np.uint8).reshape(h, w * c * 2)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row
+    header = struct.pack(">IIBBBBB", w, h, 16, 6 if c == 4 else 2, 0, 0, 0)
+    parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", header)]
+    if dpi:
+        parts.append(chunk(b"pHYs", struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1)))
+    parts += [chunk(b"IDAT", zlib.compress(raw, 6)), chunk(b"IEND", b"")]
+    return b"".join(parts)

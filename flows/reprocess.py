@@ -66,18 +66,28 @@ class ReprocessReport:
 
 
 @flow(name="reprocess-collection", validate_parameters=False)
-def reprocess_collection(collection: str, model: str, pool: str | None = None, kind: str = KIND,
-                         sample: int = 6, settings: Settings | None = None) -> ReprocessReport:  # fmt: skip
+def reprocess_collection(collection: str, model: str | None = None, pool: str | None = None, kind: str = KIND,
+                         sample: int = 6, settings: Settings | None = None, style: str | None = None,
+                         strength: float = 1.0, source: str = "restored") -> ReprocessReport:  # fmt: skip
     """Restore the stale items of ``collection`` with ``model`` (new versions beside the old), then
-    compare the new versions with the current ones and write the report to the output store."""
+    compare the new versions with the current ones and write the report to the output store.
+
+    With ``style`` instead, restyle the items whose current styled version is stale: made by an
+    older version of the style's model, or from a parent that is no longer current."""
     settings = settings or Settings()
-    coll_id, row, recipe = prepare(settings, collection, model, kind)
-    with sessions_for(settings.db.url)() as session:
-        stale = set(stale_items(session, coll_id, kind, row))
-        todo = [r for r in items_needing(session, coll_id, kind, recipe.hash) if r[0] in stale]
+    if style is not None:
+        from flows.stylize import plan
+
+        p = plan(settings, collection, style, strength, source, stale_only=True)
+        coll_id, row, recipe, todo, model = p.collection_id, p.row, p.recipe, p.todo, style
+    else:
+        coll_id, row, recipe = prepare(settings, collection, model, kind)
+        with sessions_for(settings.db.url)() as session:
+            stale = set(stale_items(session, coll_id, kind, row))
+            todo = [r for r in items_needing(session, coll_id, kind, recipe.hash) if r[0] in stale]
     summary = dispatch(settings, "reprocess", collection, coll_id, model, row, recipe, todo, pool)
     report = ReprocessReport(summary, report_prefix=f"reports/{collection}/reprocess-run{summary.run_id}")
-    pairs = _pairs(settings, [r[0] for r in todo], kind, recipe.hash)
+    pairs = _pairs(settings, [r[0] for r in todo], recipe.kind, summary.run_id)
     if pairs:
         report.changes = _compare(settings, pairs)
         _record(settings, row, summary.run_id, report.changes)
@@ -87,8 +97,8 @@ def reprocess_collection(collection: str, model: str, pool: str | None = None, k
     return report
 
 
-def _pairs(settings: Settings, item_ids: list[int], kind: str, recipe_hash: str) -> list[tuple[Item, Derivative, Derivative]]:
-    """(item, current version, new version) for the items the new recipe has now made."""
+def _pairs(settings: Settings, item_ids: list[int], kind: str, run_id: int) -> list[tuple[Item, Derivative, Derivative]]:
+    """(item, current version, new version) for the items this run has made a version of."""
     if not item_ids:
         return []
     with sessions_for(settings.db.url)() as session:
@@ -96,7 +106,7 @@ def _pairs(settings: Settings, item_ids: list[int], kind: str, recipe_hash: str)
         items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(item_ids)))}
         session.expunge_all()
     current = {d.item_id: d for d in rows if d.is_current}
-    new = {d.item_id: d for d in rows if d.recipe_hash == recipe_hash and not d.is_current}
+    new = {d.item_id: d for d in rows if d.run_id == run_id and not d.is_current}
     return [(items[i], current[i], new[i]) for i in item_ids if i in current and i in new]
 
 
@@ -205,7 +215,7 @@ def _move(settings: Settings, collection: str, model: str, kind: str, action: st
             raise NotFound(f"no collection {collection!r} in the catalogue")
         row = resolve(session, model)
         agent = ledger.get_or_create_agent(session, "model", row.name, row.version)
-        for d in derivatives_by_model(session, coll.id, kind, row.id):
+        for d in _latest_per_item(derivatives_by_model(session, coll.id, kind, row.id)):
             if action == "promotion" and not d.is_current:
                 previous = make_current(session, d)
                 detail = {"to_version": d.version, "from_version": previous.version if previous else None,
@@ -221,6 +231,16 @@ def _move(settings: Settings, collection: str, model: str, kind: str, action: st
             ledger.add_event(session, action, agent, "success", detail, item_id=d.item_id, derivative_id=d.id)
             moved += 1
     return moved
+
+
+def _latest_per_item(derivatives: list[Derivative]) -> list[Derivative]:
+    """One version per item: the newest a model made (a style restyled after a newer restored
+    version became current has two versions by the same model; promotion means the newer)."""
+    latest: dict[int, Derivative] = {}
+    for d in derivatives:
+        if d.item_id not in latest or d.version > latest[d.item_id].version:
+            latest[d.item_id] = d
+    return list(latest.values())
 
 
 def _replaced_by(session, d: Derivative) -> Derivative | None:

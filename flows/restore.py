@@ -34,9 +34,11 @@ from flows.progress import reporter
 from flows.report import artifact_key
 from flows.settings import Settings
 from flows.store import ObjectStore, open_store, read_all
+from flows.stylize import Input, execution_of, inputs_for, stylist
 from flows.versions import code_version, software_versions
 
 KIND = "restored"
+EVENT_TYPES = {"restore": "restoration", "style": "style transfer"}
 SEED = 0
 AGENT = "photo-archive"
 
@@ -62,14 +64,18 @@ class RestoreSummary:
     pixels: int = 0
     seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (source key, reason)
+    operation: str = "restore"  # or "style"
+    without_source: int = 0  # styling: items with no current version of the source kind
 
     def counts(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in ("selected", "batches", "restored", "failed", "not_done", "pixels")}
 
     def headline(self) -> str:
+        verb = "Styled" if self.operation == "style" else "Restored"
         if self.selected == 0:
-            return f"Nothing to restore: every item of '{self.collection}' already has {self.model}'s output."
-        return (f"Restored {self.restored} of {self.selected} item(s) of '{self.collection}' with {self.model} "
+            return (f"Nothing to {self.operation}: every item of '{self.collection}' already has {self.model}'s output"
+                    + (f" ({self.without_source} without a restored version to style)." if self.without_source else "."))
+        return (f"{verb} {self.restored} of {self.selected} item(s) of '{self.collection}' with {self.model} "
                 f"in {self.seconds:.1f} s ({self.failed} failed, {self.not_done} not done, "
                 f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} MP/s).")  # fmt: skip
 
@@ -137,7 +143,8 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
     """Batch ``todo`` by pixel budget, run the batches in-process or on ``pool``, gather the outcome
     from the catalogue, and record the run."""
     started = time.perf_counter()
-    summary = RestoreSummary(collection, f"{row.name}@{row.version}", recipe.hash, selected=len(todo))
+    summary = RestoreSummary(collection, f"{row.name}@{row.version}", recipe.hash, selected=len(todo),
+                             operation=recipe.operation)  # fmt: skip
     summary.run_id = _begin(settings, flow_name, coll_id, recipe, ref, pool)
     batches = plan_batches(todo, settings.restore.batch_pixels, settings.restore.batch_items)
     summary.batches = len(batches)
@@ -147,7 +154,7 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
     pixels = {r[0]: (r[3] or 0) * (r[4] or 0) for r in todo}
 
     def gather(ids: list[int]) -> None:
-        outcome = batch_outcome(settings, summary.run_id, ids, recipe.kind, recipe.hash)
+        outcome = batch_outcome(settings, summary.run_id, ids, recipe)
         summary.restored += len(outcome["restored"])
         summary.pixels += sum(pixels[i] for i in outcome["restored"])
         summary.failed += len(outcome["failed"])
@@ -218,14 +225,16 @@ def _check_pool(deployment: str, pool: str) -> None:
         raise ConfigError(f"deployment {deployment!r} runs on work pool {found.work_pool_name!r}, not {pool!r}")
 
 
-def batch_outcome(settings: Settings, run_id: int, ids: list[int], kind: str, recipe_hash: str) -> dict[str, Any]:
-    """What the catalogue says a batch did: items with the recipe's derivative, and the reasons of
-    this run's failed restoration events for the others."""
+def batch_outcome(settings: Settings, run_id: int, ids: list[int], recipe: Recipe) -> dict[str, Any]:
+    """What the catalogue says a batch did: items with the recipe's derivative (for a style, the
+    one this run made: its hash names the parent too), and the reasons of this run's failure
+    events for the others."""
+    made = Derivative.run_id == run_id if recipe.operation == "style" else Derivative.recipe_hash == recipe.hash
     with sessions_for(settings.db.url)() as session:
         restored = set(session.scalars(select(Derivative.item_id).where(
-            Derivative.item_id.in_(ids), Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)))  # fmt: skip
+            Derivative.item_id.in_(ids), Derivative.kind == recipe.kind, made)))  # fmt: skip
         failures = session.execute(select(Event.item_id, Event.detail).where(
-            Event.run_id == run_id, Event.type == "restoration", Event.outcome == "failure",
+            Event.run_id == run_id, Event.type == EVENT_TYPES[recipe.operation], Event.outcome == "failure",
             Event.item_id.in_(ids)).order_by(Event.id)).all()  # fmt: skip
     failed = {i: (d or {}).get("reason", "failed") for i, d in failures if i not in restored}
     return {"restored": restored, "failed": failed}
@@ -262,6 +271,7 @@ class _Work:
     sha256: str
     orientation: int | None
     loaded: Future | None = None
+    input: Input | None = None  # a style's parent derivative (None: the master)
 
 
 @flow(name="restore-batch", validate_parameters=False)
@@ -281,8 +291,8 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
         if row.weights_sha256 != rec.weights_sha256:
             raise ConfigError(f"{rec.model} has weights {row.weights_sha256[:12]}…, the recipe asks for "
                               f"{rec.weights_sha256[:12]}…")  # fmt: skip
-        work = _work_of(session, item_ids, rec)
-    engine, card = _engine(settings, row)
+        work = _work_of(session, item_ids, rec, settings)
+    engine, card = _engine(settings, row) if rec.operation == "restore" else stylist(settings, row, rec)
     torch.manual_seed(SEED)
     gpu = engine.device if gpu_jpeg_available(engine.device) else None
     output = open_store(settings.store.output, settings.store, create=True)
@@ -310,7 +320,7 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
                 continue
             started = time.perf_counter()
             try:
-                results = engine.restore([loaded.pixels for _, loaded in ready])
+                results = engine.process([loaded.pixels for _, loaded in ready])
             except Exception as exc:  # the model failed on this group: each item is told why
                 for w, _ in ready:
                     writer.fail(w, exc)
@@ -341,8 +351,12 @@ class _Executor(ThreadPoolExecutor):
         return done
 
 
-def _work_of(session, item_ids: list[int], rec: Recipe) -> list[_Work]:
-    """The batch's items that still lack the recipe's derivative (re-running a batch is a no-op)."""
+def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings) -> list[_Work]:
+    """The batch's items that still lack the recipe's derivative (re-running a batch is a no-op);
+    for a style, with the input each is made from."""
+    if rec.operation == "style":
+        inputs = inputs_for(session, item_ids, rec, open_store(settings.store.output, settings.store, create=True).uri)
+        item_ids = list(inputs)
     done = set(session.scalars(select(Derivative.item_id).where(
         Derivative.item_id.in_(item_ids), Derivative.kind == rec.kind, Derivative.recipe_hash == rec.hash)))  # fmt: skip
     rows = session.execute(
@@ -350,7 +364,11 @@ def _work_of(session, item_ids: list[int], rec: Recipe) -> list[_Work]:
         .join(Collection, Collection.id == Item.collection_id)
         .where(Item.id.in_(item_ids), Item.status == "ingested").order_by(Item.id)
     ).all()  # fmt: skip
-    return [_Work(*r) for r in rows if r[0] not in done]
+    work = [_Work(*r) for r in rows if r[0] not in done]
+    if rec.operation == "style":
+        for w in work:
+            w.input = inputs[w.id]
+    return work
 
 
 def _groups(work: list[_Work], size: int = 8):
@@ -360,10 +378,13 @@ def _groups(work: list[_Work], size: int = 8):
 
 
 def _fetch_decode(settings: Settings, w: _Work, gpu) -> Loaded:
-    data = read_all(cached_store(w.source_uri, settings.store, settings.restore.threads), w.key)
+    parent = w.input is not None and w.input.parent_id is not None
+    uri, key, sha = (w.input.uri, w.input.key, w.input.sha256) if parent else (w.source_uri, w.key, w.sha256)
+    data = read_all(cached_store(uri, settings.store, settings.restore.threads), key)
     digest = hashlib.sha256(data).hexdigest()
-    if digest != w.sha256:
-        raise FixityError(f"master changed since ingest: sha256 {digest[:16]}… is not the catalogued {w.sha256[:16]}…")
+    if digest != sha:
+        what = f"derivative {w.input.parent_id} changed since it was written" if parent else "master changed since ingest"
+        raise FixityError(f"{what}: sha256 {digest[:16]}… is not the catalogued {sha[:16]}…")
     return read_image(data, gpu)
 
 
@@ -377,21 +398,23 @@ class _Writer:
         self.sessions = sessions_for(settings.db.url)
         self.model = {"name": row.name, "version": row.version, "weights_sha256": row.weights_sha256,
                       "architecture": row.architecture, "model_version_id": row.id}  # fmt: skip
-        self.execution = {"device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch."),
-                          "tile": engine.config.tile, "overlap": engine.config.overlap,
-                          "batch_tiles": engine.batch_tiles}  # fmt: skip
+        self.execution = execution_of(engine)
         self.software = software_versions() | {"torch": __import__("torch").__version__}
         self.tool = f"{AGENT} {code_version()}"
         self.agent_id = agent_of(settings, row)
 
     def _event(self, session, outcome: str, item_id: int, detail: dict, derivative_id: int | None = None) -> None:
-        ledger.add_event(session, "restoration", session.get(Agent, self.agent_id), outcome, detail,
+        ledger.add_event(session, EVENT_TYPES[self.rec.operation], session.get(Agent, self.agent_id), outcome, detail,
                          item_id=item_id, derivative_id=derivative_id, run_id=self.run_id)  # fmt: skip
+
+    def _hash(self, w: _Work) -> str:
+        """The derivative's recipe hash: the recipe's, or for a style, the recipe's with the parent."""
+        return w.input.recipe_hash if w.input else self.rec.hash
 
     def fail(self, w: _Work, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
         with self.sessions.begin() as session:
-            self._event(session, "failure", w.id, {"reason": reason, "recipe_hash": self.rec.hash})
+            self._event(session, "failure", w.id, {"reason": reason, "recipe_hash": self._hash(w)})
 
     def write(self, w: _Work, loaded: Loaded, result, seconds: float) -> bool:
         try:
@@ -409,19 +432,26 @@ class _Writer:
         for leftover in list(self.output.list(prefix + "/")):  # a killed attempt's, never recorded
             self.output.delete(leftover.key)
         when = started.isoformat(timespec="seconds").replace("+00:00", "Z")
-        history = History(w.key, w.sha256, self.rec.hash, self.tool,
-                          f"{self.rec.operation} with {self.rec.model} (weights sha256 {self.rec.weights_sha256})",
-                          when, w.orientation)  # fmt: skip
+        made = f"{self.rec.operation} with {self.rec.model} (weights sha256 {self.rec.weights_sha256})"
+        if w.input is not None:
+            made = f"style {self.rec.params['style']} with {self.rec.model} (sha256 {self.rec.weights_sha256}) from " + (
+                f"derivative {w.input.parent_id} (sha256 {w.input.sha256})" if w.input.parent_id else "the master")
+        history = History(w.key, w.sha256, self._hash(w), self.tool, made, when, w.orientation)
         icc, dpi = loaded.info.get("icc_profile"), loaded.info.get("dpi")
+        if result.image.ndim == 3 and result.image.shape[2] >= 3 and loaded.mode in ("L", "I;16"):
+            icc = None  # a grey master styled in colour: its grey ICC profile would not fit
         stem = w.key.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
         files = [preservation(result.image, stem, icc, dpi, history),
-                 access_copy(result.image, icc, dpi, history, self.settings.restore.access_px), mask_png(result.mask)]  # fmt: skip
+                 access_copy(result.image, icc, dpi, history, self.settings.restore.access_px)]  # fmt: skip
+        if result.mask is not None:
+            files.append(mask_png(result.mask))
         meta = self._sidecar(w, loaded, version, prefix, files, started, seconds)
         for f in [*files, sidecar(meta)]:  # the sidecar last: its presence means the version is whole
             self.output.put(f"{prefix}/{f.name}", f.data, f.content_type)
         image = files[0]
         with self.sessions.begin() as session:
-            row = Derivative(item_id=w.id, kind=self.rec.kind, version=version, recipe_hash=self.rec.hash,
+            row = Derivative(item_id=w.id, kind=self.rec.kind, version=version, recipe_hash=self._hash(w),
+                             parent_id=w.input.parent_id if w.input else None,
                              recipe=meta["recipe"] | {"execution": self.execution},
                              model_version_id=self.model["model_version_id"], storage_uri=f"{self.output.uri}/{prefix}/{image.name}",
                              sha256=image.sha256, size=len(image.data), run_id=self.run_id, is_current=False)  # fmt: skip
@@ -432,18 +462,23 @@ class _Writer:
             if current is None:  # the first version is current at once; later ones wait for promotion
                 make_current(session, row)
             self._event(session, "success", w.id, {"version": version, "key": f"{prefix}/{image.name}",
-                                                   "sha256": image.sha256, "recipe_hash": self.rec.hash}, row.id)  # fmt: skip
+                                                   "sha256": image.sha256, "recipe_hash": self._hash(w),
+                                                   "parent_id": row.parent_id}, row.id)  # fmt: skip
 
     def _sidecar(self, w: _Work, loaded: Loaded, version: int, prefix: str, files: list[Encoded],
                  started: datetime, seconds: float) -> dict[str, Any]:  # fmt: skip
+        parent = w.input is not None and w.input.parent_id is not None
+        read = {"format": loaded.format, "mode": loaded.mode}
         return {
             "schema": "photo-archive/derivative/1",
             "master": {"item_id": w.id, "collection": w.collection, "source_uri": w.source_uri, "key": w.key,
-                       "sha256": w.sha256, "format": loaded.format, "mode": loaded.mode},
+                       "sha256": w.sha256} | ({} if parent else read),
+            "parent": {"derivative_id": w.input.parent_id, "kind": self.rec.params.get("from"), "uri": w.input.uri,
+                       "key": w.input.key, "sha256": w.input.sha256} | read if parent else None,
             "derivative": {"kind": self.rec.kind, "version": version, "prefix": prefix,
                            "files": {f.name: {"sha256": f.sha256, "size": len(f.data), "media_type": f.content_type}
                                      for f in files}},
-            "recipe": asdict(self.rec) | {"hash": self.rec.hash},
+            "recipe": asdict(self.rec) | {"hash": self._hash(w), "collection_recipe_hash": self.rec.hash},
             "model": self.model,
             "parameters": self.rec.params,
             "seed": SEED,

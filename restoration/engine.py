@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -37,8 +37,8 @@ class EngineConfig:
 
 @dataclass
 class Result:
-    image: np.ndarray  # same shape and dtype as the input
-    mask: np.ndarray  # float32 [H, W], probability of damage
+    image: np.ndarray  # same shape and dtype as the input (RGB for a grey input styled)
+    mask: np.ndarray | None  # float32 [H, W], probability of damage; None from a style
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,19 +116,22 @@ def _from_rgb(rgb: np.ndarray, original: np.ndarray | torch.Tensor, scale: float
 # -- tiles -------------------------------------------------------------------------------------
 
 
-def _layout(length: int, tile: int, overlap: int) -> tuple[list[int], int]:
+def _layout(length: int, tile: int, overlap: int, align: int = 1) -> tuple[list[int], int]:
     """Starts and size of the tiles along one axis: as few tiles as cover ``length`` with at
     least ``overlap`` shared by neighbours, of one size (at most ``tile``, a multiple of 8 where
-    it can be) and spread evenly, so no compute goes on overlap that is not needed."""
+    it can be) and spread evenly, so no compute goes on overlap that is not needed. Starts are
+    multiples of ``align`` (the model's downsampling factor), so every tile sees the same
+    sampling grid as the whole image; for that the size is congruent to ``length``."""
     if length <= tile:
         return [0], length
     n = math.ceil((length - overlap) / (tile - overlap))
     size = min(length, -(-math.ceil((length + (n - 1) * overlap) / n) // 8) * 8)
+    size += (length - size) % align
     while True:
-        starts = [i * (length - size) // (n - 1) for i in range(n)]
+        starts = [i * (length - size) // (n - 1) // align * align for i in range(n)]
         if all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:], strict=False)):
             return starts, size
-        size += 1
+        size += align
 
 
 def _ramp(length: int, overlap: int, lead: bool, trail: bool) -> np.ndarray:
@@ -161,9 +164,13 @@ class Restorer:
 
     def __init__(self, model: nn.Module, config: EngineConfig | None = None):
         self.config = config or EngineConfig()
+        needed = int(getattr(model, "tile_overlap", 0))  # what the model says its tiles need
+        if self.config.overlap < needed:
+            self.config = replace(self.config, overlap=needed, tile=max(self.config.tile, 2 * needed + 8))
         self.device = resolve_device(self.config.device)
         self.batch_tiles = self.config.batch_tiles or (16 if self.device.type == "cuda" else 1)
         self.dtype = resolve_dtype(self.config.dtype, self.device)
+        self.align = int(getattr(model, "alignment", 1))  # the model's downsampling factor
         model = model.eval().to(self.device)
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -184,7 +191,7 @@ class Restorer:
         a numpy array, or a uint8 [H, W, C] tensor on any device (a JPEG decoded on the GPU)."""
         originals = [img if isinstance(img, torch.Tensor) else np.asarray(img) for img in images]
         arrays = [_as_hwc(img) for img in originals]
-        canvases = [_Canvas(i, a, _scale(_dtype(a)), self.config) for i, a in enumerate(arrays)]
+        canvases = [_Canvas(i, a, _scale(_dtype(a)), self.config, self.align) for i, a in enumerate(arrays)]
         for batch in self._batches(canvases):
             patches = [canvases[t.image].patch(t) for t in batch]
             if all(p.device.type == "cpu" for p in patches):
@@ -197,6 +204,10 @@ class Restorer:
             for t, rgb, m in zip(batch, restored, masks, strict=True):
                 canvases[t.image].add(t, rgb, m)
         return [Result(c.out.reshape(tuple(o.shape)), c.mask) for o, c in zip(originals, canvases, strict=True)]
+
+    def process(self, images: list[np.ndarray | torch.Tensor]) -> list[Result]:
+        """The interface every engine shares (restorers and styles): ``restore``."""
+        return self.restore(images)
 
     def _batches(self, canvases: list[_Canvas]) -> Iterator[list[_Tile]]:
         """Tiles of equal shape, from several images at a time, row after row."""
@@ -226,11 +237,11 @@ class _Canvas:
     """Blends the tiles of one image in a band one tile-row high; rows no later tile touches
     are converted to the output's type at once, so the float buffers never hold the scan."""
 
-    def __init__(self, index: int, image: np.ndarray | torch.Tensor, scale: float, config: EngineConfig):
+    def __init__(self, index: int, image: np.ndarray | torch.Tensor, scale: float, config: EngineConfig, align: int = 1):
         self.index, self.image, self.scale, self.overlap = index, image, scale, config.overlap
         self.h, self.w = image.shape[:2]
-        self.ys, self.th = _layout(self.h, config.tile, config.overlap)
-        self.xs, self.tw = _layout(self.w, config.tile, config.overlap)
+        self.ys, self.th = _layout(self.h, config.tile, config.overlap, align)
+        self.xs, self.tw = _layout(self.w, config.tile, config.overlap, align)
         self.out = np.empty(tuple(image.shape), dtype=_dtype(image))
         self.mask = np.empty((self.h, self.w), dtype=np.float32)
         self.row, self.added, self.top = 0, 0, 0

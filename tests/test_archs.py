@@ -13,7 +13,7 @@ TEST_VARIANTS = [name for name in list_models() if name.endswith("_test")]
 
 def test_every_architecture_has_a_test_variant():
     full = {name for name in list_models() if not name.endswith("_test")}
-    assert full == {"unet_restorer", "patchgan", "rrdbnet", "srvgg_compact"}
+    assert full == {"unet_restorer", "patchgan", "rrdbnet", "srvgg_compact", "style_net"}
     assert {name.removesuffix("_test") for name in TEST_VARIANTS} == full
 
 

@@ -27,7 +27,8 @@ def test_deployments_name_importable_flows_on_the_right_pools(prefect_yaml):
     from prefect.client.schemas.schedules import CronSchedule
 
     deployments = {d["name"]: d for d in prefect_yaml["deployments"]}
-    assert set(deployments) == {"ingest", "restore-collection", "restore-batch", "reprocess", "fixity-audit"}
+    assert set(deployments) == {"ingest", "restore-collection", "restore-batch", "stylize-collection", "reprocess",
+                                "fixity-audit"}
     flow_names = {}
     for name, d in deployments.items():
         path, func = d["entrypoint"].split(":")

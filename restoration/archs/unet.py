@@ -52,6 +52,11 @@ class UNetRestorer(nn.Module):
         nn.init.zeros_(self.image_head.weight)  # start as the identity: restore nothing
         nn.init.zeros_(self.image_head.bias)
 
+    @property
+    def alignment(self) -> int:
+        """The downsampling factor: tiles starting on multiples of it see the whole image's grid."""
+        return 2**self.depth
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, w = x.shape[-2:]
         m = 2**self.depth

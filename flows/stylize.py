@@ -1,0 +1,303 @@
+"""Styling a collection: a period style applied to each item's current restored version (or to
+the master), written as kind ``style:<name>`` through the same batches, workers and immutable
+versions as restoration (flows/restore.py), with the parent derivative in the catalogue and the
+sidecar.
+
+A style is named as on the command line: a preset (``albumen``) or a learned style
+(``learned:NAME@VERSION:STYLE``). Presets are registered in the model registry as
+``preset:<name>@<version>`` (architecture ``preset``, "weights" digest the preset's identity),
+so every derivative points at a model version and an agent, as learned ones do.
+
+One recipe (style, strength, source, parameters) covers a collection; a derivative's own recipe
+hash also names its parent, so styling again after a newer restored version became current
+makes a new version (awaiting promotion) rather than colliding with the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import flow
+from sqlalchemy import select
+
+from archive_db import queries
+from archive_db.derivatives import Recipe
+from archive_db.models import Derivative, Item, ModelVersion
+from flows.db import ensure_schema, sessions_for
+from flows.errors import ConfigError, NotFound
+from flows.settings import Settings
+
+SOURCES = ("restored", "master")
+
+
+@dataclass(frozen=True)
+class StyleRef:
+    """What ``--style`` names: a preset, or one style of a learned network."""
+
+    text: str
+    preset: str | None = None
+    model: str | None = None  # NAME@VERSION of a learned network
+    style: str | None = None  # the style within it (None: the network's only style)
+
+    @property
+    def model_ref(self) -> str:
+        from restoration.styles.presets import get_preset
+
+        return f"preset:{self.preset}@{get_preset(self.preset).version}" if self.preset else self.model
+
+
+def parse_style(text: str) -> StyleRef:
+    """``albumen`` or ``learned:NAME@VERSION[:STYLE]``; unknown presets are an error."""
+    from restoration.styles.presets import PRESETS
+
+    if text.startswith("learned:"):
+        model, _, style = text.removeprefix("learned:").partition(":")
+        if "@" not in model or not model.split("@")[0] or not model.split("@")[1]:
+            raise ConfigError(f"--style {text!r}: a learned style is learned:NAME@VERSION[:STYLE]")
+        return StyleRef(text, model=model, style=style or None)
+    if text not in PRESETS:
+        raise ConfigError(f"unknown style {text!r}: presets are {', '.join(sorted(PRESETS))}; "
+                          "a learned one is learned:NAME@VERSION[:STYLE]")  # fmt: skip
+    return StyleRef(text, preset=text)
+
+
+def learned_style(ref: StyleRef, card: dict[str, Any]) -> str:
+    """The style within a learned network's card that ``ref`` names."""
+    styles = card.get("styles") or []
+    if ref.style is None:
+        if len(styles) != 1:
+            raise ConfigError(f"{ref.model} has styles {styles}: name one, e.g. learned:{ref.model}:{styles[0] if styles else 'STYLE'}")
+        return styles[0]
+    if ref.style not in styles:
+        raise ConfigError(f"{ref.model} has no style {ref.style!r}; it has {styles}")
+    return ref.style
+
+
+# -- presets in the registry ---------------------------------------------------------------------
+
+
+def ensure_presets(settings: Settings) -> None:
+    """Register each preset version the code has (once): production unless that preset already
+    has a production version. A registered version whose identity differs from the code's means
+    a preset changed without a new version: refused, since old derivatives would lie."""
+    from archive_db.models import ModelVersion as MV
+    from restoration.styles.presets import PRESETS
+
+    with sessions_for(settings.db.url).begin() as session:
+        rows = {(m.name, m.version): m for m in queries.model_versions(session, "style")}
+        producing = {m.name for m in rows.values() if m.status == "production"}
+        for p in PRESETS.values():
+            name = f"preset:{p.name}"
+            known = rows.get((name, p.version))
+            if known is not None:
+                if known.weights_sha256 != p.digest:
+                    raise ConfigError(f"preset {p.name} {p.version} differs from the registered one "
+                                      f"({known.weights_sha256[:12]}…): a changed preset needs a new version")  # fmt: skip
+                continue
+            session.add(MV(name=name, version=p.version, task="style", architecture="preset",
+                           config={"preset": p.name, "defaults": p.defaults, "era": p.era},
+                           weights_uri=f"builtin:restoration.styles.presets/{p.name}", weights_sha256=p.digest,
+                           metrics=None, status="candidate" if name in producing else "production"))  # fmt: skip
+
+
+# -- the recipe and the work ---------------------------------------------------------------------
+
+
+@dataclass
+class StylePlan:
+    collection_id: int
+    row: ModelVersion
+    recipe: Recipe
+    todo: list[tuple]  # (id, key, sha256, width, height) as restore's dispatcher takes them
+    without_source: int = 0  # items with no current restored version to style
+
+
+def prepare(settings: Settings, collection: str, style: str, strength: float = 1.0, source: str = "restored",
+            params: dict[str, Any] | None = None) -> tuple[int, ModelVersion, Recipe]:  # fmt: skip
+    from flows.models import ensure_shipped, load, resolve
+
+    if source not in SOURCES:
+        raise ConfigError(f"--from must be one of {', '.join(SOURCES)}")
+    if not 0 <= strength <= 1:
+        raise ConfigError("--strength must be between 0 and 1")
+    ref = parse_style(style)
+    ensure_schema(settings.db.url)
+    ensure_shipped(settings)
+    ensure_presets(settings)
+    with sessions_for(settings.db.url)() as session:
+        coll = queries.collection_by_name(session, collection)
+        if coll is None:
+            raise NotFound(f"no collection {collection!r} in the catalogue (see `archive collections`)")
+        row = resolve(session, ref.model_ref)
+        session.expunge(row)
+    if row.task != "style":
+        raise ConfigError(f"{row.name}@{row.version} is a {row.task} model, not a style")
+    if ref.preset:
+        from restoration.styles.presets import get_preset
+
+        label, merged = ref.preset, get_preset(ref.preset).params(params)
+    else:
+        if params:
+            raise ConfigError("--param applies to presets; a learned style has no parameters")
+        label, merged = learned_style(ref, load(settings, f"{row.name}@{row.version}")[1]), {}
+    kind = f"style:{ref.preset}" if ref.preset else f"style:{row.name}.{label}"
+    recipe = Recipe("style", kind, f"{row.name}@{row.version}", row.weights_sha256,
+                    {"style": label, "strength": strength, "from": source, "params": merged})  # fmt: skip
+    return coll.id, row, recipe
+
+
+def item_hash(recipe: Recipe, parent_id: int | None) -> str:
+    """A styled derivative's recipe hash: the collection's recipe and the parent it was made from."""
+    return hashlib.sha256(f"{recipe.hash}:{parent_id if parent_id is not None else 'master'}".encode()).hexdigest()
+
+
+def _candidates(session, collection_id: int | None, recipe: Recipe, item_ids: list[int] | None = None):
+    """(id, key, sha256, width, height, parent id, parent URI, parent sha256) for the ingested items
+    of a collection (or of ``item_ids``), with the current version of the recipe's source (None
+    for the master; items without one are left out of the rows and counted)."""
+    source = recipe.params.get("from", "restored")
+    cols = [Item.id, Item.source_key, Item.sha256, Item.width, Item.height]
+    where = [Item.status == "ingested"]
+    where.append(Item.collection_id == collection_id if item_ids is None else Item.id.in_(item_ids))
+    if source == "master":
+        return [(*r, None, None, None) for r in session.execute(select(*cols).where(*where).order_by(Item.id))], 0
+    parent = select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256).where(
+        Derivative.kind == source, Derivative.is_current).subquery()  # fmt: skip
+    rows = session.execute(select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256)
+                           .outerjoin(parent, parent.c.item_id == Item.id).where(*where).order_by(Item.id)).all()  # fmt: skip
+    with_parent = [tuple(r) for r in rows if r[5] is not None]
+    return with_parent, len(rows) - len(with_parent)
+
+
+def _scope(query, collection_id: int | None, item_ids: list[int] | None):
+    """Derivatives of one collection (a join: collections are too big for IN lists), or of a batch."""
+    if item_ids is not None:
+        return query.where(Derivative.item_id.in_(item_ids))
+    return query.join(Item, Item.id == Derivative.item_id).where(Item.collection_id == collection_id)
+
+
+def _done(session, kind: str, collection_id: int | None = None, item_ids: list[int] | None = None) -> set[tuple[int, str]]:
+    query = _scope(select(Derivative.item_id, Derivative.recipe_hash).where(Derivative.kind == kind), collection_id, item_ids)
+    return {tuple(r) for r in session.execute(query)}
+
+
+def plan(settings: Settings, collection: str, style: str, strength: float = 1.0, source: str = "restored",
+         params: dict[str, Any] | None = None, limit: int | None = None, stale_only: bool = False) -> StylePlan:  # fmt: skip
+    """The items to style: those whose current source has no derivative of this recipe yet.
+    With ``stale_only`` (a reprocess), only items that already have a current version of the
+    kind, made by an older model version or from a parent that is no longer current."""
+    coll_id, row, recipe = prepare(settings, collection, style, strength, source, params)
+    with sessions_for(settings.db.url)() as session:
+        rows, without = _candidates(session, coll_id, recipe)
+        done = _done(session, recipe.kind, coll_id)
+        todo = [r for r in rows if (r[0], item_hash(recipe, r[5])) not in done]
+        if stale_only:
+            stale = _stale(session, coll_id, recipe.kind, row, source)
+            todo = [r for r in todo if r[0] in stale]
+    todo = todo[:limit] if limit else todo
+    return StylePlan(coll_id, row, recipe, [r[:5] for r in todo], without)
+
+
+def _stale(session, collection_id: int, kind: str, row: ModelVersion, source: str) -> set[int]:
+    """Items whose current ``kind`` version was made by an older version of the model, or from a
+    parent that is no longer the current ``source`` version."""
+    older_ids = set(session.scalars(select(ModelVersion.id).where(ModelVersion.name == row.name, ModelVersion.id < row.id)))
+    current = session.execute(_scope(select(Derivative.item_id, Derivative.model_version_id, Derivative.parent_id)
+                                     .where(Derivative.kind == kind, Derivative.is_current), collection_id, None)).all()  # fmt: skip
+    parents = {} if source == "master" else dict(session.execute(_scope(
+        select(Derivative.item_id, Derivative.id).where(Derivative.kind == source, Derivative.is_current), collection_id, None)).all())  # fmt: skip
+    return {i for i, model_id, parent in current if model_id in older_ids or parents.get(i) != parent}
+
+
+# -- the worker's side -----------------------------------------------------------------------------
+
+
+@dataclass
+class Input:
+    """What a styled version is made from: the parent derivative's file (or the master)."""
+
+    parent_id: int | None
+    uri: str  # the store holding it
+    key: str
+    sha256: str
+    recipe_hash: str  # the derivative's own recipe hash (recipe + parent)
+
+
+def inputs_for(session, item_ids: list[int], recipe: Recipe, output_uri: str) -> dict[int, Input]:
+    """Per item still to do: its input. Items whose current source moved on since the batch was
+    planned are styled from the new current source (the hash follows)."""
+    rows, _ = _candidates(session, None, recipe, item_ids)
+    done = _done(session, recipe.kind, item_ids=item_ids)
+    found = {}
+    for item_id, key, sha, _w, _h, parent_id, parent_uri, parent_sha in rows:
+        h = item_hash(recipe, parent_id)
+        if (item_id, h) in done:
+            continue
+        if parent_id is None:
+            found[item_id] = Input(None, "", key, sha, h)
+        elif not parent_uri.startswith(output_uri + "/"):
+            raise ConfigError(f"derivative {parent_id} lies outside the output store {output_uri}")
+        else:
+            found[item_id] = Input(parent_id, output_uri, parent_uri.removeprefix(output_uri + "/"), parent_sha, h)
+    return found
+
+
+_stylists: dict[tuple, Any] = {}
+_lock = threading.Lock()
+
+
+def stylist(settings: Settings, row: ModelVersion, recipe: Recipe):
+    """One stylist per process, model version and recipe (presets are cheap; networks load once)."""
+    from restoration.engine import EngineConfig, resolve_device
+    from restoration.styles.presets import get_preset
+    from restoration.styles.runner import LearnedStylist, PresetStylist
+
+    device = resolve_device(settings.device.device)
+    key = (row.id, row.weights_sha256, recipe.hash, str(device), settings.device.dtype, settings.restore.tile)
+    with _lock:
+        if key not in _stylists:
+            p = recipe.params
+            if row.architecture == "preset":
+                preset = get_preset(p["style"])
+                if preset.digest != row.weights_sha256:
+                    raise ConfigError(f"preset {preset.name} in this code is not {row.name}@{row.version}")
+                _stylists[key] = (PresetStylist(preset, p["strength"], p["params"], device=str(device)), {})
+            else:
+                from flows.models import load
+
+                net, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
+                config = EngineConfig(tile=settings.restore.tile, overlap=min(64, settings.restore.tile // 4 - 1),
+                                      device=str(device), dtype=settings.device.dtype)  # fmt: skip
+                _stylists[key] = (LearnedStylist(net, card["styles"], p["style"], p["strength"], config), card)
+        return _stylists[key]
+
+
+def execution_of(engine) -> dict[str, Any]:
+    config = getattr(engine, "config", None)
+    out = {"device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch.")}
+    if config is not None:
+        out |= {"tile": config.tile, "overlap": config.overlap, "batch_tiles": engine.batch_tiles}
+    else:
+        out |= {"band": engine.band}
+    return out
+
+
+# -- the flow ------------------------------------------------------------------------------------
+
+
+@flow(name="stylize-collection", validate_parameters=False)
+def stylize_collection(collection: str, style: str, strength: float = 1.0, source: str = "restored",
+                       params: dict[str, Any] | None = None, limit: int | None = None, pool: str | None = None,
+                       settings: Settings | None = None):  # fmt: skip
+    """Style every item of ``collection`` whose current source lacks this recipe's version."""
+    from flows.restore import dispatch
+
+    settings = settings or Settings()
+    p = plan(settings, collection, style, strength, source, params, limit)
+    summary = dispatch(settings, "stylize", collection, p.collection_id, style, p.row, p.recipe, p.todo, pool)
+    summary.without_source = p.without_source
+    return summary
+
