@@ -1,5 +1,6 @@
 """`make demo`: build a demo inbox of aged photographs, ingest and restore it (twice: the second
-time does nothing), show the catalogue and where the versioned outputs are.
+time does nothing), give a few items two period styles (a preset and a learned one), describe
+them from a manifest, show the catalogue and where the versioned outputs are.
 
 The inbox holds bundled clean images (scikit-image, matplotlib) aged synthetically, one
 damaged transfer to show quarantine, and the real damaged scans in ../shared/samples if
@@ -110,6 +111,12 @@ def main() -> int:
         if code:
             return code
         print()
+    for style in ("albumen", "learned:period-styles@v1:cyanotype"):
+        print(f"== Period style: archive stylize --collection demo --style {style} --limit 4")
+        code = archive([*base, "stylize", "--collection", "demo", "--style", style, "--limit", "4"])
+        if code:
+            return code
+        print()
     manifest = ROOT / "manifest.csv"
     write_if_changed(manifest, MANIFEST.encode())
     print(f"== Describe the prints: archive import-metadata {manifest} --collection demo")
@@ -122,6 +129,7 @@ def main() -> int:
     archive([*base, "search", "portrait", "--date", "1980..1989", "--no-facets"])
     derivatives = ROOT / "store" / "derivatives" / "demo"
     print(f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)")
+    print(f"Styled versions:    {derivatives}/<item>/style:albumen/v1/, …/style:period-styles.cyanotype/v1/")
     print(f"Look closer:        .venv/bin/archive {' '.join(base)} show demo/real-scans/old_b.png")
     print(f"Audit:              .venv/bin/archive {' '.join(base)} audit --collection demo")
     print(f"Serve the catalogue: .venv/bin/archive {' '.join(base)} serve   (then open http://127.0.0.1:8000/;"
