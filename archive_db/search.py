@@ -68,6 +68,7 @@ class Hit:
     thumbnail_key: str | None
     sha256: str
     restored: bool  # has a current restored version
+    styled: bool = False  # has a current styled version
 
 
 @dataclass
@@ -231,7 +232,7 @@ def search(session: Session, q: SearchQuery, with_facets: bool = True) -> Page:
 def _hit(item: Item, collection: str) -> Hit:
     return Hit(item.id, collection, item.source_key, item.title, item.date_text, item.creator, item.place,
                item.status, item.width, item.height, item.thumbnail_key, item.sha256,
-               item.restored_model_id is not None)  # fmt: skip
+               item.restored_model_id is not None, bool(item.styled))  # fmt: skip
 
 
 # -- facets ---------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def search(settings: Settings, text: str | None, collection: str | None, dates: 
         writer.writerows(hits)
         return
     rows = [[h["id"], h["collection"], h["source_key"], h["title"], h["date_text"],
-             h["status"] + (", restored" if h["restored"] else "")] for h in hits]  # fmt: skip
+             h["status"] + (", restored" if h["restored"] else "") + (", styled" if h["styled"] else "")] for h in hits]  # fmt: skip
     title = f"{page.total} items" if page.total is not None else f"{len(hits)} items"
     out.print(table(title, ["id", "collection", "key", "title", "date", "status"], rows))
     for name, values in page.facets.items():
@@ -87,7 +87,7 @@ def search(settings: Settings, text: str | None, collection: str | None, dates: 
 
 
 SEARCH_COLUMNS = ("id", "collection", "source_key", "title", "date_text", "creator", "place", "status",
-                  "width", "height", "thumbnail_key", "sha256", "restored")  # fmt: skip
+                  "width", "height", "thumbnail_key", "sha256", "restored", "styled")  # fmt: skip
 
 
 def _find(session, ref: str):

@@ -146,4 +146,5 @@ def test_stylize_cli_end_to_end(restored, capsys):
     assert "Styled 2 of 2" in capsys.readouterr().out
     assert len(rows(settings, "style:kodachrome")) == 2
     assert archive([*base, "search", "--status", "styled", "--json", "--no-facets"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["hits"]) == 2
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 2 and all(h["styled"] and h["restored"] for h in hits)
