@@ -37,7 +37,6 @@ SOURCES = ("restored", "master")
 class StyleRef:
     """What ``--style`` names: a preset, or one style of a learned network."""
 
-    text: str
     preset: str | None = None
     model: str | None = None  # NAME@VERSION of a learned network
     style: str | None = None  # the style within it (None: the network's only style)
@@ -57,11 +56,11 @@ def parse_style(text: str) -> StyleRef:
         model, _, style = text.removeprefix("learned:").partition(":")
         if "@" not in model or not model.split("@")[0] or not model.split("@")[1]:
             raise ConfigError(f"--style {text!r}: a learned style is learned:NAME@VERSION[:STYLE]")
-        return StyleRef(text, model=model, style=style or None)
+        return StyleRef(model=model, style=style or None)
     if text not in PRESETS:
         raise ConfigError(f"unknown style {text!r}: presets are {', '.join(sorted(PRESETS))}; "
                           "a learned one is learned:NAME@VERSION[:STYLE]")  # fmt: skip
-    return StyleRef(text, preset=text)
+    return StyleRef(preset=text)
 
 
 def learned_style(ref: StyleRef, card: dict[str, Any]) -> str:
@@ -83,7 +82,6 @@ def ensure_presets(settings: Settings) -> None:
     """Register each preset version the code has (once): production unless that preset already
     has a production version. A registered version whose identity differs from the code's means
     a preset changed without a new version: refused, since old derivatives would lie."""
-    from archive_db.models import ModelVersion as MV
     from restoration.styles.presets import PRESETS
 
     with sessions_for(settings.db.url).begin() as session:
@@ -97,10 +95,11 @@ def ensure_presets(settings: Settings) -> None:
                     raise ConfigError(f"preset {p.name} {p.version} differs from the registered one "
                                       f"({known.weights_sha256[:12]}…): a changed preset needs a new version")  # fmt: skip
                 continue
-            session.add(MV(name=name, version=p.version, task="style", architecture="preset",
-                           config={"preset": p.name, "defaults": p.defaults, "era": p.era},
-                           weights_uri=f"builtin:restoration.styles.presets/{p.name}", weights_sha256=p.digest,
-                           metrics=None, status="candidate" if name in producing else "production"))  # fmt: skip
+            session.add(ModelVersion(name=name, version=p.version, task="style", architecture="preset",
+                                     config={"preset": p.name, "defaults": p.defaults, "era": p.era},
+                                     weights_uri=f"builtin:restoration.styles.presets/{p.name}",
+                                     weights_sha256=p.digest, metrics=None,
+                                     status="candidate" if name in producing else "production"))  # fmt: skip
 
 
 # -- the recipe and the work ---------------------------------------------------------------------
