@@ -34,7 +34,7 @@ from flows.progress import reporter
 from flows.report import artifact_key
 from flows.settings import Settings
 from flows.store import ObjectStore, open_store, read_all
-from flows.stylize import Input, execution_of, inputs_for, stylist
+from flows.stylize import Input, inputs_for, stylist
 from flows.versions import code_version, software_versions
 
 KIND = "restored"
@@ -333,6 +333,17 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
     return counts
 
 
+def execution_of(engine) -> dict[str, Any]:
+    """How an engine ran (provenance, not part of the recipe): device, dtype, and tiles or bands."""
+    config = getattr(engine, "config", None)
+    out = {"device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch.")}
+    if config is not None:
+        out |= {"tile": config.tile, "overlap": config.overlap, "batch_tiles": engine.batch_tiles}
+    else:
+        out |= {"band": engine.band}
+    return out
+
+
 class _Executor(ThreadPoolExecutor):
     """A thread pool, or with no threads, one that runs each call at once in the caller."""
 
@@ -354,11 +365,12 @@ class _Executor(ThreadPoolExecutor):
 def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings) -> list[_Work]:
     """The batch's items that still lack the recipe's derivative (re-running a batch is a no-op);
     for a style, with the input each is made from."""
-    if rec.operation == "style":
+    if rec.operation == "style":  # inputs_for leaves out what is done (the hash names the parent)
         inputs = inputs_for(session, item_ids, rec, open_store(settings.store.output, settings.store, create=True).uri)
-        item_ids = list(inputs)
-    done = set(session.scalars(select(Derivative.item_id).where(
-        Derivative.item_id.in_(item_ids), Derivative.kind == rec.kind, Derivative.recipe_hash == rec.hash)))  # fmt: skip
+        item_ids, done = list(inputs), set()
+    else:
+        done = set(session.scalars(select(Derivative.item_id).where(
+            Derivative.item_id.in_(item_ids), Derivative.kind == rec.kind, Derivative.recipe_hash == rec.hash)))  # fmt: skip
     rows = session.execute(
         select(Item.id, Collection.name, Item.source_uri, Item.source_key, Item.sha256, Item.orientation)
         .join(Collection, Collection.id == Item.collection_id)

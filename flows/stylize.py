@@ -274,16 +274,6 @@ def stylist(settings: Settings, row: ModelVersion, recipe: Recipe):
         return _stylists[key]
 
 
-def execution_of(engine) -> dict[str, Any]:
-    config = getattr(engine, "config", None)
-    out = {"device": str(engine.device), "dtype": str(engine.dtype).removeprefix("torch.")}
-    if config is not None:
-        out |= {"tile": config.tile, "overlap": config.overlap, "batch_tiles": engine.batch_tiles}
-    else:
-        out |= {"band": engine.band}
-    return out
-
-
 # -- the flow ------------------------------------------------------------------------------------
 
 
