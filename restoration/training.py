@@ -52,7 +52,7 @@ class Trainer:
 
     def train_step(self, batch: Degraded | None = None) -> dict[str, float]:
         c = self.config
-        batch = batch or training_batch(self.train_images, self.step, c.seed, c.batch, c.crop, self.degradation)
+        batch = batch or training_batch(self.train_images, self.step, c.seed, c.batch, c.crop, self.degradation, c.augment)
         x, y, m = (t.to(self.device) for t in (batch.degraded, batch.clean, batch.mask))
         adversarial = self.step >= c.warmup_steps
         lr = c.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * self.step / max(c.steps, 1))))

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from restoration.checkpoints import load_checkpoint
-from restoration.data import TRAIN_IMAGES, bundled_images, training_batch
+import numpy as np
+
+from restoration.data import TRAIN_IMAGES, bundled_images, random_crops, training_batch
 from restoration.losses import mask_loss, reconstruction
 from restoration.training import TrainConfig, Trainer, export
 
@@ -36,6 +38,33 @@ def test_steps_lower_the_loss(images):
     rec1, mask1 = losses()
     assert rec1 < 0.9 * rec0 and mask1 < 0.9 * mask0, (rec0, rec1, mask0, mask1)
     assert "d" in steps[-1]  # past the warm-up the discriminator trains too
+
+
+def test_augmented_crops_zoom_out_and_shuffle_colours():
+    """Augmentation shows more of the scene in a crop (zoomed out) and new hues; it is seeded, and
+    without it the crops are those the shipped models were trained on."""
+    ramp = np.zeros((64, 64, 3), np.uint8)
+    ramp[..., 0] = np.linspace(0, 255, 64, dtype=np.uint8)[None, :]  # red rises left to right
+    ramp[..., 2] = 90
+    plain = random_crops([ramp], 24, 32, np.random.default_rng(3))
+    again = random_crops([ramp], 24, 32, np.random.default_rng(3), augment=False)
+    assert torch.equal(plain, again)
+    augmented = random_crops([ramp], 24, 32, np.random.default_rng(3), augment=True)
+    assert torch.equal(augmented, random_crops([ramp], 24, 32, np.random.default_rng(3), augment=True))
+    assert augmented.shape == plain.shape
+
+    def ramp_channel(crops: torch.Tensor) -> torch.Tensor:  # wherever the shuffle put red
+        return (crops.amax((2, 3)) - crops.amin((2, 3))).argmax(1)
+
+    def span(crops: torch.Tensor) -> torch.Tensor:  # the range of the ramp each crop covers
+        values = crops[torch.arange(len(crops)), ramp_channel(crops)]
+        return values.amax((1, 2)) - values.amin((1, 2))
+
+    assert span(plain).max() < 0.52  # 32 of 64 columns: half the ramp at most
+    assert span(augmented).mean() > span(plain).mean() + 0.15
+    assert (span(augmented) > 0.6).any()  # some crops see most of the image
+    assert set(ramp_channel(plain).tolist()) == {0}
+    assert len(set(ramp_channel(augmented).tolist())) >= 2  # the shuffles moved red elsewhere
 
 
 def test_training_is_reproducible_and_resumes_exactly(images, tmp_path):
