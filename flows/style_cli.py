@@ -274,6 +274,8 @@ EXEMPLAR_PHOTOS = ("astronaut", "camera", "chelsea", "coins", "clock", "moon", "
 @click.option("--style-weight", type=click.FloatRange(0), default=1.0, show_default=True)
 @click.option("--content-weight", type=click.FloatRange(0), default=1.0, show_default=True)
 @click.option("--adv-weight", type=click.FloatRange(0), default=0.02, show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Zoom out and shuffle colour channels of the content crops (every hue, from few photographs).")
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False), help="A VGG-19 state dict for the style loss instead of random features.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -281,7 +283,7 @@ EXEMPLAR_PHOTOS = ("astronaut", "camera", "chelsea", "coins", "clock", "moon", "
 @click.pass_obj
 def train_style(settings: Settings, name: str, version: str, exemplar_specs: tuple[str, ...], out_dir: str, steps: int,
                 batch: int, crop: int, lr: float, style_weight: float, content_weight: float, adv_weight: float,
-                vgg_weights: str | None, seed: int, device: str, fresh: bool) -> None:  # fmt: skip
+                augment: bool, vgg_weights: str | None, seed: int, device: str, fresh: bool) -> None:  # fmt: skip
     """Train one network for several styles, each learnt from a set of exemplars."""
     import torch
 
@@ -303,7 +305,8 @@ def train_style(settings: Settings, name: str, version: str, exemplar_specs: tup
     if vgg_weights:
         features = {"kind": "vgg19", "weights": vgg_weights, "sha256": sha256_file(Path(vgg_weights))}
     config = StyleTrainConfig(steps=steps, batch=batch, crop=crop, lr=lr, style_weight=style_weight,
-                              content_weight=content_weight, adv_weight=adv_weight, seed=seed, features=features)  # fmt: skip
+                              content_weight=content_weight, adv_weight=adv_weight, augment=augment, seed=seed,
+                              features=features)  # fmt: skip
     content, val = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
     dev = resolve_device(device)
     trainer = StyleTrainer(config, sets, list(content.values()), device=str(dev), log=err.print)

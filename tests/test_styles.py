@@ -286,6 +286,7 @@ def test_train_style_cli_makes_a_registrable_checkpoint_used_by_name(tmp_path, c
     assert card["task"] == "style" and card["styles"] == ["cyanotypes", "brown"] and card["config"]["n_styles"] == 2
     assert card["data"]["exemplars"]["cyanotypes"]["images"] == 2 and len(card["data"]["exemplars"]["brown"]["digest"]) == 64
     assert set(card["per_style"]["brown"]) >= {"gram_ratio", "hist_ratio", "luma_ssim"} and card["training"]["steps_done"] == 2
+    assert card["training"]["augment"] is True  # content crops zoomed and recoloured unless --no-augment
     assert archive([*db, "models", "register", str(tmp_path / "tiny" / "v1"), "--promote"]) == 0
     Image.fromarray(photo()).save(tmp_path / "in.png")
     capsys.readouterr()

@@ -53,6 +53,10 @@ class StyleTrainConfig:
     adv_weight: float = 0.02
     adv_start: int = 400
     target_crops: int = 64  # exemplar crops per style for its statistics
+    # Content crops zoomed out and with their colour channels shuffled (data.random_crops): the
+    # photographs have few saturated hues, and v1, trained without, rendered a red saucer purple
+    # in its monochrome styles. False for v1's config, which ran without.
+    augment: bool = False
     seed: int = 0
     log_every: int = 50
 
@@ -103,7 +107,7 @@ class StyleTrainer:
     def train_step(self) -> dict[str, float]:
         c = self.config
         rng = np.random.default_rng([c.seed, self.step])
-        x = random_crops(self.content, c.batch, c.crop, rng).to(self.device)
+        x = random_crops(self.content, c.batch, c.crop, rng, c.augment).to(self.device)
         idx = torch.from_numpy(rng.integers(len(self.styles), size=c.batch)).to(self.device)
         lr = c.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * self.step / max(c.steps, 1))))
         for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
