@@ -6,7 +6,8 @@ F1 of both, and PSNR on undamaged clean inputs (restoration must do no harm), wi
     .venv/bin/python bench/restore_quality.py [--checkpoint restoration/weights/restore-unet/v2]
 
 Without --checkpoint it scores the version the release manifest (restoration/weights/shipped.json)
-ships as production.
+ships as production. Then, one effect at a time (probability 1, the others off), PSNR/SSIM of
+input and model: where the model helps and where it does harm.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--crops", type=int, default=6, help="crops per held-out image")
     parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--no-per-effect", action="store_true", help="skip the table of single effects")
     args = parser.parse_args()
 
     model, card = load_checkpoint(args.checkpoint)
@@ -56,7 +58,21 @@ def main() -> int:
     gain_psnr, gain_ssim = m["model_psnr"] - m["input_psnr"], m["model_ssim"] - m["input_ssim"]
     print(f"gain over input: {gain_psnr:+.2f} dB (goal >= +3), SSIM {gain_ssim:+.4f} (goal >= +0.08); "
           f"vs baseline: {m['model_psnr'] - m['baseline_psnr']:+.2f} dB; mask F1 goal >= 0.7")
+    if not args.no_per_effect:
+        per_effect(model, images, args)
     return 0
+
+
+def per_effect(model: torch.nn.Module, images: list, args: argparse.Namespace) -> None:
+    """Each effect of the mixture alone on the same held-out crops (half as many per image)."""
+    print(f"\none effect at a time ({max(args.crops // 2, 1) * len(images)} crops each)")
+    print(f"{'effect':16s} {'input PSNR':>10s} {'model':>7s} {'gain':>6s}   {'input SSIM':>10s} {'model':>7s}")
+    for effect in RESTORE_PROBABILITIES:
+        val = validation_set(images, args.seed, args.size, max(args.crops // 2, 1), DegradationConfig({effect: 1.0}))
+        with torch.inference_mode():
+            m = evaluate(model, val, torch.device("cpu"), with_baseline=False)
+        print(f"{effect:16s} {m['input_psnr']:10.2f} {m['model_psnr']:7.2f} {m['model_psnr'] - m['input_psnr']:+6.2f}   "
+              f"{m['input_ssim']:10.4f} {m['model_ssim']:7.4f}")
 
 
 if __name__ == "__main__":
