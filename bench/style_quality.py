@@ -4,11 +4,12 @@ For every preset and every style of the shipped learned network, on the held-out
 (never seen in training or in any exemplar set), it prints the distance to the style's exemplar
 statistics before (the input) and after styling: Gram matrices of random-weight features
 (measured with an extractor the network was not trained against) and per-channel colour
-histograms (1-D Wasserstein), their ratios, and the SSIM of output and input luminance. Goals:
-distances at least halved (ratio <= 0.5), luminance SSIM >= 0.6 for the learned styles. As a
-baseline measured in the same run, each learned style is compared with per-channel histogram
-matching to the same exemplars. It also checks tiled against whole-image output of the learned
-network, and writes a contact sheet (input | each style).
+histograms (1-D Wasserstein), their ratios, the share of pixels whose colour the exemplars never
+show at that tone (off the palette: a sepia print's purple saucer), and the SSIM of output and
+input luminance. Goals: distances at least halved (ratio <= 0.5), luminance SSIM >= 0.6 for the
+learned styles. As a baseline measured in the same run, each learned style is compared with
+per-channel histogram matching to the same exemplars. It also checks tiled against whole-image
+output of the learned network, and writes a contact sheet (input | each style).
 
     .venv/bin/python bench/style_quality.py [--checkpoint restoration/weights/period-styles/v1]
 
@@ -34,7 +35,7 @@ from flows.style_cli import EXEMPLAR_PHOTOS  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import VALIDATION_IMAGES, bundled_images  # noqa: E402
 from restoration.engine import EngineConfig  # noqa: E402
-from restoration.styles.evaluate import StyleStats, eval_extractor, style_report  # noqa: E402
+from restoration.styles.evaluate import StyleStats, eval_extractor, palette, style_report  # noqa: E402
 from restoration.styles.features import quantiles  # noqa: E402
 from restoration.styles.presets import PRESETS  # noqa: E402
 from restoration.styles.runner import LearnedStylist, PresetStylist  # noqa: E402
@@ -58,7 +59,8 @@ def stats(measure, images: list[np.ndarray]) -> StyleStats:
     """A style's statistics over a set of images of different sizes (Grams averaged per image)."""
     per = [StyleStats.of(measure, tensor(img)) for img in images]
     grams = [torch.stack([p.grams[k] for p in per]).mean(0) for k in range(len(per[0].grams))]
-    return StyleStats(grams, quantiles(torch.cat([tensor(i).flatten(2) for i in images], 2)[..., None]))
+    pixels = torch.cat([tensor(i).flatten(2) for i in images], 2)[..., None]
+    return StyleStats(grams, quantiles(pixels), palette(pixels))
 
 
 def match_histograms(img: np.ndarray, target_q: torch.Tensor) -> np.ndarray:
@@ -86,7 +88,8 @@ def line(label: str, m: dict[str, float], goal: bool) -> str:
     ok = m["gram_ratio"] <= 0.5 and m["hist_ratio"] <= 0.5 and m["luma_ssim"] >= 0.6
     mark = ("  goals met" if ok else "  goals MISSED") if goal else ""
     return (f"{label:34s} {m['gram_before']:8.3f} {m['gram_after']:8.3f} {m['gram_ratio']:6.3f}   "
-            f"{m['hist_before']:7.4f} {m['hist_after']:7.4f} {m['hist_ratio']:6.3f}   {m['luma_ssim']:6.3f}{mark}")  # fmt: skip
+            f"{m['hist_before']:7.4f} {m['hist_after']:7.4f} {m['hist_ratio']:6.3f}   "
+            f"{100 * m['off_palette_before']:5.1f}% {100 * m['off_palette_after']:5.1f}%   {m['luma_ssim']:6.3f}{mark}")  # fmt: skip
 
 
 def sheet(rows: list[list[tuple[str, np.ndarray]]], path: Path) -> None:
@@ -116,7 +119,7 @@ def main() -> int:
     measure = eval_extractor()
     print(f"held-out: {', '.join(VALIDATION_IMAGES)} at {SIDE}px; exemplar photographs: {', '.join(EXEMPLAR_PHOTOS)}")
     print(f"{'style':34s} {'Gram: before':>8s} {'after':>8s} {'ratio':>6s}   {'colour: before':>7s} {'after':>7s} "
-          f"{'ratio':>6s}   {'luma SSIM':>6s}")  # fmt: skip
+          f"{'ratio':>6s}   {'off-palette: before':>6s} {'after':>6s}   {'luma SSIM':>6s}")  # fmt: skip
     rows = [[("input", img)] for img in held_out]
     for name, preset in PRESETS.items():
         target = stats(measure, preset_exemplars(name, photos))

@@ -276,6 +276,8 @@ EXEMPLAR_PHOTOS = ("astronaut", "camera", "chelsea", "coins", "clock", "moon", "
 @click.option("--adv-weight", type=click.FloatRange(0), default=0.02, show_default=True)
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Zoom out and shuffle colour channels of the content crops (every hue, from few photographs).")
+@click.option("--tint-weight", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Weight of the tint loss: chroma the exemplars do not show at a pixel's tone (0: off).")
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False), help="A VGG-19 state dict for the style loss instead of random features.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -283,7 +285,8 @@ EXEMPLAR_PHOTOS = ("astronaut", "camera", "chelsea", "coins", "clock", "moon", "
 @click.pass_obj
 def train_style(settings: Settings, name: str, version: str, exemplar_specs: tuple[str, ...], out_dir: str, steps: int,
                 batch: int, crop: int, lr: float, style_weight: float, content_weight: float, adv_weight: float,
-                augment: bool, vgg_weights: str | None, seed: int, device: str, fresh: bool) -> None:  # fmt: skip
+                augment: bool, tint_weight: float, vgg_weights: str | None, seed: int, device: str,
+                fresh: bool) -> None:  # fmt: skip
     """Train one network for several styles, each learnt from a set of exemplars."""
     import torch
 
@@ -305,7 +308,8 @@ def train_style(settings: Settings, name: str, version: str, exemplar_specs: tup
     if vgg_weights:
         features = {"kind": "vgg19", "weights": vgg_weights, "sha256": sha256_file(Path(vgg_weights))}
     config = StyleTrainConfig(steps=steps, batch=batch, crop=crop, lr=lr, style_weight=style_weight,
-                              content_weight=content_weight, adv_weight=adv_weight, augment=augment, seed=seed,
+                              content_weight=content_weight, adv_weight=adv_weight, augment=augment,
+                              tint_weight=tint_weight, seed=seed,
                               features=features)  # fmt: skip
     content, val = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
     dev = resolve_device(device)
@@ -321,9 +325,10 @@ def train_style(settings: Settings, name: str, version: str, exemplar_specs: tup
         "data": {"exemplars": described, "content": sorted(content), "content_digest": digest(content),
                  "validation": sorted(val), "validation_digest": digest(val)},
     })  # fmt: skip
-    rows = [[s, f"{m['gram_ratio']:.3f}", f"{m['hist_ratio']:.3f}", f"{m['luma_ssim']:.3f}"] for s, m in metrics.items()]
-    out.print(table(f"{name} {version}: held-out validation", ["style", "Gram distance after/before",
-                                                               "colour distance after/before", "luminance SSIM"], rows))  # fmt: skip
+    rows = [[s, f"{m['gram_ratio']:.3f}", f"{m['hist_ratio']:.3f}", f"{100 * m['off_palette_after']:.1f}%",
+             f"{m['luma_ssim']:.3f}"] for s, m in metrics.items()]  # fmt: skip
+    out.print(table(f"{name} {version}: held-out validation", ["style", "Gram distance after/before", "colour distance after/before",
+                                                               "off the palette", "luminance SSIM"], rows))  # fmt: skip
     out.print(f"wrote {target / card['weights']} (sha256 {card['weights_sha256'][:16]}…) and card.json")
 
 

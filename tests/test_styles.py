@@ -13,8 +13,8 @@ from PIL import Image
 from flows.cli import main as archive
 from restoration.engine import EngineConfig
 from restoration.registry import create_model
-from restoration.styles.evaluate import StyleStats, eval_extractor, style_report
-from restoration.styles.features import VGGFeatures, make_extractor
+from restoration.styles.evaluate import StyleStats, eval_extractor, off_palette, palette, style_report
+from restoration.styles.features import VGGFeatures, make_extractor, tint_curve, tint_distance
 from restoration.styles.fields import Placement
 from restoration.styles.presets import PRESETS, get_preset
 from restoration.styles.runner import LearnedStylist, PresetStylist, style_code
@@ -98,7 +98,7 @@ def exemplars() -> dict[str, list[np.ndarray]]:
 
 def tiny_trainer(exemplars, steps: int = 30) -> StyleTrainer:
     config = StyleTrainConfig(architecture="style_net_test", arch_config={"base": 8, "blocks": 1}, steps=steps,
-                              batch=4, crop=48, lr=3e-3, adv_start=10, target_crops=8,
+                              batch=4, crop=48, lr=3e-3, adv_start=10, target_crops=8, tint_weight=10.0,
                               disc_config={"ndf": 8, "n_layers": 2}, features={"kind": "random", "seed": 0, "widths": (8, 16, 16)})  # fmt: skip
     return StyleTrainer(config, exemplars, [photo(120, 140)], log=lambda _: None)
 
@@ -150,6 +150,23 @@ def test_style_report_sees_the_style():
     target = StyleStats.of(measure, get_preset("cyanotype").apply(as_tensor(photo(96, 128)[:, ::-1].copy())))
     report = style_report(measure, target, clean, styled)
     assert report["gram_ratio"] < 0.5 and report["hist_ratio"] < 0.5 and report["luma_ssim"] > 0.6
+    assert report["off_palette_before"] > 0.3 and report["off_palette_after"] < 0.01  # a cyanotype has only blues
+
+
+def test_palette_and_tint_see_a_colour_left_in_a_monochrome_print():
+    sepia = get_preset("albumen").apply(as_tensor(photo()))
+    exemplar = get_preset("albumen").apply(as_tensor(photo()[:, ::-1].copy()))
+    spoiled = sepia.clone()
+    spoiled[:, :, 20:50, 30:70] = torch.tensor([0.35, 0.15, 0.4]).view(1, 3, 1, 1)  # a purple patch, 30 x 40 px
+    share = 30 * 40 / (96 * 128)
+    grid = palette(exemplar)
+    assert off_palette(sepia, grid).item() < 0.01
+    assert off_palette(spoiled, grid).item() == pytest.approx(share, abs=0.01)
+    curve = tint_curve(exemplar)
+    assert tint_distance(sepia, *curve).item() < 0.5 / 255
+    # the patch's blue-difference chroma is +0.09 at its tone, the sepia's there about -0.04
+    assert tint_distance(spoiled, *curve).item() > 0.1 * share
+    assert tint_distance(as_tensor(photo()), *curve).item() > 10 / 255  # the colour photograph is far from sepia
 
 
 def test_reference_transfer_moves_towards_the_reference():
@@ -285,7 +302,7 @@ def test_train_style_cli_makes_a_registrable_checkpoint_used_by_name(tmp_path, c
     card = json.loads((tmp_path / "tiny" / "v1" / "card.json").read_text())
     assert card["task"] == "style" and card["styles"] == ["cyanotypes", "brown"] and card["config"]["n_styles"] == 2
     assert card["data"]["exemplars"]["cyanotypes"]["images"] == 2 and len(card["data"]["exemplars"]["brown"]["digest"]) == 64
-    assert set(card["per_style"]["brown"]) >= {"gram_ratio", "hist_ratio", "luma_ssim"} and card["training"]["steps_done"] == 2
+    assert set(card["per_style"]["brown"]) >= {"gram_ratio", "hist_ratio", "off_palette_after", "luma_ssim"} and card["training"]["steps_done"] == 2
     assert card["training"]["augment"] is True  # content crops zoomed and recoloured unless --no-augment
     assert archive([*db, "models", "register", str(tmp_path / "tiny" / "v1"), "--promote"]) == 0
     Image.fromarray(photo()).save(tmp_path / "in.png")

@@ -144,6 +144,47 @@ def histogram_distance(x: torch.Tensor, target_q: torch.Tensor) -> torch.Tensor:
     return (ours - (target_q if target_q.ndim == 3 else target_q[None])).abs().mean((1, 2))
 
 
+def ycbcr(x: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] RGB in [0, 1] -> BT.601 luma in [0, 1] and chroma Cb, Cr in [-0.5, 0.5]."""
+    r, g, b = x.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    return torch.stack([y, (b - y) / 1.772, (r - y) / 1.402], 1)
+
+
+TINT_BINS = 16
+
+
+def tint_curve(images: torch.Tensor, bins: int = TINT_BINS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chroma a set of images [B, 3, H, W] shows at each tone: per luma bin, the mean and the
+    standard deviation of (Cb, Cr), each [bins, 2]; bins the set never reaches take their nearest
+    neighbour's. A monochrome process has one tint per tone and little spread; a colour process a
+    wide spread."""
+    ycc = ycbcr(images.clamp(0, 1))
+    y, c = ycc[:, 0].flatten(), ycc[:, 1:].transpose(0, 1).reshape(2, -1)
+    idx = (y * bins).long().clamp(0, bins - 1)
+    n = torch.bincount(idx, minlength=bins).to(c.dtype)
+    s1 = torch.stack([torch.bincount(idx, ch, minlength=bins) for ch in c], 1).to(c.dtype)
+    s2 = torch.stack([torch.bincount(idx, ch * ch, minlength=bins) for ch in c], 1).to(c.dtype)
+    mean = s1 / n.clamp_min(1)[:, None]
+    std = (s2 / n.clamp_min(1)[:, None] - mean**2).clamp_min(0).sqrt()
+    seen = (n > 0).nonzero().flatten()
+    nearest = seen[(torch.arange(bins, device=seen.device)[:, None] - seen[None]).abs().argmin(1)]
+    return mean[nearest], std[nearest]
+
+
+def tint_distance(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Per image: the mean over pixels of how far each pixel's chroma lies outside a tint curve
+    (``tint_curve``: the target's mean chroma at the pixel's tone, give or take its spread), L1
+    over Cb and Cr. Zero for a sepia pixel under a sepia curve; a purple one pays its distance."""
+    ycc = ycbcr(x)
+    bins = mean.shape[0]
+    pos = (ycc[:, 0] * bins - 0.5).clamp(0, bins - 1)
+    lo = pos.floor().long()
+    hi, w = (lo + 1).clamp(max=bins - 1), (pos - lo)[..., None]
+    m, sd = torch.lerp(mean[lo], mean[hi], w), torch.lerp(std[lo], std[hi], w)  # [B, H, W, 2]
+    return F.relu((ycc[:, 1:].permute(0, 2, 3, 1) - m).abs() - sd).sum(-1).flatten(1).mean(1)
+
+
 def mean_grams(extractor: nn.Module, crops: torch.Tensor, chunk: int = 8) -> list[torch.Tensor]:
     """The mean Gram matrices of a set of images (or crops), each [1, C, C]."""
     total: list[torch.Tensor] | None = None
