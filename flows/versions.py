@@ -21,19 +21,23 @@ def version_of(dist: str) -> str:
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """The package version, plus the git commit when running from a checkout."""
-    base = version_of(PACKAGE)
+    """The package version, plus the git commit when running from a checkout, marked ``.dirty``
+    when tracked files differ from that commit (a model trained from uncommitted code says so)."""
+    return git_version(version_of(PACKAGE), Path(__file__).parent)
+
+
+def git_version(base: str, where: Path) -> str:
+    """``base+g<commit>[.dirty]`` for a git checkout at ``where`` (a PEP 440 local version), else ``base``."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=5).stdout.strip()
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        sha = git("rev-parse", "--short=12", "HEAD")
+        dirty = bool(sha) and bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{base}+g{sha}" if sha else base
+        return base
+    return f"{base}+g{sha}{'.dirty' if dirty else ''}" if sha else base
 
 
 def software_versions() -> dict[str, str]:

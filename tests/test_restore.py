@@ -25,6 +25,7 @@ from flows.ingest import ingest_collection
 from flows.models import register
 from flows.restore import plan_batches, restore_collection
 from flows.store import open_store, read_all
+from flows.versions import git_version
 from restoration.checkpoints import save_checkpoint
 from restoration.registry import create_model
 from tests import samples
@@ -114,6 +115,25 @@ def test_restore_writes_one_version_per_item_with_its_provenance(archive):
         assert len(events) == 5 and all(e.outcome == "success" and e.derivative_id for e in events)
         run = s.get(Run, summary.run_id)
         assert run.status == "completed" and run.counts["restored"] == 5
+
+
+def test_the_code_version_names_the_commit_and_says_when_the_tree_differs(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    assert git_version("1.0", tmp_path) == "1.0"  # not a checkout
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "one")
+    sha = git("rev-parse", "--short=12", "HEAD")
+    (tmp_path / "notes.txt").write_text("untracked files do not count")
+    assert git_version("1.0", tmp_path) == f"1.0+g{sha}"
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_version("1.0", tmp_path) == f"1.0+g{sha}.dirty"
 
 
 def test_embedded_history_icc_dpi_and_bit_depth(archive):
