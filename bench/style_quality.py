@@ -36,7 +36,7 @@ from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import VALIDATION_IMAGES, bundled_images  # noqa: E402
 from restoration.engine import EngineConfig  # noqa: E402
 from restoration.styles.evaluate import StyleStats, eval_extractor, palette, style_report  # noqa: E402
-from restoration.styles.features import quantiles  # noqa: E402
+from restoration.styles.features import mean_grams, quantiles  # noqa: E402
 from restoration.styles.presets import PRESETS  # noqa: E402
 from restoration.styles.runner import LearnedStylist, PresetStylist  # noqa: E402
 from restoration.styles.training import preset_exemplars  # noqa: E402
@@ -57,8 +57,8 @@ def tensor(img: np.ndarray) -> torch.Tensor:
 
 def stats(measure, images: list[np.ndarray]) -> StyleStats:
     """A style's statistics over a set of images of different sizes (Grams averaged per image)."""
-    per = [StyleStats.of(measure, tensor(img)) for img in images]
-    grams = [torch.stack([p.grams[k] for p in per]).mean(0) for k in range(len(per[0].grams))]
+    per = [mean_grams(measure, tensor(img)) for img in images]
+    grams = [torch.stack([p[k] for p in per]).mean(0) for k in range(len(per[0]))]
     pixels = torch.cat([tensor(i).flatten(2) for i in images], 2)[..., None]
     return StyleStats(grams, quantiles(pixels), palette(pixels))
 

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restoration.degrade.tone import luminance
+
 
 class RandomFeatures(nn.Module):
     """``forward(x) -> [features per scale]``; x in [0, 1], [B, 3, H, W]. Weights never train."""
@@ -146,9 +148,8 @@ def histogram_distance(x: torch.Tensor, target_q: torch.Tensor) -> torch.Tensor:
 
 def ycbcr(x: torch.Tensor) -> torch.Tensor:
     """[B, 3, H, W] RGB in [0, 1] -> BT.601 luma in [0, 1] and chroma Cb, Cr in [-0.5, 0.5]."""
-    r, g, b = x.unbind(1)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    return torch.stack([y, (b - y) / 1.772, (r - y) / 1.402], 1)
+    y = luminance(x)
+    return torch.cat([y, (x[:, 2:3] - y) / 1.772, (x[:, 0:1] - y) / 1.402], 1)
 
 
 TINT_BINS = 16
