@@ -258,6 +258,11 @@ def exemplar_set(settings: Settings, spec: str, photos: dict[str, np.ndarray]) -
 
 
 EXEMPLAR_PHOTOS = ("astronaut", "camera", "chelsea", "coins", "clock", "moon", "hubble_deep_field")
+# Style training's content: the photographs among the bundled training images, not the restorer's
+# textures, documents and colour wheel. A style's statistics are those of photographs; measured on
+# v2, even set statistics preferred its dimmed rendering to the process's own while pages of text
+# and gravel were among the content crops, and the process's once they were not.
+CONTENT_PHOTOS = EXEMPLAR_PHOTOS
 
 
 @click.command("style")
@@ -278,6 +283,8 @@ EXEMPLAR_PHOTOS = ("astronaut", "camera", "chelsea", "coins", "clock", "moon", "
               help="Zoom out and shuffle colour channels of the content crops (every hue, from few photographs).")
 @click.option("--tint-weight", type=click.FloatRange(0), default=10.0, show_default=True,
               help="Weight of the tint loss: chroma the exemplars do not show at a pixel's tone (0: off).")
+@click.option("--set-statistics/--per-crop-statistics", default=True, show_default=True,
+              help="Compare each batch's style statistics as a set (one style per batch) or crop by crop, as v1 and v2 did.")
 @click.option("--vgg-weights", type=click.Path(exists=True, dir_okay=False), help="A VGG-19 state dict for the style loss instead of random features.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
@@ -285,14 +292,14 @@ EXEMPLAR_PHOTOS = ("astronaut", "camera", "chelsea", "coins", "clock", "moon", "
 @click.pass_obj
 def train_style(settings: Settings, name: str, version: str, exemplar_specs: tuple[str, ...], out_dir: str, steps: int,
                 batch: int, crop: int, lr: float, style_weight: float, content_weight: float, adv_weight: float,
-                augment: bool, tint_weight: float, vgg_weights: str | None, seed: int, device: str,
+                augment: bool, tint_weight: float, set_statistics: bool, vgg_weights: str | None, seed: int, device: str,
                 fresh: bool) -> None:  # fmt: skip
     """Train one network for several styles, each learnt from a set of exemplars."""
     import torch
 
     from flows.versions import code_version, software_versions
     from restoration.checkpoints import sha256_file
-    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
+    from restoration.data import VALIDATION_IMAGES, bundled_images, digest
     from restoration.engine import resolve_device
     from restoration.styles.training import StyleTrainConfig, StyleTrainer, export
 
@@ -309,9 +316,9 @@ def train_style(settings: Settings, name: str, version: str, exemplar_specs: tup
         features = {"kind": "vgg19", "weights": vgg_weights, "sha256": sha256_file(Path(vgg_weights))}
     config = StyleTrainConfig(steps=steps, batch=batch, crop=crop, lr=lr, style_weight=style_weight,
                               content_weight=content_weight, adv_weight=adv_weight, augment=augment,
-                              tint_weight=tint_weight, seed=seed,
+                              tint_weight=tint_weight, set_statistics=set_statistics, seed=seed,
                               features=features)  # fmt: skip
-    content, val = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
+    content, val = bundled_images(CONTENT_PHOTOS), bundled_images(VALIDATION_IMAGES)
     dev = resolve_device(device)
     trainer = StyleTrainer(config, sets, list(content.values()), device=str(dev), log=err.print)
     target = Path(out_dir)

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from flows.cli import main as archive
+from restoration.data import random_crops
 from restoration.engine import EngineConfig
 from restoration.registry import create_model
 from restoration.styles.evaluate import StyleStats, eval_extractor, off_palette, palette, style_report
@@ -96,10 +97,11 @@ def exemplars() -> dict[str, list[np.ndarray]]:
     return {"albumen": preset_exemplars("albumen", photos), "cyanotype": preset_exemplars("cyanotype", photos)}
 
 
-def tiny_trainer(exemplars, steps: int = 30) -> StyleTrainer:
+def tiny_trainer(exemplars, steps: int = 30, **overrides) -> StyleTrainer:
     config = StyleTrainConfig(architecture="style_net_test", arch_config={"base": 8, "blocks": 1}, steps=steps,
                               batch=4, crop=48, lr=3e-3, adv_start=10, target_crops=8, tint_weight=10.0,
-                              disc_config={"ndf": 8, "n_layers": 2}, features={"kind": "random", "seed": 0, "widths": (8, 16, 16)})  # fmt: skip
+                              disc_config={"ndf": 8, "n_layers": 2}, features={"kind": "random", "seed": 0, "widths": (8, 16, 16)},
+                              **overrides)  # fmt: skip
     return StyleTrainer(config, exemplars, [photo(120, 140)], log=lambda _: None)
 
 
@@ -124,6 +126,24 @@ def test_a_few_training_steps_lower_the_style_loss_and_codes_select_styles(exemp
     assert blue(albumen) < blue(cyanotype) - 0.1  # the albumen code does not
     onehot = trainer.g(x[:1], torch.tensor([[0.0, 1.0]]))
     assert torch.allclose(onehot, cyanotype)
+
+
+def test_set_statistics_score_the_exemplars_above_a_rendering_pulled_to_their_average(exemplars):
+    """Compared crop by crop, every crop pays for differing from the average exemplar crop, so
+    lifted shadows and dimmed highlights can score as well as the exemplars themselves (v2's
+    defect). Compared as a set, a batch of exemplar crops is close to its style and the same
+    batch pulled towards its mean colour is far from it."""
+    trainer = tiny_trainer(exemplars, set_statistics=True)
+    idx = torch.zeros(8, dtype=torch.long)
+    for seed in range(3):
+        crops = random_crops(exemplars["albumen"], 8, 48, np.random.default_rng(100 + seed))
+        pulled = torch.lerp(crops, crops.mean((0, 2, 3), keepdim=True), 0.4)
+        with torch.no_grad():
+            ours, theirs = trainer.statistics_losses(crops, idx), trainer.statistics_losses(pulled, idx)
+        assert ours[0] < 0.7 * theirs[0] and ours[1] < 0.7 * theirs[1]  # style (Gram) and colour
+    with pytest.raises(ValueError, match="one style per batch"):
+        trainer.statistics_losses(crops[:2], torch.tensor([0, 1]))
+    trainer.train_step()  # draws one style for the whole batch
 
 
 def test_learned_style_is_tile_safe():
@@ -304,6 +324,7 @@ def test_train_style_cli_makes_a_registrable_checkpoint_used_by_name(tmp_path, c
     assert card["data"]["exemplars"]["cyanotypes"]["images"] == 2 and len(card["data"]["exemplars"]["brown"]["digest"]) == 64
     assert set(card["per_style"]["brown"]) >= {"gram_ratio", "hist_ratio", "off_palette_after", "luma_ssim"} and card["training"]["steps_done"] == 2
     assert card["training"]["augment"] is True  # content crops zoomed and recoloured unless --no-augment
+    assert card["training"]["set_statistics"] is True and "page" not in card["data"]["content"]  # photographs only
     assert archive([*db, "models", "register", str(tmp_path / "tiny" / "v1"), "--promote"]) == 0
     Image.fromarray(photo()).save(tmp_path / "in.png")
     capsys.readouterr()

@@ -10,7 +10,12 @@ a look, not the same scenes):
 - content: SSIM between output and input luminance, so people and places stay recognisable;
 - adversarial: a PatchGAN conditioned on the style (one-hot maps beside the image), hinge loss,
   from ``adv_start`` on.
-Seeded (the batch of a step is a function of seed and step) and resumable.
+With ``set_statistics`` a batch holds one style, and the style and colour statistics of the batch
+as a whole are compared with the exemplars' (its mean Gram matrices, its pooled histogram, its
+mean colour moments). Compared crop by crop instead, each crop pays for differing from the
+*average* exemplar crop, so the spread between crops costs too, and a rendering that pulls every
+crop towards the average (lifted shadows, dimmed highlights) scores better than the process that
+made the exemplars. Seeded (the batch of a step is a function of seed and step) and resumable.
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ class StyleTrainConfig:
     # are statistics of whole crops: under them v1, and its run at 3000 steps, left a navy uniform
     # dark purple in a sepia print, a colour the exemplars show at no tone. 0 for v1's config.
     tint_weight: float = 0.0
+    # Compare the batch's statistics as a set (one style per batch) instead of each crop's: see
+    # the module's docstring. False for v1's and v2's configs, whose outputs compress the tonal
+    # range at both ends.
+    set_statistics: bool = False
     seed: int = 0
     log_every: int = 50
 
@@ -98,10 +107,7 @@ class StyleTrainer:
     def losses(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         c = self.config
         out = self.g(x, idx)
-        target_grams = [torch.cat([self.targets[i].grams[k] for i in idx.tolist()]) for k in range(len(self.targets[0].grams))]
-        style = gram_distance(grams(self.features, out), target_grams).mean()
-        colour = histogram_distance(out, torch.stack([self.targets[i].quantiles for i in idx.tolist()])).mean()
-        colour = colour + moment_distance(out, [self.moments[i] for i in idx.tolist()])
+        style, colour = self.statistics_losses(out, idx)
         if c.tint_weight:
             tints = [tint_distance(o[None], *self.tints[i]) for o, i in zip(out, idx.tolist(), strict=True)]
             colour = colour + c.tint_weight * torch.cat(tints).mean()
@@ -114,11 +120,28 @@ class StyleTrainer:
             parts["g_adv"] = adv.item()
         return total, parts, out
 
+    def statistics_losses(self, out: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The style (Gram) and colour (histogram and moment) losses of outputs ``out`` of styles
+        ``idx``: per crop, or (``set_statistics``, one style) of the batch as a set."""
+        styles = idx.tolist()
+        if self.config.set_statistics:
+            if len(set(styles)) != 1:
+                raise ValueError("set statistics need one style per batch")
+            i = styles[0]
+            style = gram_distance([g.mean(0, keepdim=True) for g in grams(self.features, out)], self.targets[i].grams).mean()
+            colour = histogram_distance(out.transpose(0, 1).reshape(1, 3, -1), self.targets[i].quantiles).mean()
+            return style, colour + moment_distance(out, [self.moments[i]], pooled=True)
+        target_grams = [torch.cat([self.targets[i].grams[k] for i in styles]) for k in range(len(self.targets[0].grams))]
+        style = gram_distance(grams(self.features, out), target_grams).mean()
+        colour = histogram_distance(out, torch.stack([self.targets[i].quantiles for i in styles])).mean()
+        return style, colour + moment_distance(out, [self.moments[i] for i in styles])
+
     def train_step(self) -> dict[str, float]:
         c = self.config
         rng = np.random.default_rng([c.seed, self.step])
         x = random_crops(self.content, c.batch, c.crop, rng, c.augment).to(self.device)
-        idx = torch.from_numpy(rng.integers(len(self.styles), size=c.batch)).to(self.device)
+        n = len(self.styles)
+        idx = torch.from_numpy(np.full(c.batch, rng.integers(n)) if c.set_statistics else rng.integers(n, size=c.batch)).to(self.device)
         lr = c.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * self.step / max(c.steps, 1))))
         for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
             group["lr"] = lr
@@ -200,13 +223,14 @@ def colour_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, centred @ centred.T / flat.shape[1]
 
 
-def moment_distance(out: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+def moment_distance(out: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]], pooled: bool = False) -> torch.Tensor:
     """Mean over images of |mean - target mean|₁/3 + |cov - target cov|₁/9 (covariances are small:
-    scaled by 10 to weigh like the means)."""
-    terms = []
-    for img, (mean_t, cov_t) in zip(out, targets, strict=True):
-        mean, cov = colour_moments(img[None])
-        terms.append((mean - mean_t).abs().mean() + 10 * (cov - cov_t).abs().mean())
+    scaled by 10 to weigh like the means); ``pooled``: of the images' mean moments, one target."""
+    moments = [colour_moments(img[None]) for img in out]
+    if pooled:
+        moments = [tuple(torch.stack(m).mean(0) for m in zip(*moments, strict=True))]
+    terms = [(mean - mean_t).abs().mean() + 10 * (cov - cov_t).abs().mean()
+             for (mean, cov), (mean_t, cov_t) in zip(moments, targets, strict=True)]  # fmt: skip
     return torch.stack(terms).mean()
 
 
