@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/restore_quality.py
 	$(BIN)/python bench/style_quality.py
+	$(BIN)/python bench/style_losses.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/catalogue.py
 	$(BIN)/python bench/search.py

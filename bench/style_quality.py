@@ -11,7 +11,7 @@ learned styles. As a baseline measured in the same run, each learned style is co
 per-channel histogram matching to the same exemplars. It also checks tiled against whole-image
 output of the learned network, and writes a contact sheet (input | each style).
 
-    .venv/bin/python bench/style_quality.py [--checkpoint restoration/weights/period-styles/v2]
+    .venv/bin/python bench/style_quality.py [--checkpoint restoration/weights/period-styles/v3]
 
 Exemplars of a preset: the bundled photographs the learned network's exemplar sets are made of
 (restoration/data.py), rendered by the preset.
@@ -109,7 +109,7 @@ def sheet(rows: list[list[tuple[str, np.ndarray]]], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v2")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v3")
     parser.add_argument("--sheet", type=Path, default=ROOT / "bench" / "out" / "style-contact-sheet.png")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
