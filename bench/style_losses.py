@@ -25,14 +25,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.style_cli import CONTENT_PHOTOS, EXEMPLAR_PHOTOS, TRAIN_MAX_SIDE  # noqa: E402
+from flows.style_cli import CONTENT_PHOTOS, EXEMPLAR_PHOTOS  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import bundled_images, random_crops  # noqa: E402
 from restoration.styles.presets import PRESETS  # noqa: E402
 from restoration.styles.training import StyleTrainConfig, StyleTrainer, preset_exemplars  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "bench"))
-from style_quality import fit  # noqa: E402
 
 
 def main() -> int:
@@ -46,9 +43,9 @@ def main() -> int:
     net, card = load_checkpoint(args.checkpoint)
     exemplars = card["data"]["exemplars"]
     styles = [s for s in card["styles"] if "preset" in exemplars[s]]
-    photos = [fit(img, TRAIN_MAX_SIDE) for img in bundled_images(EXEMPLAR_PHOTOS).values()]
-    content = [fit(img, TRAIN_MAX_SIDE) for img in bundled_images(CONTENT_PHOTOS).values()]
-    sets = {s: preset_exemplars(exemplars[s]["preset"], photos) for s in card["styles"] if s in styles}
+    photos = list(bundled_images(EXEMPLAR_PHOTOS).values())  # as `archive train style` takes them
+    content = list(bundled_images(CONTENT_PHOTOS).values())
+    sets = {s: preset_exemplars(exemplars[s]["preset"], photos) for s in styles}
     config = StyleTrainConfig(**{k: v for k, v in card["training"].items() if k in {f.name for f in dataclasses.fields(StyleTrainConfig)}})
     trainer = StyleTrainer(config, sets, content, log=lambda _: None)
     x = random_crops(content, args.crops, config.crop, np.random.default_rng(5))
