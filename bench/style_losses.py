@@ -59,8 +59,7 @@ def main() -> int:
         for label, out in renderings.items():
             row = []
             for as_set in (False, True):
-                trainer.config = dataclasses.replace(config, set_statistics=as_set)
-                parts = [trainer.statistics_losses(b, torch.full((len(b),), i)) for b in out.split(args.batch)]
+                parts = [trainer.statistics_losses(b, torch.full((len(b),), i), as_set) for b in out.split(args.batch)]
                 row += [float(np.mean([p[0].item() for p in parts])), float(np.mean([p[1].item() for p in parts]))]
             print(f"{style if label == 'input' else '':12s} {label:10s} {row[0]:14.4f} {row[1]:7.4f}   {row[2]:13.4f} {row[3]:7.4f}")
     return 0

@@ -120,11 +120,12 @@ class StyleTrainer:
             parts["g_adv"] = adv.item()
         return total, parts, out
 
-    def statistics_losses(self, out: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def statistics_losses(self, out: torch.Tensor, idx: torch.Tensor, as_set: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The style (Gram) and colour (histogram and moment) losses of outputs ``out`` of styles
-        ``idx``: per crop, or (``set_statistics``, one style) of the batch as a set."""
+        ``idx``: per crop, or (``as_set``, by default ``set_statistics``; one style) of the batch
+        as a set."""
         styles = idx.tolist()
-        if self.config.set_statistics:
+        if self.config.set_statistics if as_set is None else as_set:
             if len(set(styles)) != 1:
                 raise ValueError("set statistics need one style per batch")
             i = styles[0]
