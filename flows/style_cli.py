@@ -19,7 +19,7 @@ TRAIN_MAX_SIDE = 768  # exemplars and content images are scaled down to this for
 
 
 def _params(values: tuple[str, ...]) -> dict[str, str]:
-    """``--param key=value`` pairs (a preset's parameters; values are typed by the preset)."""
+    """``--param key=value`` pairs (a preset's parameters, typed by the preset; a learned style's tone)."""
     found = {}
     for value in values:
         key, eq, v = value.partition("=")
@@ -45,7 +45,8 @@ def styles() -> None:
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True)
 @click.option("--from", "source", type=click.Choice(["restored", "master"]), default="restored", show_default=True,
               help="Style the current restored version, or the master.")
-@click.option("--param", "param_values", multiple=True, metavar="KEY=VALUE", help="A preset parameter (repeatable).")
+@click.option("--param", "param_values", multiple=True, metavar="KEY=VALUE",
+              help="A preset parameter, or a learned style's tone=0..1 (repeatable).")
 @click.option("--limit", type=click.IntRange(1), help="At most this many items (in catalogue order).")
 @click.option("--pool", help="Send batches to the restore-batch deployment on this work pool (default: in-process).")
 @click.pass_obj
@@ -85,16 +86,20 @@ def _stylist_for_files(settings: Settings, style: str, strength: float, params: 
             return PresetStylist(get_preset(ref.preset), strength, params, device=device), ref.preset
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    if params:
-        raise ConfigError("--param applies to presets; a learned style has no parameters")
     from flows.models import load
+    from restoration.styles.runner import learned_params
 
     net, card, row = load(settings, ref.model, device="cpu" if device == "auto" else device)
     if card.get("task") != "style":
         raise ConfigError(f"{row.name}@{row.version} is a {card.get('task')} model, not a style")
     label = learned_style(ref, card)
+    try:
+        tone = learned_params(net, params).get("tone", 0.0)
+    except ValueError as exc:
+        raise ConfigError(f"{row.name}@{row.version}: {exc}") from None
     config = EngineConfig(tile=tile, overlap=min(64, tile // 4 - 1), device=device)
-    return LearnedStylist(net, card["styles"], label, strength, config), f"{row.name}@{row.version}:{label}"
+    described = f"{row.name}@{row.version}:{label}" + (f" (tone {tone})" if tone else "")
+    return LearnedStylist(net, card["styles"], label, strength, config, tone=tone), described
 
 
 @click.command("style-files")
@@ -102,7 +107,8 @@ def _stylist_for_files(settings: Settings, style: str, strength: float, params: 
 @click.option("--style", required=True, help="A preset (see `archive styles`) or learned:NAME@VERSION[:STYLE].")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the results.")
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True)
-@click.option("--param", "param_values", multiple=True, metavar="KEY=VALUE", help="A preset parameter (repeatable).")
+@click.option("--param", "param_values", multiple=True, metavar="KEY=VALUE",
+              help="A preset parameter, or a learned style's tone=0..1 (repeatable).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tile", type=click.IntRange(64), default=768, show_default=True, help="Largest tile side (learned).")
 @click.pass_obj

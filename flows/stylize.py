@@ -139,9 +139,14 @@ def prepare(settings: Settings, collection: str, style: str, strength: float = 1
 
         label, merged = ref.preset, get_preset(ref.preset).params(params)
     else:
-        if params:
-            raise ConfigError("--param applies to presets; a learned style has no parameters")
-        label, merged = learned_style(ref, load(settings, f"{row.name}@{row.version}")[1]), {}
+        from restoration.styles.runner import learned_params
+
+        net, card, _ = load(settings, f"{row.name}@{row.version}")
+        label = learned_style(ref, card)
+        try:
+            merged = learned_params(net, params)
+        except ValueError as exc:
+            raise ConfigError(f"{row.name}@{row.version}: {exc}") from None
     kind = f"style:{ref.preset}" if ref.preset else f"style:{row.name}.{label}"
     recipe = Recipe("style", kind, f"{row.name}@{row.version}", row.weights_sha256,
                     {"style": label, "strength": strength, "from": source, "params": merged})  # fmt: skip
@@ -270,7 +275,8 @@ def stylist(settings: Settings, row: ModelVersion, recipe: Recipe):
                 net, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
                 config = EngineConfig(tile=settings.restore.tile, overlap=min(64, settings.restore.tile // 4 - 1),
                                       device=str(device), dtype=settings.device.dtype)  # fmt: skip
-                _stylists[key] = (LearnedStylist(net, card["styles"], p["style"], p["strength"], config), card)
+                _stylists[key] = (LearnedStylist(net, card["styles"], p["style"], p["strength"], config,
+                                                 tone=p["params"].get("tone", 0.0)), card)  # fmt: skip
         return _stylists[key]
 
 

@@ -1,6 +1,6 @@
 """Period styles without a catalogue: every preset (determinism, 8/16-bit, tiles without seams),
-the multi-style network (training lowers its loss, codes select styles, tiles agree), reference
-transfer, the random and VGG feature extractors, and `archive style-files`."""
+the multi-style network (training lowers its loss, codes select styles, tiles agree, printing to
+its exemplars' tones), reference transfer, the random and VGG feature extractors, and `archive style-files`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from restoration.styles.evaluate import StyleStats, eval_extractor, off_palette,
 from restoration.styles.features import VGGFeatures, make_extractor, tint_curve, tint_distance
 from restoration.styles.fields import Placement
 from restoration.styles.presets import PRESETS, get_preset
-from restoration.styles.runner import LearnedStylist, PresetStylist, style_code
+from restoration.checkpoints import load_checkpoint, save_checkpoint
+from restoration.styles.runner import TONE_DEFAULT, LearnedStylist, PresetStylist, learned_params, style_code
+from restoration.styles.tone import Levels, collection_tones, fit_levels, luma_quantiles
 from restoration.styles.training import StyleTrainConfig, StyleTrainer, preset_exemplars
 from restoration.styles.transfer import transfer
 from tests import samples
@@ -147,11 +149,7 @@ def test_set_statistics_score_the_exemplars_above_a_rendering_pulled_to_their_av
 
 
 def test_learned_style_is_tile_safe():
-    torch.manual_seed(0)
-    net = create_model("style_net_test")
-    for name, p in net.named_parameters():  # an untrained net is the identity: make it do something
-        if "film" in name or name.startswith("head"):
-            torch.nn.init.normal_(p, std=0.3 if "film" in name else 0.05)
+    net = randomised_net()
     img = photo(150, 170)
     code_styles = ["a", "b"]
     tiled = LearnedStylist(net, code_styles, "b", config=EngineConfig(tile=72, overlap=32)).process([img])[0].image
@@ -161,6 +159,67 @@ def test_learned_style_is_tile_safe():
     with pytest.raises(KeyError, match="no style"):
         style_code(code_styles, "c")
     assert torch.allclose(style_code(code_styles, {"a": 1, "b": 3}), torch.tensor([0.25, 0.75]))
+
+
+def randomised_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = create_model("style_net_test")
+    for name, p in net.named_parameters():  # an untrained net is the identity: make it do something
+        if "film" in name or name.startswith("head"):
+            torch.nn.init.normal_(p, std=0.3 if "film" in name else 0.05)
+    return net
+
+
+def test_fit_levels_recovers_a_print_curve():
+    tones = luma_quantiles(as_tensor(photo())).numpy()
+    for black, white, gamma in [(0.1, 0.8, 0.6), (-0.2, 1.3, 1.7), (0.0, 1.0, 1.0)]:
+        fitted = fit_levels(tones, Levels(black, white, gamma).curve(tones))
+        assert np.allclose(fitted, (black, white, gamma), atol=0.03, rtol=0.03), (fitted, (black, white, gamma))
+
+
+def test_tone_prints_to_the_exemplar_tones_and_tiles_still_agree():
+    """An untrained network is the identity: with tone=1 its output takes the target's tonal
+    distribution, with tone=0 it is the input, halfway between in between."""
+    net = create_model("style_net_test")
+    img = photo(150, 170)
+    flat = Levels(0.15, 0.9, 1.6, amount=1).apply(as_tensor(img))  # a darker, harder print of it
+    net.tones.copy_(luma_quantiles(flat).expand(2, -1))
+    gap = lambda out: (luma_quantiles(as_tensor(out)) - net.tones[0]).abs().max().item()  # noqa: E731
+    outs = {t: LearnedStylist(net, ["a", "b"], "a", tone=t).process([img])[0].image for t in (0.0, 0.5, 1.0)}
+    assert np.abs(outs[0.0].astype(int) - img.astype(int)).max() <= 1
+    # (the curve is fitted on luminance and applied per channel: close, not exact)
+    assert gap(img) > 0.1 and gap(outs[1.0]) < 0.2 * gap(img) and gap(outs[1.0]) < gap(outs[0.5]) < gap(img)
+
+    net = randomised_net()
+    net.tones.copy_(luma_quantiles(flat).expand(2, -1))
+    tiled = LearnedStylist(net, ["a", "b"], "b", config=EngineConfig(tile=72, overlap=32), tone=0.75)
+    whole = LearnedStylist(net, ["a", "b"], "b", config=EngineConfig(tile=1024, overlap=0), tone=0.75)
+    a, b = tiled.process([img])[0].image, whole.process([img])[0].image
+    assert tiled.levels == whole.levels and tiled.levels.gamma != 1.0  # one curve per image, from the whole
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    deep = whole.process([img.astype(np.uint16) * 257])[0].image
+    assert deep.dtype == np.uint16 and np.abs(deep // 257 - b.astype(int)).max() <= 1
+
+
+def test_tones_come_from_the_exemplars_and_travel_with_the_weights(exemplars, tmp_path):
+    trainer = tiny_trainer(exemplars, steps=1)
+    assert torch.allclose(trainer.g.tones[1], collection_tones(exemplars["cyanotype"]))
+    assert trainer.g.tones[1].mean() != trainer.g.tones[0].mean()
+    save_checkpoint(trainer.g, tmp_path / "m", {"architecture": "style_net_test", "config": {"n_styles": 2}})
+    net, _ = load_checkpoint(tmp_path / "m")
+    assert torch.equal(net.tones, trainer.g.tones) and learned_params(net, {}) == {"tone": TONE_DEFAULT}
+    assert learned_params(net, {"tone": "0.3"}) == {"tone": 0.3}
+    for bad, message in [({"tone": "2"}, "between 0 and 1"), ({"tone": "dark"}, "a number"), ({"gamma": "1"}, "no parameter")]:
+        with pytest.raises(ValueError, match=message):
+            learned_params(net, bad)
+    older = {k: v for k, v in trainer.g.state_dict().items() if k != "tones"}  # saved before tones existed
+    net = create_model("style_net_test")
+    net.load_state_dict(older, strict=True)
+    assert not net.has_tones() and learned_params(net, {}) == {}  # recipes as before: no tone
+    with pytest.raises(ValueError, match="no tones"):
+        learned_params(net, {"tone": "0.5"})
+    with pytest.raises(ValueError, match="no tones"):
+        LearnedStylist(net, ["a", "b"], "a", tone=0.5)
 
 
 def test_style_report_sees_the_style():
@@ -333,5 +392,14 @@ def test_train_style_cli_makes_a_registrable_checkpoint_used_by_name(tmp_path, c
     assert archive([*db, "style-files", str(tmp_path / "in.png"), "--style", "learned:tiny-styles@production:brown",
                     "--out", str(tmp_path / "o")]) == 0  # fmt: skip
     assert np.asarray(Image.open(tmp_path / "o" / "in.png")).shape == (96, 128, 3)
+    capsys.readouterr()
+    assert archive([*db, "style-files", str(tmp_path / "in.png"), "--style", "learned:tiny-styles@v1:brown", "--param", "tone=0",
+                    "--out", str(tmp_path / "flat")]) == 0  # fmt: skip
+    assert "tiny-styles@v1:brown at strength" in capsys.readouterr().err  # tone 0: not printed to the exemplars' tones
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "flat" / "in.png")), np.asarray(Image.open(tmp_path / "o" / "in.png")))
+    code = archive([*db, "style-files", str(tmp_path / "in.png"), "--style", "learned:tiny-styles@v1:brown", "--param", "tone=7",
+                    "--out", str(tmp_path / "o")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "tone must be between 0 and 1" in err and len(err.splitlines()) == 1
     code = archive([*db, "train", "style", "--name", "x", "--out", str(tmp_path / "x"), "--exemplars", "preset=albumen nope=1"])
     assert code != 0 and "unknown term(s) ['nope']" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from sqlalchemy import select
 
 from archive_db.models import Derivative, Event, ModelVersion
@@ -32,6 +33,11 @@ def rows(settings, kind: str) -> list[Derivative]:
         found = s.scalars(select(Derivative).where(Derivative.kind == kind).order_by(Derivative.item_id, Derivative.version)).all()
         s.expunge_all()
         return list(found)
+
+
+def sidecar(settings, d: Derivative) -> dict:
+    prefix = d.storage_uri.rsplit("/", 1)[0].removeprefix(d.storage_uri.split("/derivatives/")[0] + "/")
+    return json.loads(stored(settings, f"{prefix}/metadata.json"))
 
 
 def current_restored(settings) -> dict[int, Derivative]:
@@ -62,8 +68,7 @@ def test_stylize_versions_each_restored_item_with_its_parent_and_recipe(restored
     for d in styled:
         assert d.version == 1 and d.is_current and d.parent_id == parents[d.item_id].id
         assert d.model_version_id == preset.id
-        prefix = d.storage_uri.rsplit("/", 1)[0].removeprefix(d.storage_uri.split("/derivatives/")[0] + "/")
-        meta = json.loads(stored(settings, f"{prefix}/metadata.json"))
+        meta = sidecar(settings, d)
         assert meta["parent"]["derivative_id"] == d.parent_id and meta["parent"]["sha256"] == parents[d.item_id].sha256
         assert meta["recipe"]["hash"] == d.recipe_hash and meta["parameters"]["style"] == "albumen"
         assert meta["parameters"]["strength"] == 0.9 and meta["parameters"]["params"]["foxing"] == 0.08
@@ -99,13 +104,17 @@ def test_a_learned_style_and_restyling_after_a_new_restored_version(restored, tm
     for name, p in net.named_parameters():
         if name.startswith("head"):
             p.data.normal_(std=0.05)
+    net.tones.copy_(torch.linspace(0.05, 0.8, net.tones.shape[1]).expand(2, -1))  # its exemplars' tones
     save_checkpoint(net, tmp_path / "tiny-styles", {"architecture": "style_net", "config": {"n_styles": 2, "base": 8, "blocks": 1},
                                                     "name": "tiny-styles", "version": "v1", "task": "style",
                                                     "styles": ["blue", "brown"], "metrics": {}})  # fmt: skip
     register(settings, tmp_path / "tiny-styles", status="production")
     summary = stylize_collection("letters", "learned:tiny-styles@v1:brown", settings=settings)
     assert summary.restored == 5
-    assert len(rows(settings, "style:tiny-styles.brown")) == 5
+    learned = rows(settings, "style:tiny-styles.brown")
+    assert len(learned) == 5
+    meta = sidecar(settings, learned[0])
+    assert meta["parameters"]["style"] == "brown" and meta["parameters"]["params"] == {"tone": 0.75}  # printed to its tones
 
     stylize_collection("letters", "albumen", settings=settings)
     register(settings, checkpoint(tmp_path, "v2", 2))

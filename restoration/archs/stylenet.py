@@ -10,6 +10,9 @@ carries most of a period look and cannot disturb structure, and a convolutional 
 texture (grain, paper, soft fall-off) whose change is bounded (``texture`` times a tanh), so the
 texture losses cannot paint new structure over the picture. Convolutions pad by replication, so
 image borders get no frame.
+
+``tones`` holds each style's exemplar luma quantiles (``styles.tone``), set by training and saved
+with the weights; NaN where unknown (checkpoints from before it, a user's own weights).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restoration.registry import register_model
+from restoration.styles.tone import TONE_QUANTILES
 
 
 class FiLM(nn.Module):
@@ -77,6 +81,15 @@ class StyleNet(nn.Module):
         for head in (self.head, self.colour_head):  # start as the identity
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+        self.register_buffer("tones", torch.full((n_styles, TONE_QUANTILES), float("nan")))
+        self._register_load_state_dict_pre_hook(self._keep_tones)
+
+    def _keep_tones(self, state_dict, prefix, *_):
+        """Weights saved without ``tones`` load, keeping this network's (NaN unless set)."""
+        state_dict.setdefault(prefix + "tones", self.tones.clone())
+
+    def has_tones(self) -> bool:
+        return bool(torch.isfinite(self.tones).all())
 
     alignment = 4  # two stride-2 convolutions: tiles must start on multiples of 4
 

@@ -1,12 +1,17 @@
 """Running a style over whole scans: presets band by band (exact: every field is defined by
 position), learned styles through the tiled engine (feathered overlaps, as restoration).
 
+A learned style can also print to its collection's tonal range (``tone``, see ``styles.tone``):
+one levels curve per image, fitted on a preview of the whole image and applied per pixel, so
+tiles still agree.
+
 Both keep the input's size and bit depth and the alpha channel; grey inputs come out as RGB,
 since a style is a colour. Results are ``engine.Result`` with no mask.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -16,6 +21,9 @@ from torch import nn
 from restoration.engine import EngineConfig, Restorer, Result, _as_hwc, _dtype, _scale, resolve_device
 from restoration.styles.fields import Placement
 from restoration.styles.presets import Preset
+from restoration.styles.tone import Levels, match_print
+
+TONE_DEFAULT = 0.75  # a learned style's ``tone`` unless the recipe says otherwise (see bench/style_quality.py)
 
 
 def _to_output(rgb: np.ndarray, original: np.ndarray, scale: float) -> np.ndarray:
@@ -62,7 +70,8 @@ class PresetStylist:
 
 class _Fixed(nn.Module):
     """A multi-style network with its style code fixed, shaped like a restorer for the engine:
-    ``forward(x) -> (styled, mask logits)``; ``strength`` blends with the input."""
+    ``forward(x) -> (styled, mask logits)``; ``strength`` blends with the input. ``levels``
+    (the image's print curve) is applied to the input first."""
 
     def __init__(self, net: nn.Module, code: torch.Tensor, strength: float):
         super().__init__()
@@ -70,27 +79,79 @@ class _Fixed(nn.Module):
         self.alignment = getattr(net, "alignment", 1)
         self.tile_overlap = getattr(net, "tile_overlap", 0)
         self.register_buffer("code", code[None].float(), persistent=False)
+        self.levels = Levels()
+
+    def render(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, self.code.expand(x.shape[0], -1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        styled = torch.lerp(x, self.net(x, self.code.expand(x.shape[0], -1)), self.strength)
+        styled = torch.lerp(x, self.render(self.levels.apply(x)), self.strength)
         return styled, torch.full_like(x[:, :1], -20.0)
 
 
 class LearnedStylist:
     """A learned multi-style network over scans with the tiled engine (no per-tile statistics:
-    see ``archs.stylenet``)."""
+    see ``archs.stylenet``). With ``tone`` > 0 each image is printed to the style's exemplar
+    tones first (the network must keep them: ``StyleNet.tones``); ``levels`` holds the curve of
+    the last image styled."""
 
     def __init__(self, net: nn.Module, styles: list[str], style: str | dict[str, float], strength: float = 1.0,
-                 config: EngineConfig | None = None):  # fmt: skip
+                 config: EngineConfig | None = None, tone: float = 0.0):  # fmt: skip
         code = style_code(styles, style)
-        self.engine = Restorer(_Fixed(net, code, strength), config)
+        if not 0 <= tone <= 1:
+            raise ValueError("tone must be between 0 and 1")
+        if tone and not _has_tones(net):
+            raise ValueError("this network keeps no tones of its exemplars (trained before them, or a user's "
+                             "own weights): tone needs them; use tone=0")  # fmt: skip
+        self.fixed = _Fixed(net, code, strength)
+        self.engine = Restorer(self.fixed, config)
         self.device, self.dtype, self.config = self.engine.device, self.engine.dtype, self.engine.config
         self.batch_tiles = self.engine.batch_tiles
+        self.tone, self.levels = tone, Levels()
+        if tone:
+            self.target = (code[:, None] * net.tones.detach().cpu().float()).sum(0)  # a mixture: quantiles mixed
+        self._lock = threading.Lock()  # one image's curve at a time in the shared network
 
     def process(self, images: list[np.ndarray | torch.Tensor]) -> list[Result]:
         arrays = [_as_hwc(img if isinstance(img, np.ndarray) else img.cpu().numpy()) for img in images]
         rgb = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]  # grey -> RGB: styles are colour
-        return [Result(r.image, None) for r in self.engine.restore(rgb)]
+        if not self.tone:
+            return [Result(r.image, None) for r in self.engine.restore(rgb)]
+        results = []
+        for img in rgb:  # a curve per image, so one at a time
+            with self._lock, torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(img[..., :3], dtype=np.float32) / _scale(_dtype(img)))
+                x = x.permute(2, 0, 1)[None].to(self.device)
+                self.fixed.levels = self.levels = match_print(self.fixed.render, x, self.target, self.tone)
+                results.append(Result(self.engine.restore([img])[0].image, None))
+        return results
+
+
+def _has_tones(net: nn.Module) -> bool:
+    tones = getattr(net, "tones", None)
+    return tones is not None and bool(torch.isfinite(tones).all())
+
+
+def learned_params(net: nn.Module, params: dict[str, Any] | None) -> dict[str, Any]:
+    """A learned style's recipe parameters: ``tone`` (0..1, default ``TONE_DEFAULT``) where the
+    network keeps its exemplars' tones; none otherwise, as before tones existed (so recipes of
+    older models keep their hashes). ValueError for anything else."""
+    params = dict(params or {})
+    unknown = set(params) - {"tone"}
+    if unknown:
+        raise ValueError(f"a learned style has no parameter(s) {sorted(unknown)}; it has: tone")
+    if not _has_tones(net):
+        if params:
+            raise ValueError("this network keeps no tones of its exemplars (trained before them, or a user's own "
+                             "weights): it takes no tone")  # fmt: skip
+        return {}
+    try:
+        tone = float(params.get("tone", TONE_DEFAULT))
+    except ValueError:
+        raise ValueError(f"tone must be a number between 0 and 1, not {params['tone']!r}") from None
+    if not 0 <= tone <= 1:
+        raise ValueError(f"tone must be between 0 and 1, not {tone}")
+    return {"tone": tone}
 
 
 def style_code(styles: list[str], style: str | dict[str, float]) -> torch.Tensor:

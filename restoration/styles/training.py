@@ -15,7 +15,9 @@ as a whole are compared with the exemplars' (its mean Gram matrices, its pooled 
 mean colour moments). Compared crop by crop instead, each crop pays for differing from the
 *average* exemplar crop, so the spread between crops costs too, and a rendering that pulls every
 crop towards the average (lifted shadows, dimmed highlights) scores better than the process that
-made the exemplars. Seeded (the batch of a step is a function of seed and step) and resumable.
+made the exemplars. The network also keeps each exemplar set's tonal distribution
+(``StyleNet.tones``, saved with the weights) for printing to it at inference (``styles.tone``).
+Seeded (the batch of a step is a function of seed and step) and resumable.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from restoration.metrics import ssim
 from restoration.registry import create_model
 from restoration.styles.evaluate import StyleStats, eval_extractor, style_report
 from restoration.styles.features import gram_distance, grams, histogram_distance, make_extractor, tint_curve, tint_distance
+from restoration.styles.tone import collection_tones
 
 STATE = "training-state.pt"
 
@@ -87,6 +90,8 @@ class StyleTrainer:
         n = len(self.styles)
         self.g = create_model(config.architecture, **(config.arch_config | {"n_styles": n})).to(self.device)
         self.d = create_model(config.discriminator, **(config.disc_config | {"in_ch": 3 + n})).to(self.device)
+        if hasattr(self.g, "tones"):  # kept on resuming from a state saved before tones existed
+            self.g.tones.copy_(torch.stack([collection_tones(exemplars[s]) for s in self.styles]))
         self.features = make_extractor(config.features).to(self.device)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=config.lr, betas=(0.5, 0.99))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=config.lr, betas=(0.5, 0.99))

@@ -1,0 +1,124 @@
+"""Printing to the collection's tonal range: a learned style's output takes on the tonal
+distribution of its exemplar set, as a printer fitted each negative to the paper and to the
+house look by choosing the exposure and the contrast grade.
+
+The network renders a process (its tone curve, toning, texture) and, like the process, keeps
+each scene's own distribution of tones: a night sky stays dark, a bright table stays bright.
+The prints of a period collection share a tonal range whatever their scenes. So, measured on
+held-out photographs, the rendering alone leaves much of the colour-histogram distance to the
+exemplar set (period-styles v3: 0.56 and 0.79 of the input's for albumen and autochrome; the
+process emulations that made the exemplars: 0.63 and 1.01).
+
+Per image, on a copy of the whole image scaled to at most ``PREVIEW`` px (one curve per image,
+so tiles agree):
+1. the network renders the copy, which measures its tone response (luma quantiles in and out);
+2. the output should have the exemplar set's luma quantiles (``StyleNet.tones``, stored with the
+   weights); inverting the measured response gives the input tones that produce them;
+3. a levels curve (black point, white point, gamma: a printer's exposure and contrast, three
+   numbers) is fitted to that map by least squares and applied to the input before the network,
+   blended with the identity by ``amount``.
+Full histogram matching would fit the map exactly, and stretch noise and banding wherever the
+image has few tones (a smooth sky, a dark uniform): the bench's histogram-matching baseline
+shows the cost in colours off the palette. A three-number curve cannot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from restoration.degrade.tone import luminance
+
+TONE_QUANTILES = 33  # luma quantiles kept per style
+PROBS = torch.linspace(0.01, 0.99, TONE_QUANTILES)  # the extremes are a few pixels' noise
+PREVIEW = 512  # long side of the copy the curve is fitted on
+GAMMAS = np.exp(np.linspace(np.log(0.25), np.log(4.0), 97))
+
+
+def luma_quantiles(x: torch.Tensor) -> torch.Tensor:
+    """Quantiles ``PROBS`` of the luminance of RGB images [B, 3, H, W] in [0, 1], pooled."""
+    y = luminance(x.float()).flatten().sort().values
+    idx = (PROBS.to(y.device) * (y.numel() - 1)).round().long()
+    return y[idx].cpu()
+
+
+def collection_tones(images: list[np.ndarray]) -> torch.Tensor:
+    """The tonal distribution of a set of images (uint8/uint16 or float [H, W, 3]): the mean of
+    each image's luma quantiles, so every print counts once whatever its size."""
+    per = []
+    for img in images:
+        scale = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
+        x = torch.from_numpy(np.ascontiguousarray(img[..., :3], dtype=np.float32) / scale).permute(2, 0, 1)[None]
+        per.append(luma_quantiles(preview(x)))
+    return torch.stack(per).mean(0)
+
+
+def preview(x: torch.Tensor, side: int = PREVIEW) -> torch.Tensor:
+    """[B, C, H, W] scaled (antialiased) so the long side is at most ``side``."""
+    h, w = x.shape[-2:]
+    if max(h, w) <= side:
+        return x
+    size = (max(1, round(h * side / max(h, w))), max(1, round(w * side / max(h, w))))
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """``((x - black) / (white - black)) ** gamma``, clipped to [0, 1], blended with x by ``amount``;
+    the same curve on every channel."""
+
+    black: float = 0.0
+    white: float = 1.0
+    gamma: float = 1.0
+    amount: float = 0.0
+
+    def curve(self, x: torch.Tensor | np.ndarray):
+        if isinstance(x, np.ndarray):
+            return np.clip((x - self.black) / (self.white - self.black), 0.0, 1.0) ** self.gamma
+        return ((x - self.black) / (self.white - self.black)).clamp(0, 1) ** self.gamma
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.amount == 0 else torch.lerp(x, self.curve(x), self.amount)
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 5) for k, v in asdict(self).items()}
+
+
+def fit_levels(tones_in: np.ndarray, tones_out: np.ndarray) -> tuple[float, float, float]:
+    """(black, white, gamma) whose curve maps ``tones_in`` closest to ``tones_out`` (least
+    squares). For each gamma of a grid, ``tones_out ** (1 / gamma)`` is linear in the input,
+    so black and white come from a straight-line fit to the tones the curve does not clip; the
+    gamma with the least error (clipping included) wins."""
+    x, y = np.asarray(tones_in, np.float64), np.clip(np.asarray(tones_out, np.float64), 0.0, 1.0)
+    inside = (y > 1e-4) & (y < 1 - 1e-4)
+    if inside.sum() < 3 or np.ptp(x[inside]) < 1e-6:
+        return 0.0, 1.0, 1.0
+    best = (np.inf, 0.0, 1.0, 1.0)
+    for g in GAMMAS:
+        slope, icpt = np.polyfit(x[inside], y[inside] ** (1 / g), 1)
+        if slope <= 1e-3:
+            continue
+        black, white = -icpt / slope, (1 - icpt) / slope
+        err = float(((Levels(black, white, g).curve(x) - y) ** 2).mean())
+        if err < best[0]:
+            best = (err, float(black), float(white), float(g))
+    return best[1:]
+
+
+def match_print(render: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: torch.Tensor,
+                amount: float) -> Levels:  # fmt: skip
+    """The levels, at ``amount``, that bring ``render``'s output for image ``x`` [1, 3, H, W]
+    (the whole image: it is scaled to a preview here) to the luma quantiles ``target``."""
+    if amount == 0:
+        return Levels()
+    small = preview(x)
+    q_in, q_out = luma_quantiles(small).numpy(), luma_quantiles(render(small).clamp(0, 1)).numpy()
+    # The network's tone response, measured: output quantile k comes from input quantile k. It is
+    # monotone in practice; a tiny ramp makes it strictly so for interpolation.
+    q_out = np.maximum.accumulate(q_out) + np.linspace(0, 1e-6, q_out.size)
+    wanted_in = np.interp(target.numpy(), q_out, q_in)
+    return Levels(*fit_levels(q_in, wanted_in), amount=amount)
