@@ -46,15 +46,18 @@ def luma_quantiles(x: torch.Tensor) -> torch.Tensor:
     return y[idx].cpu()
 
 
-def collection_tones(images: list[np.ndarray]) -> torch.Tensor:
-    """The tonal distribution of a set of images (uint8/uint16 or float [H, W, 3]): the mean of
-    each image's luma quantiles, so every print counts once whatever its size."""
-    per = []
+def collection_tones(images: list[np.ndarray], side: int = 256) -> torch.Tensor:
+    """The tonal distribution of a set of images (uint8/uint16 or float [H, W, 3]): luma quantiles
+    of all their pixels pooled, each image scaled to at most ``side`` px so none outweighs the
+    rest by its size. Pooled, as training's set statistics pool the exemplars' histograms: the
+    mean of each image's quantiles (the "typical print") would lift the blacks and dim the
+    whites of every print to those of the average one."""
+    pixels = []
     for img in images:
         scale = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
         x = torch.from_numpy(np.ascontiguousarray(img[..., :3], dtype=np.float32) / scale).permute(2, 0, 1)[None]
-        per.append(luma_quantiles(preview(x)))
-    return torch.stack(per).mean(0)
+        pixels.append(preview(x, side).flatten(2))
+    return luma_quantiles(torch.cat(pixels, 2)[..., None])
 
 
 def preview(x: torch.Tensor, side: int = PREVIEW) -> torch.Tensor:
