@@ -39,6 +39,7 @@ class EngineConfig:
 class Result:
     image: np.ndarray  # same shape and dtype as the input (RGB for a grey input styled)
     mask: np.ndarray | None  # float32 [H, W], probability of damage; None from a style
+    derived: dict | None = None  # values derived from this image by the recipe (a style's print curve)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -20,7 +20,7 @@ from restoration.styles.fields import Placement
 from restoration.styles.presets import PRESETS, get_preset
 from restoration.checkpoints import load_checkpoint, save_checkpoint
 from restoration.styles.runner import TONE_DEFAULT, LearnedStylist, PresetStylist, learned_params, style_code
-from restoration.styles.tone import Levels, collection_tones, fit_levels, luma_quantiles
+from restoration.styles.tone import PrintCurve, collection_tones, fit_curve, luma_quantiles
 from restoration.styles.training import StyleTrainConfig, StyleTrainer, preset_exemplars
 from restoration.styles.transfer import transfer
 from tests import samples
@@ -170,11 +170,11 @@ def randomised_net() -> torch.nn.Module:
     return net
 
 
-def test_fit_levels_recovers_a_print_curve():
+def test_fit_curve_recovers_a_print_curve():
     tones = luma_quantiles(as_tensor(photo())).numpy()
-    for black, white, gamma in [(0.1, 0.8, 0.6), (-0.2, 1.3, 1.7), (0.0, 1.0, 1.0)]:
-        fitted = fit_levels(tones, Levels(black, white, gamma).curve(tones))
-        assert np.allclose(fitted, (black, white, gamma), atol=0.03, rtol=0.03), (fitted, (black, white, gamma))
+    for params in [(0.6, 1.2, -0.1), (1.7, 0.8, 0.15), (1.0, 1.0, 0.0)]:
+        fitted = fit_curve(tones, PrintCurve(*params).curve(tones))
+        assert np.allclose(fitted, params, atol=0.03, rtol=0.03), (fitted, params)
 
 
 def test_tone_prints_to_the_exemplar_tones_and_tiles_still_agree():
@@ -182,7 +182,7 @@ def test_tone_prints_to_the_exemplar_tones_and_tiles_still_agree():
     distribution, with tone=0 it is the input, halfway between in between."""
     net = create_model("style_net_test")
     img = photo(150, 170)
-    flat = Levels(0.15, 0.9, 1.6, amount=1).apply(as_tensor(img))  # a darker, harder print of it
+    flat = PrintCurve(1.6, 1.2, -0.1, amount=1).apply(as_tensor(img))  # a darker, harder print of it
     net.tones.copy_(luma_quantiles(flat).expand(2, -1))
     gap = lambda out: (luma_quantiles(as_tensor(out)) - net.tones[0]).abs().max().item()  # noqa: E731
     outs = {t: LearnedStylist(net, ["a", "b"], "a", tone=t).process([img])[0].image for t in (0.0, 0.5, 1.0)}
@@ -195,7 +195,7 @@ def test_tone_prints_to_the_exemplar_tones_and_tiles_still_agree():
     tiled = LearnedStylist(net, ["a", "b"], "b", config=EngineConfig(tile=72, overlap=32), tone=0.75)
     whole = LearnedStylist(net, ["a", "b"], "b", config=EngineConfig(tile=1024, overlap=0), tone=0.75)
     a, b = tiled.process([img])[0].image, whole.process([img])[0].image
-    assert tiled.levels == whole.levels and tiled.levels.gamma != 1.0  # one curve per image, from the whole
+    assert tiled.curve == whole.curve and tiled.curve.gamma != 1.0  # one curve per image, from the whole
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
     deep = whole.process([img.astype(np.uint16) * 257])[0].image
     assert deep.dtype == np.uint16 and np.abs(deep // 257 - b.astype(int)).max() <= 1

@@ -114,7 +114,8 @@ def test_a_learned_style_and_restyling_after_a_new_restored_version(restored, tm
     learned = rows(settings, "style:tiny-styles.brown")
     assert len(learned) == 5
     meta = sidecar(settings, learned[0])
-    assert meta["parameters"]["style"] == "brown" and meta["parameters"]["params"] == {"tone": 0.75}  # printed to its tones
+    assert meta["parameters"]["style"] == "brown" and meta["parameters"]["params"] == {"tone": 1.0}  # printed to its tones
+    assert set(meta["derived"]["print_curve"]) == {"gamma", "gain", "lift", "amount"}  # the curve this image got
 
     stylize_collection("letters", "albumen", settings=settings)
     register(settings, checkpoint(tmp_path, "v2", 2))
