@@ -9,7 +9,7 @@ statistics as a set (``--set-statistics``, v3), in batches of --batch crops. Low
 a row where the network beats the emulation is a preference the losses teach. Measured on v2:
 crop by crop, every term preferred v2's dimmed rendering (lifted shadows, dimmed highlights).
 
-    .venv/bin/python bench/style_losses.py [--checkpoint restoration/weights/period-styles/v3] [--crops 32]
+    .venv/bin/python bench/style_losses.py [--checkpoint restoration/weights/period-styles/v4] [--crops 32]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from restoration.styles.training import StyleTrainConfig, StyleTrainer, preset_e
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v3")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v4")
     parser.add_argument("--crops", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()

@@ -7,11 +7,14 @@ statistics before (the input) and after styling: Gram matrices of random-weight 
 histograms (1-D Wasserstein), their ratios, the share of pixels whose colour the exemplars never
 show at that tone (off the palette: a sepia print's purple saucer), and the SSIM of output and
 input luminance. Goals: distances at least halved (ratio <= 0.5), luminance SSIM >= 0.6 for the
-learned styles. As a baseline measured in the same run, each learned style is compared with
-per-channel histogram matching to the same exemplars. It also checks tiled against whole-image
-output of the learned network, and writes a contact sheet (input | each style).
+learned styles. Each learned style is measured as the pipeline applies it by default (printed
+to its exemplars' tones, ``tone`` = ``runner.TONE_DEFAULT``; see ``styles.tone``) and without
+(tone 0: the network's rendering alone), and halfway. As a baseline measured in the same run, each is
+compared with per-channel histogram matching to the same exemplars. It also checks tiled against
+whole-image output of the learned network, and writes a contact sheet (input | each style, the
+learned ones as applied by default).
 
-    .venv/bin/python bench/style_quality.py [--checkpoint restoration/weights/period-styles/v3]
+    .venv/bin/python bench/style_quality.py [--checkpoint restoration/weights/period-styles/v4]
 
 Exemplars of a preset: the bundled photographs the learned network's exemplar sets are made of
 (restoration/data.py), rendered by the preset.
@@ -38,7 +41,7 @@ from restoration.engine import EngineConfig  # noqa: E402
 from restoration.styles.evaluate import StyleStats, eval_extractor, palette, style_report  # noqa: E402
 from restoration.styles.features import mean_grams, quantiles  # noqa: E402
 from restoration.styles.presets import PRESETS  # noqa: E402
-from restoration.styles.runner import LearnedStylist, PresetStylist  # noqa: E402
+from restoration.styles.runner import TONE_DEFAULT, LearnedStylist, PresetStylist, learned_params  # noqa: E402
 from restoration.styles.training import preset_exemplars  # noqa: E402
 
 SIDE = 384  # held-out images and exemplars are measured at this long side
@@ -109,7 +112,7 @@ def sheet(rows: list[list[tuple[str, np.ndarray]]], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v3")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v4")
     parser.add_argument("--sheet", type=Path, default=ROOT / "bench" / "out" / "style-contact-sheet.png")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -131,20 +134,23 @@ def main() -> int:
             row.append((name, out))
 
     net, card = load_checkpoint(args.checkpoint)
-    print(f"\nlearned: {card['name']}@{card['version']} ({card['parameters']:,} parameters, styles {', '.join(card['styles'])})")
+    tones = [0.0] + ([0.5, TONE_DEFAULT] if learned_params(net, {}) else [])
+    print(f"\nlearned: {card['name']}@{card['version']} ({card['parameters']:,} parameters, styles {', '.join(card['styles'])}; "
+          f"tone {', '.join(map(str, tones))}: {tones[-1]} is the default)")  # fmt: skip
     for label in card["styles"]:
         spec = card["data"]["exemplars"][label]
         if "preset" not in spec:
             print(f"  {label}: exemplars {spec} are not reproducible here; skipped")
             continue
         target = stats(measure, preset_exemplars(spec["preset"], photos))
-        whole = LearnedStylist(net, card["styles"], label, config=EngineConfig(tile=2048, overlap=0))
-        tiled = LearnedStylist(net, card["styles"], label, config=EngineConfig(tile=160, overlap=48))
-        outputs = [r.image for r in whole.process(held_out)]
-        diff = max(int(np.abs(a.astype(int) - r.image.astype(int)).max()) for a, r in zip(outputs, tiled.process(held_out), strict=True))
         baseline = [match_histograms(img, target.quantiles) for img in held_out]
         print(line(f"  histogram matching to {label}", measure_row(measure, target, held_out, baseline), goal=False))
-        print(line(f"  learned {label} (tiled vs whole: {diff}/255)", measure_row(measure, target, held_out, outputs), goal=True))
+        for tone in tones:
+            whole = LearnedStylist(net, card["styles"], label, config=EngineConfig(tile=2048, overlap=0), tone=tone)
+            tiled = LearnedStylist(net, card["styles"], label, config=EngineConfig(tile=160, overlap=48), tone=tone)
+            outputs = [r.image for r in whole.process(held_out)]
+            diff = max(int(np.abs(a.astype(int) - r.image.astype(int)).max()) for a, r in zip(outputs, tiled.process(held_out), strict=True))
+            print(line(f"  learned {label}, tone {tone} (tiled vs whole: {diff}/255)", measure_row(measure, target, held_out, outputs), goal=True))
         for row, out in zip(rows, outputs, strict=True):
             row.append((f"learned:{label}", out))
     sheet(rows, args.sheet)

@@ -111,7 +111,7 @@ def main() -> int:
         if code:
             return code
         print()
-    for style in ("albumen", "learned:period-styles@v3:cyanotype"):
+    for style in ("albumen", "learned:period-styles@v4:cyanotype"):
         print(f"== Period style: archive stylize --collection demo --style {style} --limit 4")
         code = archive([*base, "stylize", "--collection", "demo", "--style", style, "--limit", "4"])
         if code:
