@@ -21,7 +21,7 @@ from torch import nn
 from restoration.engine import EngineConfig, Restorer, Result, _as_hwc, _dtype, _scale, resolve_device
 from restoration.styles.fields import Placement
 from restoration.styles.presets import Preset
-from restoration.styles.tone import PrintCurve, match_print
+from restoration.styles.tone import PrintCurve, apply_curve, match_print
 
 # A learned style's ``tone`` unless the recipe says otherwise: the fitted curve as it is. On the
 # bench's held-out photographs (tone 0, 0.5, 1) and on stereo_motorcycle (0, 0.5, 0.75, 1), each
@@ -73,22 +73,22 @@ class PresetStylist:
 
 class _Fixed(nn.Module):
     """A multi-style network with its style code fixed, shaped like a restorer for the engine:
-    ``forward(x) -> (styled, mask logits)``; ``strength`` blends with the input. ``curve``
-    (the image's print curve) is applied to the input first."""
+    ``forward(x) -> (styled, mask logits)``; ``strength`` blends with the input. With ``tone``,
+    the buffer ``curve`` (the image's print curve) is applied to the input first."""
 
-    def __init__(self, net: nn.Module, code: torch.Tensor, strength: float):
+    def __init__(self, net: nn.Module, code: torch.Tensor, strength: float, tone: bool = False):
         super().__init__()
-        self.net, self.strength = net, strength
+        self.net, self.strength, self.tone = net, strength, tone
         self.alignment = getattr(net, "alignment", 1)
         self.tile_overlap = getattr(net, "tile_overlap", 0)
         self.register_buffer("code", code[None].float(), persistent=False)
-        self.curve = PrintCurve()
+        self.register_buffer("curve", PrintCurve().as_tensor(), persistent=False)
 
     def render(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x, self.code.expand(x.shape[0], -1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        styled = torch.lerp(x, self.render(self.curve.apply(x)), self.strength)
+        styled = torch.lerp(x, self.render(apply_curve(x, self.curve) if self.tone else x), self.strength)
         return styled, torch.full_like(x[:, :1], -20.0)
 
 
@@ -103,10 +103,10 @@ class LearnedStylist:
         code = style_code(styles, style)
         if not 0 <= tone <= 1:
             raise ValueError("tone must be between 0 and 1")
-        if tone and not _has_tones(net):
+        if tone and not getattr(net, "has_tones", lambda: False)():
             raise ValueError("this network keeps no tones of its exemplars (trained before them, or a user's "
                              "own weights): tone needs them; use tone=0")  # fmt: skip
-        self.fixed = _Fixed(net, code, strength)
+        self.fixed = _Fixed(net, code, strength, tone=bool(tone))
         self.engine = Restorer(self.fixed, config)
         self.device, self.dtype, self.config = self.engine.device, self.engine.dtype, self.engine.config
         self.batch_tiles = self.engine.batch_tiles
@@ -125,14 +125,10 @@ class LearnedStylist:
             with self._lock, torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(img[..., :3], dtype=np.float32) / _scale(_dtype(img)))
                 x = x.permute(2, 0, 1)[None].to(self.device)
-                self.fixed.curve = self.curve = match_print(self.fixed.render, x, self.target, self.tone)
+                self.curve = match_print(self.fixed.render, x, self.target, self.tone)
+                self.fixed.curve.copy_(self.curve.as_tensor())
                 results.append(Result(self.engine.restore([img])[0].image, None, {"print_curve": self.curve.as_dict()}))
         return results
-
-
-def _has_tones(net: nn.Module) -> bool:
-    tones = getattr(net, "tones", None)
-    return tones is not None and bool(torch.isfinite(tones).all())
 
 
 def learned_params(net: nn.Module, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -143,7 +139,7 @@ def learned_params(net: nn.Module, params: dict[str, Any] | None) -> dict[str, A
     unknown = set(params) - {"tone"}
     if unknown:
         raise ValueError(f"a learned style has no parameter(s) {sorted(unknown)}; it has: tone")
-    if not _has_tones(net):
+    if not getattr(net, "has_tones", lambda: False)():
         if params:
             raise ValueError("this network keeps no tones of its exemplars (trained before them, or a user's own "
                              "weights): it takes no tone")  # fmt: skip

@@ -90,14 +90,22 @@ class PrintCurve:
         return (self.gain * y.clamp(min=0) ** self.gamma + self.lift).clamp(0, 1)
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
-        if self.amount == 0:
-            return x
-        y = luminance(x)
-        toned = torch.lerp(y, self.curve(y), self.amount)
-        return torch.where(y > 1e-4, x * (toned / y.clamp(min=1e-4)), toned).clamp(0, 1)
+        return x if self.amount == 0 else apply_curve(x, self.as_tensor())
+
+    def as_tensor(self) -> torch.Tensor:
+        return torch.tensor([self.gamma, self.gain, self.lift, self.amount])
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 5) for k, v in asdict(self).items()}
+
+
+def apply_curve(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``PrintCurve.apply`` with the curve as a tensor (gamma, gain, lift, amount), so a compiled
+    network sees a new image's curve as data, not as constants to recompile for. At amount 0 it
+    returns x exactly."""
+    y = luminance(x)
+    toned = torch.lerp(y, (p[1] * y.clamp(min=0) ** p[0] + p[2]).clamp(0, 1), p[3])
+    return torch.where(y > 1e-4, x * (toned / y.clamp(min=1e-4)), x + (toned - y)).clamp(0, 1)
 
 
 def fit_curve(tones_in: np.ndarray, tones_out: np.ndarray) -> tuple[float, float, float]:
