@@ -458,7 +458,7 @@ class _Writer:
         if result.mask is not None:
             files.append(mask_png(result.mask))
         meta = self._sidecar(w, loaded, version, prefix, files, started, seconds)
-        if getattr(result, "derived", None):  # per-image values the recipe derived (a style's print curve)
+        if result.derived:  # per-image values the recipe derived (a style's print curve)
             meta["derived"] = result.derived
         for f in [*files, sidecar(meta)]:  # the sidecar last: its presence means the version is whole
             self.output.put(f"{prefix}/{f.name}", f.data, f.content_type)

@@ -21,7 +21,7 @@ from torch import nn
 from restoration.engine import EngineConfig, Restorer, Result, _as_hwc, _dtype, _scale, resolve_device
 from restoration.styles.fields import Placement
 from restoration.styles.presets import Preset
-from restoration.styles.tone import PrintCurve, apply_curve, match_print
+from restoration.styles.tone import PrintCurve, apply_curve, match_print, preview
 
 # A learned style's ``tone`` unless the recipe says otherwise: the fitted curve as it is. On the
 # bench's held-out photographs (tone 0, 0.5, 1) and on stereo_motorcycle (0, 0.5, 0.75, 1), each
@@ -101,11 +101,8 @@ class LearnedStylist:
     def __init__(self, net: nn.Module, styles: list[str], style: str | dict[str, float], strength: float = 1.0,
                  config: EngineConfig | None = None, tone: float = 0.0):  # fmt: skip
         code = style_code(styles, style)
-        if not 0 <= tone <= 1:
-            raise ValueError("tone must be between 0 and 1")
-        if tone and not getattr(net, "has_tones", lambda: False)():
-            raise ValueError("this network keeps no tones of its exemplars (trained before them, or a user's "
-                             "own weights): tone needs them; use tone=0")  # fmt: skip
+        if tone:
+            learned_params(net, {"tone": tone})  # in range, and the network keeps tones (ValueError)
         self.fixed = _Fixed(net, code, strength, tone=bool(tone))
         self.engine = Restorer(self.fixed, config)
         self.device, self.dtype, self.config = self.engine.device, self.engine.dtype, self.engine.config
@@ -123,9 +120,7 @@ class LearnedStylist:
         results = []
         for img in rgb:  # a curve per image, so one at a time
             with self._lock, torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(img[..., :3], dtype=np.float32) / _scale(_dtype(img)))
-                x = x.permute(2, 0, 1)[None].to(self.device)
-                self.curve = match_print(self.fixed.render, x, self.target, self.tone)
+                self.curve = match_print(self.fixed.render, preview(img).to(self.device), self.target, self.tone)
                 self.fixed.curve.copy_(self.curve.as_tensor())
                 results.append(Result(self.engine.restore([img])[0].image, None, {"print_curve": self.curve.as_dict()}))
         return results

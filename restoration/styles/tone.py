@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from restoration.degrade.tone import luminance
+from restoration.engine import _dtype, _scale
 
 TONE_QUANTILES = 33  # luma quantiles kept per style
 PROBS = torch.linspace(0.01, 0.99, TONE_QUANTILES)  # the extremes are a few pixels' noise
@@ -54,16 +55,17 @@ def collection_tones(images: list[np.ndarray], side: int = 256) -> torch.Tensor:
     rest by its size. Pooled, as training's set statistics pool the exemplars' histograms: the
     mean of each image's quantiles (the "typical print") would lift the blacks and dim the
     whites of every print to those of the average one."""
-    pixels = []
-    for img in images:
-        scale = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
-        x = torch.from_numpy(np.ascontiguousarray(img[..., :3], dtype=np.float32) / scale).permute(2, 0, 1)[None]
-        pixels.append(preview(x, side).flatten(2))
-    return luma_quantiles(torch.cat(pixels, 2)[..., None])
+    return luma_quantiles(torch.cat([preview(img, side).flatten(2) for img in images], 2)[..., None])
 
 
-def preview(x: torch.Tensor, side: int = PREVIEW) -> torch.Tensor:
-    """[B, C, H, W] scaled (antialiased) so the long side is at most ``side``."""
+def preview(img: np.ndarray, side: int = PREVIEW) -> torch.Tensor:
+    """An image array [H, W, C>=3] (uint8, uint16 or float) as a float tensor [1, 3, h, w] in
+    [0, 1] whose long side is at most ``side`` (antialiased). A big scan is first subsampled to
+    at most four times that, so memory stays bounded, not a float copy of the whole scan."""
+    h, w = img.shape[:2]
+    step = max(1, max(h, w) // (4 * side))
+    part = img[::step, ::step, :3]
+    x = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32) / _scale(_dtype(part))).permute(2, 0, 1)[None]
     h, w = x.shape[-2:]
     if max(h, w) <= side:
         return x
@@ -128,13 +130,12 @@ def fit_curve(tones_in: np.ndarray, tones_out: np.ndarray) -> tuple[float, float
     return best[1:]
 
 
-def match_print(render: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: torch.Tensor,
+def match_print(render: Callable[[torch.Tensor], torch.Tensor], small: torch.Tensor, target: torch.Tensor,
                 amount: float) -> PrintCurve:  # fmt: skip
-    """The print curve, at ``amount``, that bring ``render``'s output for image ``x`` [1, 3, H, W]
-    (the whole image: it is scaled to a preview here) to the luma quantiles ``target``."""
+    """The print curve, at ``amount``, that brings ``render``'s output for an image, given by its
+    ``preview`` ``small``, to the luma quantiles ``target``."""
     if amount == 0:
         return PrintCurve()
-    small = preview(x)
     q_in, q_out = luma_quantiles(small).numpy(), luma_quantiles(render(small).clamp(0, 1)).numpy()
     # The network's tone response, measured: output quantile k comes from input quantile k. It is
     # monotone in practice; a tiny ramp makes it strictly so for interpolation.
