@@ -448,9 +448,11 @@ def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, mod
 def register(cli: click.Group) -> None:
     from flows.curate_cli import COMMANDS as CURATOR_COMMANDS
     from flows.style_cli import COMMANDS as STYLE_COMMANDS
+    from flows.stage_cli import train_pipeline, train_stage
     from flows.style_cli import train_style
 
-    train.add_command(train_style)
+    for command in (train_style, train_stage, train_pipeline):
+        train.add_command(command)
     for command in (db, ingest, audit, collections, show, *CURATOR_COMMANDS, restore, reprocess, *COMMANDS, train,
                     models, restore_files, *STYLE_COMMANDS):  # fmt: skip
         cli.add_command(command)

@@ -46,6 +46,36 @@ def save_checkpoint(model: nn.Module, directory: Path, card: dict[str, Any]) -> 
     return card
 
 
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and bytes, in name order: a stage's
+    identity inside a pipeline's one weights file (the same tensors give the same digest)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def stage_state(state: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+    prefix = f"{stage}."
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def check_stages(card: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> None:
+    """A pipeline's card lists each stage's architecture, config and tensors' digest: every stage
+    must be exactly the one listed, and built as the pipeline's config says."""
+    built = card["config"].get("stages", {})
+    if set(built) != set(card["stages"]):
+        raise ChecksumError(f"{source}: the card lists stages {sorted(card['stages'])}, the config {sorted(built)}")
+    for name, spec in card["stages"].items():
+        if {k: spec.get(k) for k in ("architecture", "config")} != {k: built[name].get(k) for k in ("architecture", "config")}:
+            raise ChecksumError(f"{source}: stage {name} is listed as {spec['architecture']} but configured otherwise")
+        actual = tensors_sha256(stage_state(state, name))
+        if actual != spec["tensors_sha256"]:
+            raise ChecksumError(f"{source}: stage {name}'s tensors have sha256 {actual}, the card vouches for {spec['tensors_sha256']}")
+
+
 def read_card(directory: Path) -> dict[str, Any]:
     return json.loads((directory / CARD).read_text())
 
@@ -63,8 +93,11 @@ def load_checkpoint(
     for source, expected in (("the card", card.get("weights_sha256")), ("the catalogue", expected_sha256)):
         if expected is not None and expected != actual:
             raise ChecksumError(f"{weights}: sha256 {actual} does not match {source} ({expected})")
+    state = load_file(weights, device=str(device))
+    if "stages" in card:
+        check_stages(card, state, weights)
     model = create_model(card["architecture"], **card["config"])
-    model.load_state_dict(load_file(weights, device=str(device)), strict=True)
+    model.load_state_dict(state, strict=True)
     return model.to(device).eval(), card
 
 

@@ -87,3 +87,37 @@ def validation_set(images: list[np.ndarray], seed: int, size: int, per_image: in
     rng = np.random.default_rng([seed, 10**9])
     clean = torch.cat([random_crops([img], per_image, size, rng) for img in images])
     return degrade(clean, rng, config)
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``i`` is ``make(start + i)``: a batch is a function of the seed and the step alone, so
+    batches built in worker processes are exactly those the training process would build."""
+
+    def __init__(self, make, start: int, stop: int):
+        self.make, self.start, self.stop = make, start, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __getitem__(self, i: int):
+        return self.make(self.start + i)
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # each worker builds one batch at a time; the trainer has the cores
+
+
+def batch_loader(make, start: int, stop: int, workers: int = 0):
+    """Batches ``make(step)`` for ``start <= step < stop``, in order: built in ``workers`` worker
+    processes (so a GPU is not idle while the CPU synthesises damage), or in-process with 0.
+    ``make`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
+    if workers <= 0:
+        return (make(step) for step in range(start, stop))
+    return torch.utils.data.DataLoader(StepBatches(make, start, stop), batch_size=None, shuffle=False,
+                                       num_workers=workers, prefetch_factor=4, worker_init_fn=_one_thread)  # fmt: skip
+
+
+def step_batch(images: list[np.ndarray], seed: int, batch: int, size: int, config: DegradationConfig,
+               augment: bool, step: int) -> Degraded:  # fmt: skip
+    """:func:`training_batch` with the step last, for ``functools.partial`` and :func:`batch_loader`."""
+    return training_batch(images, step, seed, batch, size, config, augment)

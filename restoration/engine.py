@@ -11,6 +11,7 @@ and the float32 damage mask.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -178,21 +179,28 @@ class Restorer:
         self.model = torch.compile(model, dynamic=False) if self.config.compile else model
 
     @torch.inference_mode()
-    def _forward(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(self, batch: torch.Tensor, supplied: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         x = batch.to(self.device, non_blocking=True)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        extra = () if supplied is None else (supplied.to(self.device, non_blocking=True),)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            restored, mask_logits = self.model(x)
+            restored, mask_logits = self.model(x, *extra)
         restored = restored.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         return restored, torch.sigmoid(mask_logits.float())[:, 0].cpu().numpy()
 
-    def restore(self, images: list[np.ndarray | torch.Tensor]) -> list[Result]:
+    def restore(self, images: list[np.ndarray | torch.Tensor], masks: list[np.ndarray | None] | None = None) -> list[Result]:
         """Restore each image; results keep the input's size, channels and dtype. An image is
-        a numpy array, or a uint8 [H, W, C] tensor on any device (a JPEG decoded on the GPU)."""
+        a numpy array, or a uint8 [H, W, C] tensor on any device (a JPEG decoded on the GPU).
+        ``masks`` (one per image, or None) are a curator's own damage masks [H, W] (nonzero =
+        damaged), used instead of the model's detector; only models that take a mask accept them."""
         originals = [img if isinstance(img, torch.Tensor) else np.asarray(img) for img in images]
         arrays = [_as_hwc(img) for img in originals]
-        canvases = [_Canvas(i, a, _scale(_dtype(a)), self.config, self.align) for i, a in enumerate(arrays)]
+        masks = list(masks) if masks is not None else [None] * len(arrays)
+        if any(m is not None for m in masks) and not takes_mask(self.model):
+            raise ValueError(f"{type(self.model).__name__} cannot restore with a supplied mask (a staged pipeline can)")
+        canvases = [_Canvas(i, a, _scale(_dtype(a)), self.config, self.align, _mask_array(m, a))
+                    for i, (a, m) in enumerate(zip(arrays, masks, strict=True))]  # fmt: skip
         for batch in self._batches(canvases):
             patches = [canvases[t.image].patch(t) for t in batch]
             if all(p.device.type == "cpu" for p in patches):
@@ -201,25 +209,45 @@ class Restorer:
                     tensors = tensors.pin_memory()
             else:  # some already on the device: gather there
                 tensors = torch.stack([p.to(self.device, non_blocking=True) for p in patches])
-            restored, masks = self._forward(tensors)
-            for t, rgb, m in zip(batch, restored, masks, strict=True):
+            given = canvases[batch[0].image].given is not None  # batches never mix (see _batches)
+            supplied = torch.stack([canvases[t.image].patch_mask(t) for t in batch]) if given else None
+            restored, out_masks = self._forward(tensors, supplied)
+            for t, rgb, m in zip(batch, restored, out_masks, strict=True):
                 canvases[t.image].add(t, rgb, m)
         return [Result(c.out.reshape(tuple(o.shape)), c.mask) for o, c in zip(originals, canvases, strict=True)]
 
-    def process(self, images: list[np.ndarray | torch.Tensor]) -> list[Result]:
+    def process(self, images: list[np.ndarray | torch.Tensor], masks: list[np.ndarray | None] | None = None) -> list[Result]:
         """The interface every engine shares (restorers and styles): ``restore``."""
-        return self.restore(images)
+        return self.restore(images, masks)
 
     def _batches(self, canvases: list[_Canvas]) -> Iterator[list[_Tile]]:
         """Tiles of equal shape, from several images at a time, row after row."""
         pending: dict[tuple[int, int], list[_Tile]] = {}
         for tiles in _interleave([c.tiles() for c in canvases]):
             for t in tiles:
-                group = pending.setdefault((t.h, t.w), [])
+                key = (t.h, t.w, canvases[t.image].given is not None)  # supplied masks batch apart
+                group = pending.setdefault(key, [])
                 group.append(t)
                 if len(group) == self.batch_tiles:
-                    yield pending.pop((t.h, t.w))
+                    yield pending.pop(key)
         yield from (g for g in pending.values() if g)
+
+
+def takes_mask(model: nn.Module) -> bool:
+    """Whether a model's forward takes a supplied damage mask (the staged pipeline does)."""
+    model = getattr(model, "_orig_mod", model)  # through torch.compile
+    return "mask" in inspect.signature(model.forward).parameters
+
+
+def _mask_array(mask: np.ndarray | None, image: np.ndarray | torch.Tensor) -> np.ndarray | None:
+    """A supplied mask as float32 [H, W] in {0, 1}, refused unless it has the image's size."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    mask = mask[..., 0] if mask.ndim == 3 else mask
+    if mask.shape != tuple(image.shape[:2]):
+        raise ValueError(f"the supplied mask is {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
+    return (mask > (0.5 if np.issubdtype(mask.dtype, np.floating) else 0)).astype(np.float32)
 
 
 def _interleave(iterators: list[Iterator[list[_Tile]]]) -> Iterator[list[_Tile]]:
@@ -238,8 +266,9 @@ class _Canvas:
     """Blends the tiles of one image in a band one tile-row high; rows no later tile touches
     are converted to the output's type at once, so the float buffers never hold the scan."""
 
-    def __init__(self, index: int, image: np.ndarray | torch.Tensor, scale: float, config: EngineConfig, align: int = 1):
-        self.index, self.image, self.scale, self.overlap = index, image, scale, config.overlap
+    def __init__(self, index: int, image: np.ndarray | torch.Tensor, scale: float, config: EngineConfig, align: int = 1,
+                 given: np.ndarray | None = None):  # fmt: skip
+        self.index, self.image, self.scale, self.overlap, self.given = index, image, scale, config.overlap, given
         self.h, self.w = image.shape[:2]
         self.ys, self.th = _layout(self.h, config.tile, config.overlap, align)
         self.xs, self.tw = _layout(self.w, config.tile, config.overlap, align)
@@ -259,6 +288,9 @@ class _Canvas:
 
     def patch(self, t: _Tile) -> torch.Tensor:
         return _to_rgb(self.image[t.y : t.y + t.h, t.x : t.x + t.w], self.scale)
+
+    def patch_mask(self, t: _Tile) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.given[t.y : t.y + t.h, t.x : t.x + t.w]))[None]
 
     def add(self, t: _Tile, rgb: np.ndarray, mask: np.ndarray) -> None:
         if t.row != self.row:  # tiles of one image have one shape, so batches keep their order

@@ -41,4 +41,4 @@ def list_models() -> list[str]:
 
 def _load_builtin() -> None:
     # Registration is explicit: importing the architecture modules runs their decorators.
-    from restoration.archs import patchgan, rrdbnet, srvgg, stylenet, unet  # noqa: F401
+    from restoration.archs import inpainter, patchgan, pipeline, rrdbnet, srvgg, stylenet, unet  # noqa: F401

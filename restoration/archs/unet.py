@@ -29,10 +29,11 @@ class Block(nn.Module):
         return self.act(x + self.conv2(self.conv1(x)))
 
 
-class UNetRestorer(nn.Module):
-    """``forward(x) -> (restored, mask_logits)``; ``x`` in [0, 1], any height and width."""
+class UNetBody(nn.Module):
+    """The encoder-decoder every U-Net stage shares; ``features(x)`` gives ``base`` channels at
+    the input's size (padded to the grid: callers crop)."""
 
-    def __init__(self, in_ch: int = 3, out_ch: int = 3, base: int = 24, depth: int = 3, blocks: int = 1):
+    def __init__(self, in_ch: int = 3, base: int = 24, depth: int = 3, blocks: int = 1):
         super().__init__()
         self.depth = depth
         chans = [base * 2**i for i in range(depth + 1)]
@@ -47,17 +48,13 @@ class UNetRestorer(nn.Module):
             nn.Sequential(_conv(2 * chans[i], chans[i]), *[Block(chans[i]) for _ in range(blocks)])
             for i in reversed(range(depth))
         )
-        self.image_head = nn.Conv2d(base, out_ch, 3, 1, 1)
-        self.mask_head = nn.Conv2d(base, 1, 3, 1, 1)
-        nn.init.zeros_(self.image_head.weight)  # start as the identity: restore nothing
-        nn.init.zeros_(self.image_head.bias)
 
     @property
     def alignment(self) -> int:
         """The downsampling factor: tiles starting on multiples of it see the whole image's grid."""
         return 2**self.depth
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         m = 2**self.depth
         pad = (0, (-w) % m, 0, (-h) % m)
@@ -70,9 +67,41 @@ class UNetRestorer(nn.Module):
         for reduce, up, skip in zip(self.reduce, self.up, reversed(skips), strict=True):
             feat = reduce(F.interpolate(feat, size=skip.shape[-2:], mode="bilinear", align_corners=False))
             feat = up(torch.cat([feat, skip], dim=1))
+        return feat
+
+
+class UNetRestorer(UNetBody):
+    """``forward(x) -> (restored, mask_logits)``; ``x`` in [0, 1], any height and width."""
+
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, base: int = 24, depth: int = 3, blocks: int = 1):
+        super().__init__(in_ch, base, depth, blocks)
+        self.image_head = nn.Conv2d(base, out_ch, 3, 1, 1)
+        self.mask_head = nn.Conv2d(base, 1, 3, 1, 1)
+        nn.init.zeros_(self.image_head.weight)  # start as the identity: restore nothing
+        nn.init.zeros_(self.image_head.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, w = x.shape[-2:]
+        feat = self.features(x)
         restored = x + self.image_head(feat)[..., :h, :w]
         return restored, self.mask_head(feat)[..., :h, :w]
 
 
+class DamageDetector(UNetBody):
+    """The *detect* stage: ``forward(x) -> mask_logits`` [B, 1, H, W] at the input's own
+    resolution (no downscaled copy), from colour and luminance structure."""
+
+    def __init__(self, in_ch: int = 3, base: int = 16, depth: int = 3, blocks: int = 1):
+        super().__init__(in_ch, base, depth, blocks)
+        self.head = nn.Conv2d(base, 1, 3, 1, 1)
+        nn.init.constant_(self.head.bias, -3.0)  # damage is rare: start by marking nothing
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return self.head(self.features(x))[..., :h, :w]
+
+
 register_model("unet_restorer")(UNetRestorer)
 register_model("unet_restorer_test", base=8, depth=2)(UNetRestorer)
+register_model("damage_detector")(DamageDetector)
+register_model("damage_detector_test", base=8, depth=2)(DamageDetector)

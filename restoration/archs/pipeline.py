@@ -1,0 +1,70 @@
+"""The staged restorer, one model version to the catalogue: *detect* marks damaged pixels at the
+scan's own resolution, *inpaint* fills them from their surroundings (pixels outside the grown
+mask are kept), *denoise* (optional) removes grain and noise over the whole picture.
+
+Each stage is a registered architecture built by name from the pipeline's config, so the card
+lists every stage's architecture and config (and, written by ``restoration.stages``, each
+stage's weights digest). ``forward(x, mask=None) -> (restored, mask_logits)`` like the single
+U-Net; with ``mask`` (a curator's own, 1 = damaged) the detector is not consulted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from restoration.registry import create_model, register_model
+
+STAGES = ("detect", "inpaint", "denoise")
+
+
+class RestorePipeline(nn.Module):
+    def __init__(self, stages: dict[str, dict], threshold: float = 0.5, softness: float = 0.3, grow: int = 2):
+        super().__init__()
+        unknown = set(stages) - set(STAGES)
+        if unknown or not {"detect", "inpaint"} <= set(stages):
+            raise ValueError(f"a restore pipeline needs detect and inpaint stages (and may have denoise), not {sorted(stages)}")
+        self.threshold, self.softness, self.grow = threshold, softness, grow
+        for name in STAGES:
+            spec = stages.get(name)
+            setattr(self, name, create_model(spec["architecture"], **spec.get("config", {})) if spec else None)
+
+    def stages(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in STAGES if getattr(self, name) is not None}
+
+    @property
+    def alignment(self) -> int:
+        return math.lcm(*(int(getattr(m, "alignment", 1)) for m in self.stages().values()))
+
+    @property
+    def tile_overlap(self) -> int:
+        return max([64] + [int(getattr(m, "tile_overlap", 0)) for m in self.stages().values()])
+
+    def holes(self, prob: torch.Tensor) -> torch.Tensor:
+        """What to fill, in [0, 1]: a soft threshold of the damage probability (so tiles whose
+        probabilities differ by a hair fill alike), grown by ``grow`` pixels to take in the
+        ragged rims that a crack leaves half-lit."""
+        lo = self.threshold - self.softness / 2
+        a = ((prob - lo) / max(self.softness, 1e-6)).clamp(0, 1)
+        return F.max_pool2d(a, 2 * self.grow + 1, 1, self.grow) if self.grow > 0 else a
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if mask is None:
+            logits = self.detect(x)
+            prob = torch.sigmoid(logits.float()).to(x.dtype)
+        else:
+            prob = mask.to(x.dtype)
+            logits = torch.logit(mask.float().clamp(1e-4, 1 - 1e-4)).to(x.dtype)
+        y = self.inpaint(x, self.holes(prob))
+        if self.denoise is not None:
+            y = self.denoise(y)[0]
+        return y, logits
+
+
+register_model("restore_pipeline")(RestorePipeline)
+register_model("restore_pipeline_test", stages={
+    "detect": {"architecture": "damage_detector_test"}, "inpaint": {"architecture": "gated_inpainter_test"},
+    "denoise": {"architecture": "unet_restorer_test"}})(RestorePipeline)  # fmt: skip

@@ -1,0 +1,337 @@
+"""Damage of the print itself, shaped on the real cracked prints (``shared/RESTORATION.md``):
+crack networks (branching, ragged, paper-coloured), creases, lost corners, emulsion flaking,
+foxing and water stains' tide lines (which destroy the picture: each returns its mask), and
+silvering, fingerprints and tape residue (translucent: the picture is still there, no mask).
+
+Measured on the real scans: cracks are the paper base showing through, 40-67 levels lighter
+than their surroundings and less yellow (blue rises most); some hold dirt and are dark; median
+width 0.4-1% of the short side, p90 up to 2%; they branch hundreds of times and gather near the
+edges and corners. Widths here are drawn relative to the image's short side for that reason.
+
+Drawing uses OpenCV (anti-aliasing off, so masks are exact); each ``apply_x`` is deterministic
+from its parameters (any noise comes from a ``seed`` in them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from restoration.degrade.tone import _seed
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _noise(seed: int, h: int, w: int, scale: float) -> np.ndarray:
+    """Smooth noise in [-1, 1]-ish: white noise blurred at ``scale`` pixels, normalised."""
+    rng = np.random.default_rng(seed)
+    n = rng.standard_normal((h, w)).astype(np.float32)
+    if scale > 0.5:
+        n = cv2.GaussianBlur(n, (0, 0), scale)
+    return n / max(float(n.std()), 1e-6)
+
+
+def _as_mask(m: np.ndarray, img: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(m.astype(np.float32)).to(img.device).view(1, 1, *m.shape).expand(img.shape[0], 1, *m.shape)
+
+
+def _blend(img: torch.Tensor, colour: np.ndarray, alpha: np.ndarray) -> torch.Tensor:
+    """``img * (1 - alpha) + colour * alpha``; ``colour`` [3] or [H, W, 3], ``alpha`` [H, W]."""
+    c = torch.as_tensor(np.asarray(colour, np.float32), device=img.device)
+    c = c.view(1, 3, 1, 1) if c.ndim == 1 else c.permute(2, 0, 1)[None]
+    if img.shape[1] == 1:
+        c = c.mean(1, keepdim=True)
+    a = torch.from_numpy(alpha.astype(np.float32)).to(img.device)[None, None]
+    return img * (1 - a) + c.to(img.dtype) * a
+
+
+def _short(h: int, w: int) -> int:
+    return min(h, w)
+
+
+def _edge_start(rng: np.random.Generator, edge_bias: float) -> tuple[float, float]:
+    """A start point, near an edge or corner with probability ``edge_bias`` (where cracks gather)."""
+    if rng.random() < edge_bias:
+        t, d = float(rng.uniform(0, 1)), float(rng.uniform(0, 0.12))
+        return [(d, t), (1 - d, t), (t, d), (t, 1 - d)][int(rng.integers(4))]
+    return float(rng.uniform(0.05, 0.95)), float(rng.uniform(0.05, 0.95))
+
+
+# -- crack networks and craquelure ----------------------------------------------------------------
+
+
+def _reference(h: int, w: int) -> float:
+    """Pixels per unit of damage geometry: the short side, but never under 500, so a training
+    crop gets cracks as wide, in pixels, as a 500-1000 px print does (not a 128 px print's)."""
+    return max(_short(h, w), 500)
+
+
+def sample_craquelure(rng: np.random.Generator, h: int, w: int) -> dict:
+    """A branching fracture network: trunks that start near the edges, wander inwards and fork,
+    each fork thinner; widths and lengths in units of :func:`_reference` (1.5-10 px at 1000 px),
+    total length from the real prints' density (0.3-3% of the area, as skeleton pixels)."""
+    ref = _reference(h, w)
+    total = float(rng.uniform(0.003, 0.03)) * h * w * 500 / ref  # skeleton length, pixels
+    step = float(rng.uniform(0.006, 0.018)) * ref
+    width = float(np.exp(rng.uniform(np.log(0.0015), np.log(0.01)))) * ref
+    segments, drawn, stack = [], 0.0, []
+    while drawn < total and len(segments) < 2000:
+        if not stack:  # a new trunk, headed roughly inwards
+            x, y = _edge_start(rng, 0.6)
+            inward = math.atan2(0.5 - y, 0.5 - x) * (1 if (x, y) != (0.5, 0.5) else 0)
+            stack.append((x * (w - 1), y * (h - 1), inward + float(rng.normal(0, 0.8)), width, 0))
+        x, y, heading, wd, depth = stack.pop()
+        for _ in range(int(rng.integers(10, 80))):
+            heading += float(rng.normal(0, 0.12)) + (float(rng.normal(0, 0.7)) if rng.random() < 0.12 else 0.0)
+            nx, ny = x + step * math.cos(heading), y + step * math.sin(heading)
+            segments.append([round(x / (w - 1), 5), round(y / (h - 1), 5), round(nx / (w - 1), 5), round(ny / (h - 1), 5),
+                             round(wd, 2)])  # fmt: skip
+            drawn, x, y = drawn + step, nx, ny
+            if not (-0.05 * w < x < 1.05 * w and -0.05 * h < y < 1.05 * h) or drawn >= total:
+                break
+            if depth < 5 and rng.random() < 0.08:  # a fork: a thinner branch off at an angle
+                turn = float(rng.choice([-1, 1]) * rng.uniform(0.5, 1.4))
+                stack.append((x, y, heading + turn, max(1.0, wd * float(rng.uniform(0.4, 0.9))), depth + 1))
+            wd = max(1.0, wd * float(rng.uniform(0.9, 1.1)))
+    dark = rng.random() < 0.15
+    paper = float(rng.uniform(0.04, 0.2)) if dark else float(rng.uniform(0.82, 0.98))
+    return {"segments": segments, "colour": [paper, paper * float(rng.uniform(0.96, 1.0)), paper * float(rng.uniform(0.9, 1.02))],
+            "opacity": float(rng.uniform(0.75, 1.0)), "ragged": float(rng.uniform(0.2, 0.8)),
+            "texture": float(rng.uniform(0.0, 0.06)), "seed": _seed(rng)}  # fmt: skip
+
+
+def _draw_segments(h: int, w: int, segments: list[list[float]]) -> np.ndarray:
+    """Segments [x0, y0, x1, y1] (relative) of ``width`` pixels."""
+    canvas = np.zeros((h, w), np.uint8)
+    for x0, y0, x1, y1, wd in segments:
+        thick = max(1, int(round(wd)))
+        p0 = (int(round(x0 * (w - 1))), int(round(y0 * (h - 1))))
+        p1 = (int(round(x1 * (w - 1))), int(round(y1 * (h - 1))))
+        cv2.line(canvas, p0, p1, 1, thickness=thick, lineType=cv2.LINE_8)
+    return canvas
+
+
+def _ragged(mask: np.ndarray, amount: float, seed: int) -> np.ndarray:
+    """Fray a mask's edges outwards: blur it and threshold against noise (never thinner)."""
+    if amount <= 0 or not mask.any():
+        return mask.astype(bool)
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.0)
+    noise = _noise(seed, *mask.shape, 0.7)
+    frayed = soft + amount * 0.25 * noise > 0.5
+    return frayed | (mask > 0)
+
+
+def _paper(img: torch.Tensor, region: np.ndarray, colour, opacity: float, texture: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Show the paper (or backing) of ``colour`` through ``region``, with the paper's texture."""
+    h, w = region.shape
+    tex = 1 + texture * _noise(seed + 1, h, w, 0.8)
+    col = np.clip(np.asarray(colour, np.float32)[None, None, :] * tex[..., None], 0, 1)
+    return _blend(img, col, region * opacity), _as_mask(region, img)
+
+
+def apply_craquelure(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = img.shape[-2:]
+    region = _ragged(_draw_segments(h, w, p["segments"]), p["ragged"], p["seed"]).astype(np.float32)
+    return _paper(img, region, p["colour"], p["opacity"], p["texture"], p["seed"])
+
+
+# -- creases and folds: a bright ridge with a shadowed side -----------------------------------------
+
+
+def sample_creases(rng: np.random.Generator, h: int, w: int) -> dict:
+    creases = []
+    for _ in range(int(rng.integers(1, 3))):
+        angle = float(rng.uniform(0, math.pi))
+        cx, cy = (float(v) for v in rng.uniform(0.15, 0.85, 2))
+        creases.append({"x": cx, "y": cy, "angle": angle, "wobble": float(rng.uniform(0, 0.02)),
+                        "ridge": float(rng.uniform(0.002, 0.006)), "shadow": float(rng.uniform(0.004, 0.015)),
+                        "brightness": float(rng.uniform(0.25, 0.6)), "darkening": float(rng.uniform(0.25, 0.5))})  # fmt: skip
+    return {"creases": creases, "seed": _seed(rng)}
+
+
+def apply_creases(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ridge_a, shadow_a = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    for i, c in enumerate(p["creases"]):
+        nx, ny = -math.sin(c["angle"]), math.cos(c["angle"])  # unit normal of the fold line
+        along = (xx / s - c["x"] * w / s) * ny - (yy / s - c["y"] * h / s) * nx
+        wob = c["wobble"] * np.sin(along * 9.0 + i)  # folds are not ruler-straight
+        d = ((xx / s - c["x"] * w / s) * nx + (yy / s - c["y"] * h / s) * ny) - wob  # signed distance
+        ridge = np.abs(d) <= max(c["ridge"], 0.5 / s)
+        shadow = (d > c["ridge"]) & (d <= c["ridge"] + max(c["shadow"], 1.0 / s))
+        ridge_a = np.maximum(ridge_a, ridge * c["brightness"])
+        shadow_a = np.maximum(shadow_a, shadow * c["darkening"])
+    shadow_a[ridge_a > 0] = 0  # where folds cross, the ridge is what shows
+    img = _blend(_blend(img, np.zeros(3), shadow_a), np.array([0.97, 0.96, 0.93]), ridge_a)
+    return img, _as_mask((ridge_a > 0) | (shadow_a > 0), img)
+
+
+# -- missing corners and edge losses (paper or a dark backing shows) -------------------------------
+
+
+def sample_losses(rng: np.random.Generator, h: int, w: int) -> dict:
+    corners = [int(c) for c in rng.choice(4, size=int(rng.integers(1, 3)), replace=False)]
+    dark = rng.random() < 0.5
+    backing = [float(v) for v in (rng.uniform(0.03, 0.2, 3) if dark else rng.uniform(0.8, 0.97, 3))]
+    return {"corners": corners, "size": [float(v) for v in rng.uniform(0.08, 0.35, 2)], "backing": backing,
+            "ragged": float(rng.uniform(0.02, 0.08)), "seed": _seed(rng)}  # fmt: skip
+
+
+def apply_losses(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    noise = _noise(p["seed"], h, w, max(1.0, 0.01 * s))
+    region = np.zeros((h, w), bool)
+    for corner in p["corners"]:
+        dx = xx / s if corner in (0, 2) else (w - 1 - xx) / s
+        dy = yy / s if corner in (0, 1) else (h - 1 - yy) / s
+        region |= dx / p["size"][0] + dy / p["size"][1] + p["ragged"] * noise < 1.0  # a torn-off triangle
+    return _paper(img, region.astype(np.float32), p["backing"], 1.0, 0.03, p["seed"])
+
+
+# -- emulsion loss and flaking ----------------------------------------------------------------------
+
+
+def sample_flaking(rng: np.random.Generator, h: int, w: int) -> dict:
+    return {"coverage": float(rng.uniform(0.01, 0.08)), "scale": float(rng.uniform(0.004, 0.02)),
+            "where": list(_edge_start(rng, 0.7)), "spread": float(rng.uniform(0.15, 0.5)),
+            "paper": float(rng.uniform(0.8, 0.97)), "seed": _seed(rng)}  # fmt: skip
+
+
+def apply_flaking(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Islands of lost emulsion, thickest around one place (often an edge), paper beneath."""
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dist = np.hypot(xx / s - p["where"][0] * w / s, yy / s - p["where"][1] * h / s)
+    field = _noise(p["seed"], h, w, max(0.7, p["scale"] * s)) - dist / p["spread"]
+    region = field > np.quantile(field, 1 - p["coverage"])
+    paper = [p["paper"], p["paper"] * 0.98, p["paper"] * 0.94]
+    return _paper(img, region.astype(np.float32), paper, 1.0, 0.04, p["seed"])
+
+
+# -- foxing: rust-brown spots ---------------------------------------------------------------------
+
+
+def sample_foxing(rng: np.random.Generator, h: int, w: int) -> dict:
+    n = int(rng.integers(5, 60))
+    cx, cy = _edge_start(rng, 0.5)
+    spread = float(rng.uniform(0.1, 0.6))
+    spots = [[float(np.clip(cx + rng.normal(0, spread), 0, 1)), float(np.clip(cy + rng.normal(0, spread), 0, 1)),
+              float(np.exp(rng.uniform(np.log(0.002), np.log(0.015)))), float(rng.uniform(0.5, 0.95))] for _ in range(n)]  # fmt: skip
+    return {"spots": spots, "colour": [float(rng.uniform(0.45, 0.65)), float(rng.uniform(0.25, 0.4)), float(rng.uniform(0.08, 0.2))]}
+
+
+def apply_foxing(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    for x, y, r, strength in p["spots"]:
+        rr = max(r * s, 1.0)
+        d2 = ((xx - x * (w - 1)) ** 2 + (yy - y * (h - 1)) ** 2) / rr**2
+        alpha = np.maximum(alpha, np.where(d2 <= 1, strength * (1 - 0.5 * d2), 0))  # darker core
+    return _blend(img, np.asarray(p["colour"]), alpha), _as_mask(alpha > 0, img)
+
+
+# -- water stains: a tinted region bounded by a dark tide line ------------------------------------------
+
+
+def sample_water_stain(rng: np.random.Generator, h: int, w: int) -> dict:
+    return {"where": list(_edge_start(rng, 0.5)), "radius": float(rng.uniform(0.15, 0.5)),
+            "wobble": float(rng.uniform(0.1, 0.35)), "tint": float(rng.uniform(0.05, 0.2)),
+            "line": float(rng.uniform(0.002, 0.006)), "line_strength": float(rng.uniform(0.3, 0.6)), "seed": _seed(rng)}  # fmt: skip
+
+
+def apply_water_stain(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stain's interior is tinted (the picture shows through: not marked); the tide line at its
+    rim, where the dissolved dirt dried, is dark and marked."""
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dist = np.hypot(xx / s - p["where"][0] * w / s, yy / s - p["where"][1] * h / s) / p["radius"]
+    dist = dist + p["wobble"] * 0.3 * _noise(p["seed"], h, w, max(1.0, 0.05 * s))
+    inside = dist < 1
+    line = np.abs(dist - 1) * p["radius"] < max(p["line"], 0.8 / s)
+    brown = np.array([0.55, 0.42, 0.25], np.float32)
+    img = _blend(img, brown, inside * p["tint"])
+    img = _blend(img, brown * 0.5, line * p["line_strength"])
+    return img, _as_mask(line, img)
+
+
+# -- translucent: silvering, fingerprints, tape residue (no mask: the picture is still there) ----------
+
+
+def sample_silvering(rng: np.random.Generator, h: int, w: int) -> dict:
+    return {"strength": float(rng.uniform(0.15, 0.45)), "reach": float(rng.uniform(0.1, 0.35)),
+            "tint": [float(v) for v in rng.uniform(0.6, 0.8, 3)], "seed": _seed(rng)}  # fmt: skip
+
+
+def apply_silvering(img: torch.Tensor, p: dict) -> torch.Tensor:
+    """A bluish metallic sheen on the dark parts of a print, strongest towards its edges."""
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    edge = np.minimum(np.minimum(xx, w - 1 - xx), np.minimum(yy, h - 1 - yy)) / s
+    reach = np.clip(1 - edge / p["reach"], 0, 1) * (1 + 0.3 * _noise(p["seed"], h, w, max(1.0, 0.03 * s)))
+    dark = (1 - img.mean(1, keepdim=True)).clamp(0, 1) ** 2
+    a = torch.from_numpy(np.clip(reach, 0, 1) * p["strength"]).to(img)[None, None] * dark
+    tint = torch.tensor(p["tint"], dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+    tint = tint.mean(1, keepdim=True) if img.shape[1] == 1 else tint
+    return img * (1 - a) + tint * a
+
+
+def sample_fingerprints(rng: np.random.Generator, h: int, w: int) -> dict:
+    return {"prints": [[*_edge_start(rng, 0.7), float(rng.uniform(0.04, 0.09)), float(rng.uniform(0, math.pi)),
+                        float(rng.uniform(0.05, 0.15))] for _ in range(int(rng.integers(1, 4)))],
+            "pitch": float(rng.uniform(0.004, 0.008))}  # fmt: skip
+
+
+def apply_fingerprints(img: torch.Tensor, p: dict) -> torch.Tensor:
+    """Greasy ridge patterns: elliptical whorls that darken and flatten the picture a little."""
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    for x, y, r, angle, strength in p["prints"]:
+        dx, dy = xx / s - x * w / s, yy / s - y * h / s
+        u = dx * math.cos(angle) + dy * math.sin(angle)
+        v = -dx * math.sin(angle) + dy * math.cos(angle)
+        rho = np.hypot(u / 0.7, v)
+        ridges = 0.5 + 0.5 * np.cos(2 * math.pi * rho / p["pitch"] + 3 * np.arctan2(v, u) / (rho / r + 1))
+        alpha = np.maximum(alpha, np.where(rho < r, strength * ridges * (1 - (rho / r) ** 4), 0))
+    return _blend(img, np.array([0.45, 0.42, 0.38]), alpha)
+
+
+def sample_tape(rng: np.random.Generator, h: int, w: int) -> dict:
+    return {"x": float(rng.uniform(0, 0.9)), "y": float(rng.uniform(0, 0.9)), "length": float(rng.uniform(0.15, 0.5)),
+            "breadth": float(rng.uniform(0.05, 0.12)), "vertical": bool(rng.random() < 0.5),
+            "amber": float(rng.uniform(0.15, 0.45))}  # fmt: skip
+
+
+def apply_tape(img: torch.Tensor, p: dict) -> torch.Tensor:
+    """Yellowed adhesive left by old tape: an amber film over a strip, a little darker at its edges."""
+    h, w = img.shape[-2:]
+    s = _short(h, w)
+    lx, ly = (p["breadth"], p["length"]) if p["vertical"] else (p["length"], p["breadth"])
+    x0, y0 = int(p["x"] * w), int(p["y"] * h)
+    x1, y1 = min(w, x0 + max(2, int(lx * s))), min(h, y0 + max(2, int(ly * s)))
+    alpha = np.zeros((h, w), np.float32)
+    alpha[y0:y1, x0:x1] = p["amber"]
+    rim = np.zeros_like(alpha)
+    rim[y0:y1, x0:x1] = 1
+    rim = rim - cv2.erode(rim, np.ones((3, 3), np.uint8))
+    alpha = np.maximum(alpha, rim * min(1.0, p["amber"] * 1.6))
+    return _blend(img, np.array([0.8, 0.6, 0.25]), alpha)
+
+
+def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grow a [B, 1, H, W] mask by ``radius`` pixels (square): the inpainter's margin."""
+    return F.max_pool2d(mask, 2 * radius + 1, 1, radius) if radius > 0 else mask

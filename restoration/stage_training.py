@@ -1,0 +1,215 @@
+"""Training of the staged restorer's *detect* and *inpaint* stages, each on its own: seeded
+(a batch is a function of seed and step), resumable, batches built in worker processes, losses
+in float32, an EMA of the weights exported as a checkpoint with its card.
+
+*detect* learns the damage mask of realistic synthetic damage (crack networks, creases, lost
+corners, flaking, foxing, tide lines, scratches, dust) over prints that are also faded, yellowed,
+grainy, stained, silvered and fingerprinted: those must not be marked. *inpaint* learns to
+recover a picture (as it was before the damage: grain and all) inside damage-shaped holes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from restoration import losses
+from restoration.checkpoints import save_checkpoint
+from restoration.data import batch_loader, random_crops, step_batch
+from restoration.degrade import DegradationConfig, Degraded, degrade
+from restoration.metrics import mask_f1, psnr
+from restoration.registry import create_model
+
+STATE = "training-state.pt"
+
+# What the detector sees: the real prints' damage, and the look of old prints it must not mark.
+DETECT_PROBABILITIES = {
+    "gaussian_blur": 0.35, "resample": 0.2, "fading": 0.4, "yellowing": 0.5, "sepia": 0.3, "vignette": 0.3,
+    "gaussian_noise": 0.3, "poisson_noise": 0.15, "film_grain": 0.4, "halftone": 0.03,
+    "silvering": 0.15, "fingerprints": 0.1, "tape": 0.1,
+    "craquelure": 0.55, "creases": 0.15, "losses": 0.1, "flaking": 0.2, "foxing": 0.2, "water_stain": 0.15,
+    "scratches": 0.35, "dust": 0.4, "cracks": 0.15, "tears": 0.1, "jpeg": 0.3,
+}  # fmt: skip
+# The pictures the inpainter fills holes in: a little blur, noise and grain, as scans have.
+INPAINT_TONE = {"gaussian_blur": 0.3, "gaussian_noise": 0.3, "film_grain": 0.3, "yellowing": 0.3, "sepia": 0.2,
+                "fading": 0.2, "jpeg": 0.2}  # fmt: skip
+# The holes it fills: every shape of damage, often several at once.
+INPAINT_HOLES = {"craquelure": 0.7, "creases": 0.15, "losses": 0.15, "flaking": 0.3, "foxing": 0.25,
+                 "water_stain": 0.15, "scratches": 0.4, "dust": 0.4, "cracks": 0.3, "tears": 0.15}  # fmt: skip
+
+
+@dataclass
+class StageConfig:
+    stage: str = "detect"  # detect | inpaint
+    architecture: str = "damage_detector"
+    arch_config: dict[str, Any] = field(default_factory=dict)
+    steps: int = 8000
+    batch: int = 8
+    crop: int = 128
+    lr: float = 1e-3  # cosine decay to a tenth of it over the run
+    clip_grad: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    val_every: int = 1000
+    val_crops: int = 4  # per held-out image
+    val_crop: int = 192
+    degradation: dict[str, float] = field(default_factory=lambda: dict(DETECT_PROBABILITIES))
+    holes: dict[str, float] = field(default_factory=lambda: dict(INPAINT_HOLES))
+    untouched: float = 0.1  # detect: share of crops without any damage or tone effect
+    grow: int = 2  # inpaint: holes are grown as the pipeline grows the detector's mask
+    hole_weight: float = 6.0  # inpaint: extra L1 inside the holes
+    ssim_weight: float = 0.2
+    augment: bool = True
+    workers: int = 1  # processes building batches (0: in the training process)
+
+    def __post_init__(self) -> None:
+        if self.stage not in ("detect", "inpaint"):
+            raise ValueError(f"stage must be detect or inpaint, not {self.stage!r}")
+
+
+def inpaint_batch(images: list[np.ndarray], seed: int, batch: int, size: int, tone: DegradationConfig,
+                  holes: DegradationConfig, grow: int, augment: bool, step: int) -> Degraded:  # fmt: skip
+    """Pictures (clean crops through a light tone mixture) and damage-shaped holes in them, grown
+    by ``grow`` pixels; ``degraded`` is the picture itself: the inpainter sees it only outside the holes."""
+    rng = np.random.default_rng([seed, step])
+    picture = degrade(random_crops(images, batch, size, rng, augment), rng, tone).degraded
+    damaged = degrade(picture, rng, holes)
+    mask = F.max_pool2d(damaged.mask, 2 * grow + 1, 1, grow) if grow else damaged.mask
+    return Degraded(picture, picture, mask, damaged.params)
+
+
+def batch_maker(c: StageConfig, images: list[np.ndarray], size: int | None = None, validation: bool = False) -> Callable[[int], Degraded]:
+    size = size or c.crop
+    augment = c.augment and not validation
+    if c.stage == "detect":
+        config = DegradationConfig(dict(c.degradation), untouched=0.0 if validation else c.untouched)
+        return functools.partial(step_batch, images, c.seed, c.batch, size, config, augment)
+    return functools.partial(inpaint_batch, images, c.seed, c.batch, size, DegradationConfig(dict(INPAINT_TONE)),
+                             DegradationConfig(dict(c.holes)), c.grow, augment)  # fmt: skip
+
+
+class StageTrainer:
+    def __init__(self, config: StageConfig, train_images: list[np.ndarray], val_images: list[np.ndarray],
+                 device: str = "cpu", log: Callable[[str], None] = print):  # fmt: skip
+        torch.manual_seed(config.seed)
+        self.config, self.device, self.log = config, torch.device(device), log
+        self.train_images, self.val_images = train_images, val_images
+        self.net = create_model(config.architecture, **config.arch_config).to(self.device)
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
+        self.amp = self.device.type == "cuda"
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.sessions: list[dict[str, Any]] = []
+
+    def loss(self, net: torch.nn.Module, batch: Degraded) -> torch.Tensor:
+        x, y, m = (t.to(self.device, non_blocking=True) for t in (batch.degraded, batch.clean, batch.mask))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            if self.config.stage == "detect":
+                return losses.mask_loss(net(x), m)
+            return losses.reconstruction(net(x, m), y, self.config.ssim_weight, m, self.config.hole_weight)
+
+    def train_step(self, batch: Degraded) -> dict[str, float]:
+        c = self.config
+        lr = c.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * self.step / max(c.steps, 1))))
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        loss = self.loss(self.net, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.clip_grad)
+        self.opt.step()
+        with torch.no_grad():
+            decay = min(c.ema_decay, (1 + self.step) / (10 + self.step))
+            for e, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+        self.step += 1
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        c = self.config
+        make = batch_maker(c, self.val_images, c.val_crop, validation=True)
+        batches = [make(10**9 + i) for i in range(c.val_crops)]
+        return evaluate_stage(self.ema, c.stage, batches, self.device)
+
+    def save_state(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"step": self.step, "net": self.net.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
+                 "history": self.history, "sessions": self.sessions}  # fmt: skip
+        tmp = directory / (STATE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(directory / STATE)
+
+    def load_state(self, directory: Path) -> bool:
+        path = directory / STATE
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        for name in ("net", "ema", "opt"):
+            getattr(self, name).load_state_dict(state[name])
+        self.step, self.history, self.sessions = state["step"], state["history"], state["sessions"]
+        return True
+
+    def run(self, directory: Path, resume: bool = True, state_every: int = 250, session: dict | None = None,
+            until: int | None = None) -> None:  # fmt: skip
+        """Train to ``config.steps`` (or stop at ``until``: the schedule stays the full run's)."""
+        c = self.config
+        if resume and self.load_state(directory):
+            self.log(f"resumed at step {self.step}")
+        begun = time.monotonic()
+        entry = (session or {}) | {"from_step": self.step, "to_step": self.step, "wall_seconds": 0}
+        self.sessions.append(entry)
+        started, running = time.perf_counter(), []
+        for batch in batch_loader(batch_maker(c, self.train_images), self.step, min(until or c.steps, c.steps), c.workers):
+            running.append(self.train_step(batch))
+            if self.step % 50 == 0 or self.step == c.steps:
+                mean = float(np.mean([r["loss"] for r in running]))
+                self.log(f"step {self.step}/{c.steps} loss={mean:.4f} ({len(running) / (time.perf_counter() - started):.2f} steps/s)")
+                self.history.append({"step": self.step, "loss": mean})
+                running, started = [], time.perf_counter()
+            if self.step % c.val_every == 0 and self.step < c.steps:
+                self.log("validation " + " ".join(f"{k}={v:.4f}" for k, v in self.validate().items()))
+            if self.step % state_every == 0:
+                entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
+                self.save_state(directory)
+        entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
+        self.save_state(directory)
+
+
+@torch.no_grad()
+def evaluate_stage(net: torch.nn.Module, stage: str, batches: list[Degraded], device: torch.device) -> dict[str, float]:
+    """detect: mask F1 at 0.5; inpaint: PSNR inside the holes (input: the holes left empty)."""
+    net.eval()
+    if stage == "detect":
+        prob = torch.cat([torch.sigmoid(net(b.degraded.to(device)).float()).cpu() for b in batches])
+        return {"mask_f1": mask_f1(prob, torch.cat([b.mask for b in batches])).item()}
+    out, hole_in, hole_out = [], [], []
+    for b in batches:
+        filled = net(b.degraded.to(device), b.mask.to(device)).float().cpu()
+        sel = b.mask.expand_as(b.clean) > 0.5
+        hole_in.append(((b.clean * 0)[sel] - b.clean[sel]) ** 2)
+        hole_out.append((filled[sel] - b.clean[sel]) ** 2)
+        out.append(psnr(filled, b.clean))
+    mse = lambda parts: torch.cat(parts).mean().clamp_min(1e-12)  # noqa: E731
+    return {"hole_psnr": (-10 * torch.log10(mse(hole_out))).item(), "psnr": torch.cat(out).mean().item()}
+
+
+def export(trainer: StageTrainer, directory: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Save the EMA weights of one stage as a checkpoint with its card."""
+    c = trainer.config
+    card = card | {"architecture": c.architecture, "config": c.arch_config, "task": f"restore-{c.stage}",
+                   "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device)},
+                   "history": trainer.history[-20:], "sessions": trainer.sessions}  # fmt: skip
+    return save_checkpoint(trainer.ema, directory, card)
+

@@ -1,0 +1,32 @@
+"""Assembling the staged restorer: stage checkpoints (each trained on its own) become one
+pipeline checkpoint, one model version to the catalogue, whose card lists every stage's
+architecture, config, weights digest and where it came from; loading checks every digest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from restoration.checkpoints import load_checkpoint, save_checkpoint, tensors_sha256
+from restoration.registry import create_model
+
+# What a stage's own card contributes to the pipeline's (its provenance; not its history).
+_FROM_STAGE = ("name", "version", "task", "metrics", "training", "data", "sessions", "weights_sha256")
+
+
+def assemble(stage_dirs: dict[str, Path], directory: Path, card: dict[str, Any], **pipeline_config) -> dict[str, Any]:
+    """Build ``restore_pipeline`` from stage checkpoint folders ({"detect": …, "inpaint": …,
+    "denoise": …}; each checked against its own card) and save it to ``directory``."""
+    models, specs, listed = {}, {}, {}
+    for name, stage_dir in stage_dirs.items():
+        model, stage_card = load_checkpoint(Path(stage_dir))
+        models[name] = model
+        specs[name] = {"architecture": stage_card["architecture"], "config": stage_card["config"]}
+        listed[name] = specs[name] | {"tensors_sha256": tensors_sha256(model.state_dict()),
+                                      "from": {k: stage_card[k] for k in _FROM_STAGE if k in stage_card}}  # fmt: skip
+    config = {"stages": specs, **pipeline_config}
+    pipeline = create_model("restore_pipeline", **config)
+    for name, model in models.items():
+        getattr(pipeline, name).load_state_dict(model.state_dict(), strict=True)
+    card = card | {"architecture": "restore_pipeline", "config": config, "task": "restore", "stages": listed}
+    return save_checkpoint(pipeline, directory, card)

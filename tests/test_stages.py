@@ -1,0 +1,166 @@
+"""The staged restorer: detect -> inpaint -> denoise as one checkpoint whose card vouches for every
+stage; tiles that agree with the whole image at the inpainter's overlap; a curator's own mask;
+and the training that makes the stages (float32 losses, worker-built batches, resumable)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from restoration import losses
+from restoration.checkpoints import ChecksumError, load_checkpoint, save_checkpoint, sha256_file
+from restoration.data import batch_loader, step_batch
+from restoration.degrade import DegradationConfig
+from restoration.engine import EngineConfig, Restorer
+from restoration.registry import create_model
+from restoration.stage_training import StageConfig, StageTrainer, batch_maker
+from restoration.stages import assemble
+
+TINY = {"detect": "damage_detector_test", "inpaint": "gated_inpainter_test", "denoise": "unet_restorer_test"}
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[::2, ::2][:200, :232])
+
+
+@pytest.fixture()
+def pipeline_dir(tmp_path):
+    torch.manual_seed(0)
+    dirs = {}
+    for name, arch in TINY.items():
+        model = create_model(arch)
+        with torch.no_grad():  # an untrained detector marks nothing; make it mark bright pixels
+            if name == "detect":
+                model.head.bias.fill_(0.0)
+        dirs[name] = tmp_path / name
+        save_checkpoint(model, dirs[name], {"architecture": arch, "config": {}, "name": f"tiny-{name}", "version": "t1"})
+    card = assemble(dirs, tmp_path / "pipeline", {"name": "restore-pipeline", "version": "t1"})
+    return tmp_path / "pipeline", card
+
+
+def test_pipeline_card_lists_every_stage_and_loading_rebuilds_it(pipeline_dir):
+    directory, card = pipeline_dir
+    assert card["architecture"] == "restore_pipeline" and set(card["stages"]) == {"detect", "inpaint", "denoise"}
+    for name, arch in TINY.items():
+        stage = card["stages"][name]
+        assert stage["architecture"] == arch and len(stage["tensors_sha256"]) == 64
+        assert stage["from"]["weights_sha256"] == sha256_file(directory.parent / name / "model.safetensors")
+    model, _ = load_checkpoint(directory)
+    x = torch.rand(1, 3, 40, 48)
+    restored, logits = model(x)
+    assert restored.shape == x.shape and logits.shape == (1, 1, 40, 48)
+
+
+def test_a_tampered_stage_is_refused_even_with_a_matching_file_digest(pipeline_dir):
+    directory, card = pipeline_dir
+    weights = directory / "model.safetensors"
+    state = load_file(weights)
+    state["inpaint.head.bias"] = state["inpaint.head.bias"] + 0.01
+    save_file(state, weights, metadata={"architecture": "restore_pipeline"})
+    card["weights_sha256"] = sha256_file(weights)  # someone re-signed the file, not the stage
+    (directory / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ChecksumError, match="stage inpaint"):
+        load_checkpoint(directory)
+
+
+def test_a_stage_listed_as_another_architecture_is_refused(pipeline_dir):
+    directory, card = pipeline_dir
+    card["stages"]["detect"]["architecture"] = "damage_detector"
+    (directory / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ChecksumError, match="stage detect"):
+        load_checkpoint(directory)
+
+
+def test_inpainter_keeps_every_pixel_outside_its_mask_and_sees_far():
+    net = create_model("gated_inpainter").eval()
+    assert net.receptive_field >= 128
+    x = torch.rand(1, 3, 64, 72)
+    mask = torch.zeros(1, 1, 64, 72)
+    mask[..., 20:30, 10:60] = 1
+    with torch.no_grad():
+        out = net(x, mask)
+    assert torch.equal(out[..., mask[0, 0] == 0], x[..., mask[0, 0] == 0])
+    assert not torch.equal(out[..., 20:30, 10:60], x[..., 20:30, 10:60])
+
+
+def test_tiles_agree_with_the_whole_image_at_the_inpainters_overlap(pipeline_dir, photo):
+    model, _ = load_checkpoint(pipeline_dir[0])
+    assert model.tile_overlap >= 128 and model.alignment == 4  # the inpainter asks for its overlap
+    whole = Restorer(model, EngineConfig(tile=1024)).restore([photo])[0]
+    tiled_engine = Restorer(model, EngineConfig(tile=256, overlap=64))
+    assert tiled_engine.config.overlap == 128  # raised to what the pipeline needs
+    tiled = tiled_engine.restore([photo])[0]
+    assert np.abs(whole.image.astype(int) - tiled.image.astype(int)).max() <= 2
+    assert np.abs(whole.mask - tiled.mask).max() < 0.01
+
+
+def test_a_curators_mask_is_used_instead_of_the_detector(pipeline_dir, photo):
+    model, _ = load_checkpoint(pipeline_dir[0])
+    model.denoise = None  # so that every pixel outside the grown mask must come back as it was
+    supplied = np.zeros(photo.shape[:2], np.uint8)
+    supplied[50:60, 20:200] = 255
+    result = Restorer(model, EngineConfig(tile=1024)).restore([photo], masks=[supplied])[0]
+    grown = np.zeros_like(supplied, bool)
+    grown[50 - model.grow : 60 + model.grow, 20 - model.grow : 200 + model.grow] = True
+    assert np.array_equal(result.image[~grown], photo[~grown])
+    assert np.abs(result.image[50:60, 20:200].astype(int) - photo[50:60, 20:200]).mean() > 1
+    assert np.array_equal(result.mask > 0.5, supplied > 0)  # the saved mask is the one used
+    with pytest.raises(ValueError, match="mask is 10x10"):
+        Restorer(model).restore([photo], masks=[np.zeros((10, 10))])
+    with pytest.raises(ValueError, match="cannot restore with a supplied mask"):
+        Restorer(create_model("unet_restorer_test")).restore([photo], masks=[supplied])
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+def test_losses_run_in_float32_under_bf16_autocast():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(4, 3, 64, 64, generator=g)
+    pred = (target + 0.15 * torch.randn(4, 3, 64, 64, generator=g)).clamp(0, 1)
+    mask = (torch.rand(4, 1, 64, 64, generator=g) > 0.9).float()
+    logits = torch.randn(4, 1, 64, 64, generator=g)
+    want = (losses.reconstruction(pred, target, 0.2, mask, 4.0), losses.mask_loss(logits, mask))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = (losses.reconstruction(pred, target, 0.2, mask, 4.0), losses.mask_loss(logits, mask))
+    for w, o in zip(want, got, strict=True):
+        assert o.dtype == torch.float32 and torch.allclose(w, o, rtol=1e-6, atol=1e-7)
+
+
+def test_batches_built_in_worker_processes_equal_the_in_process_ones():
+    from restoration.data import TRAIN_IMAGES, bundled_images
+
+    images = list(bundled_images(TRAIN_IMAGES[:3]).values())
+    make = batch_maker(StageConfig(stage="detect", batch=2, crop=48), images)
+    inproc = [make(step) for step in range(5, 8)]
+    workers = list(batch_loader(make, 5, 8, workers=2))
+    assert len(workers) == 3
+    for a, b in zip(inproc, workers, strict=True):
+        assert torch.equal(a.degraded, b.degraded) and torch.equal(a.mask, b.mask) and a.params == b.params
+    legacy = step_batch(images, 0, 2, 48, DegradationConfig(), False, 3)  # the restorer's batches too
+    assert torch.equal(legacy.degraded, next(iter(batch_loader(lambda s: legacy, 3, 4, workers=0))).degraded)
+
+
+@pytest.mark.parametrize("stage, arch", [("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")])
+def test_a_stage_trains_resumes_exactly_and_exports(stage, arch, tmp_path):
+    from restoration.data import TRAIN_IMAGES, bundled_images
+
+    images = list(bundled_images(TRAIN_IMAGES[:2]).values())
+    config = StageConfig(stage=stage, architecture=arch, steps=6, batch=2, crop=48, val_crops=1, val_crop=48, workers=0)
+    straight = StageTrainer(config, images, images, log=lambda _: None)
+    straight.run(tmp_path / "a")
+    StageTrainer(config, images, images, log=lambda _: None).run(tmp_path / "b", until=3)
+    resumed = StageTrainer(config, images, images, log=lambda _: None)
+    resumed.run(tmp_path / "b")
+    assert resumed.step == 6 and [s["to_step"] for s in resumed.sessions] == [3, 6]
+    for k, v in straight.ema.state_dict().items():
+        assert torch.allclose(v, resumed.ema.state_dict()[k], atol=1e-6), k
+    metrics = straight.validate()
+    assert set(metrics) == ({"mask_f1"} if stage == "detect" else {"hole_psnr", "psnr"})
