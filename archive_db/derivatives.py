@@ -36,18 +36,54 @@ class Recipe:
         return hashlib.sha256(self.canonical().encode()).hexdigest()
 
 
-def items_needing(session: Session, collection_id: int, kind: str, recipe_hash: str,
-                  after_id: int = 0, limit: int | None = None) -> list[tuple[int, str, str, int, int]]:  # fmt: skip
+# A curator's corrected damage mask for an item: versioned and immutable like any derivative, no
+# model (drawn by a person), its recipe hash the mask file's sha256 (the same mask twice is one).
+MASK_KIND = "mask"
+
+
+def masked_hash(recipe_hash: str, mask_sha256: str) -> str:
+    """The recipe hash of a version made with a curator's mask: the recipe's with the mask's, so a
+    new mask makes new work and the same mask again does not."""
+    return hashlib.sha256(f"{recipe_hash}+mask:{mask_sha256}".encode()).hexdigest()
+
+
+def current_masks(session: Session, item_ids: list[int]) -> dict[int, Derivative]:
+    """The current curator's mask of each of ``item_ids`` that has one."""
+    if not item_ids:
+        return {}
+    query = select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == MASK_KIND, Derivative.is_current)
+    return {d.item_id: d for d in session.scalars(query)}
+
+
+def derivative_by_recipe(session: Session, item_id: int, kind: str, recipe_hash: str) -> Derivative | None:
+    query = select(Derivative).where(Derivative.item_id == item_id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)
+    return session.scalars(query).one_or_none()
+
+
+def items_needing(session: Session, collection_id: int, kind: str, recipe_hash: str, after_id: int = 0,
+                  limit: int | None = None, with_masks: bool = False) -> list[tuple[int, str, str, int, int]]:  # fmt: skip
     """Ingested items of a collection without a derivative of ``kind`` made by the recipe, as
-    (id, source key, sha256, width, height), in id order from ``after_id`` (keyset paging)."""
+    (id, source key, sha256, width, height), in id order from ``after_id`` (keyset paging).
+
+    ``with_masks`` (a recipe whose model takes a curator's mask): an item with a current mask
+    needs the version made with that mask (:func:`masked_hash`), not the plain recipe's."""
     done = exists().where(Derivative.item_id == Item.id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)
-    query = (
-        select(Item.id, Item.source_key, Item.sha256, Item.width, Item.height)
-        .where(Item.collection_id == collection_id, Item.status == "ingested", Item.id > after_id, ~done)
-        .order_by(Item.id)
-        .limit(limit)
-    )
-    return [tuple(row) for row in session.execute(query)]
+    columns = (Item.id, Item.source_key, Item.sha256, Item.width, Item.height)
+    where = (Item.collection_id == collection_id, Item.status == "ingested", Item.id > after_id)
+    masked = aliased(Derivative)
+    has_mask = exists().where(masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current)
+    query = select(*columns).where(*where, ~done, *((~has_mask,) if with_masks else ())).order_by(Item.id).limit(limit)
+    rows = [tuple(row) for row in session.execute(query)]
+    if not with_masks:
+        return rows
+    # Items with a mask are few (a curator draws each): their hashes are computed here.
+    candidates = session.execute(select(*columns, masked.sha256).join(masked, and_(
+        masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current)).where(*where)).all()  # fmt: skip
+    wanted = {row[0]: masked_hash(recipe_hash, row[5]) for row in candidates}
+    made = set(session.execute(select(Derivative.item_id, Derivative.recipe_hash).where(
+        Derivative.item_id.in_(list(wanted)), Derivative.kind == kind)).all()) if wanted else set()  # fmt: skip
+    rows += [tuple(row[:5]) for row in candidates if (row[0], wanted[row[0]]) not in made]
+    return sorted(rows)[:limit] if limit is not None else sorted(rows)
 
 
 def stale_items(session: Session, collection_id: int, kind: str, model: ModelVersion) -> list[int]:

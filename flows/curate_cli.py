@@ -220,4 +220,22 @@ def serve(settings: Settings, host: str, port: int) -> None:
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-COMMANDS = (search, lineage, events, import_metadata, serve)
+@click.command()
+@click.argument("item")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--user", help="Who drew it (recorded as the event's agent).")
+@click.pass_obj
+def mask(settings: Settings, item: str, file: str, user: str | None) -> None:
+    """Give ITEM (id, sha256 prefix or COLLECTION/KEY) a corrected damage mask: FILE, the master's
+    size as stored, white where it is damaged. The next `archive restore` with a staged model
+    restores the item again with it (a new version; its recipe names the mask's sha256)."""
+    from pathlib import Path
+
+    from flows.masks import store_mask
+
+    row = store_mask(settings, item, Path(file), user)
+    out.print(f"mask v{row.version} of item {row.item_id} is current (sha256 {row.sha256[:16]}…, "
+              f"{row.recipe['marked']:.2%} marked)", markup=False)  # fmt: skip
+
+
+COMMANDS = (search, lineage, events, import_metadata, serve, mask)

@@ -70,6 +70,16 @@ def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:
     img.save(path, fmt, **kwargs)
 
 
+def read_mask(source: Path | bytes) -> np.ndarray:
+    """A curator's mask file as [H, W] uint8 (white = damaged): grey, or colour (its brightest channel), or
+    the alpha of an RGBA file where its colour is empty (a layer painted over a transparent one)."""
+    with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as img:
+        arr = np.asarray(img.convert("RGBA") if img.mode in ("RGBA", "LA", "P") else img.convert("RGB"))
+    if arr.shape[2] == 4 and not arr[..., :3].any():
+        return arr[..., 3]
+    return arr[..., :3].max(axis=2)
+
+
 def save_mask(path: Path, mask: np.ndarray) -> None:
     Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(path, "PNG")
 

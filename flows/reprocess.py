@@ -27,7 +27,7 @@ from flows.fetch import cached_store
 from flows.imageio import read_image
 from flows.models import agent_of, resolve
 from flows.report import artifact_key
-from flows.restore import KIND, RestoreSummary, dispatch, prepare
+from flows.restore import KIND, RestoreSummary, dispatch, prepare, takes_masks
 from flows.settings import Settings
 from flows.store import open_store, read_all
 
@@ -84,7 +84,7 @@ def reprocess_collection(collection: str, model: str | None = None, pool: str | 
         coll_id, row, recipe = prepare(settings, collection, model, kind)
         with sessions_for(settings.db.url)() as session:
             stale = set(stale_items(session, coll_id, kind, row))
-            todo = [r for r in items_needing(session, coll_id, kind, recipe.hash) if r[0] in stale]
+            todo = [r for r in items_needing(session, coll_id, kind, recipe.hash, with_masks=takes_masks(row)) if r[0] in stale]
     summary = dispatch(settings, "reprocess", collection, coll_id, model, row, recipe, todo, pool)
     report = ReprocessReport(summary, report_prefix=f"reports/{collection}/reprocess-run{summary.run_id}")
     pairs = _pairs(settings, [r[0] for r in todo], recipe.kind, summary.run_id)

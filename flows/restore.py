@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import select
 
 from archive_db import ledger, queries
-from archive_db.derivatives import Recipe, items_needing, make_current, next_version
+from archive_db.derivatives import Recipe, current_masks, items_needing, make_current, masked_hash, next_version
 from archive_db.models import Agent, Collection, Derivative, Event, Item, ModelVersion
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ArchiveError, ConfigError, NotFound
@@ -121,8 +121,14 @@ def restore_collection(collection: str, model: str = "restore@production", pool:
     settings = settings or Settings()
     coll_id, row, recipe = prepare(settings, collection, model, kind)
     with sessions_for(settings.db.url)() as session:
-        todo = items_needing(session, coll_id, kind, recipe.hash)
+        todo = items_needing(session, coll_id, kind, recipe.hash, with_masks=takes_masks(row))
     return dispatch(settings, "restore", collection, coll_id, model, row, recipe, todo, pool)
+
+
+def takes_masks(row: ModelVersion) -> bool:
+    """Whether a model version restores with a curator's mask where an item has one (a staged
+    pipeline: its inpainter fills the mask instead of what the detector found)."""
+    return row.task == "restore" and row.architecture == "restore_pipeline"
 
 
 def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple[int, ModelVersion, Recipe]:
@@ -229,7 +235,9 @@ def batch_outcome(settings: Settings, run_id: int, ids: list[int], recipe: Recip
     """What the catalogue says a batch did: items with the recipe's derivative (for a style, the
     one this run made: its hash names the parent too), and the reasons of this run's failure
     events for the others."""
-    made = Derivative.run_id == run_id if recipe.operation == "style" else Derivative.recipe_hash == recipe.hash
+    made = Derivative.run_id == run_id
+    if recipe.operation != "style":  # or made before; a version made with a curator's mask has its own hash
+        made = made | (Derivative.recipe_hash == recipe.hash)
     with sessions_for(settings.db.url)() as session:
         restored = set(session.scalars(select(Derivative.item_id).where(
             Derivative.item_id.in_(ids), Derivative.kind == recipe.kind, made)))  # fmt: skip
@@ -272,6 +280,8 @@ class _Work:
     orientation: int | None
     loaded: Future | None = None
     input: Input | None = None  # a style's parent derivative (None: the master)
+    mask: Input | None = None  # a curator's mask to restore with (its recipe_hash: the version's)
+    mask_pixels: Any = None  # decoded with the image
 
 
 @flow(name="restore-batch", validate_parameters=False)
@@ -291,7 +301,7 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
         if row.weights_sha256 != rec.weights_sha256:
             raise ConfigError(f"{rec.model} has weights {row.weights_sha256[:12]}…, the recipe asks for "
                               f"{rec.weights_sha256[:12]}…")  # fmt: skip
-        work = _work_of(session, item_ids, rec, settings)
+        work = _work_of(session, item_ids, rec, settings, takes_masks(row))
     engine, card = _engine(settings, row) if rec.operation == "restore" else stylist(settings, row, rec)
     torch.manual_seed(SEED)
     gpu = engine.device if gpu_jpeg_available(engine.device) else None
@@ -320,7 +330,8 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
                 continue
             started = time.perf_counter()
             try:
-                results = engine.process([loaded.pixels for _, loaded in ready])
+                masks = [w.mask_pixels for w, _ in ready]
+                results = engine.process([loaded.pixels for _, loaded in ready], *([masks] if any(m is not None for m in masks) else []))
             except Exception as exc:  # the model failed on this group: each item is told why
                 for w, _ in ready:
                     writer.fail(w, exc)
@@ -362,24 +373,30 @@ class _Executor(ThreadPoolExecutor):
         return done
 
 
-def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings) -> list[_Work]:
+def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings, with_masks: bool = False) -> list[_Work]:
     """The batch's items that still lack the recipe's derivative (re-running a batch is a no-op);
-    for a style, with the input each is made from."""
+    for a style, with the input each is made from; with masks, each item's curator's mask."""
+    output_uri = open_store(settings.store.output, settings.store, create=True).uri
+    masks: dict[int, Input] = {}
     if rec.operation == "style":  # inputs_for leaves out what is done (the hash names the parent)
-        inputs = inputs_for(session, item_ids, rec, open_store(settings.store.output, settings.store, create=True).uri)
+        inputs = inputs_for(session, item_ids, rec, output_uri)
         item_ids, done = list(inputs), set()
     else:
-        done = set(session.scalars(select(Derivative.item_id).where(
-            Derivative.item_id.in_(item_ids), Derivative.kind == rec.kind, Derivative.recipe_hash == rec.hash)))  # fmt: skip
+        if with_masks:
+            masks = {i: Input(m.id, output_uri, m.storage_uri.removeprefix(output_uri + "/"), m.sha256,
+                              masked_hash(rec.hash, m.sha256)) for i, m in current_masks(session, item_ids).items()}  # fmt: skip
+        made = set(session.execute(select(Derivative.item_id, Derivative.recipe_hash).where(
+            Derivative.item_id.in_(item_ids), Derivative.kind == rec.kind)).all())  # fmt: skip
+        done = {i for i in item_ids if (i, masks[i].recipe_hash if i in masks else rec.hash) in made}
     rows = session.execute(
         select(Item.id, Collection.name, Item.source_uri, Item.source_key, Item.sha256, Item.orientation)
         .join(Collection, Collection.id == Item.collection_id)
         .where(Item.id.in_(item_ids), Item.status == "ingested").order_by(Item.id)
     ).all()  # fmt: skip
     work = [_Work(*r) for r in rows if r[0] not in done]
-    if rec.operation == "style":
-        for w in work:
-            w.input = inputs[w.id]
+    for w in work:
+        w.input = inputs[w.id] if rec.operation == "style" else None
+        w.mask = masks.get(w.id)
     return work
 
 
@@ -397,6 +414,13 @@ def _fetch_decode(settings: Settings, w: _Work, gpu) -> Loaded:
     if digest != sha:
         what = f"derivative {w.input.parent_id} changed since it was written" if parent else "master changed since ingest"
         raise FixityError(f"{what}: sha256 {digest[:16]}… is not the catalogued {sha[:16]}…")
+    if w.mask is not None:
+        from flows.imageio import read_mask
+
+        drawn = read_all(cached_store(w.mask.uri, settings.store, settings.restore.threads), w.mask.key)
+        if hashlib.sha256(drawn).hexdigest() != w.mask.sha256:
+            raise FixityError(f"mask {w.mask.parent_id} changed since it was recorded")
+        w.mask_pixels = read_mask(drawn)
     return read_image(data, gpu)
 
 
@@ -420,8 +444,9 @@ class _Writer:
                          item_id=item_id, derivative_id=derivative_id, run_id=self.run_id)  # fmt: skip
 
     def _hash(self, w: _Work) -> str:
-        """The derivative's recipe hash: the recipe's, or for a style, the recipe's with the parent."""
-        return w.input.recipe_hash if w.input else self.rec.hash
+        """The derivative's recipe hash: the recipe's, or for a style, the recipe's with the parent,
+        or restored with a curator's mask, the recipe's with the mask."""
+        return w.input.recipe_hash if w.input else w.mask.recipe_hash if w.mask else self.rec.hash
 
     def fail(self, w: _Work, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
@@ -492,7 +517,9 @@ class _Writer:
             "derivative": {"kind": self.rec.kind, "version": version, "prefix": prefix,
                            "files": {f.name: {"sha256": f.sha256, "size": len(f.data), "media_type": f.content_type}
                                      for f in files}},
-            "recipe": asdict(self.rec) | {"hash": self._hash(w), "collection_recipe_hash": self.rec.hash},
+            "recipe": asdict(self.rec) | {"hash": self._hash(w), "collection_recipe_hash": self.rec.hash} | (
+                {"supplied_mask": {"derivative_id": w.mask.parent_id, "sha256": w.mask.sha256} if w.mask else None}
+                if self.rec.operation == "restore" else {}),
             "model": self.model,
             "parameters": self.rec.params,
             "seed": SEED,

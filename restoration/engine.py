@@ -240,14 +240,18 @@ def takes_mask(model: nn.Module) -> bool:
 
 
 def _mask_array(mask: np.ndarray | None, image: np.ndarray | torch.Tensor) -> np.ndarray | None:
-    """A supplied mask as float32 [H, W] in {0, 1}, refused unless it has the image's size."""
+    """A supplied mask as float32 [H, W] in {0, 1} (above half of its range: damaged), refused
+    unless it has the image's size."""
     if mask is None:
         return None
     mask = np.asarray(mask)
     mask = mask[..., 0] if mask.ndim == 3 else mask
     if mask.shape != tuple(image.shape[:2]):
         raise ValueError(f"the supplied mask is {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
-    return (mask > (0.5 if np.issubdtype(mask.dtype, np.floating) else 0)).astype(np.float32)
+    if mask.dtype == bool:
+        return mask.astype(np.float32)
+    half = 0.5 if np.issubdtype(mask.dtype, np.floating) else np.iinfo(mask.dtype).max / 2  # white is damage
+    return (mask > half).astype(np.float32)
 
 
 def _interleave(iterators: list[Iterator[list[_Tile]]]) -> Iterator[list[_Tile]]:

@@ -142,3 +142,56 @@ def test_restore_files_keeps_names_sizes_modes_and_depth(registry, tmp_path, cap
     deep = read_image(tmp_path / "out" / "colour16.tif").pixels
     assert deep.dtype == np.uint16 and len(np.unique(deep)) > 256  # really 16-bit, not 8-bit scaled up
     assert Image.open(tmp_path / "out" / "alpha.png").getchannel("A").tobytes() == Image.open(inbox / "alpha.png").getchannel("A").tobytes()
+
+
+def pipeline_checkpoint(tmp_path, version: str = "v9"):
+    """A tiny staged restorer (detect, inpaint; no denoise), assembled as a release would be."""
+    from restoration.stages import assemble
+
+    dirs = {}
+    for stage, arch in (("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")):
+        dirs[stage] = tmp_path / f"stage-{stage}"
+        save_checkpoint(create_model(arch), dirs[stage], {"architecture": arch, "config": {}})
+    return assemble(dirs, tmp_path / f"restore-unet-{version}", {"name": "restore-unet", "version": version})
+
+
+def test_restore_files_uses_a_curators_mask_and_records_it(registry, tmp_path, capsys):
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from flows.cli import main
+    from tests import samples
+
+    settings, tmp = registry
+    base = ["--db", settings.db.url, "--output", settings.store.output]
+    pipeline_checkpoint(tmp)
+    assert main([*base, "models", "register", str(tmp / "restore-unet-v9"), "--promote"]) == 0
+    inbox, masks = tmp_path / "in", tmp_path / "masks"
+    inbox.mkdir(), masks.mkdir()
+    photo = samples.clean().convert("RGB").resize((80, 60))
+    for name in ("a.png", "b.png", "c.png"):
+        photo.save(inbox / name)
+    drawn = np.zeros((60, 80), np.uint8)
+    drawn[20:26, 10:70] = 255  # the crack the detector missed, painted white
+    Image.fromarray(drawn).save(masks / "a.mask.png")
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "c.png")  # the wrong size: refused, in one line
+    out = tmp_path / "out"
+    code = main([*base, "restore-files", *(str(inbox / n) for n in ("a.png", "b.png", "c.png")), "--out", str(out),
+                 "--mask-dir", str(masks), "--masks"])  # fmt: skip
+    assert code == 1
+    err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+    assert err.count("failed ") == 1 and "c.png: ValueError: the supplied mask is 10x10, the image 80x60" in err
+    recipe = json.loads((out / "a.recipe.json").read_text())
+    assert recipe["supplied_mask"] == {"file": "a.mask.png", "sha256": hashlib.sha256((masks / "a.mask.png").read_bytes()).hexdigest()}
+    assert recipe["model"] == "restore-unet@v9" and json.loads((out / "b.recipe.json").read_text())["supplied_mask"] is None
+    restored, before = np.asarray(Image.open(out / "a.png")), np.asarray(photo)
+    assert np.array_equal(np.asarray(Image.open(out / "a.mask.png")) > 127, drawn > 0)  # the mask used is saved
+    outside = np.ones((60, 80), bool)
+    outside[18:28, 8:72] = False  # the mask grown by the pipeline's 2 px
+    assert np.array_equal(restored[outside], before[outside]) and not np.array_equal(restored[20:26, 10:70], before[20:26, 10:70])
+    assert main([*base, "models", "register", str(tmp / "restore-unet-v1")]) == 0
+    assert main([*base, "restore-files", str(inbox / "a.png"), "--out", str(out), "--mask-dir", str(masks),
+                 "--model", "restore-unet@v1"]) != 0  # fmt: skip
+    assert "restore-unet@v1 has no inpainting stage to use a supplied mask" in " ".join(capsys.readouterr().err.split())

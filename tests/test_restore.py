@@ -327,3 +327,55 @@ def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys)
     assert err.startswith("error: no model version matches 'restore-unet@v9'") and "\n" not in err
     assert main([*base, "restore", "--collection", "bad name!"]) != 0
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_curators_mask_is_used_by_the_next_restore_and_named_in_its_recipe(settings, tmp_path, monkeypatch):
+    from flows.cli import main
+    from tests.test_models import pipeline_checkpoint
+
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    settings.restore = settings.restore.model_copy(update={"tile": 128, "threads": 1})
+    pipeline_checkpoint(tmp_path, "v9")
+    register(settings, tmp_path / "restore-unet-v9", status="production")
+    source = tmp_path / "inbox"
+    photo = samples.clean().convert("RGB").resize((96, 64))
+    write_folder(source, {"a.png": samples.encode(photo, "PNG"), "b.png": samples.encode(photo.rotate(180), "PNG")})
+    ingest_collection(str(source), "letters", settings)
+    assert restore_collection("letters", settings=settings).restored == 2
+    drawn = np.zeros((64, 96), np.uint8)
+    drawn[30:34, 8:88] = 255
+    Image.fromarray(drawn).save(tmp_path / "a-mask.png")
+    Image.fromarray(drawn[:10]).save(tmp_path / "small.png")
+    base = ["--db", settings.db.url, "--output", settings.store.output]
+    assert main([*base, "mask", "letters/a.png", str(tmp_path / "a-mask.png"), "--user", "Ada"]) == 0
+    assert main([*base, "mask", "letters/a.png", str(tmp_path / "small.png")]) != 0  # the wrong size: refused
+    with sessions_for(settings.db.url)() as session:
+        assert [r[1] for r in items_needing(session, 1, "restored", _recipe_hash(session), with_masks=True)] == ["a.png"]
+    again = restore_collection("letters", settings=settings)
+    assert (again.selected, again.restored, again.failed) == (1, 1, 0)
+    assert restore_collection("letters", settings=settings).selected == 0  # the same mask: nothing new
+    with sessions_for(settings.db.url)() as session:
+        rows = session.scalars(select(Derivative).where(Derivative.kind == "restored").order_by(Derivative.id)).all()
+        mask_row = session.scalars(select(Derivative).where(Derivative.kind == "mask")).one()
+        events = session.scalars(select(Event).where(Event.type == "damage mask")).all()
+    assert [(r.item_id, r.version) for r in rows] == [(1, 1), (2, 1), (1, 2)]
+    assert rows[2].recipe["supplied_mask"] == {"derivative_id": mask_row.id, "sha256": mask_row.sha256}
+    assert rows[0].recipe["supplied_mask"] is None and rows[2].recipe_hash != rows[0].recipe_hash
+    assert len(events) == 1 and events[0].detail["sha256"] == mask_row.sha256
+    output = open_store(settings.store.output, settings.store)
+    prefix = rows[2].storage_uri.removeprefix(output.uri + "/").rsplit("/", 1)[0]
+    meta = json.loads(read_all(output, f"{prefix}/metadata.json"))
+    assert meta["recipe"]["supplied_mask"]["sha256"] == hashlib.sha256(read_all(output, "derivatives/letters/1/mask/v1/mask.png")).hexdigest()
+    used = np.asarray(Image.open(io.BytesIO(read_all(output, f"{prefix}/mask.png"))))
+    assert np.array_equal(used > 127, drawn > 0)  # the saved damage mask is the curator's
+    restored = np.asarray(Image.open(io.BytesIO(read_all(output, rows[2].storage_uri.removeprefix(output.uri + "/")))))
+    outside = np.ones((64, 96), bool)
+    outside[28:36, 6:90] = False
+    assert np.array_equal(restored[outside], np.asarray(photo)[outside])  # no denoise stage: the rest is kept
+
+
+def _recipe_hash(session) -> str:
+    from flows.models import resolve
+    from flows.restore import recipe_for
+
+    return recipe_for(resolve(session, "restore@production"), "restored").hash
