@@ -292,11 +292,13 @@ def train() -> None:
 @click.option("--init-from", type=click.Path(exists=True, file_okay=False), default=None,
               help="Fine-tune: start from this checkpoint directory's weights (same architecture).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=1, show_default=True,
+              help="Processes that build batches (the same batches as in-process), so a GPU is not kept waiting.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--fresh", is_flag=True, help="Ignore a saved training state and start over.")
 def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_steps: int, batch: int, crop: int,
                   lr: float, adv_weight: float, ssim_weight: float, hole_weight: float, untouched: float,
-                  augment: bool, init_from: str | None, seed: int, device: str, fresh: bool) -> None:  # fmt: skip
+                  augment: bool, init_from: str | None, seed: int, workers: int, device: str, fresh: bool) -> None:  # fmt: skip
     """Train the U-Net restorer as a GAN; resumable (state kept in OUT.training/)."""
     import sys
     import time
@@ -313,7 +315,7 @@ def train_restore(out_dir: str, name: str, version: str, steps: int, warmup_step
     train_set, val_set = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
     config = TrainConfig(steps=steps, warmup_steps=min(warmup_steps, steps), batch=batch, crop=crop, lr=lr,
                          adv_weight=adv_weight, ssim_weight=ssim_weight, hole_weight=hole_weight,
-                         untouched=untouched, augment=augment, seed=seed)  # fmt: skip
+                         untouched=untouched, augment=augment, seed=seed, workers=workers)  # fmt: skip
     started = time.monotonic()
     trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print)
     parent = None

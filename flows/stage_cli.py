@@ -54,7 +54,8 @@ def train_stage(stage: str, out_dir: str, architecture: str | None, arch_config:
     started = time.monotonic()
     trainer = StageTrainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print)
     target = Path(out_dir)
-    how = {"command": "archive " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(), "device": str(dev)}
+    how = {"command": "archive " + " ".join(sys.argv[1:]), "threads": torch.get_num_threads(), "device": str(dev),
+           "code_version": code_version()}  # the code that trains, read before it does
     trainer.run(target.with_name(target.name + ".training"), session=how)
     metrics = trainer.validate()
     card = export(trainer, target, {

@@ -33,15 +33,15 @@ def noise_sigma(img: np.ndarray) -> float:
 
 
 def tophat_restore(img: np.ndarray, size: int = 9, threshold: float = 28 / 255) -> tuple[np.ndarray, np.ndarray]:
-    """The short script a user could write for cracks: white and black top-hat on luminance
-    (a ``size`` px ellipse) finds thin bright and dark lines and specks; OpenCV's Telea inpaints
-    them. ``img`` float [H, W, 3] in [0, 1] -> (restored, damage mask)."""
+    """The short script a user could write for cracks: a white top-hat on luminance (a ``size`` px
+    ellipse) finds thin bright lines and specks (the paper showing through); OpenCV's Telea
+    inpaints them, a pixel wider. ``img`` float [H, W, 3] in [0, 1] -> (restored, damage mask)."""
     import cv2
 
     u8 = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     lum = cv2.cvtColor(u8, cv2.COLOR_RGB2GRAY)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    lines = np.maximum(cv2.morphologyEx(lum, cv2.MORPH_TOPHAT, kernel), cv2.morphologyEx(lum, cv2.MORPH_BLACKHAT, kernel))
+    lines = cv2.morphologyEx(lum, cv2.MORPH_TOPHAT, kernel)
     mask = cv2.dilate((lines > threshold * 255).astype(np.uint8), np.ones((3, 3), np.uint8))
     out = cv2.inpaint(u8, mask, 3, cv2.INPAINT_TELEA)
     return out.astype(np.float32) / 255, mask.astype(bool)

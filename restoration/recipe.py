@@ -41,3 +41,4 @@ class TrainConfig:
     degradation: dict[str, float] = field(default_factory=lambda: dict(RESTORE_PROBABILITIES))
     untouched: float = 0.1  # share of training crops left clean, so the model learns to leave them
     augment: bool = False  # zoom-out and channel shuffles of the crops (data.random_crops); v1-v4 ran without
+    workers: int = 1  # processes building batches (0: in the training process); the batches are the same

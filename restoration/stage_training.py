@@ -29,6 +29,7 @@ from restoration.data import batch_loader, random_crops, step_batch
 from restoration.degrade import DegradationConfig, Degraded, degrade
 from restoration.metrics import mask_f1, psnr
 from restoration.registry import create_model
+from restoration.training import begin_session
 
 STATE = "training-state.pt"
 
@@ -165,11 +166,7 @@ class StageTrainer:
             until: int | None = None) -> None:  # fmt: skip
         """Train to ``config.steps`` (or stop at ``until``: the schedule stays the full run's)."""
         c = self.config
-        if resume and self.load_state(directory):
-            self.log(f"resumed at step {self.step}")
-        begun = time.monotonic()
-        entry = (session or {}) | {"from_step": self.step, "to_step": self.step, "wall_seconds": 0}
-        self.sessions.append(entry)
+        entry, begun = begin_session(self, directory, resume, session)
         started, running = time.perf_counter(), []
         for batch in batch_loader(batch_maker(c, self.train_images), self.step, min(until or c.steps, c.steps), c.workers):
             running.append(self.train_step(batch))

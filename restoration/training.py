@@ -4,6 +4,7 @@ training against a PatchGAN; EMA of the generator; AMP on CUDA; seeded and resum
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -17,7 +18,7 @@ import torch
 from restoration import losses
 from restoration.baseline import classical_restore
 from restoration.checkpoints import save_checkpoint
-from restoration.data import training_batch, validation_set
+from restoration.data import batch_loader, step_batch, training_batch, validation_set
 from restoration.degrade import DegradationConfig, Degraded
 from restoration.metrics import mask_f1, psnr, ssim
 from restoration.recipe import RESTORE_PROBABILITIES, TrainConfig
@@ -137,14 +138,11 @@ class Trainer:
         """Train to ``config.steps``, saving the state every ``state_every`` steps; ``session``
         (how this run was started) goes into the state's list of sessions with its step range."""
         c = self.config
-        if resume and self.load_state(directory):
-            self.log(f"resumed at step {self.step}")
-        begun = time.monotonic()
-        entry = (session or {}) | {"from_step": self.step, "to_step": self.step, "wall_seconds": 0}
-        self.sessions.append(entry)
+        entry, begun = begin_session(self, directory, resume, session)
         started, running = time.perf_counter(), []
-        while self.step < c.steps:
-            running.append(self.train_step())
+        make = functools.partial(step_batch, self.train_images, c.seed, c.batch, c.crop, self.degradation, c.augment)
+        for batch in batch_loader(make, self.step, c.steps, c.workers):
+            running.append(self.train_step(batch))
             if self.step % 50 == 0 or self.step == c.steps:
                 mean = {k: float(np.mean([r.get(k, 0.0) for r in running])) for k in running[-1]}
                 rate = len(running) / (time.perf_counter() - started)
@@ -159,6 +157,16 @@ class Trainer:
                 self.save_state(directory)
         entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
         self.save_state(directory)
+
+
+def begin_session(trainer, directory: Path, resume: bool, session: dict[str, Any] | None) -> tuple[dict[str, Any], float]:
+    """Resume ``trainer`` from ``directory``'s state (if asked and there) and open its session
+    entry (how the run was started, with its step range); returns it and the start time."""
+    if resume and trainer.load_state(directory):
+        trainer.log(f"resumed at step {trainer.step}")
+    entry = (session or {}) | {"from_step": trainer.step, "to_step": trainer.step, "wall_seconds": 0}
+    trainer.sessions.append(entry)
+    return entry, time.monotonic()
 
 
 def evaluate(model: torch.nn.Module, val: Degraded, device: torch.device, with_baseline: bool) -> dict[str, float]:
