@@ -164,3 +164,20 @@ def test_a_stage_trains_resumes_exactly_and_exports(stage, arch, tmp_path):
         assert torch.allclose(v, resumed.ema.state_dict()[k], atol=1e-6), k
     metrics = straight.validate()
     assert set(metrics) == ({"mask_f1"} if stage == "detect" else {"hole_psnr", "psnr"})
+
+
+def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(settings, tmp_path, monkeypatch):
+    from flows.cli import main
+
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    for stage, arch in (("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")):
+        assert main(["train", "stage", "--stage", stage, "--architecture", arch, "--out", str(tmp_path / stage),
+                     "--steps", "2", "--batch", "2", "--crop", "48", "--workers", "0", "--no-photos", "--device", "cpu"]) == 0  # fmt: skip
+        card = json.loads((tmp_path / stage / "card.json").read_text())
+        assert card["task"] == f"restore-{stage}" and card["how"]["code_version"] and card["sessions"][0]["to_step"] == 2
+    assert main(["train", "pipeline", "--detect", str(tmp_path / "detect"), "--inpaint", str(tmp_path / "inpaint"),
+                 "--out", str(tmp_path / "pipe"), "--name", "restore-unet", "--version", "v7", "--grow", "1"]) == 0  # fmt: skip
+    card = json.loads((tmp_path / "pipe" / "card.json").read_text())
+    assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
+    base = ["--db", settings.db.url, "--output", settings.store.output]
+    assert main([*base, "models", "register", str(tmp_path / "pipe")]) == 0

@@ -58,7 +58,8 @@ class RestorePipeline(nn.Module):
         else:
             prob = mask.to(x.dtype)
             logits = torch.logit(mask.float().clamp(1e-4, 1 - 1e-4)).to(x.dtype)
-        y = self.inpaint(x, self.holes(prob))
+        holes = self.holes(prob)
+        y = self.inpaint(x, holes) if bool(holes.any()) else x  # nothing to fill: the inpainter would return x
         if self.denoise is not None:
             y = self.denoise(y)[0]
         return y, logits
