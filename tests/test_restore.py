@@ -379,3 +379,21 @@ def _recipe_hash(session) -> str:
     from flows.restore import recipe_for
 
     return recipe_for(resolve(session, "restore@production"), "restored").hash
+
+
+def test_reprocessing_from_a_single_unet_to_a_staged_pipeline_reports_and_promotes(archive, tmp_path):
+    """The upgrade every archive running restore-unet v5 makes: a staged pipeline registered as a
+    new version of the same model, reprocessed beside the old versions, then promoted."""
+    from flows.reprocess import promote, reprocess_collection
+    from tests.test_models import pipeline_checkpoint
+
+    settings = archive
+    restore_collection("letters", settings=settings)
+    pipeline_checkpoint(tmp_path, "v2")
+    register(settings, tmp_path / "restore-unet-v2")
+    report = reprocess_collection("letters", "restore-unet@v2", sample=2, settings=settings)
+    assert (report.summary.restored, report.summary.failed, len(report.changes)) == (5, 0, 5)
+    assert stored(settings, f"{report.report_prefix}/contact-sheet.jpg")
+    assert promote(settings, "letters", "restore-unet@v2") == 5
+    made = [d for _, d in derivatives(settings) if d.is_current]
+    assert {d.version for d in made} == {2} and all(d.recipe["supplied_mask"] is None for d in made)
