@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/restore_quality.py
+	$(BIN)/python bench/real_scans.py
 	$(BIN)/python bench/style_quality.py
 	$(BIN)/python bench/style_losses.py
 	$(BIN)/python bench/dispatch.py

@@ -1,6 +1,8 @@
 """The shipped restorer on the twelve real damaged scans in ../shared/samples/old-photos/ (never
 trained on): a contact sheet of input | damage mask | restored, one scan a row, and the share of
-each scan's pixels the mask marks (above 0.5) beside what a white top-hat detector flags.
+each scan's pixels the mask marks (above 0.5) beside what a white top-hat detector flags. A model
+that takes a supplied mask gets a fourth column: restored with the top-hat's mask supplied, as a
+curator's (crude) mask would be (`archive mask`, `restore-files --mask-dir`).
 
     .venv/bin/python bench/real_scans.py [--checkpoint DIR] [--out bench/results/real-scans.png]
 """
@@ -19,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from bench.restore_quality import shipped  # noqa: E402
 from restoration.baseline import tophat_restore  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
-from restoration.engine import EngineConfig, Restorer  # noqa: E402
+from restoration.engine import EngineConfig, Restorer, takes_mask  # noqa: E402
 
 SCANS = ROOT.parent / "shared" / "samples" / "old-photos"
 ROW = 300  # height of each row of the sheet
@@ -29,11 +31,11 @@ def main() -> int:
     from PIL import Image
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped production restorer")
+    parser.add_argument("--checkpoint", type=Path, default=shipped("newest"), help="default: the newest shipped restorer")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "real-scans.png")
     parser.add_argument("--scans", type=Path, default=SCANS)
     args = parser.parse_args()
-    model, card = load_checkpoint(args.checkpoint or shipped("production"))
+    model, card = load_checkpoint(args.checkpoint)
     engine = Restorer(model, EngineConfig(tile=768))
     rows = []
     print(f"{card['name']}@{card['version']} on {args.scans}")
@@ -46,7 +48,10 @@ def main() -> int:
         print(f"{path.name:24s} {scan.shape[1]:4d}x{scan.shape[0]:<4d} {(result.mask > 0.5).mean():10.1%} "
               f"{tophat.mean():8.1%} {changed.mean():8.1%}")  # fmt: skip
         mask = np.repeat((np.clip(result.mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
-        strip = np.concatenate([scan, mask, result.image], axis=1)
+        columns = [scan, mask, result.image]
+        if takes_mask(model):
+            columns.append(engine.restore([scan], masks=[tophat])[0].image)
+        strip = np.concatenate(columns, axis=1)
         width = round(strip.shape[1] * ROW / strip.shape[0])
         rows.append(np.asarray(Image.fromarray(strip).resize((width, ROW), Image.Resampling.LANCZOS)))
     sheet_w = max(r.shape[1] for r in rows)
@@ -55,7 +60,8 @@ def main() -> int:
         sheet[i * (ROW + 4) : i * (ROW + 4) + ROW, : r.shape[1]] = r
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(args.out, optimize=True)
-    print(f"wrote {args.out}: input | mask | restored, one scan a row")
+    extra = " | restored with the top-hat's mask supplied" if takes_mask(model) else ""
+    print(f"wrote {args.out}: input | mask | restored{extra}, one scan a row")
     return 0
 
 

@@ -3,6 +3,8 @@ restorer, the previous production version and two classical baselines.
 
     .venv/bin/python bench/restore_quality.py [--checkpoint DIR] [--previous DIR] [--no-per-effect]
 
+By default the newest shipped restorer (restore-unet v6, a candidate) against the production one (v5).
+
 1. Realistic damage (crack networks, creases, lost corners, flaking, foxing, tide lines, scratches,
    dust; no noise, so the input equals the clean photograph outside the damage): PSNR inside the
    damaged pixels (removal), outside them (harm: any change there is a loss), whole-image PSNR and
@@ -50,8 +52,10 @@ Method = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def shipped(status: str) -> Path:
+    """The shipped restorer of ``status`` ("newest": the highest version, whatever its status)."""
     manifest = json.loads((WEIGHTS / "shipped.json").read_text())
-    return WEIGHTS / next(ref for ref, s in manifest.items() if s == status and ref.startswith("restore-"))
+    refs = [ref for ref, s in manifest.items() if ref.startswith("restore-") and status in (s, "newest")]
+    return WEIGHTS / max(refs, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
 
 
 def network(model: torch.nn.Module) -> Method:
@@ -151,8 +155,8 @@ def gflop_per_mp(model: torch.nn.Module, side: int = 512) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped production restorer")
-    parser.add_argument("--previous", type=Path, default=WEIGHTS / "restore-unet" / "v5", help="the version it replaces")
+    parser.add_argument("--checkpoint", type=Path, default=shipped("newest"), help="default: the newest shipped restorer")
+    parser.add_argument("--previous", type=Path, default=shipped("production"), help="default: the production one")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--crops", type=int, default=6, help="crops per held-out image")
     parser.add_argument("--size", type=int, default=256)
@@ -160,7 +164,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    model, card = load_checkpoint(args.checkpoint or shipped("production"))
+    model, card = load_checkpoint(args.checkpoint)
     previous, prev_card = load_checkpoint(args.previous)
     args.shipped_name = f"{card['name']}@{card['version']}"
     methods: dict[str, Method] = {

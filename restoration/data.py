@@ -113,8 +113,10 @@ def batch_loader(make, start: int, stop: int, workers: int = 0):
     ``make`` must be picklable (a module-level function or a ``functools.partial`` of one)."""
     if workers <= 0:
         return (make(step) for step in range(start, stop))
-    return torch.utils.data.DataLoader(StepBatches(make, start, stop), batch_size=None, shuffle=False,
-                                       num_workers=workers, prefetch_factor=4, worker_init_fn=_one_thread)  # fmt: skip
+    # Spawned, not forked: a fork copies the parent's threads' locks and handlers (a Prefect server,
+    # an event loop), and forked workers died at once inside the full test suite.
+    return torch.utils.data.DataLoader(StepBatches(make, start, stop), batch_size=None, shuffle=False, num_workers=workers,
+                                       prefetch_factor=4, worker_init_fn=_one_thread, multiprocessing_context="spawn")  # fmt: skip
 
 
 def step_batch(images: list[np.ndarray], seed: int, batch: int, size: int, config: DegradationConfig,
