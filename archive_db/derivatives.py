@@ -55,6 +55,14 @@ def current_masks(session: Session, item_ids: list[int]) -> dict[int, Derivative
     return {d.item_id: d for d in session.scalars(query)}
 
 
+def made_hashes(session: Session, item_ids: list[int], kind: str) -> set[tuple[int, str]]:
+    """(item id, recipe hash) of every ``kind`` derivative of ``item_ids``."""
+    if not item_ids:
+        return set()
+    query = select(Derivative.item_id, Derivative.recipe_hash).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)
+    return set(session.execute(query).all())
+
+
 def derivative_by_recipe(session: Session, item_id: int, kind: str, recipe_hash: str) -> Derivative | None:
     query = select(Derivative).where(Derivative.item_id == item_id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)
     return session.scalars(query).one_or_none()
@@ -80,8 +88,7 @@ def items_needing(session: Session, collection_id: int, kind: str, recipe_hash: 
     candidates = session.execute(select(*columns, masked.sha256).join(masked, and_(
         masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current)).where(*where)).all()  # fmt: skip
     wanted = {row[0]: masked_hash(recipe_hash, row[5]) for row in candidates}
-    made = set(session.execute(select(Derivative.item_id, Derivative.recipe_hash).where(
-        Derivative.item_id.in_(list(wanted)), Derivative.kind == kind)).all()) if wanted else set()  # fmt: skip
+    made = made_hashes(session, list(wanted), kind)
     rows += [tuple(row[:5]) for row in candidates if (row[0], wanted[row[0]]) not in made]
     return sorted(rows)[:limit] if limit is not None else sorted(rows)
 

@@ -41,7 +41,7 @@ from restoration.baseline import classical_restore, tophat_restore  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import VALIDATION_IMAGES, bundled_images, random_crops, validation_set  # noqa: E402
 from restoration.degrade import DegradationConfig, degrade  # noqa: E402
-from restoration.metrics import mask_f1, psnr, ssim  # noqa: E402
+from restoration.metrics import mask_f1, psnr, region_psnr, ssim  # noqa: E402
 from restoration.training import RESTORE_PROBABILITIES  # noqa: E402
 
 WEIGHTS = ROOT / "restoration" / "weights"
@@ -78,12 +78,6 @@ def classical(fn) -> Method:
         return to(outs).permute(0, 3, 1, 2), to(masks).float()[:, None]
 
     return run
-
-
-def region_psnr(out: torch.Tensor, clean: torch.Tensor, where: torch.Tensor) -> float:
-    sel = where.expand_as(clean) > 0.5
-    mse = ((out - clean)[sel] ** 2).mean().clamp_min(1e-12)
-    return float(-10 * torch.log10(mse))
 
 
 def held_out() -> dict[str, np.ndarray]:

@@ -22,7 +22,8 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import select
 
 from archive_db import ledger, queries
-from archive_db.derivatives import Recipe, current_masks, items_needing, make_current, masked_hash, next_version
+from archive_db.derivatives import (Recipe, current_masks, items_needing, made_hashes, make_current, masked_hash,
+                                    next_version)
 from archive_db.models import Agent, Collection, Derivative, Event, Item, ModelVersion
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ArchiveError, ConfigError, NotFound
@@ -330,8 +331,9 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
                 continue
             started = time.perf_counter()
             try:
-                masks = [w.mask_pixels for w, _ in ready]
-                results = engine.process([loaded.pixels for _, loaded in ready], *([masks] if any(m is not None for m in masks) else []))
+                masks = [w.mask_pixels for w, _ in ready]  # only a restore's items have any (styles take none)
+                supplied = {"masks": masks} if any(m is not None for m in masks) else {}
+                results = engine.process([loaded.pixels for _, loaded in ready], **supplied)
             except Exception as exc:  # the model failed on this group: each item is told why
                 for w, _ in ready:
                     writer.fail(w, exc)
@@ -385,8 +387,7 @@ def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings, with
         if with_masks:
             masks = {i: Input(m.id, output_uri, m.storage_uri.removeprefix(output_uri + "/"), m.sha256,
                               masked_hash(rec.hash, m.sha256)) for i, m in current_masks(session, item_ids).items()}  # fmt: skip
-        made = set(session.execute(select(Derivative.item_id, Derivative.recipe_hash).where(
-            Derivative.item_id.in_(item_ids), Derivative.kind == rec.kind)).all())  # fmt: skip
+        made = made_hashes(session, item_ids, rec.kind)
         done = {i for i in item_ids if (i, masks[i].recipe_hash if i in masks else rec.hash) in made}
     rows = session.execute(
         select(Item.id, Collection.name, Item.source_uri, Item.source_key, Item.sha256, Item.orientation)

@@ -12,6 +12,14 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-12))
 
 
+def region_psnr(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> float:
+    """PSNR in dB over the pixels where ``where`` [B, 1, H, W] is set, pooled over the batch
+    (inside a damage mask: removal; outside it: harm)."""
+    sel = where.expand_as(target) > 0.5
+    mse = ((pred - target)[sel] ** 2).mean().clamp_min(1e-12)
+    return float(-10 * torch.log10(mse))
+
+
 def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
     x = torch.arange(size, dtype=like.dtype, device=like.device) - size // 2
     g = torch.exp(-(x**2) / (2 * sigma**2))

@@ -19,7 +19,6 @@ import math
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from restoration.degrade.tone import _seed
 
@@ -331,7 +330,3 @@ def apply_tape(img: torch.Tensor, p: dict) -> torch.Tensor:
     alpha = np.maximum(alpha, rim * min(1.0, p["amber"] * 1.6))
     return _blend(img, np.array([0.8, 0.6, 0.25]), alpha)
 
-
-def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Grow a [B, 1, H, W] mask by ``radius`` pixels (square): the inpainter's margin."""
-    return F.max_pool2d(mask, 2 * radius + 1, 1, radius) if radius > 0 else mask
