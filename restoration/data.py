@@ -77,10 +77,10 @@ def random_crops(images: list[np.ndarray], n: int, size: int, rng: np.random.Gen
 
 
 def training_batch(images: list[np.ndarray], step: int, seed: int, batch: int, size: int,
-                   config: DegradationConfig, augment: bool = False) -> Degraded:  # fmt: skip
+                   config: DegradationConfig, augment: bool = False, visible: float = 0.0) -> Degraded:  # fmt: skip
     """The batch of a step is a function of (seed, step): training is reproducible and resumable."""
     rng = np.random.default_rng([seed, step])
-    return degrade(random_crops(images, batch, size, rng, augment), rng, config)
+    return degrade(random_crops(images, batch, size, rng, augment), rng, config, visible)
 
 
 def validation_set(images: list[np.ndarray], seed: int, size: int, per_image: int, config: DegradationConfig) -> Degraded:
@@ -120,6 +120,6 @@ def batch_loader(make, start: int, stop: int, workers: int = 0):
 
 
 def step_batch(images: list[np.ndarray], seed: int, batch: int, size: int, config: DegradationConfig,
-               augment: bool, step: int) -> Degraded:  # fmt: skip
+               augment: bool, step: int, visible: float = 0.0) -> Degraded:  # fmt: skip
     """:func:`training_batch` with the step last, for ``functools.partial`` and :func:`batch_loader`."""
-    return training_batch(images, step, seed, batch, size, config, augment)
+    return training_batch(images, step, seed, batch, size, config, augment, visible)

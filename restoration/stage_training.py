@@ -40,6 +40,9 @@ DETECT_PROBABILITIES = {
     "silvering": 0.15, "fingerprints": 0.1, "tape": 0.1,
     "craquelure": 0.55, "creases": 0.15, "losses": 0.1, "flaking": 0.2, "foxing": 0.2, "water_stain": 0.15,
     "scratches": 0.35, "dust": 0.4, "cracks": 0.15, "tears": 0.1, "jpeg": 0.3,
+    # The damaged print scanned: real cracks are soft, grainy and toned like the picture around them.
+    "scan_gaussian_blur": 0.3, "scan_resample": 0.2, "scan_gaussian_noise": 0.2, "scan_film_grain": 0.3,
+    "scan_yellowing": 0.25, "scan_fading": 0.2,
 }  # fmt: skip
 # The pictures the inpainter fills holes in: a little blur, noise and grain, as scans have.
 INPAINT_TONE = {"gaussian_blur": 0.3, "gaussian_noise": 0.3, "film_grain": 0.3, "yellowing": 0.3, "sepia": 0.2,
@@ -67,6 +70,7 @@ class StageConfig:
     degradation: dict[str, float] = field(default_factory=lambda: dict(DETECT_PROBABILITIES))
     holes: dict[str, float] = field(default_factory=lambda: dict(INPAINT_HOLES))
     untouched: float = 0.1  # detect: share of crops without any damage or tone effect
+    visible: float = 0.03  # detect: damage that changed no channel by more than this is not marked
     grow: int = 2  # inpaint: holes are grown as the pipeline grows the detector's mask
     hole_weight: float = 6.0  # inpaint: extra L1 inside the holes
     ssim_weight: float = 0.2
@@ -94,7 +98,7 @@ def batch_maker(c: StageConfig, images: list[np.ndarray], size: int | None = Non
     augment = c.augment and not validation
     if c.stage == "detect":
         config = DegradationConfig(dict(c.degradation), untouched=0.0 if validation else c.untouched)
-        return functools.partial(step_batch, images, c.seed, c.batch, size, config, augment)
+        return functools.partial(step_batch, images, c.seed, c.batch, size, config, augment, visible=c.visible)
     return functools.partial(inpaint_batch, images, c.seed, c.batch, size, DegradationConfig(dict(INPAINT_TONE)),
                              DegradationConfig(dict(c.holes)), c.grow, augment)  # fmt: skip
 
@@ -112,6 +116,11 @@ class StageTrainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.sessions: list[dict[str, Any]] = []
+
+    def init_from(self, model: torch.nn.Module) -> None:
+        """Start the network (and its EMA) from another checkpoint's weights: fine-tuning."""
+        self.net.load_state_dict(model.state_dict(), strict=True)
+        self.ema.load_state_dict(model.state_dict(), strict=True)
 
     def loss(self, net: torch.nn.Module, batch: Degraded) -> torch.Tensor:
         x, y, m = (t.to(self.device, non_blocking=True) for t in (batch.degraded, batch.clean, batch.mask))
@@ -163,8 +172,9 @@ class StageTrainer:
         return True
 
     def run(self, directory: Path, resume: bool = True, state_every: int = 250, session: dict | None = None,
-            until: int | None = None) -> None:  # fmt: skip
-        """Train to ``config.steps`` (or stop at ``until``: the schedule stays the full run's)."""
+            until: int | None = None, deadline: float | None = None) -> None:  # fmt: skip
+        """Train to ``config.steps`` (or stop at ``until``, or once ``time.monotonic()`` passes
+        ``deadline``, as on a lent GPU's fixed budget: the schedule stays the full run's)."""
         c = self.config
         entry, begun = begin_session(self, directory, resume, session)
         started, running = time.perf_counter(), []
@@ -180,6 +190,9 @@ class StageTrainer:
             if self.step % state_every == 0:
                 entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
                 self.save_state(directory)
+            if deadline is not None and time.monotonic() > deadline:
+                self.log(f"stopped at step {self.step} of {c.steps}: out of time")
+                break
         entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
         self.save_state(directory)
 

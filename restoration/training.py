@@ -134,9 +134,10 @@ class Trainer:
         return True
 
     def run(self, directory: Path, resume: bool = True, state_every: int = 250,
-            session: dict[str, Any] | None = None) -> None:  # fmt: skip
-        """Train to ``config.steps``, saving the state every ``state_every`` steps; ``session``
-        (how this run was started) goes into the state's list of sessions with its step range."""
+            session: dict[str, Any] | None = None, deadline: float | None = None) -> None:  # fmt: skip
+        """Train to ``config.steps`` (or until ``time.monotonic()`` passes ``deadline``), saving the
+        state every ``state_every`` steps; ``session`` (how this run was started) goes into the
+        state's list of sessions with its step range."""
         c = self.config
         entry, begun = begin_session(self, directory, resume, session)
         started, running = time.perf_counter(), []
@@ -155,6 +156,9 @@ class Trainer:
             if self.step % state_every == 0:
                 entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
                 self.save_state(directory)
+            if deadline is not None and time.monotonic() > deadline:
+                self.log(f"stopped at step {self.step} of {c.steps}: out of time")
+                break
         entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
         self.save_state(directory)
 

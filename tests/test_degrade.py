@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from restoration.degrade import DegradationConfig, degrade
-from restoration.degrade.pipeline import DAMAGE, LAST, STAINS, TONE, apply_plan, effect
+from restoration.degrade.pipeline import DAMAGE, LAST, SCAN, STAINS, TONE, apply_plan, effect, sample_plan
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_each_image_of_a_batch_gets_its_own_plan(photos):
     assert len(out.params) == 3 and len({json.dumps(p) for p in out.params}) == 3
 
 
-@pytest.mark.parametrize("name", TONE + STAINS + DAMAGE + LAST)
+@pytest.mark.parametrize("name", TONE + STAINS + DAMAGE + SCAN + LAST)
 def test_every_effect_changes_the_image_and_stays_in_range(photos, name):
     out = degrade(photos[:1], 2, DegradationConfig.only(name))
     assert [step["effect"] for step in out.params[0]] == [name]
@@ -106,3 +106,36 @@ def test_translucent_marks_leave_no_mask_and_keep_the_picture():
     for name in STAINS:
         out = degrade(photo, 3, DegradationConfig.only(name))
         assert out.mask.sum() == 0 and 0 < (out.degraded - photo).abs().mean() < 0.2
+
+
+def test_the_scan_comes_after_the_damage_and_softens_it_without_unmarking_it():
+    """A damaged print, then scanned: blur, grain and toning go over the cracks too (real cracks are
+    soft and tinted), after every damage effect and before the JPEG; the mask still marks them."""
+    config = DegradationConfig({"craquelure": 1.0, "scan_gaussian_blur": 1.0, "scan_yellowing": 1.0, "jpeg": 1.0})
+    plan = sample_plan(np.random.default_rng(4), 128, 128, config)
+    names = [step["effect"] for step in plan]
+    assert names[0] == "craquelure" and set(names[1:3]) == {"scan_gaussian_blur", "scan_yellowing"} and names[3] == "jpeg"
+    grey = torch.full((1, 3, 128, 128), 0.3)
+    crisp, crisp_mask = apply_plan(grey, plan[:1])
+    scanned, mask = apply_plan(grey, plan[:3])
+    assert torch.equal(mask, crisp_mask) and mask.sum() > 0
+    # softer: the crack's edge steps are smaller once blurred
+    assert (scanned.diff(dim=-1).abs().max() < crisp.diff(dim=-1).abs().max())
+
+
+def test_plans_without_scan_effects_replay_as_before():
+    config = DegradationConfig({"craquelure": 0.5, "dust": 0.5, "film_grain": 0.5, "jpeg": 0.5})
+    with_zero = DegradationConfig(config.probabilities | {name: 0.0 for name in SCAN})
+    for seed in range(5):
+        a = sample_plan(np.random.default_rng(seed), 64, 64, config)
+        assert a == sample_plan(np.random.default_rng(seed), 64, 64, with_zero)
+
+
+def test_visible_masks_leave_out_damage_that_changed_nothing():
+    """Paper-white cracks across a white collar destroyed nothing a detector could see."""
+    white, grey = torch.ones(1, 3, 128, 128), torch.full((1, 3, 128, 128), 0.3)
+    plan = [{"effect": "craquelure", **effect("craquelure")[0](np.random.default_rng(1), 128, 128)}]
+    plan[0]["colour"], plan[0]["opacity"], plan[0]["texture"] = [1.0, 1.0, 1.0], 1.0, 0.0
+    assert apply_plan(white, plan)[1].sum() > 0  # the recorded damage
+    assert apply_plan(white, plan, visible=0.03)[1].sum() == 0  # none of it shows
+    assert torch.equal(apply_plan(grey, plan, visible=0.03)[1], apply_plan(grey, plan)[1])  # all of it shows

@@ -181,3 +181,23 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(settings, 
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
     base = ["--db", settings.db.url, "--output", settings.store.output]
     assert main([*base, "models", "register", str(tmp_path / "pipe")]) == 0
+
+
+def test_a_lent_gpu_trains_a_stage_for_a_fixed_time_and_exports_a_checkpoint_with_its_card(tmp_path):
+    """restoration.device_train (the script a lent GPU runs, which has only restoration/): it stops
+    at its time budget wherever the schedule is, and the card says how far it got and on what."""
+    from restoration.checkpoints import load_checkpoint
+    from restoration.device_train import main
+
+    rng = np.random.default_rng(0)
+    pictures = {f"train/p{i}": rng.integers(0, 256, (80, 80, 3), dtype=np.uint8) for i in range(3)}
+    np.savez_compressed(tmp_path / "photos.npz", **pictures, **{"val/v": rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)})
+    args = ["train", "--stage", "detect", "--images", str(tmp_path / "photos.npz"), "--out", str(tmp_path / "detect"),
+            "--state", str(tmp_path / "state"), "--seconds", "4", "--steps", "100000", "--batch", "2", "--crop", "32",
+            "--workers", "0", "--arch-config", '{"base": 8, "depth": 2}', "--code-version", "0.1.0+gtest"]  # fmt: skip
+    main(args)
+    model, card = load_checkpoint(tmp_path / "detect")
+    done = card["training"]["steps_done"]
+    assert 0 < done < 100000 and card["sessions"][0]["to_step"] == done
+    assert card["code_version"] == "0.1.0+gtest" and card["data"]["train"] == ["p0", "p1", "p2"]
+    assert "mask_f1" in card["metrics"] and card["training"]["visible"] == 0.03

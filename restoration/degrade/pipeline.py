@@ -21,6 +21,11 @@ STAINS = ("silvering", "fingerprints", "tape")
 # Structural damage, applied after, so the mask marks exactly the pixels it destroyed.
 DAMAGE = ("scratches", "dust", "cracks", "tears", "craquelure", "creases", "losses", "flaking", "foxing",
           "water_stain")  # fmt: skip
+# The damaged print scanned or copied: blur, resampling, noise, grain and toning over the damage
+# too (real cracks are soft, grainy and tinted like the print, not crisp paper-white). Each is its
+# tone effect, drawn again; the mask still marks the damage, which stays destroyed.
+SCAN = ("scan_gaussian_blur", "scan_resample", "scan_gaussian_noise", "scan_film_grain", "scan_yellowing",
+        "scan_fading")  # fmt: skip
 LAST = ("jpeg",)
 _ALWAYS_DRAWN = ("scratches", "dust", "cracks", "tears", "jpeg")
 
@@ -34,6 +39,7 @@ DEFAULT_PROBABILITIES = {
 
 def effect(name: str) -> tuple[Callable, Callable]:
     """The (sample, apply) pair of an effect, by name."""
+    name = name.removeprefix("scan_")
     module = aging if hasattr(aging, f"apply_{name}") else damage if name in DAMAGE else tone
     return getattr(module, f"sample_{name}"), getattr(module, f"apply_{name}")
 
@@ -45,7 +51,7 @@ class DegradationConfig:
     untouched: float = 0.0
 
     def __post_init__(self) -> None:
-        unknown = set(self.probabilities) - set(TONE + STAINS + DAMAGE + LAST)
+        unknown = set(self.probabilities) - set(TONE + STAINS + DAMAGE + SCAN + LAST)
         if unknown:
             raise ValueError(f"unknown degradation effects: {sorted(unknown)}")
 
@@ -78,33 +84,44 @@ def sample_plan(rng: np.random.Generator, h: int, w: int, config: DegradationCon
     # of earlier mixtures (and the bench's held-out sets) replay exactly; later ones only when asked.
     drawn = {n: rng.random() < prob.get(n, 0.0) for n in _ALWAYS_DRAWN}
     drawn |= {n: rng.random() < prob[n] for n in STAINS + DAMAGE if n not in drawn and prob.get(n, 0.0) > 0}
-    chosen += [n for n in STAINS + DAMAGE + LAST if drawn.get(n)]
+    scan = [n for n in SCAN if prob.get(n, 0.0) > 0 and rng.random() < prob[n]]
+    if len(scan) > 1:  # in a random order, drawn only when asked for (old plans replay)
+        scan = [scan[i] for i in rng.permutation(len(scan))]
+    chosen += [n for n in STAINS + DAMAGE if drawn.get(n)] + scan
+    chosen += [n for n in LAST if drawn.get(n)]
     return [{"effect": n, **effect(n)[0](rng, h, w)} for n in chosen]
 
 
-def apply_plan(img: torch.Tensor, plan: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply a recorded plan to [1, C, H, W]; the same plan always gives the same result."""
+def apply_plan(img: torch.Tensor, plan: list[dict], visible: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply a recorded plan to [1, C, H, W]; the same plan always gives the same result.
+
+    ``visible`` > 0 keeps in the mask only the pixels that a damage effect changed by more than
+    that (in any channel): a paper-white crack across a white collar, or dust on a black coat,
+    destroyed nothing a detector could see, and a detector taught to mark it learns to guess."""
     mask = torch.zeros(img.shape[0], 1, *img.shape[-2:], device=img.device, dtype=img.dtype)
     for step in plan:
         params = {k: v for k, v in step.items() if k != "effect"}
         out = effect(step["effect"])[1](img, params)
         if isinstance(out, tuple):
-            img, m = out
+            out, m = out
+            if visible > 0:
+                m = m * ((out - img).abs().amax(dim=1, keepdim=True) > visible).to(m.dtype)
             mask = torch.maximum(mask, m.to(mask.dtype))
-        else:
-            img = out
+        img = out
     return img.clamp(0, 1), mask
 
 
-def degrade(clean: torch.Tensor, seed: int | np.random.Generator, config: DegradationConfig | None = None) -> Degraded:
-    """Degrade a batch [B, C, H, W] of clean images in [0, 1]; each image gets its own plan."""
+def degrade(clean: torch.Tensor, seed: int | np.random.Generator, config: DegradationConfig | None = None,
+            visible: float = 0.0) -> Degraded:  # fmt: skip
+    """Degrade a batch [B, C, H, W] of clean images in [0, 1]; each image gets its own plan (its
+    mask keeps only damage visible by more than ``visible``: see :func:`apply_plan`)."""
     config = config or DegradationConfig()
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     h, w = clean.shape[-2:]
     outs, masks, plans = [], [], []
     for one in clean.split(1):
         plan = sample_plan(rng, h, w, config)
-        img, mask = apply_plan(one, plan)
+        img, mask = apply_plan(one, plan, visible)
         outs.append(img)
         masks.append(mask)
         plans.append(plan)

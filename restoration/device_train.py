@@ -1,0 +1,135 @@
+"""Training the staged restorer's stages on a lent GPU for a fixed budget of wall-clock time.
+
+The device machine has torch but no Prefect, SQLAlchemy or network, and gives back at most eight
+files of 16 MiB: so this needs only ``restoration/``, reads its photographs from one pinned pack
+made here, and writes each stage as a checkpoint (weights and card) into ``--out``. The training
+state stays on the device (a lease is short; the exported EMA weights are what comes back).
+
+    python -m restoration.device_train pack .device/photos.npz            # here, once
+    python -m restoration.device_train train --stage detect --images .device/photos.npz \\
+        --out $OUT/detect --seconds 420 --code-version 0.1.0+g…             # there, one process per stage
+
+Each stage is trained as ``archive train stage`` (detect, inpaint) or ``archive train restore``
+(denoise: the single U-Net on noise, grain, blur and compression alone, with many untouched crops
+so that clean texture passes through) would train it, with larger batches and crops, and stops
+at ``--seconds`` wherever its schedule is; the card says how far it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from restoration import photos
+from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, digest
+
+# The denoise stage's mixture: what is left once damage is inpainted (no damage, no tone).
+DENOISE_PROBABILITIES = {"gaussian_blur": 0.3, "motion_blur": 0.03, "resample": 0.2, "gaussian_noise": 0.4,
+                         "poisson_noise": 0.2, "speckle_noise": 0.1, "film_grain": 0.5, "jpeg": 0.4}  # fmt: skip
+
+
+def pack(path: Path) -> None:
+    """The bundled images and the pinned Debian photographs, train and held-out, in one file."""
+    from restoration.data import bundled_images
+
+    train = bundled_images(TRAIN_IMAGES) | photos.load(photos.TRAIN)
+    val = bundled_images(VALIDATION_IMAGES) | photos.load(photos.HELD_OUT)
+    arrays = {f"train/{k}": v for k, v in train.items()} | {f"val/{k}": v for k, v in val.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    print(f"wrote {path}: {len(train)} training and {len(val)} held-out images; train digest {digest(train)[:16]}…")
+
+
+def unpack(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    with np.load(path) as z:
+        train = {k.removeprefix("train/"): z[k] for k in z.files if k.startswith("train/")}
+        val = {k.removeprefix("val/"): z[k] for k in z.files if k.startswith("val/")}
+    return train, val
+
+
+def train(args: argparse.Namespace) -> None:
+    started = time.monotonic()
+    deadline = started + args.seconds
+    torch.set_num_threads(2)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    train_set, val_set = unpack(Path(args.images))
+    out = Path(args.out)
+
+    def log(line: str) -> None:
+        print(f"[{args.stage} {time.monotonic() - started:6.1f}s] {line}", flush=True)
+
+    how = {"command": "python -m restoration.device_train " + " ".join(sys.argv[1:]), "device": device,
+           "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "code_version": args.code_version}  # fmt: skip
+    card = {"name": args.name, "version": args.version, "code_version": args.code_version,
+            "software": {"torch": torch.__version__, "python": sys.version.split()[0]},
+            "data": {"train": sorted(train_set), "train_digest": digest(train_set), "validation": sorted(val_set),
+                     "validation_digest": digest(val_set),
+                     "photographs": photos.card_entries(photos.TRAIN + photos.HELD_OUT)}}  # fmt: skip
+    arch_config = json.loads(args.arch_config)
+    if args.stage == "denoise":
+        from restoration.training import TrainConfig, Trainer, export
+
+        config = TrainConfig(architecture="unet_restorer", arch_config=arch_config, steps=args.steps,
+                             warmup_steps=args.steps // 2, batch=args.batch, crop=args.crop, lr=args.lr,
+                             mask_weight=0.0, degradation=dict(DENOISE_PROBABILITIES), untouched=0.35, augment=True,
+                             workers=args.workers, val_every=args.val_every, seed=args.seed)  # fmt: skip
+        trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=device, log=log)
+    else:
+        from restoration.stage_training import StageConfig, StageTrainer, export
+
+        arch = {"detect": "damage_detector", "inpaint": "gated_inpainter"}[args.stage]
+        config = StageConfig(stage=args.stage, architecture=arch, arch_config=arch_config, steps=args.steps,
+                             batch=args.batch, crop=args.crop, lr=args.lr, workers=args.workers,
+                             val_every=args.val_every, seed=args.seed)  # fmt: skip
+        trainer = StageTrainer(config, list(train_set.values()), list(val_set.values()), device=device, log=log)
+    if args.init:
+        from restoration.checkpoints import load_checkpoint
+
+        model, init_card = load_checkpoint(Path(args.init))
+        stage_model = getattr(model, args.stage, None) or model  # a pipeline's stage, or a stage checkpoint
+        trainer.init_from(stage_model)
+        how["init"] = {"from": args.init, "weights_sha256": init_card["weights_sha256"]}
+        log(f"initialised from {args.init} ({init_card['weights_sha256'][:16]}…)")
+    trainer.run(Path(args.state or f"/tmp/device-train-{args.stage}"), resume=False, session=how, deadline=deadline, state_every=10**9)
+    metrics = trainer.validate()
+    log("final validation " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    how["wall_seconds"] = round(time.monotonic() - started)
+    written = export(trainer, out, card | {"metrics": metrics, "how": how})
+    log(f"wrote {out} (sha256 {written['weights_sha256'][:16]}…) after {trainer.step} steps")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m restoration.device_train")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("path")
+    t = sub.add_parser("train")
+    t.add_argument("--stage", choices=["detect", "inpaint", "denoise"], required=True)
+    t.add_argument("--images", required=True)
+    t.add_argument("--out", required=True)
+    t.add_argument("--state", default=None, help="where the resumable state goes (default /tmp/device-train-STAGE)")
+    t.add_argument("--seconds", type=float, required=True, help="wall-clock budget, start-up and validation included")
+    t.add_argument("--steps", type=int, default=6000, help="the schedule's length (it may stop sooner)")
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--crop", type=int, default=256)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--workers", type=int, default=4)
+    t.add_argument("--val-every", type=int, default=2000)
+    t.add_argument("--arch-config", default="{}")
+    t.add_argument("--init", default=None, help="a checkpoint (a stage's, or a pipeline's) to start from")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--name", default="restore-pipeline")
+    t.add_argument("--version", default="v1-stage")
+    t.add_argument("--code-version", required=True)
+    args = parser.parse_args(argv)
+    pack(Path(args.path)) if args.command == "pack" else train(args)
+
+
+if __name__ == "__main__":
+    main()
