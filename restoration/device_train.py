@@ -5,9 +5,10 @@ files of 16 MiB: so this needs only ``restoration/``, reads its photographs from
 made here, and writes each stage as a checkpoint (weights and card) into ``--out``. The training
 state stays on the device (a lease is short; the exported EMA weights are what comes back).
 
-    python -m restoration.device_train pack .device/photos.npz            # here, once
-    python -m restoration.device_train train --stage detect --images .device/photos.npz \\
-        --out $OUT/detect --seconds 420 --code-version 0.1.0+g…             # there, one process per stage
+    python -m restoration.device_train pack .device/bundled.npz           # here, once
+    cp /usr/share/backgrounds/mate/nature/*.jpg .device/mate/             # likewise
+    python -m restoration.device_train train --stage detect --images .device/bundled.npz \\
+        --photos .device/mate --out $OUT/detect --seconds 420 --code-version 0.1.0+g…   # there
 
 Each stage is trained as ``archive train stage`` (detect, inpaint) or ``archive train restore``
 (denoise: the single U-Net on noise, grain, blur and compression alone, with many untouched crops
@@ -35,21 +36,26 @@ DENOISE_PROBABILITIES = {"gaussian_blur": 0.3, "motion_blur": 0.03, "resample": 
 
 
 def pack(path: Path) -> None:
-    """The bundled images and the pinned Debian photographs, train and held-out, in one file."""
+    """The bundled images (scikit-image's and matplotlib's), train and held-out, in one file: the
+    device has those packages, but scikit-image fetches some of its images over the network."""
     from restoration.data import bundled_images
 
-    train = bundled_images(TRAIN_IMAGES) | photos.load(photos.TRAIN)
-    val = bundled_images(VALIDATION_IMAGES) | photos.load(photos.HELD_OUT)
+    train, val = bundled_images(TRAIN_IMAGES), bundled_images(VALIDATION_IMAGES)
     arrays = {f"train/{k}": v for k, v in train.items()} | {f"val/{k}": v for k, v in val.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
     print(f"wrote {path}: {len(train)} training and {len(val)} held-out images; train digest {digest(train)[:16]}…")
 
 
-def unpack(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def unpack(path: Path, photos_root: Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The pack's images, and the pinned Debian photographs from ``photos_root`` (each checked
+    against its sha256), as (training, held-out) sets."""
     with np.load(path) as z:
         train = {k.removeprefix("train/"): z[k] for k in z.files if k.startswith("train/")}
         val = {k.removeprefix("val/"): z[k] for k in z.files if k.startswith("val/")}
+    if photos_root is not None:
+        train |= photos.load(photos.TRAIN, photos_root)
+        val |= photos.load(photos.HELD_OUT, photos_root)
     return train, val
 
 
@@ -58,7 +64,7 @@ def train(args: argparse.Namespace) -> None:
     deadline = started + args.seconds
     torch.set_num_threads(2)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train_set, val_set = unpack(Path(args.images))
+    train_set, val_set = unpack(Path(args.images), Path(args.photos) if args.photos else None)
     out = Path(args.out)
 
     def log(line: str) -> None:
@@ -70,7 +76,7 @@ def train(args: argparse.Namespace) -> None:
             "software": {"torch": torch.__version__, "python": sys.version.split()[0]},
             "data": {"train": sorted(train_set), "train_digest": digest(train_set), "validation": sorted(val_set),
                      "validation_digest": digest(val_set),
-                     "photographs": photos.card_entries(photos.TRAIN + photos.HELD_OUT)}}  # fmt: skip
+                     "photographs": photos.card_entries(photos.TRAIN + photos.HELD_OUT) if args.photos else []}}  # fmt: skip
     arch_config = json.loads(args.arch_config)
     if args.stage == "denoise":
         from restoration.training import TrainConfig, Trainer, export
@@ -87,6 +93,9 @@ def train(args: argparse.Namespace) -> None:
         config = StageConfig(stage=args.stage, architecture=arch, arch_config=arch_config, steps=args.steps,
                              batch=args.batch, crop=args.crop, lr=args.lr, workers=args.workers,
                              val_every=args.val_every, seed=args.seed)  # fmt: skip
+        config.untouched = config.untouched if args.untouched is None else args.untouched
+        mixture = "degradation" if args.stage == "detect" else "holes"
+        setattr(config, mixture, getattr(config, mixture) | json.loads(args.probabilities))
         trainer = StageTrainer(config, list(train_set.values()), list(val_set.values()), device=device, log=log)
     if args.init:
         from restoration.checkpoints import load_checkpoint
@@ -112,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train")
     t.add_argument("--stage", choices=["detect", "inpaint", "denoise"], required=True)
     t.add_argument("--images", required=True)
+    t.add_argument("--photos", default=None, help=f"a folder holding the mate-backgrounds photographs ({photos.ROOT} here)")
     t.add_argument("--out", required=True)
     t.add_argument("--state", default=None, help="where the resumable state goes (default /tmp/device-train-STAGE)")
     t.add_argument("--seconds", type=float, required=True, help="wall-clock budget, start-up and validation included")
@@ -122,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--workers", type=int, default=4)
     t.add_argument("--val-every", type=int, default=2000)
     t.add_argument("--arch-config", default="{}")
+    t.add_argument("--probabilities", default="{}", help="JSON: effect probabilities to change in the stage's mixture")
+    t.add_argument("--untouched", type=float, default=None, help="detect: share of crops left clean")
     t.add_argument("--init", default=None, help="a checkpoint (a stage's, or a pipeline's) to start from")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="restore-pipeline")
