@@ -80,14 +80,16 @@ def train_stage(stage: str, out_dir: str, architecture: str | None, arch_config:
 @click.option("--version", required=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Damage probability filled.")
 @click.option("--grow", type=click.IntRange(0), default=2, show_default=True, help="Pixels the fill reaches past the mask.")
+@click.option("--max-width", type=click.IntRange(0), default=0, show_default=True,
+              help="Fill only marks narrower than this many pixels (0: all): broad ones are left for a curator's mask.")
 def train_pipeline(detect: str, inpaint: str, denoise: str | None, out_dir: str, name: str, version: str,
-                   threshold: float, grow: int) -> None:  # fmt: skip
+                   threshold: float, grow: int, max_width: int) -> None:  # fmt: skip
     """Assemble stage checkpoints into one restore model version (each stage's digest in its card)."""
     from flows.versions import code_version
     from restoration.stages import assemble
 
     dirs = {"detect": Path(detect), "inpaint": Path(inpaint)} | ({"denoise": Path(denoise)} if denoise else {})
     card = assemble(dirs, Path(out_dir), {"name": name, "version": version, "code_version": code_version()},
-                    threshold=threshold, grow=grow)  # fmt: skip
+                    threshold=threshold, grow=grow, max_width=max_width)  # fmt: skip
     out.print(f"wrote {Path(out_dir) / card['weights']} (sha256 {card['weights_sha256'][:16]}…): "
               + ", ".join(f"{k} {v['architecture']}" for k, v in card["stages"].items()))  # fmt: skip

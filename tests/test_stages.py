@@ -118,6 +118,35 @@ def test_a_curators_mask_is_used_instead_of_the_detector(pipeline_dir, photo):
         Restorer(create_model("unet_restorer_test")).restore([photo], masks=[supplied])
 
 
+def test_only_narrow_marks_are_filled_unless_a_curator_drew_the_mask(pipeline_dir, photo):
+    """max_width: the detector's broad marks (a white collar looks like emulsion loss) are left as
+    they are, its cracks are filled; a curator's mask is filled as drawn, broad or not."""
+    model, _ = load_checkpoint(pipeline_dir[0])
+    model.max_width, model.grow = 9, 0
+    prob = torch.zeros(1, 1, 80, 80)
+    prob[..., 10:14, 5:75] = 1.0  # a crack, 4 px wide
+    prob[..., 40:70, 20:50] = 1.0  # a collar, 30 px wide
+    holes = model.holes(prob)
+    assert holes[..., 10:14, 5:75].min() == 1 and holes[..., 40:70, 20:50].max() == 0
+    assert model.holes(prob, narrow_only=False)[..., 40:70, 20:50].min() == 1
+    model.denoise = None
+    supplied = np.zeros(photo.shape[:2], np.uint8)
+    supplied[60:120, 60:120] = 255  # a broad loss the curator marked
+    result = Restorer(model, EngineConfig(tile=1024)).restore([photo], masks=[supplied])[0]
+    assert np.abs(result.image[60:120, 60:120].astype(int) - photo[60:120, 60:120]).mean() > 1
+
+
+def test_tiles_agree_with_the_whole_image_when_only_narrow_marks_are_filled(pipeline_dir, photo):
+    model, _ = load_checkpoint(pipeline_dir[0])
+    model.max_width = 7
+    whole = Restorer(model, EngineConfig(tile=1024)).restore([photo])[0]
+    tiled = Restorer(model, EngineConfig(tile=256, overlap=64)).restore([photo])[0]
+    assert np.abs(whole.image.astype(int) - tiled.image.astype(int)).max() <= 2
+    model.max_width = 0
+    every_mark = Restorer(model, EngineConfig(tile=1024)).restore([photo])[0]
+    assert not np.array_equal(every_mark.image, whole.image)  # some marks were broad: the test bites
+
+
 # -- training ------------------------------------------------------------------------------------
 
 
