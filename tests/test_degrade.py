@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from restoration.degrade import DegradationConfig, degrade
-from restoration.degrade.pipeline import DAMAGE, LAST, SCAN, STAINS, TONE, apply_plan, effect, sample_plan
+from restoration.degrade.pipeline import DAMAGE, LAST, SCAN, SCENE, STAINS, TONE, apply_plan, effect, sample_plan
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_each_image_of_a_batch_gets_its_own_plan(photos):
     assert len(out.params) == 3 and len({json.dumps(p) for p in out.params}) == 3
 
 
-@pytest.mark.parametrize("name", TONE + STAINS + DAMAGE + SCAN + LAST)
+@pytest.mark.parametrize("name", SCENE + TONE + STAINS + DAMAGE + SCAN + LAST)
 def test_every_effect_changes_the_image_and_stays_in_range(photos, name):
     out = degrade(photos[:1], 2, DegradationConfig.only(name))
     assert [step["effect"] for step in out.params[0]] == [name]
@@ -139,3 +139,15 @@ def test_visible_masks_leave_out_damage_that_changed_nothing():
     assert apply_plan(white, plan)[1].sum() > 0  # the recorded damage
     assert apply_plan(white, plan, visible=0.03)[1].sum() == 0  # none of it shows
     assert torch.equal(apply_plan(grey, plan, visible=0.03)[1], apply_plan(grey, plan)[1])  # all of it shows
+
+
+def test_picture_structures_come_first_and_are_never_marked():
+    """Lattices and lettering are part of the scene (what the detector must leave): drawn before
+    the tone effects and the damage, thin, and outside every mask."""
+    config = DegradationConfig({"lattice": 1.0, "lettering": 1.0, "film_grain": 1.0, "craquelure": 1.0})
+    out = degrade(torch.full((2, 3, 128, 128), 0.4), 5, config)
+    for plan in out.params:
+        assert [step["effect"] for step in plan][:2] == ["lattice", "lettering"]
+    scene, mask = apply_plan(torch.full((1, 3, 128, 128), 0.4), out.params[0][:2])
+    changed = (scene - 0.4).abs().amax(1)[0] > 0.05
+    assert 0.005 < changed.float().mean() < 0.6 and mask.sum() == 0

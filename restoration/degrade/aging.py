@@ -330,3 +330,87 @@ def apply_tape(img: torch.Tensor, p: dict) -> torch.Tensor:
     alpha = np.maximum(alpha, rim * min(1.0, p["amber"] * 1.6))
     return _blend(img, np.array([0.8, 0.6, 0.25]), alpha)
 
+
+
+# -- picture structures a detector must leave: lattices and lettering ---------------------------------
+# Not damage: part of the scene (drawn before tone and scan effects, no mask). Thin, bright,
+# straight lines in regular families (towers, railings, window bars, rigging) and rows of small
+# strokes (lettering on signs and name tags) are what a crack detector erases on clean photographs.
+
+
+def _region(rng: np.random.Generator) -> list[list[float]]:
+    """A random convex quadrilateral (relative corners) covering a good part of the image."""
+    cx, cy = float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))
+    rx, ry, turn = float(rng.uniform(0.2, 0.6)), float(rng.uniform(0.2, 0.6)), float(rng.uniform(0, math.pi))
+    corners = []
+    for k in range(4):
+        a = turn + k * math.pi / 2 + float(rng.uniform(-0.3, 0.3))
+        corners.append([round(cx + rx * math.cos(a), 4), round(cy + ry * math.sin(a), 4)])
+    return corners
+
+
+def _stroke_colour(rng: np.random.Generator) -> list[float]:
+    bright = rng.random() < 0.7
+    v = float(rng.uniform(0.78, 1.0)) if bright else float(rng.uniform(0.0, 0.25))
+    return [v, v * float(rng.uniform(0.95, 1.0)), v * float(rng.uniform(0.9, 1.02))]
+
+
+def sample_lattice(rng: np.random.Generator, h: int, w: int) -> dict:
+    families = []
+    base = float(rng.choice([0.0, math.pi / 2])) + float(rng.normal(0, 0.25))
+    for k in range(int(rng.integers(1, 4))):
+        angle = base + (k * math.pi / 2 if k < 2 else float(rng.choice([-1, 1])) * math.pi / 4) + float(rng.normal(0, 0.05))
+        families.append({"angle": round(angle, 4), "spacing": float(rng.uniform(5, 32)), "offset": float(rng.uniform(0, 1)),
+                         "width": int(rng.integers(1, 4))})  # fmt: skip
+    return {"families": families, "region": _region(rng), "colour": _stroke_colour(rng),
+            "opacity": float(rng.uniform(0.6, 1.0)), "soften": float(rng.uniform(0.0, 0.8))}  # fmt: skip
+
+
+def apply_lattice(img: torch.Tensor, p: dict) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    lines = np.zeros((h, w), np.uint8)
+    diag = math.hypot(h, w)
+    for f in p["families"]:
+        ux, uy = math.cos(f["angle"]), math.sin(f["angle"])  # along the lines
+        nx, ny = -uy, ux  # across them
+        t = -diag + f["offset"] * f["spacing"]
+        while t < diag:
+            cx, cy = w / 2 + nx * t, h / 2 + ny * t
+            p0 = (int(round(cx - ux * diag)), int(round(cy - uy * diag)))
+            p1 = (int(round(cx + ux * diag)), int(round(cy + uy * diag)))
+            cv2.line(lines, p0, p1, 255, thickness=f["width"], lineType=cv2.LINE_AA)
+            t += f["spacing"]
+    region = np.zeros((h, w), np.uint8)
+    cv2.fillConvexPoly(region, np.array([[x * (w - 1), y * (h - 1)] for x, y in p["region"]], np.int32), 1)
+    alpha = lines.astype(np.float32) / 255 * region
+    if p["soften"] > 0.3:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), p["soften"])
+    return _blend(img, np.asarray(p["colour"]), alpha * p["opacity"])
+
+
+def sample_lettering(rng: np.random.Generator, h: int, w: int) -> dict:
+    rows = []
+    for _ in range(int(rng.integers(1, 5))):
+        size = float(rng.uniform(5, 16))
+        glyphs = []
+        for _ in range(int(rng.integers(3, 16))):
+            glyphs.append([[round(float(v), 3) for v in rng.uniform(0, 1, 4)] for _ in range(int(rng.integers(2, 5)))])
+        rows.append({"x": float(rng.uniform(0, 0.8)), "y": float(rng.uniform(0.05, 0.95)), "size": size,
+                     "angle": float(rng.normal(0, 0.1)), "glyphs": glyphs})  # fmt: skip
+    return {"rows": rows, "colour": _stroke_colour(rng), "width": int(rng.integers(1, 3)),
+            "opacity": float(rng.uniform(0.7, 1.0))}  # fmt: skip
+
+
+def apply_lettering(img: torch.Tensor, p: dict) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    canvas = np.zeros((h, w), np.uint8)
+    for row in p["rows"]:
+        s, a = row["size"], row["angle"]
+        ux, uy, vx, vy = math.cos(a), math.sin(a), -math.sin(a), math.cos(a)
+        for i, strokes in enumerate(row["glyphs"]):
+            ox, oy = row["x"] * w + ux * i * s * 0.8, row["y"] * h + uy * i * s * 0.8
+            for x0, y0, x1, y1 in strokes:  # within a glyph's box, 0.6 s wide and s high
+                q0 = (int(round(ox + (ux * x0 * 0.6 + vx * y0) * s)), int(round(oy + (uy * x0 * 0.6 + vy * y0) * s)))
+                q1 = (int(round(ox + (ux * x1 * 0.6 + vx * y1) * s)), int(round(oy + (uy * x1 * 0.6 + vy * y1) * s)))
+                cv2.line(canvas, q0, q1, 255, thickness=p["width"], lineType=cv2.LINE_AA)
+    return _blend(img, np.asarray(p["colour"]), canvas.astype(np.float32) / 255 * p["opacity"])

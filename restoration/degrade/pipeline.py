@@ -13,7 +13,10 @@ import torch
 
 from restoration.degrade import aging, damage, tone
 
-# Unstructured effects, applied first, in a random order per image.
+# Picture structures (not damage: part of the scene, no mask), applied before anything else:
+# lattices and lettering, the thin bright lines a crack detector must learn to leave.
+SCENE = ("lattice", "lettering")
+# Unstructured effects, applied next, in a random order per image.
 TONE = ("gaussian_blur", "motion_blur", "resample", "fading", "yellowing", "sepia", "halftone",
         "vignette", "gaussian_noise", "poisson_noise", "speckle_noise", "film_grain")  # fmt: skip
 # Translucent marks on the print (the picture still shows through: no mask), applied next.
@@ -51,7 +54,7 @@ class DegradationConfig:
     untouched: float = 0.0
 
     def __post_init__(self) -> None:
-        unknown = set(self.probabilities) - set(TONE + STAINS + DAMAGE + SCAN + LAST)
+        unknown = set(self.probabilities) - set(SCENE + TONE + STAINS + DAMAGE + SCAN + LAST)
         if unknown:
             raise ValueError(f"unknown degradation effects: {sorted(unknown)}")
 
@@ -89,6 +92,8 @@ def sample_plan(rng: np.random.Generator, h: int, w: int, config: DegradationCon
         scan = [scan[i] for i in rng.permutation(len(scan))]
     chosen += [n for n in STAINS + DAMAGE if drawn.get(n)] + scan
     chosen += [n for n in LAST if drawn.get(n)]
+    scene = [n for n in SCENE if prob.get(n, 0.0) > 0 and rng.random() < prob[n]]  # drawn last, applied first
+    chosen = scene + chosen
     return [{"effect": n, **effect(n)[0](rng, h, w)} for n in chosen]
 
 
