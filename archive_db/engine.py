@@ -30,8 +30,21 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+# A connection execution option: begin SQLite's transaction IMMEDIATE, taking the database's
+# writer lock at once (``archive_db.derivatives.version_lock``), not at the first write.
+IMMEDIATE = "sqlite_immediate"
+
+
+def write_first(session: Session) -> Session:
+    """Call first in a transaction that reads, then writes. On SQLite it begins IMMEDIATE: a
+    deferred transaction that read before another process committed cannot take the writer lock
+    ("database is locked" at once, whatever the busy timeout); an immediate one waits its turn."""
+    session.connection(execution_options={IMMEDIATE: True})
+    return session
+
+
 def _sqlite_begin(conn) -> None:
-    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE) else "BEGIN")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from archive_db import ledger
-from archive_db.derivatives import MASK_KIND, derivative_by_recipe, make_current, next_version
-from archive_db.models import Derivative
+from archive_db.derivatives import MASK_KIND, derivative_by_recipe, make_current, next_version, version_lock
+from archive_db.models import Derivative, Item
 from archive_db.queries import find_item
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
@@ -42,10 +42,15 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
     sha = hashlib.sha256(data).hexdigest()
     ensure_schema(settings.db.url, create=False)
     output = open_store(settings.store.output, settings.store, create=True)
-    with sessions_for(settings.db.url)() as session, session.begin():
-        item = find_item(session, item_ref)
-        if item is None:
+    sessions = sessions_for(settings.db.url)
+    with sessions() as session:
+        found = find_item(session, item_ref)
+        if found is None:
             raise NotFound(f"no item matches {item_ref!r} (give an id, a sha256 prefix or COLLECTION/KEY)")
+        item_id = found.id
+    with sessions.begin() as session:
+        version_lock(session, item_id, MASK_KIND)  # one writer of the item's masks at a time
+        item = session.get(Item, item_id)
         # Drawn over the master's pixels as stored (before any EXIF rotation, as restoration sees them).
         stored = (item.height, item.width) if (item.orientation or 1) >= 5 else (item.width, item.height)
         if stored != (binary.shape[1], binary.shape[0]):

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from archive_db import ledger, queries
+from archive_db.engine import write_first
 from archive_db.models import ModelVersion
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
@@ -41,6 +42,7 @@ def register(settings: Settings, directory: Path, status: str = "candidate") -> 
     output = open_store(settings.store.output, settings.store, create=True)
     prefix = store_prefix(name, version)
     with sessions_for(settings.db.url).begin() as session:
+        write_first(session)
         if queries.resolve_model(session, f"{name}@{version}") is not None:
             raise ConfigError(f"{name}@{version} is already registered; versions are immutable")
         for filename in (WEIGHTS, CARD):
@@ -114,6 +116,8 @@ def ensure_shipped(settings: Settings) -> None:
     release never changes an existing archive's production model by itself: where one is in
     production already, a newly shipped version arrives as a candidate, for the archive to
     reprocess with and promote when it has looked at the results."""
+    from sqlalchemy.exc import IntegrityError
+
     if not SHIPPED.is_dir():
         return
     manifest_path = SHIPPED / "shipped.json"
@@ -132,7 +136,16 @@ def ensure_shipped(settings: Settings) -> None:
                         "production version (reprocess with it, then `archive models promote`)",
                         card["name"], card["version"], card["name"])  # fmt: skip
             status = "candidate"
-        register(settings, card_path.parent, status=status)
+        try:
+            register(settings, card_path.parent, status=status)
+        except (ConfigError, IntegrityError):
+            # Two first runs on a new catalogue: the other registered it meanwhile. The same
+            # weights are what this one would have registered; anything else is an error.
+            with sessions_for(settings.db.url)() as session:
+                row = queries.resolve_model(session, f"{card['name']}@{card['version']}")
+            if row is None or row.weights_sha256 != card["weights_sha256"]:
+                raise
+            continue
         if status == "production":
             in_production.add(card["name"])
 
@@ -144,7 +157,7 @@ def agent_of(settings: Settings, row: ModelVersion) -> int:
     for attempt in range(2):  # two workers may create it at once: the loser reads the winner's
         try:
             with sessions_for(settings.db.url).begin() as session:
-                return ledger.get_or_create_agent(session, "model", row.name, row.version).id
+                return ledger.get_or_create_agent(write_first(session), "model", row.name, row.version).id
         except IntegrityError:
             if attempt:
                 raise

@@ -22,8 +22,9 @@ from prefect.artifacts import create_markdown_artifact
 from sqlalchemy import select
 
 from archive_db import ledger, queries
-from archive_db.derivatives import (Recipe, current_masks, items_needing, made_hashes, make_current, masked_hash,
-                                    next_version)
+from archive_db.engine import write_first
+from archive_db.derivatives import (Recipe, current_masks, derivative_by_recipe, items_needing, made_hashes,
+                                    make_current, masked_hash, next_version, version_lock)
 from archive_db.models import Agent, Collection, Derivative, Event, Item, ModelVersion
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ArchiveError, ConfigError, NotFound
@@ -62,6 +63,7 @@ class RestoreSummary:
     restored: int = 0
     failed: int = 0
     not_done: int = 0  # a batch's worker ended without recording these (crashed, cancelled)
+    made_elsewhere: int = 0  # skipped: a concurrent run made the same recipe's version meanwhile
     pixels: int = 0
     seconds: float = 0.0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (source key, reason)
@@ -69,7 +71,8 @@ class RestoreSummary:
     without_source: int = 0  # styling: items with no current version of the source kind
 
     def counts(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("selected", "batches", "restored", "failed", "not_done", "pixels")}
+        return {k: getattr(self, k) for k in ("selected", "batches", "restored", "failed", "not_done", "made_elsewhere",
+                                              "pixels")}  # fmt: skip
 
     def headline(self) -> str:
         verb = "Styled" if self.operation == "style" else "Restored"
@@ -78,7 +81,8 @@ class RestoreSummary:
                     + (f" ({self.without_source} without a restored version to style)." if self.without_source else "."))
         return (f"{verb} {self.restored} of {self.selected} item(s) of '{self.collection}' with {self.model} "
                 f"in {self.seconds:.1f} s ({self.failed} failed, {self.not_done} not done, "
-                f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} MP/s).")  # fmt: skip
+                + (f"{self.made_elsewhere} made meanwhile by another run, " if self.made_elsewhere else "")
+                + f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} MP/s).")  # fmt: skip
 
     def rows(self) -> list[tuple[str, str]]:
         return [(k, f"{v:,}") for k, v in self.counts().items()] + [("seconds", f"{self.seconds:.2f}")]
@@ -87,7 +91,7 @@ class RestoreSummary:
         lines = [f"# Restoration of `{self.collection}`", "", self.headline(), "", f"Recipe `{self.recipe_hash}`.", ""]
         lines += ["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in self.rows())]
         if self.problems:
-            lines += ["", "## Failed or not done", "", "| key | reason |", "|---|---|"]
+            lines += ["", "## Failed, not done or skipped", "", "| key | reason |", "|---|---|"]
             lines += [f"| `{_md(k)}` | {_md(r)} |" for k, r in self.problems[:500]]
         return "\n".join(lines) + "\n"
 
@@ -165,8 +169,9 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
         summary.restored += len(outcome["restored"])
         summary.pixels += sum(pixels[i] for i in outcome["restored"])
         summary.failed += len(outcome["failed"])
-        summary.problems += [(keys[i], reason) for i, reason in outcome["failed"].items()]
-        undone = [i for i in ids if i not in outcome["restored"] and i not in outcome["failed"]]
+        summary.made_elsewhere += len(outcome["skipped"])
+        summary.problems += [(keys[i], reason) for i, reason in [*outcome["failed"].items(), *outcome["skipped"].items()]]
+        undone = [i for i in ids if i not in outcome["restored"] and i not in outcome["failed"] and i not in outcome["skipped"]]
         summary.not_done += len(undone)
         summary.problems += [(keys[i], "not done: the batch's worker ended without recording it") for i in undone]
         progress.advance(len(ids))
@@ -233,20 +238,18 @@ def _check_pool(deployment: str, pool: str) -> None:
 
 
 def batch_outcome(settings: Settings, run_id: int, ids: list[int], recipe: Recipe) -> dict[str, Any]:
-    """What the catalogue says a batch did: items with the recipe's derivative (for a style, the
-    one this run made: its hash names the parent too), and the reasons of this run's failure
-    events for the others."""
-    made = Derivative.run_id == run_id
-    if recipe.operation != "style":  # or made before; a version made with a curator's mask has its own hash
-        made = made | (Derivative.recipe_hash == recipe.hash)
+    """What this run's own events say of a batch: the items it recorded a version of, those another
+    run made meanwhile (skipped, with the reason), and the reasons of its failures. Not what the
+    catalogue holds: a version made by a concurrent run is not this run's success."""
     with sessions_for(settings.db.url)() as session:
-        restored = set(session.scalars(select(Derivative.item_id).where(
-            Derivative.item_id.in_(ids), Derivative.kind == recipe.kind, made)))  # fmt: skip
-        failures = session.execute(select(Event.item_id, Event.detail).where(
-            Event.run_id == run_id, Event.type == EVENT_TYPES[recipe.operation], Event.outcome == "failure",
-            Event.item_id.in_(ids)).order_by(Event.id)).all()  # fmt: skip
-    failed = {i: (d or {}).get("reason", "failed") for i, d in failures if i not in restored}
-    return {"restored": restored, "failed": failed}
+        events = session.execute(select(Event.item_id, Event.outcome, Event.detail).where(
+            Event.run_id == run_id, Event.type == EVENT_TYPES[recipe.operation], Event.item_id.in_(ids)
+        ).order_by(Event.id)).all()  # fmt: skip
+    restored = {i for i, outcome, _ in events if outcome == "success"}
+    skipped = {i: (d or {}).get("reason", "skipped") for i, outcome, d in events if outcome == "warning" and i not in restored}
+    failed = {i: (d or {}).get("reason", "failed") for i, outcome, d in events
+              if outcome == "failure" and i not in restored and i not in skipped}  # fmt: skip
+    return {"restored": restored, "skipped": skipped, "failed": failed}
 
 
 # -- the worker ----------------------------------------------------------------------------------
@@ -342,7 +345,7 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
             seconds = (time.perf_counter() - started) / len(ready)
             pending += [write.submit(writer.write, w, loaded, result, seconds) for (w, loaded), result in zip(ready, results, strict=True)]
         for f in pending:
-            counts["restored" if f.result() else "failed"] += 1
+            counts[f.result()] += 1
     return counts
 
 
@@ -452,23 +455,19 @@ class _Writer:
     def fail(self, w: _Work, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
         with self.sessions.begin() as session:
-            self._event(session, "failure", w.id, {"reason": reason, "recipe_hash": self._hash(w)})
+            self._event(write_first(session), "failure", w.id, {"reason": reason, "recipe_hash": self._hash(w)})
 
-    def write(self, w: _Work, loaded: Loaded, result, seconds: float) -> bool:
+    def write(self, w: _Work, loaded: Loaded, result, seconds: float) -> str:
+        """Write and record one item's version: "restored", "skipped" (another run made the same
+        recipe's version meanwhile) or "failed" (with its event)."""
         try:
-            self._write(w, loaded, result, seconds)
-            return True
+            return self._write(w, loaded, result, seconds)
         except Exception as exc:
             self.fail(w, exc)
-            return False
+            return "failed"
 
-    def _write(self, w: _Work, loaded: Loaded, result, seconds: float) -> None:
+    def _write(self, w: _Work, loaded: Loaded, result, seconds: float) -> str:
         started = datetime.now(UTC)
-        with self.sessions() as session:
-            version = next_version(session, w.id, self.rec.kind)
-        prefix = f"derivatives/{w.collection}/{w.id}/{self.rec.kind}/v{version}"
-        for leftover in list(self.output.list(prefix + "/")):  # a killed attempt's, never recorded
-            self.output.delete(leftover.key)
         when = started.isoformat(timespec="seconds").replace("+00:00", "Z")
         made = f"{self.rec.operation} with {self.rec.model} (weights sha256 {self.rec.weights_sha256})"
         if w.input is not None:
@@ -483,13 +482,26 @@ class _Writer:
                  access_copy(result.image, icc, dpi, history, self.settings.restore.access_px)]  # fmt: skip
         if result.mask is not None:
             files.append(mask_png(result.mask))
-        meta = self._sidecar(w, loaded, version, prefix, files, started, seconds)
-        if result.derived:  # per-image values the recipe derived (a style's print curve)
-            meta["derived"] = result.derived
-        for f in [*files, sidecar(meta)]:  # the sidecar last: its presence means the version is whole
-            self.output.put(f"{prefix}/{f.name}", f.data, f.content_type)
-        image = files[0]
+        # One writer at a time per item and kind, across processes, from choosing the version to
+        # recording it: a concurrent run of the same work waits, then finds the version made.
         with self.sessions.begin() as session:
+            version_lock(session, w.id, self.rec.kind)
+            made_meanwhile = derivative_by_recipe(session, w.id, self.rec.kind, self._hash(w))
+            if made_meanwhile is not None:
+                self._event(session, "warning", w.id, {
+                    "reason": f"skipped: version {made_meanwhile.version} was made meanwhile by run {made_meanwhile.run_id}",
+                    "recipe_hash": self._hash(w)}, made_meanwhile.id)  # fmt: skip
+                return "skipped"
+            version = next_version(session, w.id, self.rec.kind)
+            prefix = f"derivatives/{w.collection}/{w.id}/{self.rec.kind}/v{version}"
+            for leftover in list(self.output.list(prefix + "/")):  # a killed attempt's, never recorded
+                self.output.delete(leftover.key)
+            meta = self._sidecar(w, loaded, version, prefix, files, started, seconds)
+            if result.derived:  # per-image values the recipe derived (a style's print curve)
+                meta["derived"] = result.derived
+            for f in [*files, sidecar(meta)]:  # the sidecar last: its presence means the version is whole
+                self.output.put(f"{prefix}/{f.name}", f.data, f.content_type)
+            image = files[0]
             row = Derivative(item_id=w.id, kind=self.rec.kind, version=version, recipe_hash=self._hash(w),
                              parent_id=w.input.parent_id if w.input else None,
                              recipe=meta["recipe"] | {"execution": self.execution},
@@ -504,6 +516,7 @@ class _Writer:
             self._event(session, "success", w.id, {"version": version, "key": f"{prefix}/{image.name}",
                                                    "sha256": image.sha256, "recipe_hash": self._hash(w),
                                                    "parent_id": row.parent_id}, row.id)  # fmt: skip
+        return "restored"
 
     def _sidecar(self, w: _Work, loaded: Loaded, version: int, prefix: str, files: list[Encoded],
                  started: datetime, seconds: float) -> dict[str, Any]:  # fmt: skip

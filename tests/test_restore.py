@@ -315,6 +315,75 @@ def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settin
         assert sorted(e.item_id for e in successes) == sorted(ids)  # no orphan rows either
 
 
+def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_versions(settings, tmp_path, monkeypatch):
+    """Two real worker processes restore the same items with the same recipe at the same moment
+    (on PostgreSQL and SQLite): every version is written by one of them, whole, and recorded once;
+    the other skips it and says so in an event of its own run; the store holds nothing unrecorded."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    from archive_db import ledger
+    from flows.restore import batch_outcome, prepare
+
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    register(settings, checkpoint(tmp_path, "v1", 1), status="production")
+    rng = np.random.default_rng(1)
+    write_folder(tmp_path / "inbox", {f"scan-{i:02d}.png": samples.encode(Image.fromarray(
+        rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)), "PNG") for i in range(24)})  # fmt: skip
+    ingest_collection(str(tmp_path / "inbox"), "letters", settings)
+    coll_id, row, recipe = prepare(settings, "letters", "restore@production", "restored")
+    with sessions_for(settings.db.url)() as s:
+        ids = [r[0] for r in items_needing(s, coll_id, "restored", recipe.hash)]
+    with sessions_for(settings.db.url).begin() as s:
+        runs = [ledger.start_run(s, "restore", {"test": name}, "test", coll_id).id for name in "ab"]
+    go = tmp_path / "go"
+    # The worker's function itself (restore_batch.fn), without Prefect's flow-run start-up, which
+    # would stagger the two by a second: the race is in the writing.
+    script = ("import sys, json, time, pathlib\nfrom flows.restore import restore_batch\nfrom flows.settings import Settings\n"
+              "settings = Settings()\npathlib.Path(sys.argv[4]).touch()\n"
+              "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
+              "print(json.dumps(restore_batch.fn(json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[5]), settings)))\n")  # fmt: skip
+    env = os.environ | {"ARCHIVE_DB__URL": settings.db.url, "ARCHIVE_STORE__OUTPUT": settings.store.output,
+                        "ARCHIVE_RESTORE__TILE": "64", "ARCHIVE_RESTORE__THREADS": "2",
+                        "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, "-c", script, json.dumps(ids), json.dumps(__import__("dataclasses").asdict(recipe)),
+                               str(go), str(tmp_path / f"ready-{run}"), str(run)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for run in runs]  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready-{run}").exists() for run in runs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()  # both at once
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-6000:] for _, e in outs]
+    counts = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    assert all(c["failed"] == 0 for c in counts), counts
+    assert sum(c["restored"] for c in counts) == len(ids)  # each version made once, by one of them
+
+    rows = derivatives(settings)
+    assert sorted(item.id for item, _ in rows) == sorted(ids) and all(d.version == 1 for _, d in rows)
+    out = open_store(settings.store.output, settings.store)
+    expected = set()
+    for item, d in rows:
+        prefix = f"derivatives/letters/{item.id}/restored/v1"
+        meta = json.loads(stored(settings, f"{prefix}/metadata.json"))
+        assert meta["run_id"] == d.run_id  # the sidecar is the recording run's, not overwritten
+        assert hashlib.sha256(stored(settings, d.storage_uri)).hexdigest() == d.sha256  # the bytes are the recorded ones
+        expected |= {f"{prefix}/{name}" for name in [*meta["derivative"]["files"], "metadata.json"]}
+    assert {o.key for o in out.list("derivatives/")} == expected  # nothing unrecorded
+
+    # Each run's summary counts its own events: what it made, and what it found made meanwhile.
+    outcomes = [batch_outcome(settings, run, ids, recipe) for run in runs]
+    assert [len(o["restored"]) for o in outcomes] == [c["restored"] for c in counts]
+    assert not outcomes[0]["restored"] & outcomes[1]["restored"]
+    assert all(not o["failed"] for o in outcomes)
+    meanwhile = [r for o in outcomes for r in o["skipped"].values()]
+    assert meanwhile and all(r.startswith("skipped: version 1 was made meanwhile by run ") for r in meanwhile)
+
+
 def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys):
     from flows.cli import main
 
