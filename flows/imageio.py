@@ -21,15 +21,29 @@ class Loaded:
     info: dict[str, Any] = field(default_factory=dict)  # icc_profile, dpi
 
 
-def read_image(source: Path | bytes, gpu: Any = None) -> Loaded:
+def pixel_limit() -> int:
+    """The catalogue's one pixel limit (``ARCHIVE_INGEST__MAX_PIXELS``): what ingest accepts,
+    restoration, styles and previews must read, whatever Pillow's own default (179 MP)."""
+    from flows.settings import Settings
+
+    return Settings().ingest.max_pixels
+
+
+def read_image(source: Path | bytes, gpu: Any = None, max_pixels: int | None = None) -> Loaded:
     """Decode a file (a path, or its bytes) to an array; 16-bit colour TIFFs (which Pillow reads
     as 8-bit) via tifffile. With ``gpu`` (a CUDA torch.device where nvJPEG works), grey and RGB
-    JPEGs decode there."""
+    JPEGs decode there. Images over ``max_pixels`` (default :func:`pixel_limit`) are refused
+    before decoding."""
 
     def opened():
         return source if isinstance(source, Path) else io.BytesIO(source)
 
+    limit = max_pixels or pixel_limit()
+    Image.MAX_IMAGE_PIXELS = None  # Pillow's process-wide default gives way to the catalogue's limit
     with Image.open(opened()) as img:
+        if img.width * img.height > limit:
+            raise ValueError(f"{img.width}x{img.height} = {img.width * img.height:,} pixels is over the limit of "
+                             f"{limit:,} (ARCHIVE_INGEST__MAX_PIXELS); not decoded")  # fmt: skip
         info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
         fmt, mode = img.format, img.mode
         if gpu is not None and fmt == "JPEG" and mode in ("L", "RGB"):

@@ -425,7 +425,7 @@ def _fetch_decode(settings: Settings, w: _Work, gpu) -> Loaded:
         if hashlib.sha256(drawn).hexdigest() != w.mask.sha256:
             raise FixityError(f"mask {w.mask.parent_id} changed since it was recorded")
         w.mask_pixels = read_mask(drawn)
-    return read_image(data, gpu)
+    return read_image(data, gpu, settings.ingest.max_pixels)
 
 
 class _Writer:

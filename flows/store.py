@@ -53,16 +53,47 @@ def read_all(store: ObjectStore, key: str) -> bytes:
         return fh.read()
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)  # read at import, while no other thread can create a file meanwhile
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
 class LocalStore:
-    """A folder on disk. ETags are ``<mtime_ns>-<size>`` in hex, like a web server's."""
+    """A folder on disk. ETags are ``<mtime_ns>-<size>`` in hex, like a web server's.
+
+    A file is written under a temporary name in the store's own ``.archive-tmp/`` folder and
+    renamed into place, so readers never see half a file and a write killed half-way leaves
+    nothing inside a version's folder; opening a store to write clears temporaries older than
+    ``TMP_MAX_AGE`` seconds (a live writer's are younger)."""
+
+    TMP = ".archive-tmp"
+    TMP_MAX_AGE = 3600
 
     def __init__(self, root: Path, create: bool = False):
         self.root = root.resolve()
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._sweep_temporaries()
         elif not self.root.is_dir():
             raise StoreError(f"folder {self.root} does not exist or is not a directory")
         self.uri = self.root.as_uri()
+
+    def _sweep_temporaries(self) -> None:
+        import time
+
+        folder = self.root / self.TMP
+        if not folder.is_dir():
+            return
+        for leftover in folder.glob(".tmp-*"):
+            try:
+                if time.time() - leftover.stat().st_mtime > self.TMP_MAX_AGE:
+                    leftover.unlink()
+            except FileNotFoundError:  # another process swept it first
+                pass
 
     def probe(self) -> None:
         """Raise :class:`StoreError` unless the folder can be read."""
@@ -83,7 +114,7 @@ class LocalStore:
         if not start.is_dir():
             return
         for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
+            dirnames[:] = sorted(d for d in dirnames if d != self.TMP or Path(dirpath) != self.root)
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in sorted(filenames):
                 key = name if rel == "." else f"{rel}/{name}"
@@ -112,9 +143,11 @@ class LocalStore:
     def put(self, key: str, data: bytes | IO[bytes], content_type: str | None = None) -> ObjectInfo:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temporary name and rename, so readers never see half a file.
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        # Write to a temporary name outside the key's folder and rename (see the class).
+        (self.root / self.TMP).mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root / self.TMP)
         try:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # as any file the user writes (mkstemp's 0600 would hide it from a web server)
             with os.fdopen(fd, "wb") as out:
                 if isinstance(data, bytes | bytearray | memoryview):
                     out.write(data)

@@ -78,3 +78,22 @@ def test_exif_values_are_json_safe_and_bounded():
     json.dumps(tags)  # must not raise
     assert tags["Image Make"] == "Epson"
     assert len(tags["Image ImageDescription"]) < 1100
+
+
+def test_one_pixel_limit_from_ingest_to_restoration_and_previews(monkeypatch):
+    """A scan over Pillow's default limit (179 MP) but under the catalogue's (what ingest accepts,
+    ARCHIVE_INGEST__MAX_PIXELS) is read where restoration, styles and previews read it; one over
+    the catalogue's limit is refused with a clear error, before decoding."""
+    from flows.imageio import read_image
+
+    w, h = 13420, 13340
+    pillow_default = 178_956_970
+    assert w * h > pillow_default
+    buffer = io.BytesIO()
+    Image.new("L", (w, h), 200).save(buffer, "PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pillow_default)  # as a fresh worker process has it
+    loaded = read_image(buffer.getvalue())
+    assert loaded.pixels.shape == (h, w) and loaded.pixels[h - 1, w - 1] == 200
+    monkeypatch.setenv("ARCHIVE_INGEST__MAX_PIXELS", "100000000")
+    with pytest.raises(ValueError, match=r"13420x13340 = 179,022,800 pixels is over the limit of 100,000,000"):
+        read_image(buffer.getvalue())
