@@ -174,10 +174,11 @@ def restore(settings: Settings, collection: str, model_ref: str, pool: str | Non
     """Restore the items of a collection that lack the model's output, as new versions."""
     from flows.ingest import check_collection_name
     from flows.progress import reporting
-    from flows.restore import KIND, prepare, restore_collection
+    from flows.restore import KIND, preflight, prepare, restore_collection
 
     check_collection_name(collection)
     prepare(settings, collection, model_ref, KIND)  # unknown collection or model: one line, before Prefect starts
+    preflight(settings, in_process=pool is None)
     if batch_pixels:
         settings.restore = settings.restore.model_copy(update={"batch_pixels": batch_pixels})
     with RichReporter() as bar, reporting(bar):
@@ -205,7 +206,7 @@ def reprocess(settings: Settings, collection: str, model_ref: str | None, style:
     beside the old versions, and compare."""
     from flows.progress import reporting
     from flows.reprocess import reprocess_collection
-    from flows.restore import KIND, prepare
+    from flows.restore import KIND, preflight, prepare
 
     if (model_ref is None) == (style is None):
         raise click.UsageError("give one of --model and --style")
@@ -216,6 +217,7 @@ def reprocess(settings: Settings, collection: str, model_ref: str | None, style:
         model_ref = f"{row.name}@{row.version}"
     else:
         prepare(settings, collection, model_ref, KIND)
+    preflight(settings, in_process=pool is None)
 
     with RichReporter() as bar, reporting(bar):
         report = reprocess_collection(collection, model_ref, pool, sample=sample, settings=settings, style=style,
@@ -433,9 +435,12 @@ def restore_files(settings: Settings, inputs: tuple[str, ...], out_dir: str, mod
     from flows.models import load
     from restoration.checkpoints import sha256_file
     from restoration.decode import gpu_jpeg_available
-    from restoration.engine import EngineConfig, Restorer, resolve_device, takes_mask
+    from restoration.engine import EngineConfig, Restorer, check_device, takes_mask
 
-    dev = resolve_device(device)
+    try:
+        dev = check_device(device)
+    except ValueError as exc:
+        raise click.UsageError(f"--device: {exc}") from None
     gpu = dev if gpu_jpeg_available(dev) else None  # JPEGs decode on the GPU where they can
     model, card, row = load(settings, model_ref, device=str(dev))
     if mask_dir and not takes_mask(model):

@@ -130,6 +130,23 @@ def restore_collection(collection: str, model: str = "restore@production", pool:
     return dispatch(settings, "restore", collection, coll_id, model, row, recipe, todo, pool)
 
 
+def preflight(settings: Settings, in_process: bool = True) -> None:
+    """What a run needs, checked before Prefect starts, so that a mistake is one line and is
+    found even when nothing needs restoring: the output store opens for writing; and for a run
+    in this process, the device and dtype exist here (a pool's workers check their own)."""
+    from restoration.engine import check_device
+
+    try:
+        open_store(settings.store.output, settings.store, create=True)
+    except OSError as exc:
+        raise ConfigError(f"output store {settings.store.output}: {exc.strerror or exc}") from None
+    if in_process:
+        try:
+            check_device(settings.device.device, settings.device.dtype)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
 def takes_masks(row: ModelVersion) -> bool:
     """Whether a model version restores with a curator's mask where an item has one (a staged
     pipeline: its inpainter fills the mask instead of what the detector found)."""

@@ -55,6 +55,7 @@ def stylize(settings: Settings, collection: str, style: str, strength: float, so
     """Apply a period style to a collection, as new versions of kind style:<name>."""
     from flows.commands import _summary_table
     from flows.progress import reporting
+    from flows.restore import preflight
     from flows.stylize import prepare, stylize_collection
 
     params = _params(param_values)
@@ -62,6 +63,7 @@ def stylize(settings: Settings, collection: str, style: str, strength: float, so
         prepare(settings, collection, style, strength, source, params)  # bad names: one line, before Prefect
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    preflight(settings, in_process=pool is None)
     with RichReporter() as bar, reporting(bar):
         summary = stylize_collection(collection, style, strength, source, params, limit, pool, settings=settings)
     out.print(_summary_table(f"stylize: {collection}", summary.rows()))

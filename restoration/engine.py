@@ -49,6 +49,29 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_device(name: str, dtype: str = "auto") -> torch.device:
+    """The device ``name`` if this machine has it (and ``dtype`` is one the engine runs), else a
+    ValueError that says why, in one line: before any run starts, not from deep in a batch."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device {name!r} is not a device name ({str(exc).splitlines()[0]})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {name!r}: this machine has no CUDA device")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise ValueError(f"device {name!r}: the engine runs on cpu or cuda")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    return device
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name != "auto":
         return getattr(torch, name)

@@ -384,6 +384,27 @@ def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_vers
     assert meanwhile and all(r.startswith("skipped: version 1 was made meanwhile by run ") for r in meanwhile)
 
 
+def test_a_bad_device_dtype_or_output_is_one_line_even_with_nothing_to_restore(archive, capsys, monkeypatch, tmp_path):
+    from flows.cli import main
+
+    restore_collection("letters", settings=archive)  # nothing left to restore
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    cases = [({"ARCHIVE_DEVICE__DEVICE": "cuda:7"}, archive.store.output, "error: device 'cuda:7': this machine has"),
+             ({"ARCHIVE_DEVICE__DEVICE": "tpu"}, archive.store.output, "error: device 'tpu' is not a device name"),
+             ({"ARCHIVE_DEVICE__DTYPE": "float8"}, archive.store.output, "error: dtype 'float8' is not one of auto, float32"),
+             ({}, str(a_file), "error: output store")]  # fmt: skip
+    for env, output, expected in cases:
+        with monkeypatch.context() as m:
+            for k, v in env.items():
+                m.setenv(k, v)
+            for command in (["restore", "--collection", "letters"],
+                            ["reprocess", "--collection", "letters", "--model", "restore-unet@v1"]):  # fmt: skip
+                assert main(["--db", archive.db.url, "--output", output, *command]) == 1
+                err = capsys.readouterr().err.strip()
+                assert err.startswith(expected) and "\n" not in err, (command, env, err)
+
+
 def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys):
     from flows.cli import main
 
