@@ -20,6 +20,8 @@ from archive_db.models import Collection, Derivative, Event, Item, ModelVersion
 STATUSES = ("ingested", "quarantined", "restored", "styled", "stale")
 SORTS = ("id", "newest", "date", "key")
 MAX_LIMIT = 500
+MAX_ID = 2**31 - 1  # ids are 32-bit columns on PostgreSQL
+MAX_YEAR = 99999
 
 
 class SearchError(ValueError):
@@ -46,6 +48,15 @@ class SearchQuery:
             raise SearchError(f"unknown status {self.status!r} (one of {', '.join(STATUSES)})")
         if not 1 <= self.limit <= MAX_LIMIT:
             raise SearchError(f"limit must be between 1 and {MAX_LIMIT}")
+        for name in ("year_from", "year_to"):
+            year = getattr(self, name)
+            if year is not None and not -MAX_YEAR <= year <= MAX_YEAR:
+                raise SearchError(f"{name} must be a year between {-MAX_YEAR} and {MAX_YEAR}")
+        for name in ("text", "collection", "status", "model", "kind", "after"):
+            if "\x00" in (getattr(self, name) or ""):
+                raise SearchError(f"{name} must not contain a NUL byte")
+        if self.after:
+            decode_cursor(self.after, self.sort)  # a damaged cursor is the caller's error, found here
 
     def filters(self) -> dict[str, Any]:
         """The filters that are set, as they appear in a shareable URL."""
@@ -179,13 +190,28 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def decode_cursor(cursor: str, sort: str = "id") -> list[Any]:
+    """The [sort value, item id] a cursor holds, each of the type and range the sort's column
+    takes (a damaged or hand-made cursor is a SearchError, never a database error)."""
+    damaged = SearchError("the page cursor is damaged; start the search again")
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise SearchError("the page cursor is damaged; start the search again") from exc
-    if not isinstance(values, list) or len(values) != 2 or not isinstance(values[1], int):
-        raise SearchError("the page cursor is damaged; start the search again")
+        raise damaged from exc
+    if not isinstance(values, list) or len(values) != 2:
+        raise damaged
+    value, last_id = values
+    if isinstance(last_id, bool) or not isinstance(last_id, int) or not 0 <= last_id <= MAX_ID:
+        raise damaged
+    if sort == "key":
+        if not isinstance(value, str) or "\x00" in value:
+            raise damaged
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise damaged from None
+    elif isinstance(value, bool) or not isinstance(value, int) or not -MAX_ID <= value <= MAX_ID:
+        raise damaged
     return values
 
 
@@ -193,7 +219,7 @@ def _page_query(q: SearchQuery, where: list[ColumnElement[bool]]) -> Select:
     key, desc = _sort_key(q.sort)
     query = select(Item, Collection.name).join(Collection, Collection.id == Item.collection_id).where(*where)
     if q.after:
-        last, last_id = decode_cursor(q.after)
+        last, last_id = decode_cursor(q.after, q.sort)
         if q.sort in ("id", "newest"):
             query = query.where(Item.id < last_id if desc else Item.id > last_id)
         else:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from archive_db import curation
 from archive_db.ledger import get_or_create_agent
@@ -114,8 +114,20 @@ def media_derivative_file(derivative_id: int, cat: Catalogue = CatalogueDep) -> 
 
 # -- writes ----------------------------------------------------------------------------------
 
-User = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Note = Annotated[str, StringConstraints(max_length=2000)]
+def _storable(text: str) -> str:
+    """Text the catalogue can store: no NUL byte (PostgreSQL refuses them), no lone surrogate."""
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL byte")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (a lone surrogate is not)") from None
+    return text
+
+
+Storable = AfterValidator(_storable)
+User = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+Note = Annotated[str, StringConstraints(max_length=2000), Storable]
 
 
 class ReviewBody(BaseModel):
@@ -132,7 +144,7 @@ class CurrentBody(BaseModel):
 class MetadataBody(BaseModel):
     user: User
     fields: dict[Literal["title", "description", "date_text", "creator", "place", "subjects", "rights"],
-                 Annotated[str, StringConstraints(max_length=10_000)] | None] = Field(min_length=1)  # fmt: skip
+                 Annotated[str, StringConstraints(max_length=10_000), Storable] | None] = Field(min_length=1)  # fmt: skip
 
 
 WRITE = [Depends(require_token)]  # checked before the body is even read

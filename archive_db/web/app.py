@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_db.web import api, pages
@@ -18,6 +20,7 @@ from archive_db.web.media import MediaSource
 
 CSP = ("default-src 'none'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
+MAX_BODY = 1 << 20
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -37,7 +40,11 @@ def create_app(sessions: sessionmaker[Session], media: MediaSource, token: str |
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable) -> Response:
-        response = await call_next(request)
+        declared = request.headers.get("content-length", "0")
+        if not declared.isdigit() or int(declared) > MAX_BODY:  # metadata edits are a few kB
+            response = JSONResponse({"error": f"the request body is over {MAX_BODY:,} bytes"}, status_code=413)
+        else:
+            response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         return response
@@ -47,5 +54,23 @@ def create_app(sessions: sessionmaker[Session], media: MediaSource, token: str |
         if request.url.path.startswith(("/api/", "/media/")):
             return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
         return pages.error_page(request, exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        """422 with where and why, but not the value sent: a body of 1e999 or a lone surrogate
+        cannot be echoed as JSON (FastAPI's own answer to them was a 500)."""
+        errors = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(first['loc'][1:] or first['loc'])}: {first['msg']}"
+        if request.url.path.startswith(("/api/", "/media/")):
+            return JSONResponse({"error": message, "detail": errors}, status_code=422)
+        return pages.error_page(request, 422, message)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(DataError)
+    async def out_of_range(request: Request, exc: Exception) -> Response:
+        """A value the database cannot hold (a number past its column's range, say) is the
+        request's fault: 400, where the database's own error would have been a 500."""
+        return await problem(request, HTTPProblem(400, "a value in the request is out of the catalogue's range"))
 
     return app

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_db.models import Derivative, Item
-from archive_db.search import SearchError, SearchQuery
+from archive_db.search import MAX_ID, SearchError, SearchQuery
 from archive_db.web.media import MediaSource
 
 HERE = Path(__file__).parent
@@ -80,14 +80,14 @@ def search_query(request: Request, limit: int = 48) -> SearchQuery:
 
 
 def get_item(session: Session, item_id: int) -> Item:
-    item = session.get(Item, item_id)
+    item = session.get(Item, item_id) if 1 <= item_id <= MAX_ID else None  # 2**63 is no id: a 404, not a 500
     if item is None:
         raise not_found(f"item {item_id}")
     return item
 
 
 def get_derivative(session: Session, derivative_id: int) -> Derivative:
-    derivative = session.get(Derivative, derivative_id)
+    derivative = session.get(Derivative, derivative_id) if 1 <= derivative_id <= MAX_ID else None
     if derivative is None:
         raise not_found(f"derivative {derivative_id}")
     return derivative
