@@ -51,6 +51,8 @@ def read_image(source: Path | bytes, gpu: Any = None, max_pixels: int | None = N
 
             data = source.read_bytes() if isinstance(source, Path) else source
             return Loaded(decode_jpeg_on(data, mode == "L", gpu), fmt, mode, info)
+        if fmt == "PNG" and mode in ("RGB", "RGBA") and _png_bit_depth(opened()) == 16:
+            return Loaded(_png16_pixels(source), fmt, mode + ";16", info)  # Pillow would give 8 bits
         img.load()
         if fmt == "TIFF" and mode in ("RGB", "RGBA") and tiff_bits(img) == 16:
             import tifffile
@@ -64,11 +66,28 @@ def read_image(source: Path | bytes, gpu: Any = None, max_pixels: int | None = N
         return Loaded(np.asarray(img.convert(target)), fmt, target, info)
 
 
+def _png_bit_depth(fh) -> int:
+    """The bit depth in a PNG's IHDR chunk (byte 24: after the signature, length, type, size)."""
+    head = fh.read(25) if hasattr(fh, "read") else fh.open("rb").read(25)
+    return head[24] if len(head) == 25 and head[12:16] == b"IHDR" else 0
+
+
+def _png16_pixels(source: Path | bytes) -> np.ndarray:
+    """A 16-bit RGB or RGBA PNG at its full depth, as RGB(A) uint16 (OpenCV decodes it losslessly)."""
+    import cv2
+
+    data = source.read_bytes() if isinstance(source, Path) else source
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
+        raise ValueError("a 16-bit colour PNG that OpenCV cannot decode at 16 bits")
+    return np.ascontiguousarray(cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB))
+
+
 def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:
     """Write ``pixels`` in the original's format and mode, with its ICC profile and DPI."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if pixels.dtype == np.uint16 and pixels.ndim == 3 and like.format == "PNG":
-        path.write_bytes(png16(pixels, like.info.get("dpi")))  # a grey 16-bit PNG, styled in colour
+        path.write_bytes(png16(pixels, like.info.get("dpi")))  # a 16-bit colour PNG (or a grey one styled in colour)
         return
     if like.mode.endswith(";16") and pixels.ndim == 3:
         import tifffile

@@ -405,6 +405,45 @@ def test_a_bad_device_dtype_or_output_is_one_line_even_with_nothing_to_restore(a
                 assert err.startswith(expected) and "\n" not in err, (command, env, err)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_colour_pngs_keep_their_depth_through_ingest_restore_and_restore_files(settings, tmp_path, monkeypatch,
+                                                                                      channels):  # fmt: skip
+    """Pillow reads a 16-bit RGB or RGBA PNG as 8 bits: the pipeline must not. The master decodes
+    losslessly, the catalogue's restored version is a 16-bit TIFF, restore-files writes a 16-bit PNG."""
+    from flows.cli import main
+    from flows.imageio import png16, read_image
+
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    register(settings, checkpoint(tmp_path, "v1", 1), status="production")
+    rng = np.random.default_rng(channels)
+    pixels = rng.integers(0, 65536, (48, 64, channels), dtype=np.uint16)
+    if channels == 4:
+        pixels[..., 3] = 65535 - rng.integers(0, 300, (48, 64), dtype=np.uint16)  # nearly opaque, not 8-bit steps
+    data = png16(pixels, (300, 300))
+    loaded = read_image(data)
+    assert loaded.mode == ("RGB;16" if channels == 3 else "RGBA;16") and np.array_equal(loaded.pixels, pixels)
+
+    write_folder(tmp_path / "inbox", {"deep.png": data})
+    ingest_collection(str(tmp_path / "inbox"), "letters", settings)
+    summary = restore_collection("letters", settings=settings)
+    assert summary.restored == 1 and summary.failed == 0
+    (_, d), = derivatives(settings)
+    with tifffile.TiffFile(io.BytesIO(stored(settings, d.storage_uri))) as tif:
+        out = tif.pages[0].asarray()
+    assert out.dtype == np.uint16 and out.shape == pixels.shape
+    assert np.count_nonzero(out % 257) > out.size // 2  # 16-bit values, not 8-bit ones scaled up
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "deep.png").write_bytes(data)
+    assert main(["--db", settings.db.url, "--output", settings.store.output, "restore-files",
+                 str(tmp_path / "files" / "deep.png"), "--out", str(tmp_path / "out"), "--tile", "64"]) == 0  # fmt: skip
+    written = (tmp_path / "out" / "deep.png").read_bytes()
+    assert written[24] == 16 and written[25] == (2 if channels == 3 else 6)  # IHDR: 16-bit RGB / RGBA
+    again = read_image(written)
+    assert again.pixels.dtype == np.uint16 and again.pixels.shape == pixels.shape
+    assert np.count_nonzero(again.pixels % 257) > again.pixels.size // 2
+
+
 def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys):
     from flows.cli import main
 
