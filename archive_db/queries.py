@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archive_db.models import Collection, Duplicate, Event, Item, ModelVersion
+from archive_db.models import Collection, Derivative, Duplicate, Event, Item, ModelVersion
 
 
 def collection_by_name(session: Session, name: str) -> Collection | None:
@@ -113,6 +113,17 @@ def items_for_audit(session: Session, collection_id: int) -> list[tuple[int, str
         select(Item.id, Item.source_uri, Item.source_key, Item.sha256)
         .where(Item.collection_id == collection_id)
         .order_by(Item.id)
+    )
+    return [tuple(row) for row in session.execute(query)]
+
+
+def derivatives_for_audit(session: Session, collection_id: int) -> list[tuple[int, str, str, int]]:
+    """(item id, storage uri, sha256, derivative id) of every recorded derivative of a collection."""
+    query = (
+        select(Derivative.item_id, Derivative.storage_uri, Derivative.sha256, Derivative.id)
+        .join(Item, Item.id == Derivative.item_id)
+        .where(Item.collection_id == collection_id)
+        .order_by(Derivative.item_id, Derivative.id)
     )
     return [tuple(row) for row in session.execute(query)]
 

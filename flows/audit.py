@@ -1,4 +1,5 @@
-"""Fixity audit: re-read every master, compare its sha256 with the catalogue, record the result."""
+"""Fixity audit: re-read every master and every recorded derivative file, compare each sha256 with
+the catalogue, list version folders the catalogue does not record, and record every result."""
 
 from __future__ import annotations
 
@@ -14,22 +15,23 @@ from prefect.cache_policies import NO_CACHE
 from archive_db import ledger, queries
 from flows.batching import chunks, pipelined
 from flows.db import ensure_schema, sessions_for
-from flows.errors import NotFound
+from flows.errors import NotFound, StoreError
 from flows.progress import reporter
 from flows.settings import Settings
 from flows.store import CHUNK, open_store
 from flows.versions import PACKAGE, code_version
 
-Row = tuple[int, str, str, str]  # item id, source uri, key, expected sha256
+Row = tuple  # item id, store uri, key, expected sha256[, derivative id]
 
 
 @dataclass
 class Check:
     item_id: int
     key: str
-    status: str  # ok | mismatch | missing | error
+    status: str  # ok | mismatch | missing | error | orphan
     found: str | None = None
     error: str | None = None
+    derivative_id: int | None = None  # a derivative's file, not the master
 
 
 @dataclass
@@ -41,23 +43,27 @@ class AuditSummary:
     mismatch: int = 0
     missing: int = 0
     error: int = 0
+    orphan: int = 0  # version folders in the output store that no catalogue row records
+    derivatives: int = 0  # of ``checked``, derivative files
     seconds: float = 0.0
     failures: list[Check] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
-        return self.mismatch + self.missing + self.error
+        return self.mismatch + self.missing + self.error + self.orphan
 
     def rows(self) -> list[tuple[str, str]]:
-        names = ("checked", "ok", "mismatch", "missing", "error")
+        names = ("checked", "derivatives", "ok", "mismatch", "missing", "error", "orphan")
         return [*((n, str(getattr(self, n))) for n in names), ("seconds", f"{self.seconds:.2f}")]
 
     def headline(self) -> str:
+        what = f"{self.checked - self.derivatives} masters" + (f" and {self.derivatives} derivative files" if self.derivatives else "")
         if not self.failed:
-            return f"Fixity audit of '{self.collection}': all {self.checked} masters match the catalogue."
+            return f"Fixity audit of '{self.collection}': all {what} match the catalogue."
         return (
-            f"Fixity audit of '{self.collection}': {self.failed} of {self.checked} masters FAILED "
-            f"({self.mismatch} changed, {self.missing} missing, {self.error} unreadable)."
+            f"Fixity audit of '{self.collection}': {self.failed} FAILED in {what} "
+            f"({self.mismatch} changed, {self.missing} missing, {self.error} unreadable, "
+            f"{self.orphan} unrecorded version folders)."
         )
 
     def markdown(self) -> str:
@@ -70,7 +76,7 @@ class AuditSummary:
 
 
 def check_one(store, row: Row) -> Check:
-    item_id, _, key, expected = row
+    item_id, _, key, expected = row[:4]
     digest = hashlib.sha256()
     try:
         with store.open(key) as body:
@@ -97,6 +103,7 @@ def check_batch(rows: list[Row], settings: Settings) -> list[Check]:
             result = Check(row[0], row[2], "error", error=str(exc)[:300])
         else:
             result = check_one(store, row)
+        result.derivative_id = row[4] if len(row) > 4 else None
         progress.advance()
         return result
 
@@ -112,7 +119,10 @@ def record_checks(settings: Settings, run_id: int, checks: list[Check]) -> None:
         for c in checks:
             detail = {"algorithm": "sha256", "status": c.status, "found": c.found, "error": c.error}
             outcome = "success" if c.status == "ok" else "failure"
-            ledger.add_event(session, "fixity check", agent, outcome, detail, item_id=c.item_id, run_id=run_id)
+            if c.derivative_id is not None or c.status == "orphan":
+                detail["key"] = c.key
+            ledger.add_event(session, "fixity check", agent, outcome, detail, item_id=c.item_id,
+                             derivative_id=c.derivative_id, run_id=run_id)  # fmt: skip
 
 
 @flow(name="fixity-audit", validate_parameters=False)
@@ -126,15 +136,18 @@ def fixity_audit(collection: str, settings: Settings | None = None) -> AuditSumm
         if coll is None:
             raise NotFound(f"no collection named {collection!r} in the catalogue")
         rows = queries.items_for_audit(session, coll.id)
+        recorded = queries.derivatives_for_audit(session, coll.id)
         run = ledger.start_run(session, "fixity-audit", {"collection": collection}, code_version(), coll.id)
         run_id = run.id
     summary = AuditSummary(collection=collection, run_id=run_id)
+    rows = [*rows, *(_derivative_row(item_id, uri, sha, d_id) for item_id, uri, sha, d_id in recorded)]
     reporter().start(f"audit {collection}", len(rows))
 
     def consume(checks: list[Check]) -> None:
         record_checks(settings, run_id, checks)
         for c in checks:
-            summary.checked += 1
+            summary.checked += c.status != "orphan"
+            summary.derivatives += c.derivative_id is not None
             setattr(summary, c.status, getattr(summary, c.status) + 1)
             if c.status != "ok":
                 summary.failures.append(c)
@@ -146,6 +159,7 @@ def fixity_audit(collection: str, settings: Settings | None = None) -> AuditSumm
             consume=consume,
             in_flight=settings.ingest.batches_in_flight,
         )
+        consume(orphans(settings, collection, [(uri, d_id) for _, uri, _, d_id in recorded]))
     except BaseException:
         _finish(settings, summary, "failed")
         raise
@@ -156,7 +170,30 @@ def fixity_audit(collection: str, settings: Settings | None = None) -> AuditSumm
     return summary
 
 
+def _derivative_row(item_id: int, storage_uri: str, sha256: str, derivative_id: int) -> Row:
+    """A derivative file as an audit row: its store (the part before ``/derivatives/``) and key."""
+    store_uri, _, rest = storage_uri.rpartition("/derivatives/")
+    return (item_id, store_uri, f"derivatives/{rest}", sha256, derivative_id)
+
+
+def orphans(settings: Settings, collection: str, recorded: list[tuple[str, int]]) -> list[Check]:
+    """Version folders under the output store's ``derivatives/COLLECTION/`` that no derivative row
+    records (a run killed between its writes and its commit, or files put there by hand)."""
+    known = {_derivative_row(0, uri, "", 0)[2].rsplit("/", 1)[0] for uri, _ in recorded}
+    found: dict[str, int] = {}
+    try:
+        output = open_store(settings.store.output, settings.store)
+    except StoreError:  # no output store yet: nothing was ever written
+        return []
+    for obj in output.list(f"derivatives/{collection}/"):
+        parts = obj.key.split("/")
+        if len(parts) >= 6 and parts[2].isdigit():
+            found.setdefault("/".join(parts[:5]), int(parts[2]))
+    return [Check(item_id, prefix, "orphan", error="a version folder the catalogue does not record")
+            for prefix, item_id in sorted(found.items()) if prefix not in known]  # fmt: skip
+
+
 def _finish(settings: Settings, summary: AuditSummary, status: str) -> None:
-    counts = {n: getattr(summary, n) for n in ("checked", "ok", "mismatch", "missing", "error")}
+    counts = {n: getattr(summary, n) for n in ("checked", "derivatives", "ok", "mismatch", "missing", "error", "orphan")}
     with sessions_for(settings.db.url).begin() as session:
         ledger.finish_run(session, summary.run_id, status, counts, {"seconds": summary.seconds})

@@ -67,7 +67,8 @@ def ingest(settings: Settings, source: str, collection: str, batch_size: int | N
 @click.option("--collection", "-c", required=True)
 @click.pass_obj
 def audit(settings: Settings, collection: str) -> int:
-    """Re-read every master, compare sha256 with the catalogue; exit 1 if any fails."""
+    """Re-read every master and recorded derivative file, compare sha256 with the catalogue, list
+    unrecorded version folders; exit 1 if anything fails."""
     from flows.audit import fixity_audit
     from flows.progress import reporting
 
