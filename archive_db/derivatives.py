@@ -14,10 +14,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from archive_db.engine import write_first
+from archive_db.engine import exclusive
 from archive_db.models import Derivative, Item, ModelVersion
 
 
@@ -140,13 +140,8 @@ def item_derivatives(session: Session, item_id: int) -> list[Derivative]:
 def version_lock(session: Session, item_id: int, kind: str) -> None:
     """Call first in a transaction that decides an item's next version of ``kind`` and writes its
     files: until the transaction ends, no other process (or thread) can do the same, so no two
-    writers claim one version and none overwrites the other's files. PostgreSQL: a
-    transaction-level advisory lock on (item, kind), released when the transaction ends or its
-    process dies. SQLite: the database's writer lock, taken at BEGIN (IMMEDIATE)."""
-    write_first(session)
-    if session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256(f"derivative version {item_id} {kind}".encode()).digest()
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest[:8], "big", signed=True)})
+    writers claim one version and none overwrites the other's files (see ``engine.exclusive``)."""
+    exclusive(session, "derivative version", item_id, kind)
 
 
 def next_version(session: Session, item_id: int, kind: str) -> int:

@@ -43,6 +43,21 @@ def write_first(session: Session) -> Session:
     return session
 
 
+def exclusive(session: Session, *what: object) -> None:
+    """Call first in a transaction: until it ends, no other transaction that asks for the same
+    ``what`` (across processes) runs. PostgreSQL: a transaction-level advisory lock keyed by
+    ``what``, released when the transaction ends or its process dies; SQLite: the database's
+    writer lock, taken at BEGIN (IMMEDIATE), which every writer shares."""
+    import hashlib
+
+    from sqlalchemy import text
+
+    write_first(session)
+    if session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(" ".join(map(str, what)).encode()).digest()
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest[:8], "big", signed=True)})
+
+
 def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(IMMEDIATE) else "BEGIN")
 

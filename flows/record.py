@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy.orm import Session
 
 from archive_db import ledger, queries
+from archive_db.engine import exclusive
 from archive_db.models import Duplicate, Event, Item
 from archive_db.types import utcnow
 from flows.db import sessions_for
@@ -189,6 +190,10 @@ def record_batch(
     output = open_store(settings.store.output, settings.store, create=True)
     args = (collection_id, run_id, source_uri, fetched)
     with sessions_for(settings.db.url).begin() as session:
+        # One recorder per collection at a time (across processes): two ingests of one source at
+        # once must each read the other's committed items, or a file is recorded as a duplicate
+        # of itself. Fetching and decoding, the slow part, ran before, in parallel.
+        exclusive(session, "ingest records", collection_id)
         rec = _Recorder(session, *args)
         try:
             with session.begin_nested():

@@ -262,3 +262,37 @@ def test_a_row_the_database_refuses_loses_only_itself(settings):
     with sessions_for(settings.db.url)() as s:
         failed = s.scalars(select(Event).where(Event.outcome == "failure")).one()
         assert failed.detail["key"] == "broken.jpg" and failed.item_id is None
+
+
+def test_two_ingests_of_one_source_at_once_record_each_file_once_and_none_as_its_own_duplicate(settings, tmp_path):
+    """Two real `archive ingest` processes over the same folder at the same moment (PostgreSQL and
+    SQLite): every key is one item, nothing is a duplicate of itself, and the two runs' counts add up."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.db import ensure_schema
+
+    rng = np.random.default_rng(3)
+    write_folder(tmp_path / "inbox", {f"box-{i // 50}/scan-{i:03d}.png": samples.encode(Image.fromarray(
+        rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)), "PNG") for i in range(240)})  # fmt: skip
+    env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}
+    args = [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))",
+            "--db", settings.db.url, "--output", settings.store.output, "ingest", str(tmp_path / "inbox"),
+            "--collection", "letters", "--batch-size", "6"]  # fmt: skip
+    ensure_schema(settings.db.url)
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e[-3000:] for _, e in outs]
+
+    with sessions_for(settings.db.url)() as s:
+        keys = s.scalars(select(Item.source_key)).all()
+        assert sorted(keys) == sorted(set(keys)) and len(keys) == 240
+        assert s.scalars(select(Duplicate)).all() == []  # every file differs: none is anyone's duplicate
+        notes = [e.detail for e in s.scalars(select(Event).where(Event.type == "ingestion")).all()]
+        assert not [d for d in notes if (d or {}).get("note") == "same bytes under another key"]
+        runs = s.scalars(select(Run).where(Run.flow == "ingest")).all()
+    assert len(runs) == 2 and sum(r.counts["new"] for r in runs) == 240
+    assert all(r.counts["new"] + r.counts["unchanged"] == 240 for r in runs), [r.counts for r in runs]
