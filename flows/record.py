@@ -203,12 +203,16 @@ def record_batch(
             summary = IngestSummary(collection=collection, source=source_uri)
             rec = _Recorder(session, *args)
             rec.record_each(fetched, summary)
-        _write_thumbnails(session, output, collection, rec.thumbs, settings.ingest.concurrency)
+        for key, error in _write_thumbnails(session, output, collection, rec.thumbs, settings.ingest.concurrency):
+            summary.errors += 1  # counted where the user looks: the summary, the exit status, the run's status
+            summary.problems.append((key, "thumbnail", f"thumbnail not written: {error}"))
     return summary
 
 
-def _write_thumbnails(session: Session, output, collection: str, thumbs: list[tuple[int, bytes]], threads: int) -> None:
-    """Put access copies in parallel, then record their keys (or why one is missing)."""
+def _write_thumbnails(session: Session, output, collection: str, thumbs: list[tuple[int, bytes]],
+                      threads: int) -> list[tuple[str, str]]:  # fmt: skip
+    """Put access copies in parallel, then record their keys (or why one is missing, on the
+    item); returns (source key, error) of those that failed."""
 
     def put(key: str, data: bytes) -> str | None:
         try:
@@ -222,7 +226,10 @@ def _write_thumbnails(session: Session, output, collection: str, thumbs: list[tu
         errors = list(pool.map(put, keys, [data for _, data in thumbs]))
     written = [{"id": item_id, "thumbnail_key": key} for (item_id, _), key, err in zip(thumbs, keys, errors, strict=True) if not err]
     ledger.update_items(session, written)
+    failed = []
     for (item_id, _), error in zip(thumbs, errors, strict=True):
         if error:
             item = session.get(Item, item_id)
             item.technical = (item.technical or {}) | {"thumbnail_error": error}
+            failed.append((item.source_key, error))
+    return failed

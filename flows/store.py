@@ -284,7 +284,12 @@ class S3Store:
             )
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, repr(key)) from None
-        return self.head(key)
+        try:
+            return self.head(key)
+        except StoreError:
+            # The upload's own success is the confirmation: a HEAD after it that fails (a 503, a
+            # dropped connection) must not report a stored object as a failed write.
+            return ObjectInfo(key, len(data) if isinstance(data, bytes | bytearray | memoryview) else -1, None)
 
 
 def open_store(uri: str, settings: StoreSettings, create: bool = False, max_pool: int = 16) -> ObjectStore:

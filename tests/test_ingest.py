@@ -296,3 +296,25 @@ def test_two_ingests_of_one_source_at_once_record_each_file_once_and_none_as_its
         runs = s.scalars(select(Run).where(Run.flow == "ingest")).all()
     assert len(runs) == 2 and sum(r.counts["new"] for r in runs) == 240
     assert all(r.counts["new"] + r.counts["unchanged"] == 240 for r in runs), [r.counts for r in runs]
+
+
+def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tmp_path, monkeypatch):
+    """Not only a note on the item: the summary counts it, the run is partial, the CLI exits 1."""
+    from flows.cli import main
+
+    write_folder(tmp_path / "inbox", {"a.jpg": samples.jpeg(), "b.png": samples.png()})
+    real_put = LocalStore.put
+
+    def put(self, key, data, content_type=None):
+        if key.endswith("/thumb.jpg") and "/1/" in key:
+            raise OSError("disk full")
+        return real_put(self, key, data, content_type)
+
+    monkeypatch.setattr(LocalStore, "put", put)
+    assert main(["--db", settings.db.url, "--output", settings.store.output, "ingest", str(tmp_path / "inbox"),
+                 "--collection", "letters"]) == 1  # fmt: skip
+    with sessions_for(settings.db.url)() as s:
+        run = s.scalars(select(Run).where(Run.flow == "ingest")).one()
+        item = s.get(Item, 1)
+    assert run.status == "partial" and run.counts["errors"] == 1 and run.counts["new"] == 2
+    assert "disk full" in item.technical["thumbnail_error"] and item.thumbnail_key is None

@@ -164,3 +164,18 @@ def test_store_uris(tmp_path):
     assert open_store(str(tmp_path), StoreSettings()).uri == tmp_path.resolve().as_uri()
     with pytest.raises(ConfigError, match="unsupported store URI"):
         open_store("ftp://host/x", StoreSettings())
+
+
+def test_an_s3_write_confirmed_by_its_upload_is_not_failed_by_a_later_head(bucket, s3_settings, monkeypatch):
+    """At 40% faults a HEAD after a successful upload failed and the write was counted as failed,
+    though the object was there: the upload's success is the confirmation."""
+    store = S3Store(bucket, "confirm", s3_settings)
+
+    def failing_head(key):
+        raise StoreError("503 SlowDown on HEAD")
+
+    monkeypatch.setattr(store, "head", failing_head)
+    info = store.put("access/c/1/thumb.jpg", b"jpeg bytes", "image/jpeg")
+    assert info.key == "access/c/1/thumb.jpg" and info.size == len(b"jpeg bytes")
+    monkeypatch.undo()
+    assert read_all(store, "access/c/1/thumb.jpg") == b"jpeg bytes"
