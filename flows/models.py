@@ -92,17 +92,20 @@ def resolve(session, ref: str) -> ModelVersion:
 
 
 def load(settings: Settings, ref: str, device: str = "cpu"):
-    """Resolve ``ref``, fetch its files from the output store, check the digest, build the model."""
+    """Resolve ``ref``, fetch its files from where its registration put them (the recorded
+    ``weights_uri``, not whatever the output store is today), check the digest, build the model."""
     from restoration.checkpoints import load_checkpoint
 
     ensure_schema(settings.db.url)
     ensure_shipped(settings)
     with sessions_for(settings.db.url)() as session:
         row = resolve(session, ref)
-    output = open_store(settings.store.output, settings.store)
+    prefix = store_prefix(row.name, row.version)
+    store_uri = row.weights_uri.removesuffix(f"/{prefix}/{WEIGHTS}")
+    store = open_store(store_uri if store_uri != row.weights_uri else settings.store.output, settings.store)
     with tempfile.TemporaryDirectory(prefix="archive-model-") as tmp:
         for filename in (WEIGHTS, CARD):
-            Path(tmp, filename).write_bytes(read_all(output, f"{store_prefix(row.name, row.version)}/{filename}"))
+            Path(tmp, filename).write_bytes(read_all(store, f"{prefix}/{filename}"))
         model, card = load_checkpoint(Path(tmp), expected_sha256=row.weights_sha256, device=device)
     return model, card, row
 

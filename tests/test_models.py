@@ -47,6 +47,14 @@ def test_register_promote_resolve_and_load(registry):
         assert model(x)[0].shape == x.shape
 
 
+def test_weights_are_read_from_where_they_were_registered_not_todays_output_store(registry, tmp_path):
+    settings, tmp = registry
+    row = register(settings, tmp / "restore-unet-v1", status="production")
+    moved = settings.model_copy(update={"store": settings.store.model_copy(update={"output": str(tmp_path / "new-store")})})
+    model, card, again = load(moved, "restore-unet@v1")  # the new output store holds no models
+    assert again.weights_uri == row.weights_uri and card["version"] == "v1"
+
+
 def test_versions_are_immutable_and_digests_checked(registry):
     settings, tmp = registry
     register(settings, tmp / "restore-unet-v1")
