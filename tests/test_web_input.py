@@ -81,3 +81,11 @@ def test_a_huge_body_is_refused_before_it_is_read(client):
     body = b'{"user": "curator", "fields": {"title": "' + b"x" * (2 << 20) + b'"}}'
     response = client.patch("/api/items/1/metadata", content=body, headers=auth)
     assert response.status_code == 413 and "over" in response.json()["error"]
+
+
+def test_the_search_parameters_are_in_the_openapi_document(client):
+    from archive_db.search import SearchQuery
+
+    schema = client.get("/api/openapi.json").json()
+    documented = {p["name"] for p in schema["paths"]["/api/search"]["get"]["parameters"]}
+    assert documented == set(SearchQuery.__dataclass_fields__)

@@ -25,7 +25,25 @@ def api_collections(cat: Catalogue = CatalogueDep) -> list[dict]:
         return views.collections_view(session)
 
 
-@router.get("/api/search")
+# Documented for the OpenAPI schema; read (and answered 400 when wrong) by ``search_query``, the
+# same reader as the search page's, so a link and an API call are the same search.
+SEARCH_PARAMETERS = {
+    "text": ("string", "words to find in titles, descriptions, keys, places, creators and subjects"),
+    "collection": ("string", "a collection's name"),
+    "year_from": ("integer", "items whose date range reaches this year or later"),
+    "year_to": ("integer", "items whose date range starts this year or earlier"),
+    "status": ("string", "ingested, quarantined, restored or styled"),
+    "model": ("string", "NAME@VERSION of the model that made a current derivative"),
+    "kind": ("string", "has a current derivative of this kind (restored, style:albumen …)"),
+    "sort": ("string", "id, newest, date or key"),
+    "limit": ("integer", "hits per page, 1 to 500"),
+    "after": ("string", "the next_cursor of the previous page"),
+}
+_SEARCH_OPENAPI = {"parameters": [{"name": name, "in": "query", "required": False, "description": text,
+                                   "schema": {"type": kind}} for name, (kind, text) in SEARCH_PARAMETERS.items()]}  # fmt: skip
+
+
+@router.get("/api/search", openapi_extra=_SEARCH_OPENAPI)
 def api_search(request: Request, cat: Catalogue = CatalogueDep) -> dict:
     q = search_query(request)
     with cat.read() as session:
