@@ -19,7 +19,7 @@ from pathlib import Path
 from archive_db.curation import update_metadata
 from archive_db.ledger import get_or_create_agent
 from archive_db.models import Item
-from archive_db.queries import collection_by_name, find_item, items_by_key
+from archive_db.queries import collection_by_name, duplicates_by_key, find_item, items_by_key
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
@@ -111,7 +111,10 @@ def import_metadata(settings: Settings, path: Path, collection: str, user: str |
             raise NotFound(f"no collection named {collection!r}")
         agent = (get_or_create_agent(session, "person", user) if user
                  else get_or_create_agent(session, "software", "archive import-metadata", code_version()))  # fmt: skip
-        by_key = items_by_key(session, coll.id, [r[key_column] for _, r in rows]) if key_column != "identifier" else {}
+        keys = [r[key_column].strip() for _, r in rows]
+        by_key = items_by_key(session, coll.id, keys) if key_column != "identifier" else {}
+        if key_column != "identifier":  # a duplicate's key names the same bytes: its item
+            by_key |= {k: d.item for k, d in duplicates_by_key(session, coll.id, keys).items() if k not in by_key}
         seen: dict[int, int] = {}
         for line, row in rows:
             ref = row[key_column].strip()

@@ -66,6 +66,20 @@ def test_manifest_matches_rows_reports_the_rest_and_reimport_changes_nothing(cat
     assert events(catalogue) == 3
 
 
+def test_a_manifest_row_keyed_by_a_duplicates_key_describes_its_item(catalogue, capsys, tmp_path):
+    from archive_db.models import Duplicate
+
+    with sessions_for(catalogue.db.url)() as s, s.begin():
+        pier = s.scalar(select(Item).where(Item.source_key == "scans/pier.tif"))
+        s.add(Duplicate(item_id=pier.id, collection_id=pier.collection_id, source_key="copies/pier-again.tif", size=1))
+    path = tmp_path / "manifest.csv"
+    path.write_text("Filename,Title\n copies/pier-again.tif ,The pier twice\n")
+    code, out, err = run(catalogue, capsys, "import-metadata", str(path), "--collection", "postcards")
+    assert code == 0 and "1 items changed" in out and "0 unmatched" in out, (out, err)
+    with sessions_for(catalogue.db.url)() as s:
+        assert s.scalar(select(Item.title).where(Item.source_key == "scans/pier.tif")) == "The pier twice"
+
+
 def test_manifest_by_identifier_and_strict_mode(catalogue, capsys, tmp_path):
     path = tmp_path / "ids.csv"
     path.write_text(f"identifier;title\n{11:064x};Promenade\n999;Nobody\n")  # semicolons, as some spreadsheets save
