@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -66,21 +68,48 @@ def start_run(
     collection_id: int | None = None,
     flow_run_id: str | None = None,
 ) -> Run:
+    abandon_dead_runs(session, collection_id)
     run = Run(
         flow=flow,
         parameters=parameters,
         code_version=code_version,
         collection_id=collection_id,
         flow_run_id=flow_run_id,
+        timings={"host": socket.gethostname(), "pid": os.getpid()},  # so a later run can tell it died
     )
     session.add(run)
     session.flush()
     return run
 
 
+def abandon_dead_runs(session: Session, collection_id: int | None) -> list[int]:
+    """Mark ``abandoned`` the collection's runs still ``running`` whose process, on this host, is
+    gone (killed, or its machine restarted it): they would otherwise stay running for good.
+    Runs started on another host are left to a run there."""
+    host = socket.gethostname()
+    found = []
+    for run in session.scalars(select(Run).where(Run.status == "running", Run.collection_id == collection_id)):
+        where = run.timings or {}
+        if where.get("host") == host and isinstance(where.get("pid"), int) and not _alive(where["pid"]):
+            run.status, run.finished_at = "abandoned", utcnow()
+            run.timings = where | {"abandoned": "its process was gone when a later run started"}
+            found.append(run.id)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process of that number: alive
+        return True
+    return True
+
+
 def finish_run(session: Session, run_id: int, status: str, counts: dict, timings: dict) -> None:
     run = session.get(Run, run_id)
-    run.status, run.counts, run.timings, run.finished_at = status, counts, timings, utcnow()
+    run.status, run.counts, run.timings, run.finished_at = status, counts, (run.timings or {}) | timings, utcnow()
 
 
 def insert_items(session: Session, rows: list[dict[str, Any]]) -> list[int]:

@@ -33,7 +33,7 @@ NAMING = {
 ITEM_STATUSES = ("ingested", "quarantined")
 EVENT_OUTCOMES = ("success", "failure", "warning")
 MODEL_STATUSES = ("candidate", "production", "retired")
-RUN_STATUSES = ("running", "completed", "partial", "failed")
+RUN_STATUSES = ("running", "completed", "partial", "failed", "abandoned")
 REVIEW_STATES = ("approved", "rejected")
 # Descriptive fields a manifest or a curator may set, in display order.
 DESCRIPTIVE_FIELDS = ("title", "description", "date_text", "creator", "place", "subjects", "rights")

@@ -129,3 +129,34 @@ def test_queries_known_sources_find_item_and_summaries(session):
     assert (summary.name, summary.items, summary.ingested, summary.quarantined, summary.duplicates, summary.bytes) == (
         "c", 2, 1, 1, 1, 20)  # fmt: skip
     assert [r[2] for r in queries.items_for_audit(session, coll.id)] == ["dir/a b.jpg", "bad.jpg"]
+
+
+def test_a_run_whose_process_died_is_marked_abandoned_when_the_next_one_starts(db_url, tmp_path):
+    """SIGKILL a real process in the middle of its run: the run stays `running` until the next run
+    of the collection starts, which marks it `abandoned`; a run of a live process is left alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from archive_db import ledger
+    from archive_db.models import Run
+    from flows.db import ensure_schema, sessions_for
+
+    ensure_schema(db_url)
+    with sessions_for(db_url).begin() as s:
+        coll = ledger.get_or_create_collection(s, "letters").id
+        alive = ledger.start_run(s, "restore", {}, "test", coll).id  # this process's: alive
+    script = ("import os, signal, sys\nfrom archive_db import ledger\nfrom flows.db import sessions_for\n"
+              "with sessions_for(sys.argv[1]).begin() as s:\n    ledger.start_run(s, 'restore', {}, 'test', int(sys.argv[2]))\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script, db_url, str(coll)], env=os.environ | {"PYTHONPATH": os.getcwd()})
+    assert done.returncode == -signal.SIGKILL
+    with sessions_for(db_url)() as s:
+        killed = s.scalars(select(Run).where(Run.id != alive)).one()
+        assert killed.status == "running"
+    with sessions_for(db_url).begin() as s:
+        ledger.start_run(s, "restore", {}, "test", coll)
+    with sessions_for(db_url)() as s:
+        assert s.get(Run, killed.id).status == "abandoned" and s.get(Run, killed.id).finished_at is not None
+        assert s.get(Run, alive).status == "running"
