@@ -34,6 +34,10 @@ def cli(ctx: click.Context, db_url: str | None, output: str | None, endpoint_url
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if settings.prefect.api_url:
         os.environ["PREFECT_API_URL"] = settings.prefect.api_url
+    if not os.environ.get("PREFECT_API_URL") and ctx.invoked_subcommand not in (None, "db", "models", "collections"):
+        from flows import watchdog
+
+        watchdog.start()  # no API server given: Prefect starts one in a child process; it must die with us
     ctx.obj = settings
 
 

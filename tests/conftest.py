@@ -16,6 +16,8 @@ import pytest
 
 # Prefect's test server otherwise phones home (no network here) and logs a locked-database error.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# In-process calls of the CLI share the test process: no watchdog of its children (one test starts it in a subprocess).
+os.environ.setdefault("ARCHIVE_WATCHDOG", "0")
 
 from archive_db.engine import make_engine, session_factory
 from archive_db.migrate import upgrade

@@ -98,3 +98,56 @@ def test_ingest_collections_show_and_db_upgrade(settings, tmp_path, capsys):
 
     assert main([*base, "show", "999"]) == 1
     assert "no item matches '999'" in capsys.readouterr().err
+
+
+def test_a_killed_command_does_not_leave_its_prefect_server_running(tmp_path):
+    """SIGKILL an `archive` command while its in-process Prefect API server (a child process) runs:
+    the server must not live on, reparented to PID 1, holding a port and memory."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def descendants(pid: int) -> list[int]:
+        found, todo = [], [pid]
+        while todo:
+            parent = todo.pop()
+            for task in os.listdir(f"/proc/{parent}/task") if os.path.isdir(f"/proc/{parent}/task") else []:
+                try:
+                    kids = [int(k) for k in open(f"/proc/{parent}/task/{task}/children").read().split()]
+                except OSError:
+                    kids = []
+                found += [k for k in kids if k not in found]
+                todo += kids
+        return found
+
+    def cmdline(pid: int) -> str:
+        try:
+            return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            return ""
+
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "a.png").write_bytes(samples.png())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+        "PREFECT_HOME": str(tmp_path / "prefect-home"), "ARCHIVE_WATCHDOG": "1", "PYTHONPATH": os.getcwd()}  # fmt: skip
+    command = subprocess.Popen([sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))",
+                                "--db", f"sqlite:///{tmp_path / 'c.db'}", "--output", str(tmp_path / "out"), "ingest",
+                                str(tmp_path / "inbox"), "--collection", "letters"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    servers: list[int] = []
+    deadline = time.monotonic() + 180
+    while not servers and command.poll() is None and time.monotonic() < deadline:
+        servers = [p for p in descendants(command.pid) if "uvicorn" in cmdline(p) or "prefect" in cmdline(p)]
+        time.sleep(0.1)
+    assert servers, "the command should have started its own API server"
+    time.sleep(2)  # the server has run a moment (the watchdog looks for children five times a second)
+    command.send_signal(signal.SIGKILL)
+    command.wait()
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower() for p in servers) \
+            and time.monotonic() < deadline:  # fmt: skip
+        time.sleep(0.2)
+    alive = [p for p in servers if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()]
+    assert not alive, [cmdline(p) for p in alive]
