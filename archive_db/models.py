@@ -33,6 +33,7 @@ NAMING = {
 ITEM_STATUSES = ("ingested", "quarantined")
 EVENT_OUTCOMES = ("success", "failure", "warning")
 MODEL_STATUSES = ("candidate", "production", "retired")
+MAX_ID = 2**31 - 1  # ids are 32-bit on PostgreSQL: a larger one names nothing (and must not reach the database)
 RUN_STATUSES = ("running", "completed", "partial", "failed", "abandoned")
 REVIEW_STATES = ("approved", "rejected")
 # Descriptive fields a manifest or a curator may set, in display order.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archive_db.models import Collection, Derivative, Duplicate, Event, Item, ModelVersion
+from archive_db.models import MAX_ID, Collection, Derivative, Duplicate, Event, Item, ModelVersion
 
 
 def collection_by_name(session: Session, name: str) -> Collection | None:
@@ -88,7 +88,7 @@ def collection_summaries(session: Session) -> list[CollectionSummary]:
 
 def find_item(session: Session, ref: str) -> Item | None:
     """An item by numeric id, by sha256 (or a unique prefix of 8+ hex digits), or by 'collection/key'."""
-    if ref.isdigit():
+    if ref.isdigit() and int(ref) <= MAX_ID:
         return session.get(Item, int(ref))
     lowered = ref.lower()
     if len(ref) >= 8 and all(c in "0123456789abcdef" for c in lowered):

@@ -15,12 +15,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
-from archive_db.models import Collection, Derivative, Event, Item, ModelVersion
+from archive_db.models import MAX_ID, Collection, Derivative, Event, Item, ModelVersion
 
 STATUSES = ("ingested", "quarantined", "restored", "styled", "stale")
 SORTS = ("id", "newest", "date", "key")
 MAX_LIMIT = 500
-MAX_ID = 2**31 - 1  # ids are 32-bit columns on PostgreSQL
 MAX_YEAR = 99999
 
 

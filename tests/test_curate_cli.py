@@ -146,3 +146,9 @@ def test_events_and_lineage(catalogue, capsys, tmp_path):
     assert code == 0 and "master scans/pier.tif" in out and "metadata modification" in out
     code, out, _ = run(catalogue, capsys, "show", "1", "--json")
     assert json.loads(out)["title"] == "The pier at dusk"
+
+
+@pytest.mark.parametrize("ref", [str(2**31), str(2**63), str(2**70)])
+def test_an_id_past_any_column_is_not_found_in_one_line(catalogue, capsys, ref):
+    code, out, err = run(catalogue, capsys, "show", ref)
+    assert code == 1 and err.strip() == f"error: no item matches '{ref}' (give an id, a sha256 prefix or COLLECTION/KEY)"
