@@ -28,6 +28,14 @@ def known_sources(session: Session, collection_id: int) -> dict[str, tuple[str |
     return {key: (etag, item_id) for key, etag, item_id in [*rows, *dups]}
 
 
+def keys_lacking_thumbnails(session: Session, collection_id: int) -> set[str]:
+    """Source keys of ingested items without a thumbnail (its write failed): the next ingest
+    fetches them again, unchanged as they are, to make it."""
+    query = select(Item.source_key).where(Item.collection_id == collection_id, Item.status == "ingested",
+                                          Item.thumbnail_key.is_(None))  # fmt: skip
+    return set(session.scalars(query))
+
+
 def _by_column(session: Session, model: type, column, collection_id: int, values: Iterable[str]) -> dict:
     """Rows of ``model`` in a collection whose ``column`` is one of ``values``, keyed by it."""
     values = sorted(set(values))

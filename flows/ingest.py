@@ -54,10 +54,10 @@ def ingest_collection(source: str, collection: str, settings: Settings | None = 
     source_uri = open_store(source, settings.store).uri
     output = open_store(settings.store.output, settings.store, create=True)
     listing = list_source(source_uri, settings).value
-    run_id, collection_id, known = _begin(settings, source_uri, output.uri, collection)
+    run_id, collection_id, known, lacking = _begin(settings, source_uri, output.uri, collection)
 
     summary = IngestSummary(collection=collection, source=source_uri, run_id=run_id, listed=len(listing))
-    todo = [o for o in listing if o.key not in known or known[o.key][0] != o.etag]
+    todo = [o for o in listing if o.key not in known or known[o.key][0] != o.etag or o.key in lacking]
     summary.unchanged = len(listing) - len(todo)
     progress = reporter()
     progress.start(f"ingest {collection}", len(listing))
@@ -95,7 +95,7 @@ def _begin(settings: Settings, source_uri: str, output_uri: str, collection: str
         run = ledger.start_run(
             session, "ingest", params, code_version(), coll.id, flow_run_id=str(flow_run.id or "")
         )
-        return run.id, coll.id, queries.known_sources(session, coll.id)
+        return run.id, coll.id, queries.known_sources(session, coll.id), queries.keys_lacking_thumbnails(session, coll.id)
 
 
 def _finish(settings: Settings, run_id: int, summary: IngestSummary, status: str) -> None:

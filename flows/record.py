@@ -103,6 +103,9 @@ class _Recorder:
         if item.sha256 == f.sha256:
             known.etag = f.etag
             summary.unchanged += 1
+            if isinstance(known, Item) and item.thumbnail_key is None and f.thumbnail:  # a failed thumbnail, made again
+                item.technical = {k: v for k, v in (item.technical or {}).items() if k != "thumbnail_error"}
+                self.thumbs.append((item.id, f.thumbnail))
             return
         reason = (
             f"bytes under catalogued key changed: sha256 {item.sha256[:16]}… became {f.sha256[:16]}…; "

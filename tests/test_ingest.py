@@ -318,3 +318,12 @@ def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tm
         item = s.get(Item, 1)
     assert run.status == "partial" and run.counts["errors"] == 1 and run.counts["new"] == 2
     assert "disk full" in item.technical["thumbnail_error"] and item.thumbnail_key is None
+
+    monkeypatch.setattr(LocalStore, "put", real_put)  # the disk has room again: the next run makes it
+    assert main(["--db", settings.db.url, "--output", settings.store.output, "ingest", str(tmp_path / "inbox"),
+                 "--collection", "letters"]) == 0  # fmt: skip
+    with sessions_for(settings.db.url)() as s:
+        item = s.get(Item, 1)
+        assert item.thumbnail_key and "thumbnail_error" not in (item.technical or {})
+        assert s.scalars(select(func.count()).select_from(Item)).one() == 2
+    assert read_all(open_store(settings.store.output, settings.store), item.thumbnail_key)[:2] == b"\xff\xd8"  # a JPEG
