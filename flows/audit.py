@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from archive_db import ledger, queries
 from flows.batching import chunks, pipelined
-from flows.db import ensure_schema, sessions_for
+from flows.db import ensure_schema, writing
 from flows.errors import NotFound, StoreError
 from flows.progress import reporter
 from flows.settings import Settings
@@ -114,7 +114,7 @@ def check_batch(rows: list[Row], settings: Settings) -> list[Check]:
 
 @task(name="record-fixity", cache_policy=NO_CACHE)
 def record_checks(settings: Settings, run_id: int, checks: list[Check]) -> None:
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         agent = ledger.get_or_create_agent(session, "software", PACKAGE, code_version())
         for c in checks:
             detail = {"algorithm": "sha256", "status": c.status, "found": c.found, "error": c.error}
@@ -131,7 +131,7 @@ def fixity_audit(collection: str, settings: Settings | None = None) -> AuditSumm
     settings = settings or Settings()
     started = time.perf_counter()
     ensure_schema(settings.db.url, create=False)
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         coll = queries.collection_by_name(session, collection)
         if coll is None:
             raise NotFound(f"no collection named {collection!r} in the catalogue")
@@ -195,5 +195,5 @@ def orphans(settings: Settings, collection: str, recorded: list[tuple[str, int]]
 
 def _finish(settings: Settings, summary: AuditSummary, status: str) -> None:
     counts = {n: getattr(summary, n) for n in ("checked", "derivatives", "ok", "mismatch", "missing", "error", "orphan")}
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         ledger.finish_run(session, summary.run_id, status, counts, {"seconds": summary.seconds})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
-from archive_db.engine import make_engine, session_factory
+from archive_db.engine import make_engine, session_factory, write_first
 from archive_db.migrate import current_revision, head_revision, upgrade
 from flows.errors import ConfigError
 
@@ -27,6 +29,15 @@ def engine_for(url: str) -> Engine:
 @lru_cache(maxsize=8)
 def sessions_for(url: str) -> sessionmaker[Session]:
     return session_factory(engine_for(url))
+
+
+@contextmanager
+def writing(url: str) -> Iterator[Session]:
+    """A transaction that reads, then writes, committed at the end. On SQLite it takes the writer
+    lock at BEGIN (``archive_db.engine.write_first``): with another process writing, a deferred
+    one fails with "database is locked" the moment it first writes."""
+    with sessions_for(url).begin() as session:
+        yield write_first(session)
 
 
 def ensure_schema(url: str, create: bool = True) -> None:

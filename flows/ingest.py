@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from flows.batching import Opaque, chunks, pipelined
-from flows.db import ensure_schema, sessions_for
+from flows.db import ensure_schema, writing
 from flows.errors import ConfigError
 from flows.fetch import Fetched, fetch_batch
 from flows.progress import reporter
@@ -90,7 +90,7 @@ def _begin(settings: Settings, source_uri: str, output_uri: str, collection: str
 
     params = {"source": source_uri, "collection": collection, "output": output_uri}
     params |= {"ingest": settings.ingest.model_dump()}
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         coll = ledger.get_or_create_collection(session, collection)
         run = ledger.start_run(
             session, "ingest", params, code_version(), coll.id, flow_run_id=str(flow_run.id or "")
@@ -99,5 +99,5 @@ def _begin(settings: Settings, source_uri: str, output_uri: str, collection: str
 
 
 def _finish(settings: Settings, run_id: int, summary: IngestSummary, status: str) -> None:
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         ledger.finish_run(session, run_id, status, summary.counts(), {"seconds": summary.seconds})

@@ -65,7 +65,7 @@ def set_status(settings: Settings, ref: str, status: str) -> ModelVersion:
     """Promote (one production version per task and name) or retire a version."""
     ensure_schema(settings.db.url, create=False)
     with sessions_for(settings.db.url).begin() as session:
-        row = resolve(session, ref)
+        row = resolve(write_first(session), ref)
         if status == "production":
             _demote_others(session, row)
         row.status = status

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from archive_db import ledger
 from archive_db.derivatives import derivatives_by_model, items_needing, make_current, stale_items
 from archive_db.models import Agent, Derivative, Event, Item, ModelVersion
-from flows.db import ensure_schema, sessions_for
+from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import NotFound
 from flows.fetch import cached_store
 from flows.imageio import read_image
@@ -132,7 +132,7 @@ def _compare(settings: Settings, pairs) -> list[Change]:
 
 def _record(settings: Settings, row: ModelVersion, run_id: int, changes: list[Change]) -> None:
     agent_id = agent_of(settings, row)
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         for c in changes:
             ledger.add_event(session, "reprocessing", session.get(Agent, agent_id), "success", {"from_version": c.previous_version, "to_version": c.new_version,
                                          "mean_abs_change": round(c.mean_abs_change, 6)},
@@ -207,7 +207,7 @@ def rollback(settings: Settings, collection: str, model: str, kind: str = KIND) 
 def _move(settings: Settings, collection: str, model: str, kind: str, action: str) -> int:
     ensure_schema(settings.db.url, create=False)
     moved = 0
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         from archive_db.queries import collection_by_name
 
         coll = collection_by_name(session, collection)

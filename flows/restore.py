@@ -26,7 +26,7 @@ from archive_db.engine import write_first
 from archive_db.derivatives import (Recipe, current_masks, derivative_by_recipe, items_needing, made_hashes,
                                     make_current, masked_hash, next_version, version_lock)
 from archive_db.models import Agent, Collection, Derivative, Event, Item, ModelVersion
-from flows.db import ensure_schema, sessions_for
+from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import ArchiveError, ConfigError, NotFound
 from flows.fetch import cached_store
 from flows.imageio import Loaded, read_image
@@ -204,7 +204,7 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
         status = "completed" if summary.failed == summary.not_done == 0 else "partial"
     finally:
         summary.seconds = round(time.perf_counter() - started, 3)
-        with sessions_for(settings.db.url).begin() as session:
+        with writing(settings.db.url) as session:
             ledger.finish_run(session, summary.run_id, status, summary.counts(), {"seconds": summary.seconds})
     create_markdown_artifact(key=artifact_key(flow_name, collection), markdown=summary.markdown(),
                              description=summary.headline())  # fmt: skip
@@ -221,7 +221,7 @@ def _begin(settings: Settings, flow_name: str, collection_id: int, recipe: Recip
 
     params = {"recipe": asdict(recipe), "recipe_hash": recipe.hash, "model_ref": ref, "pool": pool,
               "output": settings.store.output, "restore": settings.restore.model_dump()}  # fmt: skip
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         run = ledger.start_run(session, flow_name, params, code_version(), collection_id, str(flow_run.id or ""))
         return run.id
 

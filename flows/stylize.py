@@ -26,7 +26,7 @@ from sqlalchemy import select
 from archive_db import queries
 from archive_db.derivatives import Recipe
 from archive_db.models import Derivative, Item, ModelVersion
-from flows.db import ensure_schema, sessions_for
+from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
 
@@ -84,7 +84,7 @@ def ensure_presets(settings: Settings) -> None:
     a preset changed without a new version: refused, since old derivatives would lie."""
     from restoration.styles.presets import PRESETS
 
-    with sessions_for(settings.db.url).begin() as session:
+    with writing(settings.db.url) as session:
         rows = {(m.name, m.version): m for m in queries.model_versions(session, "style")}
         producing = {m.name for m in rows.values() if m.status == "production"}
         for p in PRESETS.values():
