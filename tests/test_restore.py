@@ -252,6 +252,21 @@ def test_reprocess_reports_changes_then_promote_and_rollback_move_current(archiv
         assert stored(settings, d.storage_uri)
 
 
+def random_scans(settings, tmp_path, monkeypatch, n: int, size: tuple[int, int], seed: int):
+    """A collection of ``n`` noise scans and a production model: (collection id, recipe, item ids)."""
+    from flows.restore import prepare
+
+    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    register(settings, checkpoint(tmp_path, "v1", 1), status="production")
+    rng = np.random.default_rng(seed)
+    write_folder(tmp_path / "inbox", {f"scan-{i:02d}.png": samples.encode(Image.fromarray(
+        rng.integers(0, 256, (*size, 3), dtype=np.uint8)), "PNG") for i in range(n)})  # fmt: skip
+    ingest_collection(str(tmp_path / "inbox"), "letters", settings)
+    coll_id, _, recipe = prepare(settings, "letters", "restore@production", "restored")
+    with sessions_for(settings.db.url)() as s:
+        return coll_id, recipe, [r[0] for r in items_needing(s, coll_id, "restored", recipe.hash)]
+
+
 def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settings, tmp_path, monkeypatch):
     """Kill a real worker process in the middle of a batch, run the batch again, check the store."""
     import os
@@ -262,17 +277,7 @@ def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settin
 
     from prefect.settings import PREFECT_API_URL
 
-    from flows.restore import prepare
-
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
-    register(settings, checkpoint(tmp_path, "v1", 1), status="production")
-    rng = np.random.default_rng(0)
-    write_folder(tmp_path / "inbox", {f"scan-{i:02d}.png": samples.encode(Image.fromarray(
-        rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)), "PNG") for i in range(14)})  # fmt: skip
-    ingest_collection(str(tmp_path / "inbox"), "letters", settings)
-    coll_id, row, recipe = prepare(settings, "letters", "restore@production", "restored")
-    with sessions_for(settings.db.url)() as s:
-        ids = [r[0] for r in items_needing(s, coll_id, "restored", recipe.hash)]
+    coll_id, recipe, ids = random_scans(settings, tmp_path, monkeypatch, 14, (160, 200), seed=0)
     # A stray file where the first item's v1 will go, as a worker killed between its writes and
     # its commit would leave: the next attempt must clear it.
     out = open_store(settings.store.output, settings.store, create=True)
@@ -327,17 +332,9 @@ def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_vers
     from prefect.settings import PREFECT_API_URL
 
     from archive_db import ledger
-    from flows.restore import batch_outcome, prepare
+    from flows.restore import batch_outcome
 
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
-    register(settings, checkpoint(tmp_path, "v1", 1), status="production")
-    rng = np.random.default_rng(1)
-    write_folder(tmp_path / "inbox", {f"scan-{i:02d}.png": samples.encode(Image.fromarray(
-        rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)), "PNG") for i in range(24)})  # fmt: skip
-    ingest_collection(str(tmp_path / "inbox"), "letters", settings)
-    coll_id, row, recipe = prepare(settings, "letters", "restore@production", "restored")
-    with sessions_for(settings.db.url)() as s:
-        ids = [r[0] for r in items_needing(s, coll_id, "restored", recipe.hash)]
+    coll_id, recipe, ids = random_scans(settings, tmp_path, monkeypatch, 24, (96, 128), seed=1)
     with sessions_for(settings.db.url).begin() as s:
         runs = [ledger.start_run(s, "restore", {"test": name}, "test", coll_id).id for name in "ab"]
     go = tmp_path / "go"
