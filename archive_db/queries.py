@@ -110,6 +110,13 @@ def find_item(session: Session, ref: str) -> Item | None:
     return None
 
 
+def run_events(session: Session, run_id: int, event_type: str, item_ids: list[int]) -> list[tuple[int, str, dict | None]]:
+    """(item id, outcome, detail) of a run's events of one type on the given items, in order."""
+    query = select(Event.item_id, Event.outcome, Event.detail).where(
+        Event.run_id == run_id, Event.type == event_type, Event.item_id.in_(item_ids)).order_by(Event.id)  # fmt: skip
+    return [tuple(row) for row in session.execute(query)]
+
+
 def item_events(session: Session, item_id: int) -> list[Event]:
     query = select(Event).where(Event.item_id == item_id).order_by(Event.occurred_at, Event.id)
     return list(session.scalars(query))

@@ -25,7 +25,7 @@ from archive_db import ledger, queries
 from archive_db.engine import write_first
 from archive_db.derivatives import (Recipe, current_masks, derivative_by_recipe, items_needing, made_hashes,
                                     make_current, masked_hash, next_version, version_lock)
-from archive_db.models import Agent, Collection, Derivative, Event, Item, ModelVersion
+from archive_db.models import Agent, Collection, Derivative, Item, ModelVersion
 from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import ArchiveError, ConfigError, NotFound
 from flows.fetch import cached_store
@@ -259,9 +259,7 @@ def batch_outcome(settings: Settings, run_id: int, ids: list[int], recipe: Recip
     run made meanwhile (skipped, with the reason), and the reasons of its failures. Not what the
     catalogue holds: a version made by a concurrent run is not this run's success."""
     with sessions_for(settings.db.url)() as session:
-        events = session.execute(select(Event.item_id, Event.outcome, Event.detail).where(
-            Event.run_id == run_id, Event.type == EVENT_TYPES[recipe.operation], Event.item_id.in_(ids)
-        ).order_by(Event.id)).all()  # fmt: skip
+        events = queries.run_events(session, run_id, EVENT_TYPES[recipe.operation], ids)
     restored = {i for i, outcome, _ in events if outcome == "success"}
     skipped = {i: (d or {}).get("reason", "skipped") for i, outcome, d in events if outcome == "warning" and i not in restored}
     failed = {i: (d or {}).get("reason", "failed") for i, outcome, d in events
