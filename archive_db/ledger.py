@@ -7,29 +7,37 @@ import socket
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from archive_db.models import Agent, Collection, Event, Item, Run
 from archive_db.types import utcnow
 
 
-def get_or_create_collection(session: Session, name: str) -> Collection:
-    found = session.scalars(select(Collection).where(Collection.name == name)).one_or_none()
-    if found is None:
-        found = Collection(name=name)
-        session.add(found)
-        session.flush()
+def _get_or_create(session: Session, model: type, **keys: Any):
+    """The row with these unique ``keys``, inserted if missing. Safe when another process inserts
+    the same row at the same moment: the insert runs in a savepoint, and if the unique constraint
+    refuses it (PostgreSQL waits for the other transaction to end first), the row the other
+    process committed is read instead."""
+    query = select(model).filter_by(**keys)
+    found = session.scalars(query).one_or_none()
+    if found is not None:
+        return found
+    try:
+        with session.begin_nested():
+            found = model(**keys)
+            session.add(found)
+    except IntegrityError:
+        found = session.scalars(query).one()
     return found
+
+
+def get_or_create_collection(session: Session, name: str) -> Collection:
+    return _get_or_create(session, Collection, name=name)
 
 
 def get_or_create_agent(session: Session, kind: str, name: str, version: str = "") -> Agent:
-    query = select(Agent).where(Agent.kind == kind, Agent.name == name, Agent.version == version)
-    found = session.scalars(query).one_or_none()
-    if found is None:
-        found = Agent(kind=kind, name=name, version=version)
-        session.add(found)
-        session.flush()
-    return found
+    return _get_or_create(session, Agent, kind=kind, name=name, version=version)
 
 
 def add_event(

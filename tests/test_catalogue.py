@@ -160,3 +160,34 @@ def test_a_run_whose_process_died_is_marked_abandoned_when_the_next_one_starts(d
     with sessions_for(db_url)() as s:
         assert s.get(Run, killed.id).status == "abandoned" and s.get(Run, killed.id).finished_at is not None
         assert s.get(Run, alive).status == "running"
+
+
+def test_a_collection_and_an_agent_created_by_two_processes_at_once_are_one_row_each(db_url):
+    """PostgreSQL: while one transaction has inserted collection "race" (not yet committed), a
+    second one asks for it. The second waits on the unique index, then reads the row the first
+    committed, where it used to fail with 'duplicate key value violates unique constraint'."""
+    import threading
+
+    from archive_db.engine import session_factory
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite's writer lock, taken at BEGIN by every flow, already serialises this")
+    engine = make_engine(db_url)
+    factory = session_factory(engine)
+    got: dict[str, object] = {}
+
+    def second() -> None:
+        with factory() as s, s.begin():
+            got["collection"] = ledger.get_or_create_collection(s, "race").id
+            got["agent"] = ledger.get_or_create_agent(s, "software", "racer", "1").id
+
+    with factory() as first:
+        with first.begin():
+            mine = ledger.get_or_create_collection(first, "race").id, ledger.get_or_create_agent(first, "software", "racer", "1").id
+            thread = threading.Thread(target=second)
+            thread.start()
+            thread.join(timeout=1.0)
+            assert thread.is_alive(), "the second transaction should wait for the first to commit"
+        thread.join(timeout=30)
+    assert (got["collection"], got["agent"]) == mine
+    engine.dispose()
