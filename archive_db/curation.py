@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from archive_db.dates import normalise_date
-from archive_db.derivatives import item_derivatives, make_current
+from archive_db.derivatives import derivatives_by_model, item_derivatives, make_current
 from archive_db.ledger import add_event
-from archive_db.models import DESCRIPTIVE_FIELDS, REVIEW_STATES, Agent, Derivative, Event, Item, ModelVersion
+from archive_db.models import DESCRIPTIVE_FIELDS, MOVES, REVIEW_STATES, Agent, Derivative, Event, Item, ModelVersion
 
 
 class CurationError(ValueError):
@@ -52,15 +52,79 @@ def review(session: Session, derivative: Derivative, state: str, note: str, agen
 
 def set_current(session: Session, derivative: Derivative, agent: Agent, note: str = "") -> Event:
     """Make ``derivative`` the current version of its kind: a ``promotion`` when it is newer than
-    the one it replaces, a ``rollback`` when older. Refused if it is current already."""
+    the one it replaces, a ``rollback`` when older. Refused if it is current already. The one
+    implementation behind the web catalogue's button and ``archive promote``/``rollback``: the
+    event is on the version made current, and names the version it replaced (``replaced``,
+    ``replaced_version``), so either path can undo the other's move."""
     if derivative.is_current:
         raise CurationError(f"{derivative.kind} v{derivative.version} is already the current version")
     previous = make_current(session, derivative)
     action = "rollback" if previous is not None and previous.version > derivative.version else "promotion"
-    detail = {"kind": derivative.kind, "version": derivative.version, "note": note.strip(),
-              "replaced": previous.id if previous else None,
-              "replaced_version": previous.version if previous else None}  # fmt: skip
+    detail = {
+        "kind": derivative.kind,
+        "version": derivative.version,
+        "note": note.strip(),
+        "replaced": previous.id if previous else None,
+        "replaced_version": previous.version if previous else None,
+    }
     return add_event(session, action, agent, detail=detail, item_id=derivative.item_id, derivative_id=derivative.id)
+
+
+def replaced_by(session: Session, derivative: Derivative) -> Derivative | None:
+    """The version ``derivative`` replaced when it was last made current (by whichever path), or,
+    never made current by a person, the latest earlier version of its kind."""
+    moved = session.scalars(
+        select(Event)
+        .where(Event.type.in_(MOVES), Event.derivative_id == derivative.id)
+        .order_by(Event.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if moved is not None and (moved.detail or {}).get("replaced"):
+        return session.get(Derivative, moved.detail["replaced"])
+    earlier = (
+        select(Derivative)
+        .where(
+            Derivative.item_id == derivative.item_id,
+            Derivative.kind == derivative.kind,
+            Derivative.version < derivative.version,
+        )
+        .order_by(Derivative.version.desc())
+        .limit(1)
+    )
+    return session.scalars(earlier).one_or_none()
+
+
+def promote_model(session: Session, collection_id: int, kind: str, model: ModelVersion, agent: Agent) -> int:
+    """Make current, for each item of the collection, the newest ``kind`` version ``model`` made;
+    returns how many changed (a ``promotion`` event each)."""
+    moved = 0
+    for d in _latest_per_item(derivatives_by_model(session, collection_id, kind, model.id)):
+        if not d.is_current:
+            set_current(session, d, agent)
+            moved += 1
+    return moved
+
+
+def rollback_model(session: Session, collection_id: int, kind: str, model: ModelVersion, agent: Agent) -> int:
+    """Where ``model``'s version is current, make current again the version it replaced; returns
+    how many changed (a ``rollback`` event each, on the version made current again)."""
+    moved = 0
+    for d in _latest_per_item(derivatives_by_model(session, collection_id, kind, model.id)):
+        target = replaced_by(session, d) if d.is_current else None
+        if target is not None:
+            set_current(session, target, agent)
+            moved += 1
+    return moved
+
+
+def _latest_per_item(derivatives: list[Derivative]) -> list[Derivative]:
+    """One version per item: the newest a model made (a style restyled after a newer restored
+    version became current has two versions by the same model; promotion means the newer)."""
+    latest: dict[int, Derivative] = {}
+    for d in derivatives:
+        if d.item_id not in latest or d.version > latest[d.item_id].version:
+            latest[d.item_id] = d
+    return list(latest.values())
 
 
 def lineage(session: Session, item: Item) -> dict[str, Any]:

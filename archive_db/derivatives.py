@@ -172,3 +172,13 @@ def derivatives_by_model(session: Session, collection_id: int, kind: str, model_
         .order_by(Derivative.item_id)
     )
     return list(session.scalars(query))
+
+
+def made_beside_current(session: Session, item_ids: list[int], kind: str, run_id: int) -> list[tuple[Item, Derivative, Derivative]]:
+    """(item, current version, the version run ``run_id`` made) for each of ``item_ids`` that has
+    both: what a reprocessing run compares."""
+    rows = session.scalars(select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)).all()
+    items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(item_ids)))}
+    current = {d.item_id: d for d in rows if d.is_current}
+    new = {d.item_id: d for d in rows if d.run_id == run_id and not d.is_current}
+    return [(items[i], current[i], new[i]) for i in item_ids if i in current and i in new]

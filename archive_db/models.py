@@ -32,6 +32,14 @@ NAMING = {
 
 ITEM_STATUSES = ("ingested", "quarantined")
 EVENT_OUTCOMES = ("success", "failure", "warning")
+# The event types the catalogue records (PREMIS's vocabulary where it has a word for the action).
+INGESTION, DIGEST, VALIDATION, EXTRACTION = "ingestion", "message digest calculation", "validation", "metadata extraction"
+QUARANTINE, FIXITY, DAMAGE_MASK = "quarantine", "fixity check", "damage mask"
+RESTORATION, STYLE_TRANSFER, REPROCESSING = "restoration", "style transfer", "reprocessing"
+PROMOTION, ROLLBACK, REVIEW, METADATA_MODIFICATION = "promotion", "rollback", "review", "metadata modification"
+EVENT_TYPES = (INGESTION, DIGEST, VALIDATION, EXTRACTION, QUARANTINE, FIXITY, DAMAGE_MASK, RESTORATION,
+               STYLE_TRANSFER, REPROCESSING, PROMOTION, ROLLBACK, REVIEW, METADATA_MODIFICATION)  # fmt: skip
+MOVES = (PROMOTION, ROLLBACK)  # a change of which version is current; detail names the version replaced
 MODEL_STATUSES = ("candidate", "production", "retired")
 MAX_ID = 2**31 - 1  # ids are 32-bit on PostgreSQL: a larger one names nothing (and must not reach the database)
 RUN_STATUSES = ("running", "completed", "partial", "failed", "abandoned")

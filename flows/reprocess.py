@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from sqlalchemy import select
 
-from archive_db import ledger
-from archive_db.derivatives import derivatives_by_model, items_needing, make_current, stale_items
-from archive_db.models import Agent, Derivative, Event, Item, ModelVersion
+from archive_db import curation, ledger
+from archive_db.derivatives import items_needing, made_beside_current, stale_items
+from archive_db.queries import collection_by_name
+from archive_db.models import REPROCESSING, Agent, Derivative, Item, ModelVersion
 from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import NotFound
 from flows.fetch import cached_store
@@ -102,12 +102,9 @@ def _pairs(settings: Settings, item_ids: list[int], kind: str, run_id: int) -> l
     if not item_ids:
         return []
     with sessions_for(settings.db.url)() as session:
-        rows = session.scalars(select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)).all()
-        items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(item_ids)))}
+        pairs = made_beside_current(session, item_ids, kind, run_id)
         session.expunge_all()
-    current = {d.item_id: d for d in rows if d.is_current}
-    new = {d.item_id: d for d in rows if d.run_id == run_id and not d.is_current}
-    return [(items[i], current[i], new[i]) for i in item_ids if i in current and i in new]
+    return pairs
 
 
 def _pixels(settings: Settings, storage_uri: str) -> np.ndarray:
@@ -134,7 +131,7 @@ def _record(settings: Settings, row: ModelVersion, run_id: int, changes: list[Ch
     agent_id = agent_of(settings, row)
     with writing(settings.db.url) as session:
         for c in changes:
-            ledger.add_event(session, "reprocessing", session.get(Agent, agent_id), "success", {"from_version": c.previous_version, "to_version": c.new_version,
+            ledger.add_event(session, REPROCESSING, session.get(Agent, agent_id), "success", {"from_version": c.previous_version, "to_version": c.new_version,
                                          "mean_abs_change": round(c.mean_abs_change, 6)},
                              item_id=c.item_id, run_id=run_id)  # fmt: skip
 
@@ -206,49 +203,11 @@ def rollback(settings: Settings, collection: str, model: str, kind: str = KIND) 
 
 def _move(settings: Settings, collection: str, model: str, kind: str, action: str) -> int:
     ensure_schema(settings.db.url, create=False)
-    moved = 0
     with writing(settings.db.url) as session:
-        from archive_db.queries import collection_by_name
-
         coll = collection_by_name(session, collection)
         if coll is None:
             raise NotFound(f"no collection {collection!r} in the catalogue")
         row = resolve(session, model)
         agent = ledger.get_or_create_agent(session, "model", row.name, row.version)
-        for d in _latest_per_item(derivatives_by_model(session, coll.id, kind, row.id)):
-            if action == "promotion" and not d.is_current:
-                previous = make_current(session, d)
-                detail = {"to_version": d.version, "from_version": previous.version if previous else None,
-                          "from_derivative_id": previous.id if previous else None}  # fmt: skip
-            elif action == "rollback" and d.is_current:
-                target = _replaced_by(session, d)
-                if target is None:
-                    continue
-                make_current(session, target)
-                detail = {"from_version": d.version, "to_version": target.version, "to_derivative_id": target.id}
-            else:
-                continue
-            ledger.add_event(session, action, agent, "success", detail, item_id=d.item_id, derivative_id=d.id)
-            moved += 1
-    return moved
-
-
-def _latest_per_item(derivatives: list[Derivative]) -> list[Derivative]:
-    """One version per item: the newest a model made (a style restyled after a newer restored
-    version became current has two versions by the same model; promotion means the newer)."""
-    latest: dict[int, Derivative] = {}
-    for d in derivatives:
-        if d.item_id not in latest or d.version > latest[d.item_id].version:
-            latest[d.item_id] = d
-    return list(latest.values())
-
-
-def _replaced_by(session, d: Derivative) -> Derivative | None:
-    """The version that was current before ``d`` was promoted (or the latest earlier one)."""
-    event = session.scalars(select(Event).where(Event.type == "promotion", Event.derivative_id == d.id)
-                            .order_by(Event.id.desc()).limit(1)).one_or_none()  # fmt: skip
-    if event is not None and (event.detail or {}).get("from_derivative_id"):
-        return session.get(Derivative, event.detail["from_derivative_id"])
-    return session.scalars(select(Derivative).where(Derivative.item_id == d.item_id, Derivative.kind == d.kind,
-                                                    Derivative.version < d.version)
-                           .order_by(Derivative.version.desc()).limit(1)).one_or_none()  # fmt: skip
+        move = curation.promote_model if action == "promotion" else curation.rollback_model
+        return move(session, coll.id, kind, row, agent)

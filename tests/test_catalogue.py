@@ -10,10 +10,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from archive_db import ledger, queries
+from archive_db import curation, ledger, queries
 from archive_db.engine import make_engine
 from archive_db.migrate import current_revision, head_revision, include_object, is_up_to_date, upgrade
-from archive_db.models import Base, Derivative, Duplicate, Item, Run
+from archive_db.engine import session_factory
+from archive_db.models import Base, Derivative, Duplicate, Event, Item, Run
 
 
 def _item(collection_id: int, key: str, sha: str, **kw) -> Item:
@@ -190,4 +191,56 @@ def test_a_collection_and_an_agent_created_by_two_processes_at_once_are_one_row_
             assert thread.is_alive(), "the second transaction should wait for the first to commit"
         thread.join(timeout=30)
     assert (got["collection"], got["agent"]) == mine
+    engine.dispose()
+
+
+def test_migration_0004_rewrites_old_cli_promotion_events_in_the_one_vocabulary(db_url, tmp_path, request):
+    """A catalogue at 0003 holding `archive promote`'s and `archive rollback`'s old events: after the
+    upgrade they read like the web catalogue's (event on the version made current, naming the version
+    replaced), so a rollback can follow them; the downgrade writes them back as they were."""
+    from alembic import command
+
+    from archive_db.migrate import alembic_config
+
+    from tests.conftest import _new_pg_database
+
+    postgres = db_url.startswith("postgresql")  # the fixture's catalogue is at head: start an empty one
+    url = _new_pg_database(request.getfixturevalue("pg_server")) if postgres else f"sqlite:///{tmp_path}/old.db"
+    engine = make_engine(url)
+    upgrade(engine, "0003")
+    factory = session_factory(engine)
+    with factory() as s, s.begin():
+        coll = ledger.get_or_create_collection(s, "c")
+        item = _item(coll.id, "a.png", "a" * 64)
+        s.add(item)
+        s.flush()
+        v = [Derivative(item_id=item.id, kind="restored", version=n, recipe_hash=f"{n}" * 64, storage_uri=f"x/v{n}",
+                        sha256=f"{n}" * 64, size=1, is_current=n == 1) for n in (1, 2)]  # fmt: skip
+        s.add_all(v)
+        s.flush()
+        agent = ledger.get_or_create_agent(s, "model", "restore-unet", "v2")
+        ledger.add_event(s, "promotion", agent, detail={"to_version": 2, "from_version": 1, "from_derivative_id": v[0].id},
+                         item_id=item.id, derivative_id=v[1].id)  # fmt: skip
+        ledger.add_event(s, "rollback", agent, detail={"from_version": 2, "to_version": 1, "to_derivative_id": v[0].id},
+                         item_id=item.id, derivative_id=v[1].id)  # fmt: skip
+        ids = [v[0].id, v[1].id]
+
+    def moves() -> list[tuple[str, int, dict]]:
+        with factory() as s:
+            rows = s.scalars(select(Event).where(Event.type.in_(["promotion", "rollback"])).order_by(Event.id))
+            return [(e.type, e.derivative_id, e.detail) for e in rows]
+
+    before = moves()
+    upgrade(engine)
+    assert moves() == [
+        ("promotion", ids[1], {"kind": "restored", "version": 2, "note": "", "replaced": ids[0], "replaced_version": 1}),
+        ("rollback", ids[0], {"kind": "restored", "version": 1, "note": "", "replaced": ids[1], "replaced_version": 2}),
+    ]
+    with factory() as s:
+        assert curation.replaced_by(s, s.get(Derivative, ids[1])).id == ids[0]
+    with engine.begin() as conn:
+        cfg = alembic_config(url)
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    assert moves() == before
     engine.dispose()

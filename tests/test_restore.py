@@ -523,3 +523,38 @@ def test_reprocessing_from_a_single_unet_to_a_staged_pipeline_reports_and_promot
     assert promote(settings, "letters", "restore-unet@v2") == 5
     made = [d for _, d in derivatives(settings) if d.is_current]
     assert {d.version for d in made} == {2} and all(d.recipe["supplied_mask"] is None for d in made)
+
+
+def test_a_cli_rollback_after_a_web_promotion_returns_to_the_version_the_curator_replaced(archive, tmp_path):
+    """v1 is current; v2 (a reprocess, never promoted) and v3 wait. A curator makes v3 current in the
+    web catalogue, replacing v1. `archive rollback --model restore-unet@v3` must bring back v1, the
+    version v3 replaced, not v2, which merely comes before v3. Both paths record one vocabulary."""
+    from fastapi.testclient import TestClient
+
+    from archive_db.web.app import create_app
+    from flows.reprocess import promote, reprocess_collection, rollback
+    from flows.web_media import StoreMedia
+
+    settings = archive
+    restore_collection("letters", settings=settings)
+    for version, seed in (("v2", 2), ("v3", 3)):
+        register(settings, checkpoint(tmp_path, version, seed))
+        assert reprocess_collection("letters", f"restore-unet@{version}", settings=settings).summary.restored == 5
+    token = "t0ken-for-the-test"
+    web = TestClient(create_app(sessions_for(settings.db.url), StoreMedia(settings), token))
+    for item, d in derivatives(settings):
+        if d.version == 3:
+            r = web.post(f"/api/derivatives/{d.id}/make-current", json={"user": "ada"},
+                         headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200 and r.json()["action"] == "promotion"
+    assert sorted(d.version for _, d in derivatives(settings) if d.is_current) == [3] * 5
+    assert rollback(settings, "letters", "restore-unet@v3") == 5
+    assert sorted(d.version for _, d in derivatives(settings) if d.is_current) == [1] * 5
+    assert promote(settings, "letters", "restore-unet@v2") == 5  # the CLI's promotion, read back by the web's rollback below
+    with sessions_for(settings.db.url)() as s:
+        moves = s.scalars(select(Event).where(Event.type.in_(["promotion", "rollback"])).order_by(Event.id)).all()
+        by_id = {d.id: d for _, d in derivatives(settings)}
+        assert [(e.type, by_id[e.derivative_id].version, e.detail["replaced_version"]) for e in moves] == (
+            [("promotion", 3, 1)] * 5 + [("rollback", 1, 3)] * 5 + [("promotion", 2, 1)] * 5)
+        assert all(by_id[e.detail["replaced"]].version == e.detail["replaced_version"] for e in moves)
+        assert {e.detail["kind"] for e in moves} == {"restored"}
