@@ -182,3 +182,52 @@ def made_beside_current(session: Session, item_ids: list[int], kind: str, run_id
     current = {d.item_id: d for d in rows if d.is_current}
     new = {d.item_id: d for d in rows if d.run_id == run_id and not d.is_current}
     return [(items[i], current[i], new[i]) for i in item_ids if i in current and i in new]
+
+
+def style_candidates(session: Session, source: str, collection_id: int | None = None,
+                     item_ids: list[int] | None = None) -> tuple[list[tuple], int]:  # fmt: skip
+    """(id, key, sha256, width, height, parent id, parent URI, parent sha256) for the ingested items
+    of a collection (or of ``item_ids``), with the current version of kind ``source`` (None for
+    ``"master"``); items without one are left out of the rows and counted."""
+    cols = [Item.id, Item.source_key, Item.sha256, Item.width, Item.height]
+    where = [Item.status == "ingested"]
+    where.append(Item.collection_id == collection_id if item_ids is None else Item.id.in_(item_ids))
+    if source == "master":
+        return [(*r, None, None, None) for r in session.execute(select(*cols).where(*where).order_by(Item.id))], 0
+    parent = select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256).where(
+        Derivative.kind == source, Derivative.is_current).subquery()  # fmt: skip
+    rows = session.execute(select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256)
+                           .outerjoin(parent, parent.c.item_id == Item.id).where(*where).order_by(Item.id)).all()  # fmt: skip
+    with_parent = [tuple(r) for r in rows if r[5] is not None]
+    return with_parent, len(rows) - len(with_parent)
+
+
+def _scope(query, collection_id: int | None, item_ids: list[int] | None):
+    """Derivatives of one collection (a join: collections are too big for IN lists), or of a batch."""
+    if item_ids is not None:
+        return query.where(Derivative.item_id.in_(item_ids))
+    return query.join(Item, Item.id == Derivative.item_id).where(Item.collection_id == collection_id)
+
+
+def recipe_hashes_made(session: Session, kind: str, collection_id: int | None = None,
+                       item_ids: list[int] | None = None) -> set[tuple[int, str]]:  # fmt: skip
+    """(item id, recipe hash) of every ``kind`` version of a collection's items (or of ``item_ids``)."""
+    query = _scope(select(Derivative.item_id, Derivative.recipe_hash).where(Derivative.kind == kind), collection_id, item_ids)
+    return {tuple(r) for r in session.execute(query)}
+
+
+def stale_styled(session: Session, collection_id: int, kind: str, model: ModelVersion, source: str) -> set[int]:
+    """Items whose current ``kind`` version was made by an older version of the model, or from a
+    parent that is no longer the current ``source`` version."""
+    older_ids = set(session.scalars(select(ModelVersion.id).where(ModelVersion.name == model.name, ModelVersion.id < model.id)))
+    current = session.execute(_scope(select(Derivative.item_id, Derivative.model_version_id, Derivative.parent_id)
+                                     .where(Derivative.kind == kind, Derivative.is_current), collection_id, None)).all()  # fmt: skip
+    parents = {} if source == "master" else dict(session.execute(_scope(
+        select(Derivative.item_id, Derivative.id).where(Derivative.kind == source, Derivative.is_current), collection_id, None)).all())  # fmt: skip
+    return {i for i, model_id, parent in current if model_id in older_ids or parents.get(i) != parent}
+
+
+def current_version_id(session: Session, item_id: int, kind: str) -> int | None:
+    """The id of the item's current ``kind`` version, if any."""
+    return session.scalar(select(Derivative.id).where(
+        Derivative.item_id == item_id, Derivative.kind == kind, Derivative.is_current))  # fmt: skip

@@ -117,6 +117,22 @@ def run_events(session: Session, run_id: int, event_type: str, item_ids: list[in
     return [tuple(row) for row in session.execute(query)]
 
 
+def items_by_id(session: Session, item_ids: list[int]) -> list[Item]:
+    """The items with these ids, in id order."""
+    return list(session.scalars(select(Item).where(Item.id.in_(item_ids)).order_by(Item.id)))
+
+
+def masters_to_read(session: Session, item_ids: list[int]) -> list[tuple[int, str, str, str, str, int | None]]:
+    """(id, collection name, source URI, key, sha256, EXIF orientation) of the ingested ``item_ids``."""
+    query = (
+        select(Item.id, Collection.name, Item.source_uri, Item.source_key, Item.sha256, Item.orientation)
+        .join(Collection, Collection.id == Item.collection_id)
+        .where(Item.id.in_(item_ids), Item.status == "ingested")
+        .order_by(Item.id)
+    )
+    return [tuple(r) for r in session.execute(query)]
+
+
 def item_events(session: Session, item_id: int) -> list[Event]:
     query = select(Event).where(Event.item_id == item_id).order_by(Event.occurred_at, Event.id)
     return list(session.scalars(query))

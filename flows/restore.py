@@ -19,13 +19,12 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from sqlalchemy import select
 
 from archive_db import ledger, queries
 from archive_db.engine import write_first
-from archive_db.derivatives import (Recipe, current_masks, derivative_by_recipe, items_needing, made_hashes,
+from archive_db.derivatives import (Recipe, current_masks, current_version_id, derivative_by_recipe, items_needing, made_hashes,
                                     make_current, masked_hash, next_version, version_lock)
-from archive_db.models import Agent, Collection, Derivative, Item, ModelVersion
+from archive_db.models import Agent, Derivative, ModelVersion
 from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import ArchiveError, ConfigError, NotFound
 from flows.fetch import cached_store
@@ -407,11 +406,7 @@ def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings, with
                               masked_hash(rec.hash, m.sha256)) for i, m in current_masks(session, item_ids).items()}  # fmt: skip
         made = made_hashes(session, item_ids, rec.kind)
         done = {i for i in item_ids if (i, masks[i].recipe_hash if i in masks else rec.hash) in made}
-    rows = session.execute(
-        select(Item.id, Collection.name, Item.source_uri, Item.source_key, Item.sha256, Item.orientation)
-        .join(Collection, Collection.id == Item.collection_id)
-        .where(Item.id.in_(item_ids), Item.status == "ingested").order_by(Item.id)
-    ).all()  # fmt: skip
+    rows = queries.masters_to_read(session, item_ids)
     work = [_Work(*r) for r in rows if r[0] not in done]
     for w in work:
         w.input = inputs[w.id] if rec.operation == "style" else None
@@ -524,9 +519,7 @@ class _Writer:
                              sha256=image.sha256, size=len(image.data), run_id=self.run_id, is_current=False)  # fmt: skip
             session.add(row)
             session.flush()
-            current = session.scalar(select(Derivative.id).where(
-                Derivative.item_id == w.id, Derivative.kind == self.rec.kind, Derivative.is_current))  # fmt: skip
-            if current is None:  # the first version is current at once; later ones wait for promotion
+            if current_version_id(session, w.id, self.rec.kind) is None:  # the first version is current at once; later ones wait for promotion
                 make_current(session, row)
             self._event(session, "success", w.id, {"version": version, "key": f"{prefix}/{image.name}",
                                                    "sha256": image.sha256, "recipe_hash": self._hash(w),

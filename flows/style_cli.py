@@ -211,10 +211,8 @@ def _folder_images(folder: Path) -> list[np.ndarray]:
 
 def _catalogue_images(settings: Settings, terms: dict[str, str]) -> list[np.ndarray]:
     """The masters a catalogue query selects (``collection=``, ``year=A..B``, ``text=``)."""
-    from sqlalchemy import select
-
+    from archive_db import queries
     from archive_db.dates import parse_year_range
-    from archive_db.models import Item
     from archive_db.search import SearchQuery, search
     from flows.db import ensure_schema, sessions_for
     from flows.fetch import cached_store
@@ -227,8 +225,7 @@ def _catalogue_images(settings: Settings, terms: dict[str, str]) -> list[np.ndar
     ensure_schema(settings.db.url, create=False)
     with sessions_for(settings.db.url)() as session:
         ids = [h.id for h in search(session, query, with_facets=False).hits]
-        items = session.scalars(select(Item).where(Item.id.in_(ids)).order_by(Item.id)).all()
-        where = [(i.source_uri, i.source_key) for i in items]
+        where = [(i.source_uri, i.source_key) for i in queries.items_by_id(session, ids)]
     return [_fit(read_image(read_all(cached_store(uri, settings.store, 2), key)).pixels) for uri, key in where]
 
 

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow
-from sqlalchemy import select
 
 from archive_db import queries
-from archive_db.derivatives import Recipe
-from archive_db.models import Derivative, Item, ModelVersion
+from archive_db.derivatives import Recipe, recipe_hashes_made, stale_styled, style_candidates
+from archive_db.models import ModelVersion
 from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
@@ -158,36 +157,6 @@ def item_hash(recipe: Recipe, parent_id: int | None) -> str:
     return hashlib.sha256(f"{recipe.hash}:{parent_id if parent_id is not None else 'master'}".encode()).hexdigest()
 
 
-def _candidates(session, collection_id: int | None, recipe: Recipe, item_ids: list[int] | None = None):
-    """(id, key, sha256, width, height, parent id, parent URI, parent sha256) for the ingested items
-    of a collection (or of ``item_ids``), with the current version of the recipe's source (None
-    for the master; items without one are left out of the rows and counted)."""
-    source = recipe.params.get("from", "restored")
-    cols = [Item.id, Item.source_key, Item.sha256, Item.width, Item.height]
-    where = [Item.status == "ingested"]
-    where.append(Item.collection_id == collection_id if item_ids is None else Item.id.in_(item_ids))
-    if source == "master":
-        return [(*r, None, None, None) for r in session.execute(select(*cols).where(*where).order_by(Item.id))], 0
-    parent = select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256).where(
-        Derivative.kind == source, Derivative.is_current).subquery()  # fmt: skip
-    rows = session.execute(select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256)
-                           .outerjoin(parent, parent.c.item_id == Item.id).where(*where).order_by(Item.id)).all()  # fmt: skip
-    with_parent = [tuple(r) for r in rows if r[5] is not None]
-    return with_parent, len(rows) - len(with_parent)
-
-
-def _scope(query, collection_id: int | None, item_ids: list[int] | None):
-    """Derivatives of one collection (a join: collections are too big for IN lists), or of a batch."""
-    if item_ids is not None:
-        return query.where(Derivative.item_id.in_(item_ids))
-    return query.join(Item, Item.id == Derivative.item_id).where(Item.collection_id == collection_id)
-
-
-def _done(session, kind: str, collection_id: int | None = None, item_ids: list[int] | None = None) -> set[tuple[int, str]]:
-    query = _scope(select(Derivative.item_id, Derivative.recipe_hash).where(Derivative.kind == kind), collection_id, item_ids)
-    return {tuple(r) for r in session.execute(query)}
-
-
 def plan(settings: Settings, collection: str, style: str, strength: float = 1.0, source: str = "restored",
          params: dict[str, Any] | None = None, limit: int | None = None, stale_only: bool = False) -> StylePlan:  # fmt: skip
     """The items to style: those whose current source has no derivative of this recipe yet.
@@ -195,25 +164,15 @@ def plan(settings: Settings, collection: str, style: str, strength: float = 1.0,
     kind, made by an older model version or from a parent that is no longer current."""
     coll_id, row, recipe = prepare(settings, collection, style, strength, source, params)
     with sessions_for(settings.db.url)() as session:
-        rows, without = _candidates(session, coll_id, recipe)
-        done = _done(session, recipe.kind, coll_id)
+        source_kind = recipe.params.get("from", "restored")
+        rows, without = style_candidates(session, source_kind, collection_id=coll_id)
+        done = recipe_hashes_made(session, recipe.kind, collection_id=coll_id)
         todo = [r for r in rows if (r[0], item_hash(recipe, r[5])) not in done]
         if stale_only:
-            stale = _stale(session, coll_id, recipe.kind, row, source)
+            stale = stale_styled(session, coll_id, recipe.kind, row, source)
             todo = [r for r in todo if r[0] in stale]
     todo = todo[:limit] if limit else todo
     return StylePlan(coll_id, row, recipe, [r[:5] for r in todo], without)
-
-
-def _stale(session, collection_id: int, kind: str, row: ModelVersion, source: str) -> set[int]:
-    """Items whose current ``kind`` version was made by an older version of the model, or from a
-    parent that is no longer the current ``source`` version."""
-    older_ids = set(session.scalars(select(ModelVersion.id).where(ModelVersion.name == row.name, ModelVersion.id < row.id)))
-    current = session.execute(_scope(select(Derivative.item_id, Derivative.model_version_id, Derivative.parent_id)
-                                     .where(Derivative.kind == kind, Derivative.is_current), collection_id, None)).all()  # fmt: skip
-    parents = {} if source == "master" else dict(session.execute(_scope(
-        select(Derivative.item_id, Derivative.id).where(Derivative.kind == source, Derivative.is_current), collection_id, None)).all())  # fmt: skip
-    return {i for i, model_id, parent in current if model_id in older_ids or parents.get(i) != parent}
 
 
 # -- the worker's side -----------------------------------------------------------------------------
@@ -233,8 +192,8 @@ class Input:
 def inputs_for(session, item_ids: list[int], recipe: Recipe, output_uri: str) -> dict[int, Input]:
     """Per item still to do: its input. Items whose current source moved on since the batch was
     planned are styled from the new current source (the hash follows)."""
-    rows, _ = _candidates(session, None, recipe, item_ids)
-    done = _done(session, recipe.kind, item_ids=item_ids)
+    rows, _ = style_candidates(session, recipe.params.get("from", "restored"), item_ids=item_ids)
+    done = recipe_hashes_made(session, recipe.kind, item_ids=item_ids)
     found = {}
     for item_id, key, sha, _w, _h, parent_id, parent_uri, parent_sha in rows:
         h = item_hash(recipe, parent_id)

@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 _WATCH = r"""
-import os, select, signal, sys, time
+import os, signal, sys, time
+from select import select as wait_readable
 parent, me = int(sys.argv[1]), os.getpid()
 
 def descendants(pid):
@@ -35,7 +36,7 @@ def descendants(pid):
 
 known = []
 while True:
-    ready, _, _ = select.select([sys.stdin], [], [], 0.2)
+    ready, _, _ = wait_readable([sys.stdin], [], [], 0.2)
     if ready and not os.read(sys.stdin.fileno(), 1):
         break  # the command ended: its end of the pipe closed
     known = [p for p in dict.fromkeys(known + descendants(parent))]
