@@ -11,15 +11,29 @@ from sqlalchemy.orm import Session
 from archive_db.dates import normalise_date
 from archive_db.derivatives import derivatives_by_model, item_derivatives, make_current
 from archive_db.ledger import add_event
-from archive_db.models import DESCRIPTIVE_FIELDS, MOVES, REVIEW_STATES, Agent, Derivative, Event, Item, ModelVersion
+from archive_db.models import (
+    DESCRIPTIVE_FIELDS,
+    MOVES,
+    REVIEW_STATES,
+    Agent,
+    Derivative,
+    Event,
+    Item,
+    ModelVersion,
+)
 
 
 class CurationError(ValueError):
     """A curator's request that cannot be applied (unknown field, bad review state ...)."""
 
 
-def update_metadata(session: Session, item: Item, values: dict[str, str | None], agent: Agent,
-                    source: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
+def update_metadata(
+    session: Session,
+    item: Item,
+    values: dict[str, str | None],
+    agent: Agent,
+    source: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Set descriptive fields of ``item``; returns {field: {old, new}} of what really changed,
     recorded as one ``metadata modification`` event (none when nothing changed)."""
     unknown = set(values) - set(DESCRIPTIVE_FIELDS)
@@ -36,7 +50,9 @@ def update_metadata(session: Session, item: Item, values: dict[str, str | None],
         item.date_from, item.date_to = normalise_date(item.date_text)
         changes["date_text"]["range"] = [item.date_from, item.date_to]
     if changes:
-        add_event(session, "metadata modification", agent, detail={"changes": changes, **(source or {})}, item=item)
+        add_event(
+            session, "metadata modification", agent, detail={"changes": changes, **(source or {})}, item=item
+        )
     return changes
 
 
@@ -45,9 +61,16 @@ def review(session: Session, derivative: Derivative, state: str, note: str, agen
     if state not in REVIEW_STATES:
         raise CurationError(f"review must be one of {', '.join(REVIEW_STATES)}, not {state!r}")
     old, derivative.review = derivative.review, state
-    detail = {"review": state, "previous": old, "note": note.strip(), "kind": derivative.kind,
-              "version": derivative.version}  # fmt: skip
-    return add_event(session, "review", agent, detail=detail, item_id=derivative.item_id, derivative_id=derivative.id)
+    detail = {
+        "review": state,
+        "previous": old,
+        "note": note.strip(),
+        "kind": derivative.kind,
+        "version": derivative.version,
+    }
+    return add_event(
+        session, "review", agent, detail=detail, item_id=derivative.item_id, derivative_id=derivative.id
+    )
 
 
 def set_current(session: Session, derivative: Derivative, agent: Agent, note: str = "") -> Event:
@@ -67,7 +90,9 @@ def set_current(session: Session, derivative: Derivative, agent: Agent, note: st
         "replaced": previous.id if previous else None,
         "replaced_version": previous.version if previous else None,
     }
-    return add_event(session, action, agent, detail=detail, item_id=derivative.item_id, derivative_id=derivative.id)
+    return add_event(
+        session, action, agent, detail=detail, item_id=derivative.item_id, derivative_id=derivative.id
+    )
 
 
 def replaced_by(session: Session, derivative: Derivative) -> Derivative | None:
@@ -131,16 +156,29 @@ def lineage(session: Session, item: Item) -> dict[str, Any]:
     """The item as a tree: the master, then each derivative version under its parent (the master
     or another derivative), with its recipe, model and events."""
     derivatives = item_derivatives(session, item.id)
-    models = {m.id: m for m in session.scalars(select(ModelVersion).where(
-        ModelVersion.id.in_({d.model_version_id for d in derivatives if d.model_version_id})))}  # fmt: skip
+    models = {
+        m.id: m
+        for m in session.scalars(
+            select(ModelVersion).where(
+                ModelVersion.id.in_({d.model_version_id for d in derivatives if d.model_version_id})
+            )
+        )
+    }
     events: dict[int | None, list[Event]] = {}
     query = select(Event).where(Event.item_id == item.id).order_by(Event.occurred_at, Event.id)
     for event in session.scalars(query):
         events.setdefault(event.derivative_id, []).append(event)
     nodes = {d.id: _node(d, models.get(d.model_version_id), events.get(d.id, [])) for d in derivatives}
-    root = {"type": "master", "id": item.id, "sha256": item.sha256, "source_uri": item.source_uri,
-            "source_key": item.source_key, "status": item.status,
-            "events": [event_dict(e) for e in events.get(None, [])], "children": []}  # fmt: skip
+    root = {
+        "type": "master",
+        "id": item.id,
+        "sha256": item.sha256,
+        "source_uri": item.source_uri,
+        "source_key": item.source_key,
+        "status": item.status,
+        "events": [event_dict(e) for e in events.get(None, [])],
+        "children": [],
+    }
     for d in derivatives:
         parent = nodes.get(d.parent_id, root) if d.parent_id else root
         parent["children"].append(nodes[d.id])
@@ -149,17 +187,35 @@ def lineage(session: Session, item: Item) -> dict[str, Any]:
 
 def _node(d: Derivative, model: ModelVersion | None, events: list[Event]) -> dict[str, Any]:
     return {
-        "type": "derivative", "id": d.id, "kind": d.kind, "version": d.version, "current": d.is_current,
-        "review": d.review, "sha256": d.sha256, "storage_uri": d.storage_uri, "recipe_hash": d.recipe_hash,
-        "recipe": d.recipe, "model": f"{model.name}@{model.version}" if model else None,
+        "type": "derivative",
+        "id": d.id,
+        "kind": d.kind,
+        "version": d.version,
+        "current": d.is_current,
+        "review": d.review,
+        "sha256": d.sha256,
+        "storage_uri": d.storage_uri,
+        "recipe_hash": d.recipe_hash,
+        "recipe": d.recipe,
+        "model": f"{model.name}@{model.version}" if model else None,
         "model_weights_sha256": model.weights_sha256 if model else None,
-        "created_at": d.created_at.isoformat(), "events": [event_dict(e) for e in events], "children": [],
-    }  # fmt: skip
+        "created_at": d.created_at.isoformat(),
+        "events": [event_dict(e) for e in events],
+        "children": [],
+    }
 
 
 def event_dict(e: Event) -> dict[str, Any]:
     """An event as plain data: for the lineage tree, the item page, the API and ``archive events``."""
     agent = e.agent
-    return {"id": e.id, "type": e.type, "at": e.occurred_at.isoformat(), "outcome": e.outcome,
-            "agent": f"{agent.name} {agent.version}".strip(), "agent_kind": agent.kind, "item_id": e.item_id,
-            "derivative_id": e.derivative_id, "detail": e.detail}  # fmt: skip
+    return {
+        "id": e.id,
+        "type": e.type,
+        "at": e.occurred_at.isoformat(),
+        "outcome": e.outcome,
+        "agent": f"{agent.name} {agent.version}".strip(),
+        "agent_kind": agent.kind,
+        "item_id": e.item_id,
+        "derivative_id": e.derivative_id,
+        "detail": e.detail,
+    }

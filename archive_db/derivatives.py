@@ -52,7 +52,9 @@ def current_masks(session: Session, item_ids: list[int]) -> dict[int, Derivative
     """The current curator's mask of each of ``item_ids`` that has one."""
     if not item_ids:
         return {}
-    query = select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == MASK_KIND, Derivative.is_current)
+    query = select(Derivative).where(
+        Derivative.item_id.in_(item_ids), Derivative.kind == MASK_KIND, Derivative.is_current
+    )
     return {d.item_id: d for d in session.scalars(query)}
 
 
@@ -60,34 +62,55 @@ def made_hashes(session: Session, item_ids: list[int], kind: str) -> set[tuple[i
     """(item id, recipe hash) of every ``kind`` derivative of ``item_ids``."""
     if not item_ids:
         return set()
-    query = select(Derivative.item_id, Derivative.recipe_hash).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)
+    query = select(Derivative.item_id, Derivative.recipe_hash).where(
+        Derivative.item_id.in_(item_ids), Derivative.kind == kind
+    )
     return set(session.execute(query).all())
 
 
 def derivative_by_recipe(session: Session, item_id: int, kind: str, recipe_hash: str) -> Derivative | None:
-    query = select(Derivative).where(Derivative.item_id == item_id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)
+    query = select(Derivative).where(
+        Derivative.item_id == item_id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash
+    )
     return session.scalars(query).one_or_none()
 
 
-def items_needing(session: Session, collection_id: int, kind: str, recipe_hash: str, after_id: int = 0,
-                  limit: int | None = None, with_masks: bool = False) -> list[tuple[int, str, str, int, int]]:  # fmt: skip
+def items_needing(
+    session: Session,
+    collection_id: int,
+    kind: str,
+    recipe_hash: str,
+    after_id: int = 0,
+    limit: int | None = None,
+    with_masks: bool = False,
+) -> list[tuple[int, str, str, int, int]]:
     """Ingested items of a collection without a derivative of ``kind`` made by the recipe, as
     (id, source key, sha256, width, height), in id order from ``after_id`` (keyset paging).
 
     ``with_masks`` (a recipe whose model takes a curator's mask): an item with a current mask
     needs the version made with that mask (:func:`masked_hash`), not the plain recipe's."""
-    done = exists().where(Derivative.item_id == Item.id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash)
+    done = exists().where(
+        Derivative.item_id == Item.id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash
+    )
     columns = (Item.id, Item.source_key, Item.sha256, Item.width, Item.height)
     where = (Item.collection_id == collection_id, Item.status == "ingested", Item.id > after_id)
     masked = aliased(Derivative)
     has_mask = exists().where(masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current)
-    query = select(*columns).where(*where, ~done, *((~has_mask,) if with_masks else ())).order_by(Item.id).limit(limit)
+    query = (
+        select(*columns)
+        .where(*where, ~done, *((~has_mask,) if with_masks else ()))
+        .order_by(Item.id)
+        .limit(limit)
+    )
     rows = [tuple(row) for row in session.execute(query)]
     if not with_masks:
         return rows
     # Items with a mask are few (a curator draws each): their hashes are computed here.
-    candidates = session.execute(select(*columns, masked.sha256).join(masked, and_(
-        masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current)).where(*where)).all()  # fmt: skip
+    candidates = session.execute(
+        select(*columns, masked.sha256)
+        .join(masked, and_(masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current))
+        .where(*where)
+    ).all()
     wanted = {row[0]: masked_hash(recipe_hash, row[5]) for row in candidates}
     made = made_hashes(session, list(wanted), kind)
     rows += [tuple(row[:5]) for row in candidates if (row[0], wanted[row[0]]) not in made]
@@ -102,15 +125,21 @@ def stale_items(session: Session, collection_id: int, kind: str, model: ModelVer
         select(Derivative.item_id)
         .join(Item, Item.id == Derivative.item_id)
         .join(older, older.id == Derivative.model_version_id)
-        .where(Item.collection_id == collection_id, Derivative.kind == kind, Derivative.is_current,
-               older.name == model.name, older.id < model.id)  # fmt: skip
+        .where(
+            Item.collection_id == collection_id,
+            Derivative.kind == kind,
+            Derivative.is_current,
+            older.name == model.name,
+            older.id < model.id,
+        )
         .order_by(Derivative.item_id)
     )
     return list(session.scalars(query))
 
 
-def current_derivatives(session: Session, collection_id: int, kind: str, after_id: int = 0,
-                        limit: int = 100) -> list[Derivative]:  # fmt: skip
+def current_derivatives(
+    session: Session, collection_id: int, kind: str, after_id: int = 0, limit: int = 100
+) -> list[Derivative]:
     """One page of the current derivatives of a collection, in item order (keyset paging:
     pass the last item id of a page to get the next)."""
     query = (
@@ -118,8 +147,13 @@ def current_derivatives(session: Session, collection_id: int, kind: str, after_i
         .join(Item, Item.id == Derivative.item_id)
         # The bound on both sides of the join: PostgreSQL merge-joins, and without Item.id > after
         # it walks the items index from the start (156 ms a page 800,000 items in; 2.2 ms with it).
-        .where(Item.collection_id == collection_id, Derivative.kind == kind, Derivative.is_current,
-               Derivative.item_id > after_id, Item.id > after_id)  # fmt: skip
+        .where(
+            Item.collection_id == collection_id,
+            Derivative.kind == kind,
+            Derivative.is_current,
+            Derivative.item_id > after_id,
+            Item.id > after_id,
+        )
         .order_by(Derivative.item_id)
         .limit(limit)
     )
@@ -145,7 +179,9 @@ def version_lock(session: Session, item_id: int, kind: str) -> None:
 
 
 def next_version(session: Session, item_id: int, kind: str) -> int:
-    latest = session.scalar(select(func.max(Derivative.version)).where(Derivative.item_id == item_id, Derivative.kind == kind))
+    latest = session.scalar(
+        select(func.max(Derivative.version)).where(Derivative.item_id == item_id, Derivative.kind == kind)
+    )
     return (latest or 0) + 1
 
 
@@ -153,8 +189,12 @@ def make_current(session: Session, derivative: Derivative) -> Derivative | None:
     """Mark ``derivative`` current for its item and kind; returns the one it replaces, if any.
     The old flag is cleared first, so the partial unique index never sees two current rows."""
     previous = session.scalars(
-        select(Derivative).where(Derivative.item_id == derivative.item_id, Derivative.kind == derivative.kind,
-                                 Derivative.is_current, Derivative.id != derivative.id)  # fmt: skip
+        select(Derivative).where(
+            Derivative.item_id == derivative.item_id,
+            Derivative.kind == derivative.kind,
+            Derivative.is_current,
+            Derivative.id != derivative.id,
+        )
     ).one_or_none()
     if previous is not None:
         session.execute(update(Derivative).where(Derivative.id == previous.id).values(is_current=False))
@@ -163,7 +203,9 @@ def make_current(session: Session, derivative: Derivative) -> Derivative | None:
     return previous
 
 
-def derivatives_by_model(session: Session, collection_id: int, kind: str, model_version_id: int) -> list[Derivative]:
+def derivatives_by_model(
+    session: Session, collection_id: int, kind: str, model_version_id: int
+) -> list[Derivative]:
     """The derivatives of a collection and kind made by one model version, in item order."""
     query = (
         select(Derivative)
@@ -174,18 +216,23 @@ def derivatives_by_model(session: Session, collection_id: int, kind: str, model_
     return list(session.scalars(query))
 
 
-def made_beside_current(session: Session, item_ids: list[int], kind: str, run_id: int) -> list[tuple[Item, Derivative, Derivative]]:
+def made_beside_current(
+    session: Session, item_ids: list[int], kind: str, run_id: int
+) -> list[tuple[Item, Derivative, Derivative]]:
     """(item, current version, the version run ``run_id`` made) for each of ``item_ids`` that has
     both: what a reprocessing run compares."""
-    rows = session.scalars(select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)).all()
+    rows = session.scalars(
+        select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)
+    ).all()
     items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(item_ids)))}
     current = {d.item_id: d for d in rows if d.is_current}
     new = {d.item_id: d for d in rows if d.run_id == run_id and not d.is_current}
     return [(items[i], current[i], new[i]) for i in item_ids if i in current and i in new]
 
 
-def style_candidates(session: Session, source: str, collection_id: int | None = None,
-                     item_ids: list[int] | None = None) -> tuple[list[tuple], int]:  # fmt: skip
+def style_candidates(
+    session: Session, source: str, collection_id: int | None = None, item_ids: list[int] | None = None
+) -> tuple[list[tuple], int]:
     """(id, key, sha256, width, height, parent id, parent URI, parent sha256) for the ingested items
     of a collection (or of ``item_ids``), with the current version of kind ``source`` (None for
     ``"master"``); items without one are left out of the rows and counted."""
@@ -193,11 +240,20 @@ def style_candidates(session: Session, source: str, collection_id: int | None = 
     where = [Item.status == "ingested"]
     where.append(Item.collection_id == collection_id if item_ids is None else Item.id.in_(item_ids))
     if source == "master":
-        return [(*r, None, None, None) for r in session.execute(select(*cols).where(*where).order_by(Item.id))], 0
-    parent = select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256).where(
-        Derivative.kind == source, Derivative.is_current).subquery()  # fmt: skip
-    rows = session.execute(select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256)
-                           .outerjoin(parent, parent.c.item_id == Item.id).where(*where).order_by(Item.id)).all()  # fmt: skip
+        return [
+            (*r, None, None, None) for r in session.execute(select(*cols).where(*where).order_by(Item.id))
+        ], 0
+    parent = (
+        select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256)
+        .where(Derivative.kind == source, Derivative.is_current)
+        .subquery()
+    )
+    rows = session.execute(
+        select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256)
+        .outerjoin(parent, parent.c.item_id == Item.id)
+        .where(*where)
+        .order_by(Item.id)
+    ).all()
     with_parent = [tuple(r) for r in rows if r[5] is not None]
     return with_parent, len(rows) - len(with_parent)
 
@@ -209,25 +265,59 @@ def _scope(query, collection_id: int | None, item_ids: list[int] | None):
     return query.join(Item, Item.id == Derivative.item_id).where(Item.collection_id == collection_id)
 
 
-def recipe_hashes_made(session: Session, kind: str, collection_id: int | None = None,
-                       item_ids: list[int] | None = None) -> set[tuple[int, str]]:  # fmt: skip
+def recipe_hashes_made(
+    session: Session, kind: str, collection_id: int | None = None, item_ids: list[int] | None = None
+) -> set[tuple[int, str]]:
     """(item id, recipe hash) of every ``kind`` version of a collection's items (or of ``item_ids``)."""
-    query = _scope(select(Derivative.item_id, Derivative.recipe_hash).where(Derivative.kind == kind), collection_id, item_ids)
+    query = _scope(
+        select(Derivative.item_id, Derivative.recipe_hash).where(Derivative.kind == kind),
+        collection_id,
+        item_ids,
+    )
     return {tuple(r) for r in session.execute(query)}
 
 
-def stale_styled(session: Session, collection_id: int, kind: str, model: ModelVersion, source: str) -> set[int]:
+def stale_styled(
+    session: Session, collection_id: int, kind: str, model: ModelVersion, source: str
+) -> set[int]:
     """Items whose current ``kind`` version was made by an older version of the model, or from a
     parent that is no longer the current ``source`` version."""
-    older_ids = set(session.scalars(select(ModelVersion.id).where(ModelVersion.name == model.name, ModelVersion.id < model.id)))
-    current = session.execute(_scope(select(Derivative.item_id, Derivative.model_version_id, Derivative.parent_id)
-                                     .where(Derivative.kind == kind, Derivative.is_current), collection_id, None)).all()  # fmt: skip
-    parents = {} if source == "master" else dict(session.execute(_scope(
-        select(Derivative.item_id, Derivative.id).where(Derivative.kind == source, Derivative.is_current), collection_id, None)).all())  # fmt: skip
+    older_ids = set(
+        session.scalars(
+            select(ModelVersion.id).where(ModelVersion.name == model.name, ModelVersion.id < model.id)
+        )
+    )
+    current = session.execute(
+        _scope(
+            select(Derivative.item_id, Derivative.model_version_id, Derivative.parent_id).where(
+                Derivative.kind == kind, Derivative.is_current
+            ),
+            collection_id,
+            None,
+        )
+    ).all()
+    parents = (
+        {}
+        if source == "master"
+        else dict(
+            session.execute(
+                _scope(
+                    select(Derivative.item_id, Derivative.id).where(
+                        Derivative.kind == source, Derivative.is_current
+                    ),
+                    collection_id,
+                    None,
+                )
+            ).all()
+        )
+    )
     return {i for i, model_id, parent in current if model_id in older_ids or parents.get(i) != parent}
 
 
 def current_version_id(session: Session, item_id: int, kind: str) -> int | None:
     """The id of the item's current ``kind`` version, if any."""
-    return session.scalar(select(Derivative.id).where(
-        Derivative.item_id == item_id, Derivative.kind == kind, Derivative.is_current))  # fmt: skip
+    return session.scalar(
+        select(Derivative.id).where(
+            Derivative.item_id == item_id, Derivative.kind == kind, Derivative.is_current
+        )
+    )

@@ -55,7 +55,10 @@ def exclusive(session: Session, *what: object) -> None:
     write_first(session)
     if session.get_bind().dialect.name == "postgresql":
         digest = hashlib.sha256(" ".join(map(str, what)).encode()).digest()
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": int.from_bytes(digest[:8], "big", signed=True)})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"),
+            {"key": int.from_bytes(digest[:8], "big", signed=True)},
+        )
 
 
 def _sqlite_begin(conn) -> None:

@@ -96,7 +96,9 @@ def abandon_dead_runs(session: Session, collection_id: int | None) -> list[int]:
     Runs started on another host are left to a run there."""
     host = socket.gethostname()
     found = []
-    for run in session.scalars(select(Run).where(Run.status == "running", Run.collection_id == collection_id)):
+    for run in session.scalars(
+        select(Run).where(Run.status == "running", Run.collection_id == collection_id)
+    ):
         where = run.timings or {}
         if where.get("host") == host and isinstance(where.get("pid"), int) and not _alive(where["pid"]):
             run.status, run.finished_at = "abandoned", utcnow()
@@ -117,7 +119,12 @@ def _alive(pid: int) -> bool:
 
 def finish_run(session: Session, run_id: int, status: str, counts: dict, timings: dict) -> None:
     run = session.get(Run, run_id)
-    run.status, run.counts, run.timings, run.finished_at = status, counts, (run.timings or {}) | timings, utcnow()
+    run.status, run.counts, run.timings, run.finished_at = (
+        status,
+        counts,
+        (run.timings or {}) | timings,
+        utcnow(),
+    )
 
 
 def insert_items(session: Session, rows: list[dict[str, Any]]) -> list[int]:

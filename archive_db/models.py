@@ -33,15 +33,41 @@ NAMING = {
 ITEM_STATUSES = ("ingested", "quarantined")
 EVENT_OUTCOMES = ("success", "failure", "warning")
 # The event types the catalogue records (PREMIS's vocabulary where it has a word for the action).
-INGESTION, DIGEST, VALIDATION, EXTRACTION = "ingestion", "message digest calculation", "validation", "metadata extraction"
+INGESTION, DIGEST, VALIDATION, EXTRACTION = (
+    "ingestion",
+    "message digest calculation",
+    "validation",
+    "metadata extraction",
+)
 QUARANTINE, FIXITY, DAMAGE_MASK = "quarantine", "fixity check", "damage mask"
 RESTORATION, STYLE_TRANSFER, REPROCESSING = "restoration", "style transfer", "reprocessing"
-PROMOTION, ROLLBACK, REVIEW, METADATA_MODIFICATION = "promotion", "rollback", "review", "metadata modification"
-EVENT_TYPES = (INGESTION, DIGEST, VALIDATION, EXTRACTION, QUARANTINE, FIXITY, DAMAGE_MASK, RESTORATION,
-               STYLE_TRANSFER, REPROCESSING, PROMOTION, ROLLBACK, REVIEW, METADATA_MODIFICATION)  # fmt: skip
+PROMOTION, ROLLBACK, REVIEW, METADATA_MODIFICATION = (
+    "promotion",
+    "rollback",
+    "review",
+    "metadata modification",
+)
+EVENT_TYPES = (
+    INGESTION,
+    DIGEST,
+    VALIDATION,
+    EXTRACTION,
+    QUARANTINE,
+    FIXITY,
+    DAMAGE_MASK,
+    RESTORATION,
+    STYLE_TRANSFER,
+    REPROCESSING,
+    PROMOTION,
+    ROLLBACK,
+    REVIEW,
+    METADATA_MODIFICATION,
+)
 MOVES = (PROMOTION, ROLLBACK)  # a change of which version is current; detail names the version replaced
 MODEL_STATUSES = ("candidate", "production", "retired")
-MAX_ID = 2**31 - 1  # ids are 32-bit on PostgreSQL: a larger one names nothing (and must not reach the database)
+MAX_ID = (
+    2**31 - 1
+)  # ids are 32-bit on PostgreSQL: a larger one names nothing (and must not reach the database)
 RUN_STATUSES = ("running", "completed", "partial", "failed", "abandoned")
 REVIEW_STATES = ("approved", "rejected")
 # Descriptive fields a manifest or a curator may set, in display order.
@@ -76,8 +102,12 @@ class Item(Base):
         # The facets' grouped scan (collection, status, decade, model, styled) reads only these
         # covering indexes: the whole catalogue or a collection, matching ids (full text), dates.
         Index("ix_items_facets", "collection_id", "status", "date_from", "restored_model_id", "styled"),
-        Index("ix_items_id_facets", "id", "collection_id", "status", "date_from", "restored_model_id", "styled"),
-        Index("ix_items_dates", "date_from", "date_to", "collection_id", "status", "restored_model_id", "styled"),
+        Index(
+            "ix_items_id_facets", "id", "collection_id", "status", "date_from", "restored_model_id", "styled"
+        ),
+        Index(
+            "ix_items_dates", "date_from", "date_to", "collection_id", "status", "restored_model_id", "styled"
+        ),
         CheckConstraint(f"status IN {ITEM_STATUSES!r}", name="status"),
     )
 

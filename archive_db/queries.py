@@ -31,8 +31,9 @@ def known_sources(session: Session, collection_id: int) -> dict[str, tuple[str |
 def keys_lacking_thumbnails(session: Session, collection_id: int) -> set[str]:
     """Source keys of ingested items without a thumbnail (its write failed): the next ingest
     fetches them again, unchanged as they are, to make it."""
-    query = select(Item.source_key).where(Item.collection_id == collection_id, Item.status == "ingested",
-                                          Item.thumbnail_key.is_(None))  # fmt: skip
+    query = select(Item.source_key).where(
+        Item.collection_id == collection_id, Item.status == "ingested", Item.thumbnail_key.is_(None)
+    )
     return set(session.scalars(query))
 
 
@@ -72,9 +73,7 @@ class CollectionSummary:
 
 def collection_summaries(session: Session) -> list[CollectionSummary]:
     dup_counts = (
-        select(Duplicate.collection_id, func.count().label("n"))
-        .group_by(Duplicate.collection_id)
-        .subquery()
+        select(Duplicate.collection_id, func.count().label("n")).group_by(Duplicate.collection_id).subquery()
     )
     query = (
         select(
@@ -110,10 +109,15 @@ def find_item(session: Session, ref: str) -> Item | None:
     return None
 
 
-def run_events(session: Session, run_id: int, event_type: str, item_ids: list[int]) -> list[tuple[int, str, dict | None]]:
+def run_events(
+    session: Session, run_id: int, event_type: str, item_ids: list[int]
+) -> list[tuple[int, str, dict | None]]:
     """(item id, outcome, detail) of a run's events of one type on the given items, in order."""
-    query = select(Event.item_id, Event.outcome, Event.detail).where(
-        Event.run_id == run_id, Event.type == event_type, Event.item_id.in_(item_ids)).order_by(Event.id)  # fmt: skip
+    query = (
+        select(Event.item_id, Event.outcome, Event.detail)
+        .where(Event.run_id == run_id, Event.type == event_type, Event.item_id.in_(item_ids))
+        .order_by(Event.id)
+    )
     return [tuple(row) for row in session.execute(query)]
 
 
@@ -122,7 +126,9 @@ def items_by_id(session: Session, item_ids: list[int]) -> list[Item]:
     return list(session.scalars(select(Item).where(Item.id.in_(item_ids)).order_by(Item.id)))
 
 
-def masters_to_read(session: Session, item_ids: list[int]) -> list[tuple[int, str, str, str, str, int | None]]:
+def masters_to_read(
+    session: Session, item_ids: list[int]
+) -> list[tuple[int, str, str, str, str, int | None]]:
     """(id, collection name, source URI, key, sha256, EXIF orientation) of the ingested ``item_ids``."""
     query = (
         select(Item.id, Collection.name, Item.source_uri, Item.source_key, Item.sha256, Item.orientation)
@@ -175,8 +181,10 @@ def resolve_model(session: Session, ref: str) -> ModelVersion | None:
     if not which:
         raise LookupError(f"model reference {ref!r} must be NAME@VERSION or TASK@production")
     query = select(ModelVersion).where((ModelVersion.task == who) | (ModelVersion.name == who))
-    query = query.where(ModelVersion.status == "production") if which == "production" else query.where(
-        ModelVersion.version == which
+    query = (
+        query.where(ModelVersion.status == "production")
+        if which == "production"
+        else query.where(ModelVersion.version == which)
     )
     found = list(session.scalars(query.limit(2)))
     if len(found) > 1:
@@ -184,12 +192,15 @@ def resolve_model(session: Session, ref: str) -> ModelVersion | None:
     return found[0] if found else None
 
 
-def events_since(session: Session, since, types: list[str] | None = None, collection: str | None = None,
-                 limit: int = 200) -> list[Event]:  # fmt: skip
+def events_since(
+    session: Session, since, types: list[str] | None = None, collection: str | None = None, limit: int = 200
+) -> list[Event]:
     """Events from ``since`` on, oldest first (at most ``limit``)."""
     query = select(Event).where(Event.occurred_at >= since)
     if types:
         query = query.where(Event.type.in_(types))
     if collection:
-        query = query.join(Item, Item.id == Event.item_id).join(Collection).where(Collection.name == collection)
+        query = (
+            query.join(Item, Item.id == Event.item_id).join(Collection).where(Collection.name == collection)
+        )
     return list(session.scalars(query.order_by(Event.occurred_at, Event.id).limit(limit)))

@@ -104,12 +104,23 @@ def _text_filter(session: Session, words: list[str]) -> ColumnElement[bool]:
         return text("items.search_doc @@ to_tsquery('simple', :fts)").bindparams(fts=query)
     if session.get_bind().dialect.name == "sqlite":
         query = " ".join(f'"{w}"*' for w in words)
-        matching = select(literal_column("rowid")).select_from(text("items_fts")).where(
-            text("items_fts MATCH :fts").bindparams(fts=query)
+        matching = (
+            select(literal_column("rowid"))
+            .select_from(text("items_fts"))
+            .where(text("items_fts MATCH :fts").bindparams(fts=query))
         )
         return Item.id.in_(matching)
     # Any other database: a plain substring match on each word (slow, but right).
-    cols = (Item.title, Item.description, Item.subjects, Item.place, Item.creator, Item.source_key, Item.make, Item.model)
+    cols = (
+        Item.title,
+        Item.description,
+        Item.subjects,
+        Item.place,
+        Item.creator,
+        Item.source_key,
+        Item.make,
+        Item.model,
+    )
     return and_(*(or_(*(func.lower(c).contains(w) for c in cols)) for w in words))
 
 
@@ -123,7 +134,11 @@ def stale_model_ids(session: Session) -> list[int]:
     has another version in production."""
     rows = session.execute(select(ModelVersion.id, ModelVersion.name, ModelVersion.status)).all()
     production = {name for _, name, status in rows if status == "production"}
-    return [i for i, name, status in rows if status == "retired" or (status != "production" and name in production)]
+    return [
+        i
+        for i, name, status in rows
+        if status == "retired" or (status != "production" and name in production)
+    ]
 
 
 def _status_filter(session: Session, status: str) -> ColumnElement[bool]:
@@ -161,12 +176,19 @@ def where_clause(session: Session, q: SearchQuery) -> list[ColumnElement[bool]] 
         where.append(_current(Derivative.kind == q.kind))
     if q.model:
         name, _, version = q.model.partition("@")
-        mv = session.execute(select(ModelVersion.id, ModelVersion.task)
-                             .where(ModelVersion.name == name, ModelVersion.version == version)).first()  # fmt: skip
+        mv = session.execute(
+            select(ModelVersion.id, ModelVersion.task).where(
+                ModelVersion.name == name, ModelVersion.version == version
+            )
+        ).first()
         if mv is None:
             return None
         # A restorer's current output is on the item itself (kept by triggers); others need a look.
-        where.append(Item.restored_model_id == mv.id if mv.task == "restore" else _current(Derivative.model_version_id == mv.id))
+        where.append(
+            Item.restored_model_id == mv.id
+            if mv.task == "restore"
+            else _current(Derivative.model_version_id == mv.id)
+        )
     return where
 
 
@@ -228,8 +250,12 @@ def _page_query(q: SearchQuery, where: list[ColumnElement[bool]]) -> Select:
 
 
 def _cursor_of(item: Item, sort: str) -> str:
-    value = {"id": item.id, "newest": item.id, "key": item.source_key,
-             "date": item.date_from if item.date_from is not None else _NO_DATE}[sort]  # fmt: skip
+    value = {
+        "id": item.id,
+        "newest": item.id,
+        "key": item.source_key,
+        "date": item.date_from if item.date_from is not None else _NO_DATE,
+    }[sort]
     return encode_cursor([value, item.id])
 
 
@@ -241,7 +267,9 @@ def search(session: Session, q: SearchQuery, with_facets: bool = True) -> Page:
     whole matching set (their collection counts add up to ``total``)."""
     where = where_clause(session, q)
     if where is None:
-        return Page([], None, {name: [] for name in FACETS} if with_facets else {}, 0 if with_facets else None)
+        return Page(
+            [], None, {name: [] for name in FACETS} if with_facets else {}, 0 if with_facets else None
+        )
     rows = session.execute(_page_query(q, where)).all()
     more = len(rows) > q.limit
     rows = rows[: q.limit]
@@ -255,9 +283,22 @@ def search(session: Session, q: SearchQuery, with_facets: bool = True) -> Page:
 
 
 def _hit(item: Item, collection: str) -> Hit:
-    return Hit(item.id, collection, item.source_key, item.title, item.date_text, item.creator, item.place,
-               item.status, item.width, item.height, item.thumbnail_key, item.sha256,
-               item.restored_model_id is not None, bool(item.styled))  # fmt: skip
+    return Hit(
+        item.id,
+        collection,
+        item.source_key,
+        item.title,
+        item.date_text,
+        item.creator,
+        item.place,
+        item.status,
+        item.width,
+        item.height,
+        item.thumbnail_key,
+        item.sha256,
+        item.restored_model_id is not None,
+        bool(item.styled),
+    )
 
 
 # -- facets ---------------------------------------------------------------------------------
@@ -273,8 +314,11 @@ _DIMS = ("collection_id", "status", "decade", "model_id", "styled")
 
 def _cube(session: Session, where: list[ColumnElement[bool]]) -> list[tuple]:
     decade = (Item.date_from // 10) * 10
-    query = (select(Item.collection_id, Item.status, decade, Item.restored_model_id, Item.styled, func.count())
-             .where(*where).group_by(Item.collection_id, Item.status, decade, Item.restored_model_id, Item.styled))  # fmt: skip
+    query = (
+        select(Item.collection_id, Item.status, decade, Item.restored_model_id, Item.styled, func.count())
+        .where(*where)
+        .group_by(Item.collection_id, Item.status, decade, Item.restored_model_id, Item.styled)
+    )
     return [tuple(r) for r in session.execute(query)]
 
 
@@ -301,14 +345,24 @@ def _whole_cube(session: Session) -> list[tuple]:
     return cache.rows
 
 
-def facets(session: Session, q: SearchQuery, where: list[ColumnElement[bool]]) -> dict[str, list[tuple[Any, int]]]:
+def facets(
+    session: Session, q: SearchQuery, where: list[ColumnElement[bool]]
+) -> dict[str, list[tuple[Any, int]]]:
     """Counts per collection, decade, status and model version over the matching items."""
     cube_only = not (q.text or q.year_from is not None or q.year_to is not None or q.model or q.kind)
     if cube_only:  # collection and status filters select rows of the cached whole-catalogue cube
         rows = _whole_cube(session)
         stale = set(stale_model_ids(session))
-        cid = session.scalar(select(Collection.id).where(Collection.name == q.collection)) if q.collection else None
-        rows = [r for r in rows if (cid is None or r[0] == cid) and (not q.status or _has_status(r, q.status, stale))]
+        cid = (
+            session.scalar(select(Collection.id).where(Collection.name == q.collection))
+            if q.collection
+            else None
+        )
+        rows = [
+            r
+            for r in rows
+            if (cid is None or r[0] == cid) and (not q.status or _has_status(r, q.status, stale))
+        ]
     else:
         rows = _cube(session, where)
     return _sum_facets(session, rows)
@@ -316,8 +370,13 @@ def facets(session: Session, q: SearchQuery, where: list[ColumnElement[bool]]) -
 
 def _has_status(row: tuple, status: str, stale: set[int]) -> bool:
     _, item_status, _, model_id, styled, _ = row
-    return {"ingested": item_status == "ingested", "quarantined": item_status == "quarantined",
-            "restored": model_id is not None, "styled": bool(styled), "stale": model_id in stale}[status]  # fmt: skip
+    return {
+        "ingested": item_status == "ingested",
+        "quarantined": item_status == "quarantined",
+        "restored": model_id is not None,
+        "styled": bool(styled),
+        "stale": model_id in stale,
+    }[status]
 
 
 def _sum_facets(session: Session, rows: list[tuple]) -> dict[str, list[tuple[Any, int]]]:
@@ -336,7 +395,9 @@ def _sum_facets(session: Session, rows: list[tuple]) -> dict[str, list[tuple[Any
     names = dict(session.execute(select(Collection.id, Collection.name)).all())
     labels = {m.id: f"{m.name}@{m.version}" for m in session.scalars(select(ModelVersion))}
     return {
-        "collection": sorted(((names[c], n) for c, n in by["collection"].items()), key=lambda x: (-x[1], x[0])),
+        "collection": sorted(
+            ((names[c], n) for c, n in by["collection"].items()), key=lambda x: (-x[1], x[0])
+        ),
         "decade": sorted(by["decade"].items()),
         "status": [(s, by["status"][s]) for s in STATUSES if by["status"].get(s)],
         "model": sorted((labels[m], n) for m, n in by["model"].items()),

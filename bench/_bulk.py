@@ -15,7 +15,9 @@ CHUNK = 50_000
 MODELS = {"items": Item, "derivatives": Derivative}
 
 
-def load(engine, n: int, tables: list[tuple[str, tuple[str, ...], Callable[[int, int], Iterator[tuple]]]]) -> None:
+def load(
+    engine, n: int, tables: list[tuple[str, tuple[str, ...], Callable[[int, int], Iterator[tuple]]]]
+) -> None:
     """Insert ids 1..n: for each chunk, each (table, columns, rows(start, stop)) in turn; then ANALYZE."""
     postgres = engine.dialect.name == "postgresql"
     for start in range(1, n + 1, CHUNK):
@@ -23,13 +25,19 @@ def load(engine, n: int, tables: list[tuple[str, tuple[str, ...], Callable[[int,
         for table, cols, rows in tables:
             if postgres:
                 with engine.raw_connection() as raw:
-                    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
+                    with (
+                        raw.cursor() as cur,
+                        cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy,
+                    ):
                         for row in rows(start, stop):
                             copy.write_row(row)
                     raw.commit()
             else:
                 with engine.begin() as conn:
-                    conn.execute(insert(MODELS[table]), [dict(zip(cols, row, strict=True)) for row in rows(start, stop)])
+                    conn.execute(
+                        insert(MODELS[table]),
+                        [dict(zip(cols, row, strict=True)) for row in rows(start, stop)],
+                    )
     with engine.begin() as conn:
         if postgres:
             conn.exec_driver_sql("SELECT setval('items_id_seq', (SELECT max(id) FROM items))")

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session  # noqa: E402
 
 from archive_db.derivatives import current_derivatives, items_needing, stale_items  # noqa: E402
 from archive_db.engine import make_engine  # noqa: E402
-from bench._bulk import load, on_each_database  # noqa: E402
 from archive_db.migrate import upgrade  # noqa: E402
 from archive_db.models import Collection, ModelVersion  # noqa: E402
+from bench._bulk import load, on_each_database  # noqa: E402
 
 
 def fill(engine, n_items: int) -> dict:
@@ -36,28 +36,73 @@ def fill(engine, n_items: int) -> dict:
     now = datetime.now(UTC)
     with Session(engine) as s:
         colls = [Collection(name="big"), Collection(name="small")]
-        models = [ModelVersion(name="restore-unet", version=v, task="restore", architecture="unet_restorer",
-                               weights_uri=f"models/restore-unet/{v}", weights_sha256=c * 64, status="candidate")
-                  for v, c in (("v1", "1"), ("v2", "2"), ("v3", "3"))]  # fmt: skip
+        models = [
+            ModelVersion(
+                name="restore-unet",
+                version=v,
+                task="restore",
+                architecture="unet_restorer",
+                weights_uri=f"models/restore-unet/{v}",
+                weights_sha256=c * 64,
+                status="candidate",
+            )
+            for v, c in (("v1", "1"), ("v2", "2"), ("v3", "3"))
+        ]
         s.add_all(colls + models)
         s.commit()
-        ids = {"big": colls[0].id, "small": colls[1].id, "v1": models[0].id, "v2": models[1].id, "v3": models[2].id}
+        ids = {
+            "big": colls[0].id,
+            "small": colls[1].id,
+            "v1": models[0].id,
+            "v2": models[1].id,
+            "v3": models[2].id,
+        }
     item_cols = ("id", "collection_id", "source_uri", "source_key", "sha256", "size", "status", "created_at")
-    der_cols = ("item_id", "kind", "version", "recipe_hash", "recipe", "model_version_id", "storage_uri", "sha256",
-                "size", "is_current", "created_at")  # fmt: skip
+    der_cols = (
+        "item_id",
+        "kind",
+        "version",
+        "recipe_hash",
+        "recipe",
+        "model_version_id",
+        "storage_uri",
+        "sha256",
+        "size",
+        "is_current",
+        "created_at",
+    )
 
     def items(start, stop):
         for i in range(start, stop):
             coll = ids["big"] if i <= big else ids["small"]
-            yield (i, coll, "s3://scans/inbox", f"box{i // 1000}/scan-{i}.tif", f"{i:064x}", 1_000_000, "ingested", now)
+            yield (
+                i,
+                coll,
+                "s3://scans/inbox",
+                f"box{i // 1000}/scan-{i}.tif",
+                f"{i:064x}",
+                1_000_000,
+                "ingested",
+                now,
+            )
 
     def derivatives(start, stop):
         for i in range(start, stop):
             current_v2 = i % 10 != 0
             for version, model in ((1, "v1"), (2, "v2")):
-                yield (i, "restored", version, f"{version:064x}", "{}", ids[model],
-                       f"s3://archive/derivatives/{i}/restored/v{version}/scan-{i}.png", f"{i + version:064x}", 5_000_000,
-                       (version == 2) == current_v2, now)  # fmt: skip
+                yield (
+                    i,
+                    "restored",
+                    version,
+                    f"{version:064x}",
+                    "{}",
+                    ids[model],
+                    f"s3://archive/derivatives/{i}/restored/v{version}/scan-{i}.png",
+                    f"{i + version:064x}",
+                    5_000_000,
+                    (version == 2) == current_v2,
+                    now,
+                )
 
     load(engine, n_items, [("items", item_cols, items), ("derivatives", der_cols, derivatives)])
     return ids
@@ -77,13 +122,19 @@ def measure(label: str, url: str, n_items: int) -> None:
     upgrade(engine)
     started = time.perf_counter()
     ids = fill(engine, n_items)
-    print(f"{label}: filled {n_items:,} items and {2 * n_items:,} derivatives in {time.perf_counter() - started:.0f} s")
+    print(
+        f"{label}: filled {n_items:,} items and {2 * n_items:,} derivatives in {time.perf_counter() - started:.0f} s"
+    )
     with Session(engine) as s:
         v2 = s.get(ModelVersion, ids["v2"])
         t, stale = timed(lambda: stale_items(s, ids["big"], "restored", v2))
-        print(f"  stale selection (big collection, older than v2): {t * 1000:8.1f} ms  ({len(stale):,} items)  goal < 1000 ms")
+        print(
+            f"  stale selection (big collection, older than v2): {t * 1000:8.1f} ms  ({len(stale):,} items)  goal < 1000 ms"
+        )
         t, needing = timed(lambda: items_needing(s, ids["big"], "restored", "f" * 64, limit=10_000))
-        print(f"  items needing a new recipe, first 10,000:        {t * 1000:8.1f} ms  ({len(needing):,} items)")
+        print(
+            f"  items needing a new recipe, first 10,000:        {t * 1000:8.1f} ms  ({len(needing):,} items)"
+        )
 
         def page_times(after: int, n: int = 50) -> list[float]:
             """Seconds for each of ``n`` consecutive keyset pages of 100, starting after ``after``."""
@@ -98,9 +149,11 @@ def measure(label: str, url: str, n_items: int) -> None:
             return times
 
         pages, deep = page_times(0), page_times(n_items * 8 // 10)
-        print(f"  current derivatives, 100 a page: first 50 pages median {statistics.median(pages) * 1000:.1f} ms "
-              f"(max {max(pages) * 1000:.1f}); 50 pages from item {n_items * 8 // 10:,} median "
-              f"{statistics.median(deep) * 1000:.1f} ms (max {max(deep) * 1000:.1f})  goal < 50 ms")  # fmt: skip
+        print(
+            f"  current derivatives, 100 a page: first 50 pages median {statistics.median(pages) * 1000:.1f} ms "
+            f"(max {max(pages) * 1000:.1f}); 50 pages from item {n_items * 8 // 10:,} median "
+            f"{statistics.median(deep) * 1000:.1f} ms (max {max(deep) * 1000:.1f})  goal < 50 ms"
+        )
     engine.dispose()
 
 

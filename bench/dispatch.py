@@ -46,7 +46,9 @@ def scans(n: int, size: int) -> list[bytes]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args()
@@ -54,12 +56,12 @@ def main() -> int:
     import torch
 
     from flows.ingest import ingest_collection
-    from flows.models import register
+    from flows.model_versions import register
     from flows.restore import restore_collection
     from flows.settings import DbSettings, RestoreSettings, Settings, StoreSettings
     from restoration.checkpoints import save_checkpoint
     from restoration.engine import EngineConfig, Restorer
-    from restoration.registry import create_model
+    from restoration.factory import create_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     inbox = tmp / "inbox"
@@ -68,10 +70,23 @@ def main() -> int:
         (inbox / f"scan-{i:04d}.png").write_bytes(data)
     torch.manual_seed(0)
     model = create_model("unet_restorer")
-    save_checkpoint(model, tmp / "model", {"architecture": "unet_restorer", "config": {}, "name": "bench-unet",
-                                           "version": "v1", "task": "restore", "metrics": {}})  # fmt: skip
-    settings = Settings(db=DbSettings(url=f"sqlite:///{tmp}/catalogue.db"),
-                        store=StoreSettings(output=(tmp / "out").as_uri()), restore=RestoreSettings())  # fmt: skip
+    save_checkpoint(
+        model,
+        tmp / "model",
+        {
+            "architecture": "unet_restorer",
+            "config": {},
+            "name": "bench-unet",
+            "version": "v1",
+            "task": "restore",
+            "metrics": {},
+        },
+    )
+    settings = Settings(
+        db=DbSettings(url=f"sqlite:///{tmp}/catalogue.db"),
+        store=StoreSettings(output=(tmp / "out").as_uri()),
+        restore=RestoreSettings(),
+    )
     register(settings, tmp / "model", status="production")
     ingest_collection(str(inbox), "bench", settings)  # starts the Prefect server; not timed
 
@@ -93,10 +108,16 @@ def main() -> int:
     assert summary.restored == args.n, summary.headline()
 
     mp = args.n * args.size * args.size / 1e6
-    print(f"{args.n} scans of {args.size}x{args.size} ({mp:.1f} MP), torch threads {torch.get_num_threads()}, "
-          f"{summary.batches} batch(es)")  # fmt: skip
-    print(f"(a) engine in a plain loop (read, restore, write PNG): {t_plain:7.2f} s  {args.n / t_plain:6.1f} scans/s")
-    print(f"(b) restore_collection in-process (with provenance):   {t_flow:7.2f} s  {args.n / t_flow:6.1f} scans/s")
+    print(
+        f"{args.n} scans of {args.size}x{args.size} ({mp:.1f} MP), torch threads {torch.get_num_threads()}, "
+        f"{summary.batches} batch(es)"
+    )
+    print(
+        f"(a) engine in a plain loop (read, restore, write PNG): {t_plain:7.2f} s  {args.n / t_plain:6.1f} scans/s"
+    )
+    print(
+        f"(b) restore_collection in-process (with provenance):   {t_flow:7.2f} s  {args.n / t_flow:6.1f} scans/s"
+    )
     print(f"ratio b/a = {t_flow / t_plain:.2f}  (goal <= 1.15)")
     return 0
 

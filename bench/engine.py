@@ -24,12 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from restoration.engine import EngineConfig, Restorer, resolve_device  # noqa: E402
-from restoration.registry import create_model  # noqa: E402
+from restoration.factory import create_model  # noqa: E402
 
 
 def images(n: int, size: int) -> list[np.ndarray]:
-    from skimage import data
     from PIL import Image
+    from skimage import data
 
     base = Image.fromarray(data.astronaut())
     return [np.array(base.resize((size + 16 * i, size - 8 * i))) for i in range(n)]
@@ -60,7 +60,9 @@ def big_scan(megapixels: float, device: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=6)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--megapixels", type=float, default=40.0)
@@ -88,11 +90,25 @@ def main() -> int:
     print(f"engine (tiled, batched)  : {t_engine:7.2f} s  {mp / t_engine:6.2f} MP/s")
     print(f"ratio engine/naive = {t_naive / t_engine:.2f}  (goal >= 1.0)")
 
-    child = subprocess.run([sys.executable, __file__, "--big-scan-child", "--megapixels", str(args.megapixels),
-                            "--device", str(device)], capture_output=True, text=True, check=True)  # fmt: skip
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--big-scan-child",
+            "--megapixels",
+            str(args.megapixels),
+            "--device",
+            str(device),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     big = json.loads(child.stdout.strip().splitlines()[-1])
-    print(f"one {args.megapixels:.0f} MP scan ({big['side']}x{big['side']}): {big['seconds']:.1f} s, "
-          f"{args.megapixels / big['seconds']:.2f} MP/s, peak resident memory {big['peak_mb']:.0f} MB (goal < 2048)")
+    print(
+        f"one {args.megapixels:.0f} MP scan ({big['side']}x{big['side']}): {big['seconds']:.1f} s, "
+        f"{args.megapixels / big['seconds']:.2f} MP/s, peak resident memory {big['peak_mb']:.0f} MB (goal < 2048)"
+    )
     return 0
 
 

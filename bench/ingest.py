@@ -71,7 +71,9 @@ def synthetic_scan(base: np.ndarray, rng: np.random.Generator) -> bytes:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -101,9 +103,16 @@ def main() -> int:
     keys = [f"inbox/box {i // 100:02d}/scan {i:05d}.jpg" for i in range(args.n)]
     blobs = [synthetic_scan(bases[i % len(bases)], rng) for i in range(args.n)]
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda kv: client.put_object(Bucket="scans", Key=kv[0], Body=kv[1]), zip(keys, blobs)))
+        list(
+            pool.map(
+                lambda kv: client.put_object(Bucket="scans", Key=kv[0], Body=kv[1]),
+                zip(keys, blobs, strict=False),
+            )
+        )
     total = sum(map(len, blobs))
-    print(f"put {args.n} scans ({total / 1e6:.0f} MB, mean {total / args.n / 1e6:.2f} MB) in {time.perf_counter() - t:.1f} s")
+    print(
+        f"put {args.n} scans ({total / 1e6:.0f} MB, mean {total / args.n / 1e6:.2f} MB) in {time.perf_counter() - t:.1f} s"
+    )
 
     # (a) the baseline: what a careful script would do to just fetch and checksum.
     t, cpu = time.perf_counter(), busy_seconds()
@@ -123,8 +132,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=120):
         settings = Settings(
             db=DbSettings(url=f"sqlite:///{tmp}/bench.db"),
-            store=StoreSettings(output=Path(tmp, "out").as_uri(), endpoint_url=endpoint,
-                                access_key_id="bench", secret_access_key="bench"),  # fmt: skip
+            store=StoreSettings(
+                output=Path(tmp, "out").as_uri(),
+                endpoint_url=endpoint,
+                access_key_id="bench",
+                secret_access_key="bench",
+            ),
             ingest=IngestSettings(concurrency=args.concurrency, batch_size=args.batch_size),
         )
         t, cpu = time.perf_counter(), busy_seconds()
@@ -135,13 +148,19 @@ def main() -> int:
     assert summary.new == args.n, summary.counts()
 
     cores = os.cpu_count()
-    print(f"(a) naive get_object + sha256, sequential : {naive:7.2f} s  {args.n / naive:7.1f} files/s"
-          f"  (machine busy {naive_cpu:.1f} core-s of {naive * cores:.1f})")
+    print(
+        f"(a) naive get_object + sha256, sequential : {naive:7.2f} s  {args.n / naive:7.1f} files/s"
+        f"  (machine busy {naive_cpu:.1f} core-s of {naive * cores:.1f})"
+    )
     setup = f"concurrency {args.concurrency}, batch {args.batch_size}"
-    print(f"(b) ingest flow ({setup}) : {flow:7.2f} s  {args.n / flow:7.1f} files/s"
-          f"  (machine busy {flow_cpu:.1f} core-s of {flow * cores:.1f})")
-    print(f"ratio flow/naive = {flow / naive:.2f}  (goal <= 1.0; the flow also decodes, extracts metadata, "
-          "writes thumbnails and records provenance)")
+    print(
+        f"(b) ingest flow ({setup}) : {flow:7.2f} s  {args.n / flow:7.1f} files/s"
+        f"  (machine busy {flow_cpu:.1f} core-s of {flow * cores:.1f})"
+    )
+    print(
+        f"ratio flow/naive = {flow / naive:.2f}  (goal <= 1.0; the flow also decodes, extracts metadata, "
+        "writes thumbnails and records provenance)"
+    )
     return 0
 
 

@@ -30,8 +30,12 @@ ROW = 300  # height of each row of the sheet
 def main() -> int:
     from PIL import Image
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=shipped("newest"), help="default: the newest shipped restorer")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=shipped("newest"), help="default: the newest shipped restorer"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "real-scans.png")
     parser.add_argument("--scans", type=Path, default=SCANS)
     args = parser.parse_args()
@@ -45,8 +49,10 @@ def main() -> int:
         result = engine.restore([scan])[0]
         tophat = tophat_restore(scan.astype(np.float32) / 255)[1]
         changed = np.abs(result.image.astype(int) - scan).max(axis=2) > 8
-        print(f"{path.name:24s} {scan.shape[1]:4d}x{scan.shape[0]:<4d} {(result.mask > 0.5).mean():10.1%} "
-              f"{tophat.mean():8.1%} {changed.mean():8.1%}")  # fmt: skip
+        print(
+            f"{path.name:24s} {scan.shape[1]:4d}x{scan.shape[0]:<4d} {(result.mask > 0.5).mean():10.1%} "
+            f"{tophat.mean():8.1%} {changed.mean():8.1%}"
+        )
         mask = np.repeat((np.clip(result.mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
         columns = [scan, mask, result.image]
         if takes_mask(model):

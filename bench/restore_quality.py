@@ -46,8 +46,16 @@ from restoration.training import RESTORE_PROBABILITIES  # noqa: E402
 
 WEIGHTS = ROOT / "restoration" / "weights"
 # Realistic damage alone: every pixel outside its mask is the clean photograph's.
-REAL_DAMAGE = {"craquelure": 0.8, "creases": 0.2, "losses": 0.15, "flaking": 0.3, "foxing": 0.3, "water_stain": 0.2,
-               "scratches": 0.3, "dust": 0.3}  # fmt: skip
+REAL_DAMAGE = {
+    "craquelure": 0.8,
+    "creases": 0.2,
+    "losses": 0.15,
+    "flaking": 0.3,
+    "foxing": 0.3,
+    "water_stain": 0.2,
+    "scratches": 0.3,
+    "dust": 0.3,
+}
 Method = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
@@ -85,7 +93,9 @@ def held_out() -> dict[str, np.ndarray]:
     if photos.available():
         images |= photos.load(photos.HELD_OUT)
     else:
-        print(f"(mate-backgrounds is not installed: the textured held-out photographs {photos.HELD_OUT} are left out)")
+        print(
+            f"(mate-backgrounds is not installed: the textured held-out photographs {photos.HELD_OUT} are left out)"
+        )
     return images
 
 
@@ -94,25 +104,35 @@ def realistic(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
     clean = torch.cat([random_crops([img], args.crops, args.size, rng) for img in images.values()])
     val = degrade(clean, rng, DegradationConfig(REAL_DAMAGE))
     damaged, outside = val.mask, 1 - val.mask
-    print(f"\n1. realistic damage: {len(clean)} crops of {args.size}px, {val.mask.mean():.1%} of pixels damaged "
-          f"(seed {args.seed})")  # fmt: skip
+    print(
+        f"\n1. realistic damage: {len(clean)} crops of {args.size}px, {val.mask.mean():.1%} of pixels damaged "
+        f"(seed {args.seed})"
+    )
     print(f"{'':22s} {'damaged PSNR':>12s} {'undamaged':>10s} {'PSNR':>7s} {'SSIM':>7s} {'mask F1':>8s}")
     rows = {}
     for name, method in methods.items():
         out, prob = method(val.degraded)
-        rows[name] = (region_psnr(out, clean, damaged), region_psnr(out, clean, outside),
-                      psnr(out, clean).mean().item(), ssim(out, clean).mean().item(),
-                      mask_f1(prob, val.mask).item() if prob is not None else float("nan"))  # fmt: skip
+        rows[name] = (
+            region_psnr(out, clean, damaged),
+            region_psnr(out, clean, outside),
+            psnr(out, clean).mean().item(),
+            ssim(out, clean).mean().item(),
+            mask_f1(prob, val.mask).item() if prob is not None else float("nan"),
+        )
         d, u, p, s, f = rows[name]
         print(f"{name:22s} {d:12.2f} {u:10.2f} {p:7.2f} {s:7.4f} {f:8.3f}")
     d_in = rows["input"][0]
     shipped_row = rows[args.shipped_name]
-    print(f"goals for {args.shipped_name}: damaged PSNR {shipped_row[0] - d_in:+.2f} dB over the input (>= +10); "
-          f"undamaged {shipped_row[1]:.2f} dB (>= 40); mask F1 {shipped_row[4]:.3f} (>= 0.85)")  # fmt: skip
+    print(
+        f"goals for {args.shipped_name}: damaged PSNR {shipped_row[0] - d_in:+.2f} dB over the input (>= +10); "
+        f"undamaged {shipped_row[1]:.2f} dB (>= 40); mask F1 {shipped_row[4]:.3f} (>= 0.85)"
+    )
 
 
 def old_mixture(methods: dict[str, Method], images: dict[str, np.ndarray], args) -> None:
-    val = validation_set(list(images.values()), args.seed, args.size, args.crops, DegradationConfig(RESTORE_PROBABILITIES))
+    val = validation_set(
+        list(images.values()), args.seed, args.size, args.crops, DegradationConfig(RESTORE_PROBABILITIES)
+    )
     print(f"\n2. the old mixture: {len(val.clean)} crops of {args.size}px (seed {args.seed})")
     print(f"{'':22s} {'PSNR':>8s} {'SSIM':>8s} {'mask F1':>8s}")
     gains = {}
@@ -122,13 +142,19 @@ def old_mixture(methods: dict[str, Method], images: dict[str, np.ndarray], args)
         f = mask_f1(prob, val.mask).item() if prob is not None else float("nan")
         gains[name] = p
         print(f"{name:22s} {p:8.2f} {s:8.4f} {f:8.3f}")
-    print(f"goal for {args.shipped_name}: {gains[args.shipped_name] - gains['input']:+.2f} dB over the input (>= +4)")
+    print(
+        f"goal for {args.shipped_name}: {gains[args.shipped_name] - gains['input']:+.2f} dB over the input (>= +4)"
+    )
 
 
 def undamaged(methods: dict[str, Method], images: dict[str, np.ndarray], args) -> None:
     print(f"\n3. undamaged clean photographs: PSNR of the output against its input ({args.crops} crops each)")
     names = list(images)
-    print(f"{'':22s} " + " ".join(f"{n.removeprefix('mate:').removesuffix('.jpg')[:11]:>11s}" for n in names) + f" {'all':>7s}")
+    print(
+        f"{'':22s} "
+        + " ".join(f"{n.removeprefix('mate:').removesuffix('.jpg')[:11]:>11s}" for n in names)
+        + f" {'all':>7s}"
+    )
     rng = np.random.default_rng([args.seed, 11])
     crops = {n: random_crops([images[n]], args.crops, args.size, rng) for n in names}
     for name, method in methods.items():
@@ -148,9 +174,15 @@ def gflop_per_mp(model: torch.nn.Module, side: int = 512) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=shipped("newest"), help="default: the newest shipped restorer")
-    parser.add_argument("--previous", type=Path, default=shipped("production"), help="default: the production one")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=shipped("newest"), help="default: the newest shipped restorer"
+    )
+    parser.add_argument(
+        "--previous", type=Path, default=shipped("production"), help="default: the production one"
+    )
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--crops", type=int, default=6, help="crops per held-out image")
     parser.add_argument("--size", type=int, default=256)
@@ -169,13 +201,17 @@ def main() -> int:
         args.shipped_name: network(model.eval()),
     }
     images = held_out()
-    print(f"{args.shipped_name} against {prev_card['name']}@{prev_card['version']} and classical baselines, on "
-          f"held-out {', '.join(n.removeprefix('mate:') for n in images)}")  # fmt: skip
+    print(
+        f"{args.shipped_name} against {prev_card['name']}@{prev_card['version']} and classical baselines, on "
+        f"held-out {', '.join(n.removeprefix('mate:') for n in images)}"
+    )
     realistic(methods, images, args)
     old_mixture(methods, images, args)
     undamaged(methods, images, args)
-    print(f"\n4. cost: {args.shipped_name} {gflop_per_mp(model):.0f} GFLOP per megapixel (goal <= 1500); "
-          f"{prev_card['name']}@{prev_card['version']} {gflop_per_mp(previous):.0f}")  # fmt: skip
+    print(
+        f"\n4. cost: {args.shipped_name} {gflop_per_mp(model):.0f} GFLOP per megapixel (goal <= 1500); "
+        f"{prev_card['name']}@{prev_card['version']} {gflop_per_mp(previous):.0f}"
+    )
     if not args.no_per_effect:
         per_effect(model, images, args)
     return 0
@@ -185,9 +221,17 @@ def per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], args) -> N
     """Each effect of the old mixture alone on the same held-out crops (half as many per image)."""
     run = network(model.eval())
     print(f"\none effect at a time, {args.shipped_name} ({max(args.crops // 2, 1) * len(images)} crops each)")
-    print(f"{'effect':16s} {'input PSNR':>10s} {'model':>7s} {'gain':>6s}   {'input SSIM':>10s} {'model':>7s}")
+    print(
+        f"{'effect':16s} {'input PSNR':>10s} {'model':>7s} {'gain':>6s}   {'input SSIM':>10s} {'model':>7s}"
+    )
     for effect in RESTORE_PROBABILITIES:
-        val = validation_set(list(images.values()), args.seed, args.size, max(args.crops // 2, 1), DegradationConfig({effect: 1.0}))
+        val = validation_set(
+            list(images.values()),
+            args.seed,
+            args.size,
+            max(args.crops // 2, 1),
+            DegradationConfig({effect: 1.0}),
+        )
         out = run(val.degraded)[0]
         pi, pm = psnr(val.degraded, val.clean).mean().item(), psnr(out, val.clean).mean().item()
         si, sm = ssim(val.degraded, val.clean).mean().item(), ssim(out, val.clean).mean().item()

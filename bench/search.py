@@ -31,19 +31,86 @@ from sqlalchemy import func, or_, select  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from archive_db.engine import make_engine  # noqa: E402
-from bench._bulk import load, on_each_database  # noqa: E402
 from archive_db.migrate import upgrade  # noqa: E402
 from archive_db.models import Collection, Item, ModelVersion  # noqa: E402
-from archive_db.search import SearchQuery, where_clause, fts_terms, search  # noqa: E402
+from archive_db.search import SearchQuery, fts_terms, search, where_clause  # noqa: E402
+from bench._bulk import load, on_each_database  # noqa: E402
 
 REPEAT = 7
-PLACES = ["Whitby", "Brighton", "Glasgow", "Cardiff", "Belfast", "York", "Bristol", "Dundee", "Leeds", "Hull",
-          "Liverpool", "Swansea", "Oban", "Penzance", "Durham", "Bath", "Norwich", "Exeter", "Inverness", "Derry"]  # fmt: skip
-THINGS = ["harbour", "wedding", "school", "market", "pier", "church", "mill", "street", "station", "farm", "regatta",
-          "parade", "colliery", "promenade", "bridge", "shipyard", "funeral", "picnic", "choir", "football team"]  # fmt: skip
-WORDS = ["boats", "crowd", "family", "workers", "children", "horses", "tram", "snow", "flood", "fire", "band",
-         "soldiers", "nurses", "fishermen", "miners", "dancers", "cyclists", "the mayor", "a dog", "bunting"]  # fmt: skip
-CREATORS = ["Frank Meadow Sutcliffe", "Studio Ellis", "A. Robinson", "Unknown", "J. Valentine & Sons", "M. Hardy"]
+PLACES = [
+    "Whitby",
+    "Brighton",
+    "Glasgow",
+    "Cardiff",
+    "Belfast",
+    "York",
+    "Bristol",
+    "Dundee",
+    "Leeds",
+    "Hull",
+    "Liverpool",
+    "Swansea",
+    "Oban",
+    "Penzance",
+    "Durham",
+    "Bath",
+    "Norwich",
+    "Exeter",
+    "Inverness",
+    "Derry",
+]
+THINGS = [
+    "harbour",
+    "wedding",
+    "school",
+    "market",
+    "pier",
+    "church",
+    "mill",
+    "street",
+    "station",
+    "farm",
+    "regatta",
+    "parade",
+    "colliery",
+    "promenade",
+    "bridge",
+    "shipyard",
+    "funeral",
+    "picnic",
+    "choir",
+    "football team",
+]
+WORDS = [
+    "boats",
+    "crowd",
+    "family",
+    "workers",
+    "children",
+    "horses",
+    "tram",
+    "snow",
+    "flood",
+    "fire",
+    "band",
+    "soldiers",
+    "nurses",
+    "fishermen",
+    "miners",
+    "dancers",
+    "cyclists",
+    "the mayor",
+    "a dog",
+    "bunting",
+]
+CREATORS = [
+    "Frank Meadow Sutcliffe",
+    "Studio Ellis",
+    "A. Robinson",
+    "Unknown",
+    "J. Valentine & Sons",
+    "M. Hardy",
+]
 
 SEARCHES = [  # (label, query)
     ("browse everything", SearchQuery()),
@@ -63,16 +130,54 @@ def fill(engine, n: int) -> None:
     now = datetime.now(UTC)
     with Session(engine) as s:
         s.add_all([Collection(name=f"collection-{c}") for c in range(10)])
-        s.add_all([ModelVersion(name="restore-unet", version=v, task="restore", architecture="unet_restorer",
-                                weights_uri=f"models/restore-unet/{v}", weights_sha256=v * 32, status=st)
-                   for v, st in (("v1", "retired"), ("v2", "production"))])  # fmt: skip
+        s.add_all(
+            [
+                ModelVersion(
+                    name="restore-unet",
+                    version=v,
+                    task="restore",
+                    architecture="unet_restorer",
+                    weights_uri=f"models/restore-unet/{v}",
+                    weights_sha256=v * 32,
+                    status=st,
+                )
+                for v, st in (("v1", "retired"), ("v2", "production"))
+            ]
+        )
         s.commit()
         coll_ids = [c.id for c in s.scalars(select(Collection).order_by(Collection.id))]
         v1, v2 = (m.id for m in s.scalars(select(ModelVersion).order_by(ModelVersion.id)))
-    item_cols = ("id", "collection_id", "source_uri", "source_key", "sha256", "size", "status", "created_at", "title",
-                 "place", "creator", "subjects", "date_text", "date_from", "date_to", "make")  # fmt: skip
-    der_cols = ("item_id", "kind", "version", "recipe_hash", "recipe", "model_version_id", "storage_uri", "sha256",
-                "size", "is_current", "created_at")  # fmt: skip
+    item_cols = (
+        "id",
+        "collection_id",
+        "source_uri",
+        "source_key",
+        "sha256",
+        "size",
+        "status",
+        "created_at",
+        "title",
+        "place",
+        "creator",
+        "subjects",
+        "date_text",
+        "date_from",
+        "date_to",
+        "make",
+    )
+    der_cols = (
+        "item_id",
+        "kind",
+        "version",
+        "recipe_hash",
+        "recipe",
+        "model_version_id",
+        "storage_uri",
+        "sha256",
+        "size",
+        "is_current",
+        "created_at",
+    )
 
     def items(start, stop):
         r = np.random.default_rng(start)
@@ -80,13 +185,31 @@ def fill(engine, n: int) -> None:
             place, thing, word = PLACES[r.integers(20)], THINGS[r.integers(20)], WORDS[r.integers(20)]
             year = int(r.integers(1850, 1980))
             decade = r.random() < 0.3
-            date_text, span = (f"{year // 10 * 10}s", (year // 10 * 10, year // 10 * 10 + 9)) if decade else (str(year), (year, year))
+            date_text, span = (
+                (f"{year // 10 * 10}s", (year // 10 * 10, year // 10 * 10 + 9))
+                if decade
+                else (str(year), (year, year))
+            )
             if r.random() < 0.1:
                 date_text, span = None, (None, None)
             status = "quarantined" if r.random() < 0.02 else "ingested"
-            yield (i, coll_ids[i % 10], "s3://scans/inbox", f"box{i // 1000}/scan-{i:07d}.tif", f"{i:064x}", 1_000_000,
-                   status, now, f"The {thing} at {place} with {word}", place, CREATORS[r.integers(len(CREATORS))],
-                   f"{thing}; {word}", date_text, *span, ("Kodak", "Agfa", "Ilford", None)[r.integers(4)])  # fmt: skip
+            yield (
+                i,
+                coll_ids[i % 10],
+                "s3://scans/inbox",
+                f"box{i // 1000}/scan-{i:07d}.tif",
+                f"{i:064x}",
+                1_000_000,
+                status,
+                now,
+                f"The {thing} at {place} with {word}",
+                place,
+                CREATORS[r.integers(len(CREATORS))],
+                f"{thing}; {word}",
+                date_text,
+                *span,
+                ("Kodak", "Agfa", "Ilford", None)[r.integers(4)],
+            )
 
     def derivatives(start, stop):
         r = np.random.default_rng([start, 1])
@@ -94,11 +217,33 @@ def fill(engine, n: int) -> None:
             u = r.random()
             if u < 0.7:
                 model = v1 if u < 0.07 else v2
-                yield (i, "restored", 1, f"{model:064x}", "{}", model, f"s3://archive/d/{i}/restored/v1/s.png",
-                       f"{i:064x}", 5_000_000, True, now)  # fmt: skip
+                yield (
+                    i,
+                    "restored",
+                    1,
+                    f"{model:064x}",
+                    "{}",
+                    model,
+                    f"s3://archive/d/{i}/restored/v1/s.png",
+                    f"{i:064x}",
+                    5_000_000,
+                    True,
+                    now,
+                )
             if r.random() < 0.05:
-                yield (i, "style:albumen", 1, "a" * 64, "{}", None, f"s3://archive/d/{i}/style/v1/s.png", f"{i:064x}",
-                       5_000_000, True, now)  # fmt: skip
+                yield (
+                    i,
+                    "style:albumen",
+                    1,
+                    "a" * 64,
+                    "{}",
+                    None,
+                    f"s3://archive/d/{i}/style/v1/s.png",
+                    f"{i:064x}",
+                    5_000_000,
+                    True,
+                    now,
+                )
 
     load(engine, n, [("items", item_cols, items), ("derivatives", der_cols, derivatives)])
 
@@ -119,20 +264,30 @@ def p95(values: list[float]) -> float:
 def like_count(session: Session, text: str) -> int:
     """The baseline: count the items with every word as a case-insensitive substring of a text
     column (the total and the facets need every match, not only the first page)."""
-    cols = (Item.title, Item.description, Item.subjects, Item.place, Item.creator, Item.source_key, Item.make, Item.model)
+    cols = (
+        Item.title,
+        Item.description,
+        Item.subjects,
+        Item.place,
+        Item.creator,
+        Item.source_key,
+        Item.make,
+        Item.model,
+    )
     where = [or_(*(func.lower(c).contains(w) for c in cols)) for w in fts_terms(text)]
     return session.scalar(select(func.count()).select_from(Item).where(*where))
 
 
 def fts_count(session: Session, text: str) -> int:
-    return session.scalar(select(func.count()).select_from(Item).where(*where_clause(session, SearchQuery(text=text))))
+    return session.scalar(
+        select(func.count()).select_from(Item).where(*where_clause(session, SearchQuery(text=text)))
+    )
 
 
 def serve(sessions: sessionmaker) -> tuple[str, object]:
     import uvicorn
 
     from archive_db.web.app import create_app
-
     from tests.conftest import free_port
 
     app = create_app(sessions, media=None, token=None)  # images are not part of this benchmark
@@ -160,23 +315,29 @@ def measure(label: str, url: str, n: int) -> None:
         for name, q in SEARCHES:
             with sessions() as s:
                 total = search(s, q).total  # warm the caches once, as a serving catalogue would be
-                layer = times_of(lambda: search(s, q))
+                layer = times_of(lambda q=q: search(s, q))
             params = q.filters() | {"sort": q.sort}
             client.get("/api/search", params=params).raise_for_status()
-            api = times_of(lambda: client.get("/api/search", params=params).raise_for_status())
+            api = times_of(lambda params=params: client.get("/api/search", params=params).raise_for_status())
             layer_all += layer
             api_all += api
-            print(f"  {name:28s} {total:9,d}   {statistics.median(layer) * 1e3:7.1f} / {p95(layer) * 1e3:7.1f}"
-                  f"        {statistics.median(api) * 1e3:7.1f} / {p95(api) * 1e3:7.1f}")  # fmt: skip
+            print(
+                f"  {name:28s} {total:9,d}   {statistics.median(layer) * 1e3:7.1f} / {p95(layer) * 1e3:7.1f}"
+                f"        {statistics.median(api) * 1e3:7.1f} / {p95(api) * 1e3:7.1f}"
+            )
         with sessions() as s:
             text_queries = [q.text for _, q in SEARCHES if q.text]
-            fts = [t for text in text_queries for t in times_of(lambda: fts_count(s, text), 3)]
-            like = [t for text in text_queries for t in times_of(lambda: like_count(s, text), 3)]
+            fts = [t for text in text_queries for t in times_of(lambda text=text: fts_count(s, text), 3)]
+            like = [t for text in text_queries for t in times_of(lambda text=text: like_count(s, text), 3)]
     server.should_exit = True
-    print(f"  all ten: query layer p95 {p95(layer_all) * 1e3:.1f} ms; HTTP API p95 {p95(api_all) * 1e3:.1f} ms "
-          f"(goal < 100 ms)")  # fmt: skip
-    print(f"  counting the matches of the text searches: full-text index median {statistics.median(fts) * 1e3:.1f} ms, "
-          f"LIKE scan median {statistics.median(like) * 1e3:.1f} ms; ratio {statistics.median(like) / statistics.median(fts):.1f}x")
+    print(
+        f"  all ten: query layer p95 {p95(layer_all) * 1e3:.1f} ms; HTTP API p95 {p95(api_all) * 1e3:.1f} ms "
+        f"(goal < 100 ms)"
+    )
+    print(
+        f"  counting the matches of the text searches: full-text index median {statistics.median(fts) * 1e3:.1f} ms, "
+        f"LIKE scan median {statistics.median(like) * 1e3:.1f} ms; ratio {statistics.median(like) / statistics.median(fts):.1f}x"
+    )
     engine.dispose()
 
 

@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.style_cli import CONTENT_PHOTOS, EXEMPLAR_PHOTOS  # noqa: E402
+from flows.cli.styles import CONTENT_PHOTOS, EXEMPLAR_PHOTOS  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import bundled_images, random_crops  # noqa: E402
 from restoration.styles.presets import PRESETS  # noqa: E402
@@ -33,8 +33,12 @@ from restoration.styles.training import StyleTrainConfig, StyleTrainer, preset_e
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v4")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v4"
+    )
     parser.add_argument("--crops", type=int, default=32)
     parser.add_argument("--batch", type=int, default=8)
     args = parser.parse_args()
@@ -46,22 +50,43 @@ def main() -> int:
     photos = list(bundled_images(EXEMPLAR_PHOTOS).values())  # as `archive train style` takes them
     content = list(bundled_images(CONTENT_PHOTOS).values())
     sets = {s: preset_exemplars(exemplars[s]["preset"], photos) for s in styles}
-    config = StyleTrainConfig(**{k: v for k, v in card["training"].items() if k in {f.name for f in dataclasses.fields(StyleTrainConfig)}})
+    config = StyleTrainConfig(
+        **{
+            k: v
+            for k, v in card["training"].items()
+            if k in {f.name for f in dataclasses.fields(StyleTrainConfig)}
+        }
+    )
     trainer = StyleTrainer(config, sets, content, log=lambda _: None)
     x = random_crops(content, args.crops, config.crop, np.random.default_rng(5))
-    print(f"{card['name']}@{card['version']}: {args.crops} crops of {config.crop} px from {', '.join(CONTENT_PHOTOS)}; "
-          f"sets of {args.batch}; lower is better")  # fmt: skip
-    print(f"{'style':12s} {'rendering':10s} {'per crop: Gram':>14s} {'colour':>7s}   {'as sets: Gram':>13s} {'colour':>7s}")
+    print(
+        f"{card['name']}@{card['version']}: {args.crops} crops of {config.crop} px from {', '.join(CONTENT_PHOTOS)}; "
+        f"sets of {args.batch}; lower is better"
+    )
+    print(
+        f"{'style':12s} {'rendering':10s} {'per crop: Gram':>14s} {'colour':>7s}   {'as sets: Gram':>13s} {'colour':>7s}"
+    )
     for i, style in enumerate(styles):
         code = card["styles"].index(style)
-        renderings = {"input": x, "emulation": PRESETS[exemplars[style]["preset"]].apply(x, 1.0).clamp(0, 1),
-                      "network": net(x, code).clamp(0, 1)}  # fmt: skip
+        renderings = {
+            "input": x,
+            "emulation": PRESETS[exemplars[style]["preset"]].apply(x, 1.0).clamp(0, 1),
+            "network": net(x, code).clamp(0, 1),
+        }
         for label, out in renderings.items():
             row = []
             for as_set in (False, True):
-                parts = [trainer.statistics_losses(b, torch.full((len(b),), i), as_set) for b in out.split(args.batch)]
-                row += [float(np.mean([p[0].item() for p in parts])), float(np.mean([p[1].item() for p in parts]))]
-            print(f"{style if label == 'input' else '':12s} {label:10s} {row[0]:14.4f} {row[1]:7.4f}   {row[2]:13.4f} {row[3]:7.4f}")
+                parts = [
+                    trainer.statistics_losses(b, torch.full((len(b),), i), as_set)
+                    for b in out.split(args.batch)
+                ]
+                row += [
+                    float(np.mean([p[0].item() for p in parts])),
+                    float(np.mean([p[1].item() for p in parts])),
+                ]
+            print(
+                f"{style if label == 'input' else '':12s} {label:10s} {row[0]:14.4f} {row[1]:7.4f}   {row[2]:13.4f} {row[3]:7.4f}"
+            )
     return 0
 
 

@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.style_cli import EXEMPLAR_PHOTOS  # noqa: E402
+from flows.cli.styles import EXEMPLAR_PHOTOS  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import VALIDATION_IMAGES, bundled_images  # noqa: E402
 from restoration.engine import EngineConfig  # noqa: E402
@@ -80,23 +80,38 @@ def match_histograms(img: np.ndarray, target_q: torch.Tensor) -> np.ndarray:
     return (out.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def measure_row(measure, target: StyleStats, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str, float]:
-    reports = [style_report(measure, target, tensor(i), tensor(o)) for i, o in zip(inputs, outputs, strict=True)]
+def measure_row(
+    measure, target: StyleStats, inputs: list[np.ndarray], outputs: list[np.ndarray]
+) -> dict[str, float]:
+    reports = [
+        style_report(measure, target, tensor(i), tensor(o)) for i, o in zip(inputs, outputs, strict=True)
+    ]
     mean = {k: float(np.mean([r[k] for r in reports])) for k in reports[0]}
-    mean["gram_ratio"], mean["hist_ratio"] = mean["gram_after"] / mean["gram_before"], mean["hist_after"] / mean["hist_before"]
+    mean["gram_ratio"], mean["hist_ratio"] = (
+        mean["gram_after"] / mean["gram_before"],
+        mean["hist_after"] / mean["hist_before"],
+    )
     return mean
 
 
 def line(label: str, m: dict[str, float], goal: bool) -> str:
     ok = m["gram_ratio"] <= 0.5 and m["hist_ratio"] <= 0.5 and m["luma_ssim"] >= 0.6
     mark = ("  goals met" if ok else "  goals MISSED") if goal else ""
-    return (f"{label:34s} {m['gram_before']:8.3f} {m['gram_after']:8.3f} {m['gram_ratio']:6.3f}   "
-            f"{m['hist_before']:7.4f} {m['hist_after']:7.4f} {m['hist_ratio']:6.3f}   "
-            f"{100 * m['off_palette_before']:5.1f}% {100 * m['off_palette_after']:5.1f}%   {m['luma_ssim']:6.3f}{mark}")  # fmt: skip
+    return (
+        f"{label:34s} {m['gram_before']:8.3f} {m['gram_after']:8.3f} {m['gram_ratio']:6.3f}   "
+        f"{m['hist_before']:7.4f} {m['hist_after']:7.4f} {m['hist_ratio']:6.3f}   "
+        f"{100 * m['off_palette_before']:5.1f}% {100 * m['off_palette_after']:5.1f}%   {m['luma_ssim']:6.3f}{mark}"
+    )
 
 
 def sheet(rows: list[list[tuple[str, np.ndarray]]], path: Path) -> None:
-    cells = [[(label, Image.fromarray(img).resize((round(img.shape[1] * CELL / img.shape[0]), CELL))) for label, img in row] for row in rows]
+    cells = [
+        [
+            (label, Image.fromarray(img).resize((round(img.shape[1] * CELL / img.shape[0]), CELL)))
+            for label, img in row
+        ]
+        for row in rows
+    ]
     width = max(sum(c.width + 6 for _, c in row) for row in cells) + 6
     out = Image.new("RGB", (width, len(cells) * (CELL + 22) + 4), "white")
     draw = ImageDraw.Draw(out)
@@ -111,8 +126,12 @@ def sheet(rows: list[list[tuple[str, np.ndarray]]], path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v4")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, default=ROOT / "restoration" / "weights" / "period-styles" / "v4"
+    )
     parser.add_argument("--sheet", type=Path, default=ROOT / "bench" / "out" / "style-contact-sheet.png")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -120,23 +139,35 @@ def main() -> int:
     held_out = [fit(img) for img in bundled_images(VALIDATION_IMAGES).values()]
     photos = [fit(img) for img in bundled_images(EXEMPLAR_PHOTOS).values()]
     measure = eval_extractor()
-    print(f"held-out: {', '.join(VALIDATION_IMAGES)} at {SIDE}px; exemplar photographs: {', '.join(EXEMPLAR_PHOTOS)}")
-    print(f"{'style':34s} {'Gram: before':>8s} {'after':>8s} {'ratio':>6s}   {'colour: before':>7s} {'after':>7s} "
-          f"{'ratio':>6s}   {'off-palette: before':>6s} {'after':>6s}   {'luma SSIM':>6s}")  # fmt: skip
+    print(
+        f"held-out: {', '.join(VALIDATION_IMAGES)} at {SIDE}px; exemplar photographs: {', '.join(EXEMPLAR_PHOTOS)}"
+    )
+    print(
+        f"{'style':34s} {'Gram: before':>8s} {'after':>8s} {'ratio':>6s}   {'colour: before':>7s} {'after':>7s} "
+        f"{'ratio':>6s}   {'off-palette: before':>6s} {'after':>6s}   {'luma SSIM':>6s}"
+    )
     rows = [[("input", img)] for img in held_out]
     for name, preset in PRESETS.items():
         target = stats(measure, preset_exemplars(name, photos))
         started = time.perf_counter()
         outputs = [PresetStylist(preset).style(img) for img in held_out]
         mp_s = sum(img.shape[0] * img.shape[1] for img in held_out) / 1e6 / (time.perf_counter() - started)
-        print(line(f"preset {name} ({mp_s:.1f} MP/s)", measure_row(measure, target, held_out, outputs), goal=False))
+        print(
+            line(
+                f"preset {name} ({mp_s:.1f} MP/s)",
+                measure_row(measure, target, held_out, outputs),
+                goal=False,
+            )
+        )
         for row, out in zip(rows, outputs, strict=True):
             row.append((name, out))
 
     net, card = load_checkpoint(args.checkpoint)
     tones = [0.0] + ([0.5, TONE_DEFAULT] if learned_params(net, {}) else [])
-    print(f"\nlearned: {card['name']}@{card['version']} ({card['parameters']:,} parameters, styles {', '.join(card['styles'])}; "
-          f"tone {', '.join(map(str, tones))}: {tones[-1]} is the default)")  # fmt: skip
+    print(
+        f"\nlearned: {card['name']}@{card['version']} ({card['parameters']:,} parameters, styles {', '.join(card['styles'])}; "
+        f"tone {', '.join(map(str, tones))}: {tones[-1]} is the default)"
+    )
     for label in card["styles"]:
         spec = card["data"]["exemplars"][label]
         if "preset" not in spec:
@@ -144,13 +175,32 @@ def main() -> int:
             continue
         target = stats(measure, preset_exemplars(spec["preset"], photos))
         baseline = [match_histograms(img, target.quantiles) for img in held_out]
-        print(line(f"  histogram matching to {label}", measure_row(measure, target, held_out, baseline), goal=False))
+        print(
+            line(
+                f"  histogram matching to {label}",
+                measure_row(measure, target, held_out, baseline),
+                goal=False,
+            )
+        )
         for tone in tones:
-            whole = LearnedStylist(net, card["styles"], label, config=EngineConfig(tile=2048, overlap=0), tone=tone)
-            tiled = LearnedStylist(net, card["styles"], label, config=EngineConfig(tile=160, overlap=48), tone=tone)
+            whole = LearnedStylist(
+                net, card["styles"], label, config=EngineConfig(tile=2048, overlap=0), tone=tone
+            )
+            tiled = LearnedStylist(
+                net, card["styles"], label, config=EngineConfig(tile=160, overlap=48), tone=tone
+            )
             outputs = [r.image for r in whole.process(held_out)]
-            diff = max(int(np.abs(a.astype(int) - r.image.astype(int)).max()) for a, r in zip(outputs, tiled.process(held_out), strict=True))
-            print(line(f"  learned {label}, tone {tone} (tiled vs whole: {diff}/255)", measure_row(measure, target, held_out, outputs), goal=True))
+            diff = max(
+                int(np.abs(a.astype(int) - r.image.astype(int)).max())
+                for a, r in zip(outputs, tiled.process(held_out), strict=True)
+            )
+            print(
+                line(
+                    f"  learned {label}, tone {tone} (tiled vs whole: {diff}/255)",
+                    measure_row(measure, target, held_out, outputs),
+                    goal=True,
+                )
+            )
         for row, out in zip(rows, outputs, strict=True):
             row.append((f"learned:{label}", out))
     sheet(rows, args.sheet)

@@ -18,7 +18,7 @@ from flows.db import ensure_schema, writing
 from flows.errors import NotFound, StoreError
 from flows.progress import reporter
 from flows.settings import Settings
-from flows.store import CHUNK, open_store
+from flows.storage.store import CHUNK, open_store
 from flows.versions import PACKAGE, code_version
 
 Row = tuple  # item id, store uri, key, expected sha256[, derivative id]
@@ -57,7 +57,9 @@ class AuditSummary:
         return [*((n, str(getattr(self, n))) for n in names), ("seconds", f"{self.seconds:.2f}")]
 
     def headline(self) -> str:
-        what = f"{self.checked - self.derivatives} masters" + (f" and {self.derivatives} derivative files" if self.derivatives else "")
+        what = f"{self.checked - self.derivatives} masters" + (
+            f" and {self.derivatives} derivative files" if self.derivatives else ""
+        )
         if not self.failed:
             return f"Fixity audit of '{self.collection}': all {what} match the catalogue."
         return (
@@ -67,11 +69,21 @@ class AuditSummary:
         )
 
     def markdown(self) -> str:
-        lines = [f"# Fixity audit of `{self.collection}`", "", self.headline(), "", "| measure | value |", "|---|---|"]
+        lines = [
+            f"# Fixity audit of `{self.collection}`",
+            "",
+            self.headline(),
+            "",
+            "| measure | value |",
+            "|---|---|",
+        ]
         lines += [f"| {n} | {v} |" for n, v in self.rows()]
         if self.failures:
             lines += ["", "| item | key | status | detail |", "|---|---|---|---|"]
-            lines += [f"| {c.item_id} | `{c.key}` | {c.status} | {c.error or c.found or ''} |" for c in self.failures]
+            lines += [
+                f"| {c.item_id} | `{c.key}` | {c.status} | {c.error or c.found or ''} |"
+                for c in self.failures
+            ]
         return "\n".join(lines) + "\n"
 
 
@@ -121,8 +133,16 @@ def record_checks(settings: Settings, run_id: int, checks: list[Check]) -> None:
             outcome = "success" if c.status == "ok" else "failure"
             if c.derivative_id is not None or c.status == "orphan":
                 detail["key"] = c.key
-            ledger.add_event(session, "fixity check", agent, outcome, detail, item_id=c.item_id,
-                             derivative_id=c.derivative_id, run_id=run_id)  # fmt: skip
+            ledger.add_event(
+                session,
+                "fixity check",
+                agent,
+                outcome,
+                detail,
+                item_id=c.item_id,
+                derivative_id=c.derivative_id,
+                run_id=run_id,
+            )
 
 
 @flow(name="fixity-audit", validate_parameters=False)
@@ -189,11 +209,17 @@ def orphans(settings: Settings, collection: str, recorded: list[tuple[str, int]]
         parts = obj.key.split("/")
         if len(parts) >= 6 and parts[2].isdigit():
             found.setdefault("/".join(parts[:5]), int(parts[2]))
-    return [Check(item_id, prefix, "orphan", error="a version folder the catalogue does not record")
-            for prefix, item_id in sorted(found.items()) if prefix not in known]  # fmt: skip
+    return [
+        Check(item_id, prefix, "orphan", error="a version folder the catalogue does not record")
+        for prefix, item_id in sorted(found.items())
+        if prefix not in known
+    ]
 
 
 def _finish(settings: Settings, summary: AuditSummary, status: str) -> None:
-    counts = {n: getattr(summary, n) for n in ("checked", "derivatives", "ok", "mismatch", "missing", "error", "orphan")}
+    counts = {
+        n: getattr(summary, n)
+        for n in ("checked", "derivatives", "ok", "mismatch", "missing", "error", "orphan")
+    }
     with writing(settings.db.url) as session:
         ledger.finish_run(session, summary.run_id, status, counts, {"seconds": summary.seconds})

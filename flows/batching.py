@@ -25,7 +25,9 @@ def chunks(seq: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield seq[start : start + size]
 
 
-def pipelined(batches: Iterator[Any], submit: Callable[[Any], Any], consume: Callable[[Any], None], in_flight: int) -> None:
+def pipelined(
+    batches: Iterator[Any], submit: Callable[[Any], Any], consume: Callable[[Any], None], in_flight: int
+) -> None:
     """Submit up to ``in_flight`` batches at once; consume results in order, in this thread.
 
     ``submit`` returns a Prefect future; ``consume`` gets its result. Consuming in the calling

@@ -54,7 +54,9 @@ def ensure_schema(url: str, create: bool = True) -> None:
         upgrade(engine)
         return
     if empty:
-        raise ConfigError(f"there is no catalogue at {engine.url!r} yet: run `archive db upgrade` or ingest first")
+        raise ConfigError(
+            f"there is no catalogue at {engine.url!r} yet: run `archive db upgrade` or ingest first"
+        )
     raise ConfigError(
         f"the catalogue at {engine.url!r} is at revision {revision or 'none'}, "
         f"not {head_revision()}: run `archive db upgrade`"

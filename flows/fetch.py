@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from flows.imaging import inspect_image
+from flows.imaging.inspect import inspect_image
 from flows.settings import IngestSettings, StoreSettings
-from flows.store import CHUNK, ObjectInfo, ObjectStore, open_store
+from flows.storage.store import CHUNK, ObjectInfo, ObjectStore, cached_store
 
 SPOOL_BYTES = 64 << 20  # larger masters spill from memory to a temporary file
 
@@ -57,22 +56,12 @@ def fetch_and_inspect(store: ObjectStore, obj: ObjectInfo, cfg: IngestSettings) 
     return out
 
 
-_stores: dict[tuple, ObjectStore] = {}
-_stores_lock = threading.Lock()
-
-
-def cached_store(source: str, settings: StoreSettings, pool_size: int) -> ObjectStore:
-    """One store (and S3 connection pool) per source per process, reused across batches."""
-    secrets = tuple(s.get_secret_value() if s else None for s in (settings.access_key_id, settings.secret_access_key))
-    key = (source, settings.model_dump_json(), *secrets)
-    with _stores_lock:
-        if key not in _stores:
-            _stores[key] = open_store(source, settings, max_pool=pool_size + 2)
-        return _stores[key]
-
-
 def fetch_batch(
-    source: str, settings: StoreSettings, objects: list[ObjectInfo], cfg: IngestSettings, on_done: Callable[[int], None]
+    source: str,
+    settings: StoreSettings,
+    objects: list[ObjectInfo],
+    cfg: IngestSettings,
+    on_done: Callable[[int], None],
 ) -> list[Fetched]:
     """Fetch and inspect a batch; ``concurrency`` is shared by the batches in flight."""
     threads = max(1, cfg.concurrency // cfg.batches_in_flight)

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
+from archive_db import ledger, queries
 from flows.batching import Opaque, chunks, pipelined
 from flows.db import ensure_schema, writing
 from flows.errors import ConfigError
@@ -18,9 +19,8 @@ from flows.progress import reporter
 from flows.record import record_batch
 from flows.report import IngestSummary, artifact_key
 from flows.settings import Settings
-from flows.store import ObjectInfo, open_store
+from flows.storage.store import ObjectInfo, open_store
 from flows.versions import code_version
-from archive_db import ledger, queries
 
 COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -95,7 +95,12 @@ def _begin(settings: Settings, source_uri: str, output_uri: str, collection: str
         run = ledger.start_run(
             session, "ingest", params, code_version(), coll.id, flow_run_id=str(flow_run.id or "")
         )
-        return run.id, coll.id, queries.known_sources(session, coll.id), queries.keys_lacking_thumbnails(session, coll.id)
+        return (
+            run.id,
+            coll.id,
+            queries.known_sources(session, coll.id),
+            queries.keys_lacking_thumbnails(session, coll.id),
+        )
 
 
 def _finish(settings: Settings, run_id: int, summary: IngestSummary, status: str) -> None:

@@ -28,10 +28,20 @@ from flows.versions import code_version
 KEY_COLUMNS = ("source_key", "key", "filename", "identifier")
 # Manifest column -> item field; common spreadsheet names for the same thing are accepted.
 FIELD_COLUMNS = {
-    "title": "title", "description": "description", "caption": "description", "date": "date_text",
-    "date_text": "date_text", "creator": "creator", "photographer": "creator", "place": "place",
-    "location": "place", "subjects": "subjects", "subject": "subjects", "keywords": "subjects", "rights": "rights",
-}  # fmt: skip
+    "title": "title",
+    "description": "description",
+    "caption": "description",
+    "date": "date_text",
+    "date_text": "date_text",
+    "creator": "creator",
+    "photographer": "creator",
+    "place": "place",
+    "location": "place",
+    "subjects": "subjects",
+    "subject": "subjects",
+    "keywords": "subjects",
+    "rights": "rights",
+}
 
 
 class ManifestError(ConfigError):
@@ -49,8 +59,10 @@ class ImportSummary:
     repeated: list[tuple[int, str]] = field(default_factory=list)  # a later row for an item already set
 
     def headline(self) -> str:
-        return (f"{self.rows} rows: {self.changed} items changed, {self.unchanged} unchanged, "
-                f"{len(self.unmatched)} unmatched, {len(self.repeated)} repeated")  # fmt: skip
+        return (
+            f"{self.rows} rows: {self.changed} items changed, {self.unchanged} unchanged, "
+            f"{len(self.unmatched)} unmatched, {len(self.repeated)} repeated"
+        )
 
 
 def _column(name: str) -> str:
@@ -62,7 +74,9 @@ def read_manifest(data: bytes, source: str) -> tuple[str, list[str], list[tuple[
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ManifestError(f"{source}: not UTF-8 text (byte {exc.start}); save the sheet as CSV UTF-8") from None
+        raise ManifestError(
+            f"{source}: not UTF-8 text (byte {exc.start}); save the sheet as CSV UTF-8"
+        ) from None
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
@@ -86,15 +100,18 @@ def read_manifest(data: bytes, source: str) -> tuple[str, list[str], list[tuple[
             if not any(v.strip() for v in values):
                 continue  # blank lines between blocks are common in hand-kept sheets
             if len(values) != len(header):
-                raise ManifestError(f"{source}: line {reader.line_num} has {len(values)} fields, the header {len(header)}")
+                raise ManifestError(
+                    f"{source}: line {reader.line_num} has {len(values)} fields, the header {len(header)}"
+                )
             rows.append((reader.line_num, dict(zip(header, values, strict=True))))
     except csv.Error as exc:
         raise ManifestError(f"{source}: line {reader.line_num}: {exc}") from None
     return keys[0], unknown, rows
 
 
-def import_metadata(settings: Settings, path: Path, collection: str, user: str | None = None,
-                    strict: bool = False) -> ImportSummary:  # fmt: skip
+def import_metadata(
+    settings: Settings, path: Path, collection: str, user: str | None = None, strict: bool = False
+) -> ImportSummary:
     """Apply a manifest to a collection's items, in one transaction (none at all, with ``strict``,
     if any row matches no item)."""
     try:
@@ -104,17 +121,26 @@ def import_metadata(settings: Settings, path: Path, collection: str, user: str |
     key_column, unknown, rows = read_manifest(data, path.name)
     summary = ImportSummary(rows=len(rows), unknown_columns=unknown)
     ensure_schema(settings.db.url, create=False)
-    source = {"source": "manifest", "manifest": path.name, "manifest_sha256": hashlib.sha256(data).hexdigest()}
+    source = {
+        "source": "manifest",
+        "manifest": path.name,
+        "manifest_sha256": hashlib.sha256(data).hexdigest(),
+    }
     with sessions_for(settings.db.url)() as session, session.begin():
         coll = collection_by_name(session, collection)
         if coll is None:
             raise NotFound(f"no collection named {collection!r}")
-        agent = (get_or_create_agent(session, "person", user) if user
-                 else get_or_create_agent(session, "software", "archive import-metadata", code_version()))  # fmt: skip
+        agent = (
+            get_or_create_agent(session, "person", user)
+            if user
+            else get_or_create_agent(session, "software", "archive import-metadata", code_version())
+        )
         keys = [r[key_column].strip() for _, r in rows]
         by_key = items_by_key(session, coll.id, keys) if key_column != "identifier" else {}
         if key_column != "identifier":  # a duplicate's key names the same bytes: its item
-            by_key |= {k: d.item for k, d in duplicates_by_key(session, coll.id, keys).items() if k not in by_key}
+            by_key |= {
+                k: d.item for k, d in duplicates_by_key(session, coll.id, keys).items() if k not in by_key
+            }
         seen: dict[int, int] = {}
         for line, row in rows:
             ref = row[key_column].strip()
@@ -136,8 +162,10 @@ def import_metadata(settings: Settings, path: Path, collection: str, user: str |
             summary.unchanged += not changed
         if strict and summary.unmatched:
             line, key = summary.unmatched[0]
-            raise ManifestError(f"{path.name}: line {line}: no item with key {key!r} in {collection} "
-                                f"({len(summary.unmatched)} unmatched rows); nothing was imported")  # fmt: skip
+            raise ManifestError(
+                f"{path.name}: line {line}: no item with key {key!r} in {collection} "
+                f"({len(summary.unmatched)} unmatched rows); nothing was imported"
+            )
     return summary
 
 

@@ -16,7 +16,7 @@ from archive_db.queries import find_item
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
-from flows.store import open_store
+from flows.storage.store import open_store
 from flows.versions import code_version
 
 EVENT = "damage mask"
@@ -29,7 +29,7 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
 
     from PIL import Image, UnidentifiedImageError
 
-    from flows.imageio import read_mask
+    from flows.imaging.io import read_mask
 
     try:
         drawn = read_mask(path)
@@ -54,7 +54,9 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
         # Drawn over the master's pixels as stored (before any EXIF rotation, as restoration sees them).
         stored = (item.height, item.width) if (item.orientation or 1) >= 5 else (item.width, item.height)
         if stored != (binary.shape[1], binary.shape[0]):
-            raise ConfigError(f"{path} is {binary.shape[1]}x{binary.shape[0]}, the item's master {stored[0]}x{stored[1]}")
+            raise ConfigError(
+                f"{path} is {binary.shape[1]}x{binary.shape[0]}, the item's master {stored[0]}x{stored[1]}"
+            )
         same = derivative_by_recipe(session, item.id, MASK_KIND, sha)
         if same is not None:
             if not same.is_current:
@@ -64,17 +66,39 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
         version = next_version(session, item.id, MASK_KIND)
         key = f"derivatives/{item.collection.name}/{item.id}/{MASK_KIND}/v{version}/mask.png"
         output.put(key, data, "image/png")
-        row = Derivative(item_id=item.id, kind=MASK_KIND, version=version, recipe_hash=sha, model_version_id=None,
-                         recipe={"operation": "mask", "source": path.name, "marked": float((binary > 0).mean()),
-                                 "by": user}, storage_uri=f"{output.uri}/{key}", sha256=sha, size=len(data))  # fmt: skip
+        row = Derivative(
+            item_id=item.id,
+            kind=MASK_KIND,
+            version=version,
+            recipe_hash=sha,
+            model_version_id=None,
+            recipe={
+                "operation": "mask",
+                "source": path.name,
+                "marked": float((binary > 0).mean()),
+                "by": user,
+            },
+            storage_uri=f"{output.uri}/{key}",
+            sha256=sha,
+            size=len(data),
+        )
         session.add(row)
         session.flush()
         make_current(session, row)
-        agent = (ledger.get_or_create_agent(session, "person", user) if user
-                 else ledger.get_or_create_agent(session, "software", "archive mask", code_version()))  # fmt: skip
-        ledger.add_event(session, EVENT, agent, "success", {"version": version, "key": key, "sha256": sha,
-                                                            "marked": row.recipe["marked"]},
-                         item_id=item.id, derivative_id=row.id)  # fmt: skip
+        agent = (
+            ledger.get_or_create_agent(session, "person", user)
+            if user
+            else ledger.get_or_create_agent(session, "software", "archive mask", code_version())
+        )
+        ledger.add_event(
+            session,
+            EVENT,
+            agent,
+            "success",
+            {"version": version, "key": key, "sha256": sha, "marked": row.recipe["marked"]},
+            item_id=item.id,
+            derivative_id=row.id,
+        )
         session.flush()
         session.expunge(row)
         return row

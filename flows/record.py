@@ -21,16 +21,29 @@ from archive_db.types import utcnow
 from flows.db import sessions_for
 from flows.report import IngestSummary
 from flows.settings import Settings
-from flows.store import open_store
+from flows.storage.store import open_store
 from flows.versions import PACKAGE, code_version, version_of
 
 if TYPE_CHECKING:
     from flows.fetch import Fetched
 
 ITEM_FIELDS = (
-    "format", "width", "height", "mode", "bit_depth", "dpi_x", "dpi_y", "icc_description",
-    "orientation", "page_count", "capture_date", "make", "model", "exif", "technical",
-)  # fmt: skip
+    "format",
+    "width",
+    "height",
+    "mode",
+    "bit_depth",
+    "dpi_x",
+    "dpi_y",
+    "icc_description",
+    "orientation",
+    "page_count",
+    "capture_date",
+    "make",
+    "model",
+    "exif",
+    "technical",
+)
 
 
 def thumbnail_key(collection: str, item_id: int) -> str:
@@ -61,8 +74,15 @@ class Pending:
 class _Recorder:
     """What one batch needs while its rows are prepared and written."""
 
-    def __init__(self, session: Session, collection_id: int, run_id: int, source_uri: str, fetched: list[Fetched]):
-        self.session, self.collection_id, self.run_id, self.source_uri = session, collection_id, run_id, source_uri
+    def __init__(
+        self, session: Session, collection_id: int, run_id: int, source_uri: str, fetched: list[Fetched]
+    ):
+        self.session, self.collection_id, self.run_id, self.source_uri = (
+            session,
+            collection_id,
+            run_id,
+            source_uri,
+        )
         keys = [f.key for f in fetched]
         self.items_by_key = queries.items_by_key(session, collection_id, keys)
         self.dups_by_key = queries.duplicates_by_key(session, collection_id, keys)
@@ -71,7 +91,9 @@ class _Recorder:
         self.agents = {
             "pipeline": ledger.get_or_create_agent(session, "software", PACKAGE, code_version()).id,
             "Pillow": ledger.get_or_create_agent(session, "software", "Pillow", version_of("pillow")).id,
-            "exifread": ledger.get_or_create_agent(session, "software", "exifread", version_of("exifread")).id,
+            "exifread": ledger.get_or_create_agent(
+                session, "software", "exifread", version_of("exifread")
+            ).id,
         }
         self.thumbs: list[tuple[int, bytes]] = []  # (item id, JPEG) once written
 
@@ -92,9 +114,17 @@ class _Recorder:
         else:
             self._new_item(f, p, summary)
 
-    def _event(self, p: Pending, item: ItemRef | None, type: str, agent: str, outcome: str, detail: dict) -> None:
-        row = {"type": type, "agent_id": self.agents[agent], "outcome": outcome, "detail": detail,
-               "run_id": self.run_id, "occurred_at": utcnow()}  # fmt: skip
+    def _event(
+        self, p: Pending, item: ItemRef | None, type: str, agent: str, outcome: str, detail: dict
+    ) -> None:
+        row = {
+            "type": type,
+            "agent_id": self.agents[agent],
+            "outcome": outcome,
+            "detail": detail,
+            "run_id": self.run_id,
+            "occurred_at": utcnow(),
+        }
         p.events.append((item, row))
 
     def _recheck(self, f: Fetched, known: Item | Duplicate, p: Pending, summary: IngestSummary) -> None:
@@ -103,7 +133,9 @@ class _Recorder:
         if item.sha256 == f.sha256:
             known.etag = f.etag
             summary.unchanged += 1
-            if isinstance(known, Item) and item.thumbnail_key is None and f.thumbnail:  # a failed thumbnail, made again
+            if (
+                isinstance(known, Item) and item.thumbnail_key is None and f.thumbnail
+            ):  # a failed thumbnail, made again
                 item.technical = {k: v for k, v in (item.technical or {}).items() if k != "thumbnail_error"}
                 self.thumbs.append((item.id, f.thumbnail))
             return
@@ -119,7 +151,12 @@ class _Recorder:
     def _duplicate(self, f: Fetched, item: ItemRef, of_key: str, p: Pending, summary: IngestSummary) -> None:
         row = {"collection_id": self.collection_id, "source_key": f.key, "etag": f.etag, "size": f.size}
         p.duplicates.append((item, row))
-        detail = {"duplicate_key": f.key, "of_key": of_key, "sha256": f.sha256, "note": "same bytes under another key"}
+        detail = {
+            "duplicate_key": f.key,
+            "of_key": of_key,
+            "sha256": f.sha256,
+            "note": "same bytes under another key",
+        }
         self._event(p, item, "ingestion", "pipeline", "success", detail)
         summary.duplicate += 1
 
@@ -127,17 +164,45 @@ class _Recorder:
         ref = New(len(p.items))
         meta = {name: f.meta.get(name) for name in ITEM_FIELDS}
         p.items.append(
-            {"collection_id": self.collection_id, "source_uri": self.source_uri, "source_key": f.key,
-             "etag": f.etag, "sha256": f.sha256, "size": f.size, "quarantine_reason": f.reason,
-             "status": "ingested" if f.reason is None else "quarantined", **meta}
-        )  # fmt: skip
+            {
+                "collection_id": self.collection_id,
+                "source_uri": self.source_uri,
+                "source_key": f.key,
+                "etag": f.etag,
+                "sha256": f.sha256,
+                "size": f.size,
+                "quarantine_reason": f.reason,
+                "status": "ingested" if f.reason is None else "quarantined",
+                **meta,
+            }
+        )
         p.by_sha[f.sha256] = (ref, f.key)
-        self._event(p, ref, "ingestion", "pipeline", "success", {"key": f.key, "etag": f.etag, "size": f.size})
-        self._event(p, ref, "message digest calculation", "pipeline", "success", {"algorithm": "sha256", "digest": f.sha256})
+        self._event(
+            p, ref, "ingestion", "pipeline", "success", {"key": f.key, "etag": f.etag, "size": f.size}
+        )
+        self._event(
+            p,
+            ref,
+            "message digest calculation",
+            "pipeline",
+            "success",
+            {"algorithm": "sha256", "digest": f.sha256},
+        )
         if f.reason is None:
-            self._event(p, ref, "validation", "Pillow", "success", {"format": meta["format"], "frames": meta["page_count"]})
+            self._event(
+                p,
+                ref,
+                "validation",
+                "Pillow",
+                "success",
+                {"format": meta["format"], "frames": meta["page_count"]},
+            )
             exif_error = (meta["technical"] or {}).get("exif_error")
-            outcome, detail = ("warning", {"error": exif_error}) if exif_error else ("success", {"tags": len(meta["exif"] or {})})
+            outcome, detail = (
+                ("warning", {"error": exif_error})
+                if exif_error
+                else ("success", {"tags": len(meta["exif"] or {})})
+            )
             self._event(p, ref, "metadata extraction", "exifread", outcome, detail)
             summary.new += 1
             if f.thumbnail:
@@ -154,7 +219,9 @@ class _Recorder:
         """Three bulk INSERTs: items (ids returned in order), then duplicates and events."""
         ids = ledger.insert_items(self.session, p.items)
         resolve = lambda ref: ids[ref.index] if isinstance(ref, New) else ref  # noqa: E731
-        ledger.insert_rows(self.session, Duplicate, [row | {"item_id": resolve(r)} for r, row in p.duplicates])
+        ledger.insert_rows(
+            self.session, Duplicate, [row | {"item_id": resolve(r)} for r, row in p.duplicates]
+        )
         events = [row | {"item_id": None if r is None else resolve(r)} for r, row in p.events]
         ledger.insert_rows(self.session, Event, events)
         self.session.flush()  # ETag updates of rechecked keys
@@ -186,7 +253,12 @@ class _Recorder:
 
 @task(name="record-batch", cache_policy=NO_CACHE)
 def record_batch(
-    settings: Settings, collection_id: int, run_id: int, source_uri: str, collection: str, fetched: list[Fetched]
+    settings: Settings,
+    collection_id: int,
+    run_id: int,
+    source_uri: str,
+    collection: str,
+    fetched: list[Fetched],
 ) -> IngestSummary:
     """Write items, duplicates, events and thumbnails for one batch; a bad file never sinks the rest."""
     summary = IngestSummary(collection=collection, source=source_uri)
@@ -206,14 +278,19 @@ def record_batch(
             summary = IngestSummary(collection=collection, source=source_uri)
             rec = _Recorder(session, *args)
             rec.record_each(fetched, summary)
-        for key, error in _write_thumbnails(session, output, collection, rec.thumbs, settings.ingest.concurrency):
-            summary.errors += 1  # counted where the user looks: the summary, the exit status, the run's status
+        for key, error in _write_thumbnails(
+            session, output, collection, rec.thumbs, settings.ingest.concurrency
+        ):
+            summary.errors += (
+                1  # counted where the user looks: the summary, the exit status, the run's status
+            )
             summary.problems.append((key, "thumbnail", f"thumbnail not written: {error}"))
     return summary
 
 
-def _write_thumbnails(session: Session, output, collection: str, thumbs: list[tuple[int, bytes]],
-                      threads: int) -> list[tuple[str, str]]:  # fmt: skip
+def _write_thumbnails(
+    session: Session, output, collection: str, thumbs: list[tuple[int, bytes]], threads: int
+) -> list[tuple[str, str]]:
     """Put access copies in parallel, then record their keys (or why one is missing, on the
     item); returns (source key, error) of those that failed."""
 
@@ -227,7 +304,11 @@ def _write_thumbnails(session: Session, output, collection: str, thumbs: list[tu
     keys = [thumbnail_key(collection, item_id) for item_id, _ in thumbs]
     with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="thumb") as pool:
         errors = list(pool.map(put, keys, [data for _, data in thumbs]))
-    written = [{"id": item_id, "thumbnail_key": key} for (item_id, _), key, err in zip(thumbs, keys, errors, strict=True) if not err]
+    written = [
+        {"id": item_id, "thumbnail_key": key}
+        for (item_id, _), key, err in zip(thumbs, keys, errors, strict=True)
+        if not err
+    ]
     ledger.update_items(session, written)
     failed = []
     for (item_id, _), error in zip(thumbs, errors, strict=True):

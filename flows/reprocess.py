@@ -19,17 +19,16 @@ from prefect.artifacts import create_markdown_artifact
 
 from archive_db import curation, ledger
 from archive_db.derivatives import items_needing, made_beside_current, stale_items
-from archive_db.queries import collection_by_name
 from archive_db.models import REPROCESSING, Agent, Derivative, Item, ModelVersion
+from archive_db.queries import collection_by_name
 from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import NotFound
-from flows.fetch import cached_store
-from flows.imageio import read_image
-from flows.models import agent_of, resolve
+from flows.imaging.io import read_image
+from flows.model_versions import agent_of, resolve
 from flows.report import artifact_key
 from flows.restore import KIND, RestoreSummary, dispatch, prepare, takes_masks
 from flows.settings import Settings
-from flows.store import open_store, read_all
+from flows.storage.store import cached_store, open_store, read_all
 
 CELL = 256  # contact-sheet cell height
 
@@ -53,22 +52,38 @@ class ReprocessReport:
         if not self.changes:
             return self.summary.headline()
         mean = float(np.mean([c.mean_abs_change for c in self.changes]))
-        return (f"{self.summary.headline()} Mean absolute change against the previous versions: "
-                f"{mean:.4f}; report in {self.report_prefix}/.")  # fmt: skip
+        return (
+            f"{self.summary.headline()} Mean absolute change against the previous versions: "
+            f"{mean:.4f}; report in {self.report_prefix}/."
+        )
 
     def markdown(self) -> str:
         lines = [self.summary.markdown(), "## Change against the previous version", ""]
         lines += ["| item | key | from | to | mean abs change |", "|---|---|---|---|---|"]
         for c in sorted(self.changes, key=lambda c: -c.mean_abs_change)[:20]:
-            lines.append(f"| {c.item_id} | `{c.key}` | v{c.previous_version} | v{c.new_version} | {c.mean_abs_change:.4f} |")
-        lines += ["", f"Contact sheet (original, previous, new): `{self.report_prefix}/contact-sheet.jpg`", ""]
+            lines.append(
+                f"| {c.item_id} | `{c.key}` | v{c.previous_version} | v{c.new_version} | {c.mean_abs_change:.4f} |"
+            )
+        lines += [
+            "",
+            f"Contact sheet (original, previous, new): `{self.report_prefix}/contact-sheet.jpg`",
+            "",
+        ]
         return "\n".join(lines)
 
 
 @flow(name="reprocess-collection", validate_parameters=False)
-def reprocess_collection(collection: str, model: str | None = None, pool: str | None = None, kind: str = KIND,
-                         sample: int = 6, settings: Settings | None = None, style: str | None = None,
-                         strength: float = 1.0, source: str = "restored") -> ReprocessReport:  # fmt: skip
+def reprocess_collection(
+    collection: str,
+    model: str | None = None,
+    pool: str | None = None,
+    kind: str = KIND,
+    sample: int = 6,
+    settings: Settings | None = None,
+    style: str | None = None,
+    strength: float = 1.0,
+    source: str = "restored",
+) -> ReprocessReport:
     """Restore the stale items of ``collection`` with ``model`` (new versions beside the old), then
     compare the new versions with the current ones and write the report to the output store.
 
@@ -84,7 +99,11 @@ def reprocess_collection(collection: str, model: str | None = None, pool: str | 
         coll_id, row, recipe = prepare(settings, collection, model, kind)
         with sessions_for(settings.db.url)() as session:
             stale = set(stale_items(session, coll_id, kind, row))
-            todo = [r for r in items_needing(session, coll_id, kind, recipe.hash, with_masks=takes_masks(row)) if r[0] in stale]
+            todo = [
+                r
+                for r in items_needing(session, coll_id, kind, recipe.hash, with_masks=takes_masks(row))
+                if r[0] in stale
+            ]
     summary = dispatch(settings, "reprocess", collection, coll_id, model, row, recipe, todo, pool)
     report = ReprocessReport(summary, report_prefix=f"reports/{collection}/reprocess-run{summary.run_id}")
     pairs = _pairs(settings, [r[0] for r in todo], recipe.kind, summary.run_id)
@@ -92,12 +111,15 @@ def reprocess_collection(collection: str, model: str | None = None, pool: str | 
         report.changes = _compare(settings, pairs)
         _record(settings, row, summary.run_id, report.changes)
         _write_report(settings, report, pairs, sample)
-    create_markdown_artifact(key=artifact_key("reprocess", collection),
-                             markdown=report.markdown(), description=report.headline())  # fmt: skip
+    create_markdown_artifact(
+        key=artifact_key("reprocess", collection), markdown=report.markdown(), description=report.headline()
+    )
     return report
 
 
-def _pairs(settings: Settings, item_ids: list[int], kind: str, run_id: int) -> list[tuple[Item, Derivative, Derivative]]:
+def _pairs(
+    settings: Settings, item_ids: list[int], kind: str, run_id: int
+) -> list[tuple[Item, Derivative, Derivative]]:
     """(item, current version, new version) for the items this run has made a version of."""
     if not item_ids:
         return []
@@ -131,9 +153,19 @@ def _record(settings: Settings, row: ModelVersion, run_id: int, changes: list[Ch
     agent_id = agent_of(settings, row)
     with writing(settings.db.url) as session:
         for c in changes:
-            ledger.add_event(session, REPROCESSING, session.get(Agent, agent_id), "success", {"from_version": c.previous_version, "to_version": c.new_version,
-                                         "mean_abs_change": round(c.mean_abs_change, 6)},
-                             item_id=c.item_id, run_id=run_id)  # fmt: skip
+            ledger.add_event(
+                session,
+                REPROCESSING,
+                session.get(Agent, agent_id),
+                "success",
+                {
+                    "from_version": c.previous_version,
+                    "to_version": c.new_version,
+                    "mean_abs_change": round(c.mean_abs_change, 6),
+                },
+                item_id=c.item_id,
+                run_id=run_id,
+            )
 
 
 def _write_report(settings: Settings, report: ReprocessReport, pairs, sample: int) -> None:
@@ -172,8 +204,10 @@ def contact_sheet(settings: Settings, rows) -> bytes:
         for c in cells:
             strip.paste(c, (x, 22))
             x += c.width + 10
-        label = (f"{item.source_key}  |  master, v{change.previous_version}, v{change.new_version}"
-                 f"  |  mean abs change {change.mean_abs_change:.4f}")  # fmt: skip
+        label = (
+            f"{item.source_key}  |  master, v{change.previous_version}, v{change.new_version}"
+            f"  |  mean abs change {change.mean_abs_change:.4f}"
+        )
         ImageDraw.Draw(strip).text((10, 5), label, fill="black")
         strips.append(strip)
     sheet = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)), "white")

@@ -1,6 +1,6 @@
 """Restoring a collection: select the items a recipe has not made yet, batch them by pixel budget,
 run each batch in-process or as a run of the ``restore-batch`` deployment on a work pool, and write
-every result as a new immutable version with its provenance (see flows/outputs.py).
+every result as a new immutable version with its provenance (see flows/imaging/encode.py).
 
 The catalogue is the record of what happened: the dispatcher counts a batch's outcome from the
 derivative rows and failure events its worker committed, so a batch run on a remote worker needs
@@ -21,20 +21,29 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from archive_db import ledger, queries
+from archive_db.derivatives import (
+    Recipe,
+    current_masks,
+    current_version_id,
+    derivative_by_recipe,
+    items_needing,
+    made_hashes,
+    make_current,
+    masked_hash,
+    next_version,
+    version_lock,
+)
 from archive_db.engine import write_first
-from archive_db.derivatives import (Recipe, current_masks, current_version_id, derivative_by_recipe, items_needing, made_hashes,
-                                    make_current, masked_hash, next_version, version_lock)
 from archive_db.models import Agent, Derivative, ModelVersion
 from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import ArchiveError, ConfigError, NotFound
-from flows.fetch import cached_store
-from flows.imageio import Loaded, read_image
-from flows.models import ensure_shipped, load, resolve
-from flows.outputs import Encoded, History, access_copy, mask_png, preservation, sidecar
+from flows.imaging.encode import Encoded, History, access_copy, mask_png, preservation, sidecar
+from flows.imaging.io import Loaded, read_image
+from flows.model_versions import ensure_shipped, load, resolve
 from flows.progress import reporter
 from flows.report import artifact_key
 from flows.settings import Settings
-from flows.store import ObjectStore, open_store, read_all
+from flows.storage.store import ObjectStore, cached_store, open_store, read_all
 from flows.stylize import Input, inputs_for, stylist
 from flows.versions import code_version, software_versions
 
@@ -70,24 +79,41 @@ class RestoreSummary:
     without_source: int = 0  # styling: items with no current version of the source kind
 
     def counts(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in ("selected", "batches", "restored", "failed", "not_done", "made_elsewhere",
-                                              "pixels")}  # fmt: skip
+        return {
+            k: getattr(self, k)
+            for k in ("selected", "batches", "restored", "failed", "not_done", "made_elsewhere", "pixels")
+        }
 
     def headline(self) -> str:
         verb = "Styled" if self.operation == "style" else "Restored"
         if self.selected == 0:
-            return (f"Nothing to {self.operation}: every item of '{self.collection}' already has {self.model}'s output"
-                    + (f" ({self.without_source} without a restored version to style)." if self.without_source else "."))
-        return (f"{verb} {self.restored} of {self.selected} item(s) of '{self.collection}' with {self.model} "
-                f"in {self.seconds:.1f} s ({self.failed} failed, {self.not_done} not done, "
-                + (f"{self.made_elsewhere} made meanwhile by another run, " if self.made_elsewhere else "")
-                + f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} MP/s).")  # fmt: skip
+            return (
+                f"Nothing to {self.operation}: every item of '{self.collection}' already has {self.model}'s output"
+                + (
+                    f" ({self.without_source} without a restored version to style)."
+                    if self.without_source
+                    else "."
+                )
+            )
+        return (
+            f"{verb} {self.restored} of {self.selected} item(s) of '{self.collection}' with {self.model} "
+            f"in {self.seconds:.1f} s ({self.failed} failed, {self.not_done} not done, "
+            + (f"{self.made_elsewhere} made meanwhile by another run, " if self.made_elsewhere else "")
+            + f"{self.pixels / 1e6 / max(self.seconds, 1e-9):.2f} MP/s)."
+        )
 
     def rows(self) -> list[tuple[str, str]]:
         return [(k, f"{v:,}") for k, v in self.counts().items()] + [("seconds", f"{self.seconds:.2f}")]
 
     def markdown(self) -> str:
-        lines = [f"# Restoration of `{self.collection}`", "", self.headline(), "", f"Recipe `{self.recipe_hash}`.", ""]
+        lines = [
+            f"# Restoration of `{self.collection}`",
+            "",
+            self.headline(),
+            "",
+            f"Recipe `{self.recipe_hash}`.",
+            "",
+        ]
         lines += ["| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in self.rows())]
         if self.problems:
             lines += ["", "## Failed, not done or skipped", "", "| key | reason |", "|---|---|"]
@@ -119,8 +145,13 @@ def plan_batches(items: list[tuple], pixel_budget: int, max_items: int) -> list[
 
 
 @flow(name="restore-collection", validate_parameters=False)
-def restore_collection(collection: str, model: str = "restore@production", pool: str | None = None,
-                       kind: str = KIND, settings: Settings | None = None) -> RestoreSummary:  # fmt: skip
+def restore_collection(
+    collection: str,
+    model: str = "restore@production",
+    pool: str | None = None,
+    kind: str = KIND,
+    settings: Settings | None = None,
+) -> RestoreSummary:
     """Restore every ingested item of ``collection`` that lacks ``model``'s output; see the module."""
     settings = settings or Settings()
     coll_id, row, recipe = prepare(settings, collection, model, kind)
@@ -165,13 +196,23 @@ def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple
         return coll.id, row, recipe_for(row, kind)
 
 
-def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, ref: str, row: ModelVersion,
-             recipe: Recipe, todo: list[tuple], pool: str | None) -> RestoreSummary:  # fmt: skip
+def dispatch(
+    settings: Settings,
+    flow_name: str,
+    collection: str,
+    coll_id: int,
+    ref: str,
+    row: ModelVersion,
+    recipe: Recipe,
+    todo: list[tuple],
+    pool: str | None,
+) -> RestoreSummary:
     """Batch ``todo`` by pixel budget, run the batches in-process or on ``pool``, gather the outcome
     from the catalogue, and record the run."""
     started = time.perf_counter()
-    summary = RestoreSummary(collection, f"{row.name}@{row.version}", recipe.hash, selected=len(todo),
-                             operation=recipe.operation)  # fmt: skip
+    summary = RestoreSummary(
+        collection, f"{row.name}@{row.version}", recipe.hash, selected=len(todo), operation=recipe.operation
+    )
     summary.run_id = _begin(settings, flow_name, coll_id, recipe, ref, pool)
     batches = plan_batches(todo, settings.restore.batch_pixels, settings.restore.batch_items)
     summary.batches = len(batches)
@@ -186,10 +227,18 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
         summary.pixels += sum(pixels[i] for i in outcome["restored"])
         summary.failed += len(outcome["failed"])
         summary.made_elsewhere += len(outcome["skipped"])
-        summary.problems += [(keys[i], reason) for i, reason in [*outcome["failed"].items(), *outcome["skipped"].items()]]
-        undone = [i for i in ids if i not in outcome["restored"] and i not in outcome["failed"] and i not in outcome["skipped"]]
+        summary.problems += [
+            (keys[i], reason) for i, reason in [*outcome["failed"].items(), *outcome["skipped"].items()]
+        ]
+        undone = [
+            i
+            for i in ids
+            if i not in outcome["restored"] and i not in outcome["failed"] and i not in outcome["skipped"]
+        ]
         summary.not_done += len(undone)
-        summary.problems += [(keys[i], "not done: the batch's worker ended without recording it") for i in undone]
+        summary.problems += [
+            (keys[i], "not done: the batch's worker ended without recording it") for i in undone
+        ]
         progress.advance(len(ids))
 
     status = "failed"
@@ -205,35 +254,57 @@ def dispatch(settings: Settings, flow_name: str, collection: str, coll_id: int, 
         summary.seconds = round(time.perf_counter() - started, 3)
         with writing(settings.db.url) as session:
             ledger.finish_run(session, summary.run_id, status, summary.counts(), {"seconds": summary.seconds})
-    create_markdown_artifact(key=artifact_key(flow_name, collection), markdown=summary.markdown(),
-                             description=summary.headline())  # fmt: skip
+    create_markdown_artifact(
+        key=artifact_key(flow_name, collection), markdown=summary.markdown(), description=summary.headline()
+    )
     return summary
 
 
 def recipe_for(row: ModelVersion, kind: str, params: dict[str, Any] | None = None) -> Recipe:
-    return Recipe("restore" if row.task == "restore" else "style", kind, f"{row.name}@{row.version}",
-                  row.weights_sha256, params or {})  # fmt: skip
+    return Recipe(
+        "restore" if row.task == "restore" else "style",
+        kind,
+        f"{row.name}@{row.version}",
+        row.weights_sha256,
+        params or {},
+    )
 
 
-def _begin(settings: Settings, flow_name: str, collection_id: int, recipe: Recipe, ref: str, pool: str | None) -> int:
+def _begin(
+    settings: Settings, flow_name: str, collection_id: int, recipe: Recipe, ref: str, pool: str | None
+) -> int:
     from prefect.runtime import flow_run
 
-    params = {"recipe": asdict(recipe), "recipe_hash": recipe.hash, "model_ref": ref, "pool": pool,
-              "output": settings.store.output, "restore": settings.restore.model_dump()}  # fmt: skip
+    params = {
+        "recipe": asdict(recipe),
+        "recipe_hash": recipe.hash,
+        "model_ref": ref,
+        "pool": pool,
+        "output": settings.store.output,
+        "restore": settings.restore.model_dump(),
+    }
     with writing(settings.db.url) as session:
-        run = ledger.start_run(session, flow_name, params, code_version(), collection_id, str(flow_run.id or ""))
+        run = ledger.start_run(
+            session, flow_name, params, code_version(), collection_id, str(flow_run.id or "")
+        )
         return run.id
 
 
-def _on_pool(settings: Settings, pool: str, batches: list[list[int]], recipe: dict, run_id: int, gather) -> None:
+def _on_pool(
+    settings: Settings, pool: str, batches: list[list[int]], recipe: dict, run_id: int, gather
+) -> None:
     """Each batch as a run of the restore-batch deployment; at most ``batches_in_flight`` at once."""
     from prefect.deployments import run_deployment
 
     _check_pool(settings.restore.deployment, pool)
 
     def one(ids: list[int]) -> list[int]:
-        run_deployment(settings.restore.deployment, parameters={"item_ids": ids, "recipe": recipe, "run_id": run_id},
-                       timeout=None, as_subflow=True)  # fmt: skip
+        run_deployment(
+            settings.restore.deployment,
+            parameters={"item_ids": ids, "recipe": recipe, "run_id": run_id},
+            timeout=None,
+            as_subflow=True,
+        )
         return ids
 
     with ThreadPoolExecutor(settings.restore.batches_in_flight, thread_name_prefix="dispatch") as workers:
@@ -250,7 +321,9 @@ def _check_pool(deployment: str, pool: str) -> None:
         except Exception as exc:  # ObjectNotFound, or the API is unreachable
             raise ConfigError(f"deployment {deployment!r} is not available: {exc}") from None
     if found.work_pool_name != pool:
-        raise ConfigError(f"deployment {deployment!r} runs on work pool {found.work_pool_name!r}, not {pool!r}")
+        raise ConfigError(
+            f"deployment {deployment!r} runs on work pool {found.work_pool_name!r}, not {pool!r}"
+        )
 
 
 def batch_outcome(settings: Settings, run_id: int, ids: list[int], recipe: Recipe) -> dict[str, Any]:
@@ -260,9 +333,16 @@ def batch_outcome(settings: Settings, run_id: int, ids: list[int], recipe: Recip
     with sessions_for(settings.db.url)() as session:
         events = queries.run_events(session, run_id, EVENT_TYPES[recipe.operation], ids)
     restored = {i for i, outcome, _ in events if outcome == "success"}
-    skipped = {i: (d or {}).get("reason", "skipped") for i, outcome, d in events if outcome == "warning" and i not in restored}
-    failed = {i: (d or {}).get("reason", "failed") for i, outcome, d in events
-              if outcome == "failure" and i not in restored and i not in skipped}  # fmt: skip
+    skipped = {
+        i: (d or {}).get("reason", "skipped")
+        for i, outcome, d in events
+        if outcome == "warning" and i not in restored
+    }
+    failed = {
+        i: (d or {}).get("reason", "failed")
+        for i, outcome, d in events
+        if outcome == "failure" and i not in restored and i not in skipped
+    }
     return {"restored": restored, "skipped": skipped, "failed": failed}
 
 
@@ -282,8 +362,12 @@ def _engine(settings: Settings, row: ModelVersion):
     with _engines_lock:
         if key not in _engines:
             model, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
-            config = EngineConfig(tile=settings.restore.tile, overlap=min(64, settings.restore.tile // 4 - 1),
-                                  device=str(device), dtype=settings.device.dtype)  # fmt: skip
+            config = EngineConfig(
+                tile=settings.restore.tile,
+                overlap=min(64, settings.restore.tile // 4 - 1),
+                device=str(device),
+                dtype=settings.device.dtype,
+            )
             _engines[key] = (Restorer(model, config), card)
         return _engines[key]
 
@@ -303,8 +387,9 @@ class _Work:
 
 
 @flow(name="restore-batch", validate_parameters=False)
-def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | None = None,
-                  settings: Settings | None = None) -> dict[str, int]:  # fmt: skip
+def restore_batch(
+    item_ids: list[int], recipe: dict[str, Any], run_id: int | None = None, settings: Settings | None = None
+) -> dict[str, int]:
     """Restore a batch of items with one recipe: fetch and decode in threads while the model runs,
     then encode, write and record each item on its own; a failed item does not stop the batch."""
     import torch
@@ -317,8 +402,10 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
     with sessions() as session:
         row = resolve(session, rec.model)
         if row.weights_sha256 != rec.weights_sha256:
-            raise ConfigError(f"{rec.model} has weights {row.weights_sha256[:12]}…, the recipe asks for "
-                              f"{rec.weights_sha256[:12]}…")  # fmt: skip
+            raise ConfigError(
+                f"{rec.model} has weights {row.weights_sha256[:12]}…, the recipe asks for "
+                f"{rec.weights_sha256[:12]}…"
+            )
         work = _work_of(session, item_ids, rec, settings, takes_masks(row))
     engine, card = _engine(settings, row) if rec.operation == "restore" else stylist(settings, row, rec)
     torch.manual_seed(SEED)
@@ -331,8 +418,10 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
     # take cores from the model (measured: the model ran 39% slower beside them), so they run
     # in turn with it.
     write_threads = threads if engine.device.type != "cpu" else 0
-    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode, \
-         _Executor(write_threads, thread_name_prefix="write") as write:  # fmt: skip
+    with (
+        ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode,
+        _Executor(write_threads, thread_name_prefix="write") as write,
+    ):
         for w in work:
             w.loaded = decode.submit(_fetch_decode, settings, w, gpu)
         pending: list[Future] = []
@@ -348,7 +437,9 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
                 continue
             started = time.perf_counter()
             try:
-                masks = [w.mask_pixels for w, _ in ready]  # only a restore's items have any (styles take none)
+                masks = [
+                    w.mask_pixels for w, _ in ready
+                ]  # only a restore's items have any (styles take none)
                 supplied = {"masks": masks} if any(m is not None for m in masks) else {}
                 results = engine.process([loaded.pixels for _, loaded in ready], **supplied)
             except Exception as exc:  # the model failed on this group: each item is told why
@@ -357,7 +448,10 @@ def restore_batch(item_ids: list[int], recipe: dict[str, Any], run_id: int | Non
                 counts["failed"] += len(ready)
                 continue
             seconds = (time.perf_counter() - started) / len(ready)
-            pending += [write.submit(writer.write, w, loaded, result, seconds) for (w, loaded), result in zip(ready, results, strict=True)]
+            pending += [
+                write.submit(writer.write, w, loaded, result, seconds)
+                for (w, loaded), result in zip(ready, results, strict=True)
+            ]
         for f in pending:
             counts[f.result()] += 1
     return counts
@@ -392,7 +486,9 @@ class _Executor(ThreadPoolExecutor):
         return done
 
 
-def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings, with_masks: bool = False) -> list[_Work]:
+def _work_of(
+    session, item_ids: list[int], rec: Recipe, settings: Settings, with_masks: bool = False
+) -> list[_Work]:
     """The batch's items that still lack the recipe's derivative (re-running a batch is a no-op);
     for a style, with the input each is made from; with masks, each item's curator's mask."""
     output_uri = open_store(settings.store.output, settings.store, create=True).uri
@@ -402,8 +498,16 @@ def _work_of(session, item_ids: list[int], rec: Recipe, settings: Settings, with
         item_ids, done = list(inputs), set()
     else:
         if with_masks:
-            masks = {i: Input(m.id, output_uri, m.storage_uri.removeprefix(output_uri + "/"), m.sha256,
-                              masked_hash(rec.hash, m.sha256)) for i, m in current_masks(session, item_ids).items()}  # fmt: skip
+            masks = {
+                i: Input(
+                    m.id,
+                    output_uri,
+                    m.storage_uri.removeprefix(output_uri + "/"),
+                    m.sha256,
+                    masked_hash(rec.hash, m.sha256),
+                )
+                for i, m in current_masks(session, item_ids).items()
+            }
         made = made_hashes(session, item_ids, rec.kind)
         done = {i for i in item_ids if (i, masks[i].recipe_hash if i in masks else rec.hash) in made}
     rows = queries.masters_to_read(session, item_ids)
@@ -426,10 +530,14 @@ def _fetch_decode(settings: Settings, w: _Work, gpu) -> Loaded:
     data = read_all(cached_store(uri, settings.store, settings.restore.threads), key)
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha:
-        what = f"derivative {w.input.parent_id} changed since it was written" if parent else "master changed since ingest"
+        what = (
+            f"derivative {w.input.parent_id} changed since it was written"
+            if parent
+            else "master changed since ingest"
+        )
         raise FixityError(f"{what}: sha256 {digest[:16]}… is not the catalogued {sha[:16]}…")
     if w.mask is not None:
-        from flows.imageio import read_mask
+        from flows.imaging.io import read_mask
 
         drawn = read_all(cached_store(w.mask.uri, settings.store, settings.restore.threads), w.mask.key)
         if hashlib.sha256(drawn).hexdigest() != w.mask.sha256:
@@ -441,21 +549,45 @@ def _fetch_decode(settings: Settings, w: _Work, gpu) -> Loaded:
 class _Writer:
     """Encodes, writes and records one item's version; safe to call from several threads."""
 
-    def __init__(self, settings: Settings, output: ObjectStore, rec: Recipe, row: ModelVersion, card: dict, engine, run_id):
-        from flows.models import agent_of
+    def __init__(
+        self,
+        settings: Settings,
+        output: ObjectStore,
+        rec: Recipe,
+        row: ModelVersion,
+        card: dict,
+        engine,
+        run_id,
+    ):
+        from flows.model_versions import agent_of
 
         self.settings, self.output, self.rec, self.run_id = settings, output, rec, run_id
         self.sessions = sessions_for(settings.db.url)
-        self.model = {"name": row.name, "version": row.version, "weights_sha256": row.weights_sha256,
-                      "architecture": row.architecture, "model_version_id": row.id}  # fmt: skip
+        self.model = {
+            "name": row.name,
+            "version": row.version,
+            "weights_sha256": row.weights_sha256,
+            "architecture": row.architecture,
+            "model_version_id": row.id,
+        }
         self.execution = execution_of(engine)
         self.software = software_versions() | {"torch": __import__("torch").__version__}
         self.tool = f"{AGENT} {code_version()}"
         self.agent_id = agent_of(settings, row)
 
-    def _event(self, session, outcome: str, item_id: int, detail: dict, derivative_id: int | None = None) -> None:
-        ledger.add_event(session, EVENT_TYPES[self.rec.operation], session.get(Agent, self.agent_id), outcome, detail,
-                         item_id=item_id, derivative_id=derivative_id, run_id=self.run_id)  # fmt: skip
+    def _event(
+        self, session, outcome: str, item_id: int, detail: dict, derivative_id: int | None = None
+    ) -> None:
+        ledger.add_event(
+            session,
+            EVENT_TYPES[self.rec.operation],
+            session.get(Agent, self.agent_id),
+            outcome,
+            detail,
+            item_id=item_id,
+            derivative_id=derivative_id,
+            run_id=self.run_id,
+        )
 
     def _hash(self, w: _Work) -> str:
         """The derivative's recipe hash: the recipe's, or for a style, the recipe's with the parent,
@@ -465,7 +597,9 @@ class _Writer:
     def fail(self, w: _Work, exc: Exception) -> None:
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
         with self.sessions.begin() as session:
-            self._event(write_first(session), "failure", w.id, {"reason": reason, "recipe_hash": self._hash(w)})
+            self._event(
+                write_first(session), "failure", w.id, {"reason": reason, "recipe_hash": self._hash(w)}
+            )
 
     def write(self, w: _Work, loaded: Loaded, result, seconds: float) -> str:
         """Write and record one item's version: "restored", "skipped" (another run made the same
@@ -481,15 +615,23 @@ class _Writer:
         when = started.isoformat(timespec="seconds").replace("+00:00", "Z")
         made = f"{self.rec.operation} with {self.rec.model} (weights sha256 {self.rec.weights_sha256})"
         if w.input is not None:
-            made = f"style {self.rec.params['style']} with {self.rec.model} (sha256 {self.rec.weights_sha256}) from " + (
-                f"derivative {w.input.parent_id} (sha256 {w.input.sha256})" if w.input.parent_id else "the master")
+            made = (
+                f"style {self.rec.params['style']} with {self.rec.model} (sha256 {self.rec.weights_sha256}) from "
+                + (
+                    f"derivative {w.input.parent_id} (sha256 {w.input.sha256})"
+                    if w.input.parent_id
+                    else "the master"
+                )
+            )
         history = History(w.key, w.sha256, self._hash(w), self.tool, made, when, w.orientation)
         icc, dpi = loaded.info.get("icc_profile"), loaded.info.get("dpi")
         if result.image.ndim == 3 and result.image.shape[2] >= 3 and loaded.mode in ("L", "I;16"):
             icc = None  # a grey master styled in colour: its grey ICC profile would not fit
         stem = w.key.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
-        files = [preservation(result.image, stem, icc, dpi, history),
-                 access_copy(result.image, icc, dpi, history, self.settings.restore.access_px)]  # fmt: skip
+        files = [
+            preservation(result.image, stem, icc, dpi, history),
+            access_copy(result.image, icc, dpi, history, self.settings.restore.access_px),
+        ]
         if result.mask is not None:
             files.append(mask_png(result.mask))
         # One writer at a time per item and kind, across processes, from choosing the version to
@@ -498,9 +640,17 @@ class _Writer:
             version_lock(session, w.id, self.rec.kind)
             made_meanwhile = derivative_by_recipe(session, w.id, self.rec.kind, self._hash(w))
             if made_meanwhile is not None:
-                self._event(session, "warning", w.id, {
-                    "reason": f"skipped: version {made_meanwhile.version} was made meanwhile by run {made_meanwhile.run_id}",
-                    "recipe_hash": self._hash(w)}, made_meanwhile.id)  # fmt: skip
+                self._event(
+                    session,
+                    "warning",
+                    w.id,
+                    {
+                        "reason": f"skipped: version {made_meanwhile.version} was made meanwhile "
+                        f"by run {made_meanwhile.run_id}",
+                        "recipe_hash": self._hash(w),
+                    },
+                    made_meanwhile.id,
+                )
                 return "skipped"
             version = next_version(session, w.id, self.rec.kind)
             prefix = f"derivatives/{w.collection}/{w.id}/{self.rec.kind}/v{version}"
@@ -512,36 +662,93 @@ class _Writer:
             for f in [*files, sidecar(meta)]:  # the sidecar last: its presence means the version is whole
                 self.output.put(f"{prefix}/{f.name}", f.data, f.content_type)
             image = files[0]
-            row = Derivative(item_id=w.id, kind=self.rec.kind, version=version, recipe_hash=self._hash(w),
-                             parent_id=w.input.parent_id if w.input else None,
-                             recipe=meta["recipe"] | {"execution": self.execution},
-                             model_version_id=self.model["model_version_id"], storage_uri=f"{self.output.uri}/{prefix}/{image.name}",
-                             sha256=image.sha256, size=len(image.data), run_id=self.run_id, is_current=False)  # fmt: skip
+            row = Derivative(
+                item_id=w.id,
+                kind=self.rec.kind,
+                version=version,
+                recipe_hash=self._hash(w),
+                parent_id=w.input.parent_id if w.input else None,
+                recipe=meta["recipe"] | {"execution": self.execution},
+                model_version_id=self.model["model_version_id"],
+                storage_uri=f"{self.output.uri}/{prefix}/{image.name}",
+                sha256=image.sha256,
+                size=len(image.data),
+                run_id=self.run_id,
+                is_current=False,
+            )
             session.add(row)
             session.flush()
-            if current_version_id(session, w.id, self.rec.kind) is None:  # the first version is current at once; later ones wait for promotion
+            if (
+                current_version_id(session, w.id, self.rec.kind) is None
+            ):  # the first version is current at once; later ones wait for promotion
                 make_current(session, row)
-            self._event(session, "success", w.id, {"version": version, "key": f"{prefix}/{image.name}",
-                                                   "sha256": image.sha256, "recipe_hash": self._hash(w),
-                                                   "parent_id": row.parent_id}, row.id)  # fmt: skip
+            self._event(
+                session,
+                "success",
+                w.id,
+                {
+                    "version": version,
+                    "key": f"{prefix}/{image.name}",
+                    "sha256": image.sha256,
+                    "recipe_hash": self._hash(w),
+                    "parent_id": row.parent_id,
+                },
+                row.id,
+            )
         return "restored"
 
-    def _sidecar(self, w: _Work, loaded: Loaded, version: int, prefix: str, files: list[Encoded],
-                 started: datetime, seconds: float) -> dict[str, Any]:  # fmt: skip
+    def _sidecar(
+        self,
+        w: _Work,
+        loaded: Loaded,
+        version: int,
+        prefix: str,
+        files: list[Encoded],
+        started: datetime,
+        seconds: float,
+    ) -> dict[str, Any]:
         parent = w.input is not None and w.input.parent_id is not None
         read = {"format": loaded.format, "mode": loaded.mode}
         return {
             "schema": "photo-archive/derivative/1",
-            "master": {"item_id": w.id, "collection": w.collection, "source_uri": w.source_uri, "key": w.key,
-                       "sha256": w.sha256} | ({} if parent else read),
-            "parent": {"derivative_id": w.input.parent_id, "kind": self.rec.params.get("from"), "uri": w.input.uri,
-                       "key": w.input.key, "sha256": w.input.sha256} | read if parent else None,
-            "derivative": {"kind": self.rec.kind, "version": version, "prefix": prefix,
-                           "files": {f.name: {"sha256": f.sha256, "size": len(f.data), "media_type": f.content_type}
-                                     for f in files}},
-            "recipe": asdict(self.rec) | {"hash": self._hash(w), "collection_recipe_hash": self.rec.hash} | (
-                {"supplied_mask": {"derivative_id": w.mask.parent_id, "sha256": w.mask.sha256} if w.mask else None}
-                if self.rec.operation == "restore" else {}),
+            "master": {
+                "item_id": w.id,
+                "collection": w.collection,
+                "source_uri": w.source_uri,
+                "key": w.key,
+                "sha256": w.sha256,
+            }
+            | ({} if parent else read),
+            "parent": {
+                "derivative_id": w.input.parent_id,
+                "kind": self.rec.params.get("from"),
+                "uri": w.input.uri,
+                "key": w.input.key,
+                "sha256": w.input.sha256,
+            }
+            | read
+            if parent
+            else None,
+            "derivative": {
+                "kind": self.rec.kind,
+                "version": version,
+                "prefix": prefix,
+                "files": {
+                    f.name: {"sha256": f.sha256, "size": len(f.data), "media_type": f.content_type}
+                    for f in files
+                },
+            },
+            "recipe": asdict(self.rec)
+            | {"hash": self._hash(w), "collection_recipe_hash": self.rec.hash}
+            | (
+                {
+                    "supplied_mask": {"derivative_id": w.mask.parent_id, "sha256": w.mask.sha256}
+                    if w.mask
+                    else None
+                }
+                if self.rec.operation == "restore"
+                else {}
+            ),
             "model": self.model,
             "parameters": self.rec.params,
             "seed": SEED,
@@ -551,4 +758,4 @@ class _Writer:
             "run_id": self.run_id,
             "started_at": started.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
-        }  # fmt: skip
+        }

@@ -34,7 +34,9 @@ class RestoreSettings(BaseModel):
     batch_pixels: int = Field(default=48_000_000, ge=1, description="pixels per batch sent to a worker")
     batch_items: int = Field(default=256, ge=1, le=5000, description="most images per batch")
     batches_in_flight: int = Field(default=2, ge=1, le=256, description="batches running at once on a pool")
-    threads: int = Field(default=4, ge=1, le=64, description="fetch/decode and encode/write threads per worker")
+    threads: int = Field(
+        default=4, ge=1, le=64, description="fetch/decode and encode/write threads per worker"
+    )
     tile: int = Field(default=768, ge=64, le=8192)
     access_px: int = Field(default=2048, ge=64, le=20000, description="long side of the JPEG access copy")
     deployment: str = "restore-batch/restore-batch"
@@ -58,9 +60,7 @@ class WebSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="ARCHIVE_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="ARCHIVE_", env_nested_delimiter="__", extra="ignore")
 
     db: DbSettings = DbSettings()
     store: StoreSettings = StoreSettings()

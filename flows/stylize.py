@@ -57,8 +57,10 @@ def parse_style(text: str) -> StyleRef:
             raise ConfigError(f"--style {text!r}: a learned style is learned:NAME@VERSION[:STYLE]")
         return StyleRef(model=model, style=style or None)
     if text not in PRESETS:
-        raise ConfigError(f"unknown style {text!r}: presets are {', '.join(sorted(PRESETS))}; "
-                          "a learned one is learned:NAME@VERSION[:STYLE]")  # fmt: skip
+        raise ConfigError(
+            f"unknown style {text!r}: presets are {', '.join(sorted(PRESETS))}; "
+            "a learned one is learned:NAME@VERSION[:STYLE]"
+        )
     return StyleRef(preset=text)
 
 
@@ -67,7 +69,10 @@ def learned_style(ref: StyleRef, card: dict[str, Any]) -> str:
     styles = card.get("styles") or []
     if ref.style is None:
         if len(styles) != 1:
-            raise ConfigError(f"{ref.model} has styles {styles}: name one, e.g. learned:{ref.model}:{styles[0] if styles else 'STYLE'}")
+            raise ConfigError(
+                f"{ref.model} has styles {styles}: name one, "
+                f"e.g. learned:{ref.model}:{styles[0] if styles else 'STYLE'}"
+            )
         return styles[0]
     if ref.style not in styles:
         raise ConfigError(f"{ref.model} has no style {ref.style!r}; it has {styles}")
@@ -91,14 +96,24 @@ def ensure_presets(settings: Settings) -> None:
             known = rows.get((name, p.version))
             if known is not None:
                 if known.weights_sha256 != p.digest:
-                    raise ConfigError(f"preset {p.name} {p.version} differs from the registered one "
-                                      f"({known.weights_sha256[:12]}…): a changed preset needs a new version")  # fmt: skip
+                    raise ConfigError(
+                        f"preset {p.name} {p.version} differs from the registered one "
+                        f"({known.weights_sha256[:12]}…): a changed preset needs a new version"
+                    )
                 continue
-            session.add(ModelVersion(name=name, version=p.version, task="style", architecture="preset",
-                                     config={"preset": p.name, "defaults": p.defaults, "era": p.era},
-                                     weights_uri=f"builtin:restoration.styles.presets/{p.name}",
-                                     weights_sha256=p.digest, metrics=None,
-                                     status="candidate" if name in producing else "production"))  # fmt: skip
+            session.add(
+                ModelVersion(
+                    name=name,
+                    version=p.version,
+                    task="style",
+                    architecture="preset",
+                    config={"preset": p.name, "defaults": p.defaults, "era": p.era},
+                    weights_uri=f"builtin:restoration.styles.presets/{p.name}",
+                    weights_sha256=p.digest,
+                    metrics=None,
+                    status="candidate" if name in producing else "production",
+                )
+            )
 
 
 # -- the recipe and the work ---------------------------------------------------------------------
@@ -113,9 +128,15 @@ class StylePlan:
     without_source: int = 0  # items with no current restored version to style
 
 
-def prepare(settings: Settings, collection: str, style: str, strength: float = 1.0, source: str = "restored",
-            params: dict[str, Any] | None = None) -> tuple[int, ModelVersion, Recipe]:  # fmt: skip
-    from flows.models import ensure_shipped, load, resolve
+def prepare(
+    settings: Settings,
+    collection: str,
+    style: str,
+    strength: float = 1.0,
+    source: str = "restored",
+    params: dict[str, Any] | None = None,
+) -> tuple[int, ModelVersion, Recipe]:
+    from flows.model_versions import ensure_shipped, load, resolve
 
     if source not in SOURCES:
         raise ConfigError(f"--from must be one of {', '.join(SOURCES)}")
@@ -147,18 +168,33 @@ def prepare(settings: Settings, collection: str, style: str, strength: float = 1
         except ValueError as exc:
             raise ConfigError(f"{row.name}@{row.version}: {exc}") from None
     kind = f"style:{ref.preset}" if ref.preset else f"style:{row.name}.{label}"
-    recipe = Recipe("style", kind, f"{row.name}@{row.version}", row.weights_sha256,
-                    {"style": label, "strength": strength, "from": source, "params": merged})  # fmt: skip
+    recipe = Recipe(
+        "style",
+        kind,
+        f"{row.name}@{row.version}",
+        row.weights_sha256,
+        {"style": label, "strength": strength, "from": source, "params": merged},
+    )
     return coll.id, row, recipe
 
 
 def item_hash(recipe: Recipe, parent_id: int | None) -> str:
     """A styled derivative's recipe hash: the collection's recipe and the parent it was made from."""
-    return hashlib.sha256(f"{recipe.hash}:{parent_id if parent_id is not None else 'master'}".encode()).hexdigest()
+    return hashlib.sha256(
+        f"{recipe.hash}:{parent_id if parent_id is not None else 'master'}".encode()
+    ).hexdigest()
 
 
-def plan(settings: Settings, collection: str, style: str, strength: float = 1.0, source: str = "restored",
-         params: dict[str, Any] | None = None, limit: int | None = None, stale_only: bool = False) -> StylePlan:  # fmt: skip
+def plan(
+    settings: Settings,
+    collection: str,
+    style: str,
+    strength: float = 1.0,
+    source: str = "restored",
+    params: dict[str, Any] | None = None,
+    limit: int | None = None,
+    stale_only: bool = False,
+) -> StylePlan:
     """The items to style: those whose current source has no derivative of this recipe yet.
     With ``stale_only`` (a reprocess), only items that already have a current version of the
     kind, made by an older model version or from a parent that is no longer current."""
@@ -204,7 +240,9 @@ def inputs_for(session, item_ids: list[int], recipe: Recipe, output_uri: str) ->
         elif not parent_uri.startswith(output_uri + "/"):
             raise ConfigError(f"derivative {parent_id} lies outside the output store {output_uri}")
         else:
-            found[item_id] = Input(parent_id, output_uri, parent_uri.removeprefix(output_uri + "/"), parent_sha, h)
+            found[item_id] = Input(
+                parent_id, output_uri, parent_uri.removeprefix(output_uri + "/"), parent_sha, h
+            )
     return found
 
 
@@ -229,13 +267,26 @@ def stylist(settings: Settings, row: ModelVersion, recipe: Recipe):
                     raise ConfigError(f"preset {preset.name} in this code is not {row.name}@{row.version}")
                 _stylists[key] = (PresetStylist(preset, p["strength"], p["params"], device=str(device)), {})
             else:
-                from flows.models import load
+                from flows.model_versions import load
 
                 net, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
-                config = EngineConfig(tile=settings.restore.tile, overlap=min(64, settings.restore.tile // 4 - 1),
-                                      device=str(device), dtype=settings.device.dtype)  # fmt: skip
-                _stylists[key] = (LearnedStylist(net, card["styles"], p["style"], p["strength"], config,
-                                                 tone=p["params"].get("tone", 0.0)), card)  # fmt: skip
+                config = EngineConfig(
+                    tile=settings.restore.tile,
+                    overlap=min(64, settings.restore.tile // 4 - 1),
+                    device=str(device),
+                    dtype=settings.device.dtype,
+                )
+                _stylists[key] = (
+                    LearnedStylist(
+                        net,
+                        card["styles"],
+                        p["style"],
+                        p["strength"],
+                        config,
+                        tone=p["params"].get("tone", 0.0),
+                    ),
+                    card,
+                )
         return _stylists[key]
 
 
@@ -243,9 +294,16 @@ def stylist(settings: Settings, row: ModelVersion, recipe: Recipe):
 
 
 @flow(name="stylize-collection", validate_parameters=False)
-def stylize_collection(collection: str, style: str, strength: float = 1.0, source: str = "restored",
-                       params: dict[str, Any] | None = None, limit: int | None = None, pool: str | None = None,
-                       settings: Settings | None = None):  # fmt: skip
+def stylize_collection(
+    collection: str,
+    style: str,
+    strength: float = 1.0,
+    source: str = "restored",
+    params: dict[str, Any] | None = None,
+    limit: int | None = None,
+    pool: str | None = None,
+    settings: Settings | None = None,
+):
     """Style every item of ``collection`` whose current source lacks this recipe's version."""
     from flows.restore import dispatch
 
@@ -254,4 +312,3 @@ def stylize_collection(collection: str, style: str, strength: float = 1.0, sourc
     summary = dispatch(settings, "stylize", collection, p.collection_id, style, p.row, p.recipe, p.todo, pool)
     summary.without_source = p.without_source
     return summary
-

@@ -30,7 +30,9 @@ def git_version(base: str, where: Path) -> str:
     """``base+g<commit>[.dirty]`` for a git checkout at ``where`` (a PEP 440 local version), else ``base``."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=5).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=where, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
 
     try:
         sha = git("rev-parse", "--short=12", "HEAD")
@@ -42,6 +44,4 @@ def git_version(base: str, where: Path) -> str:
 
 def software_versions() -> dict[str, str]:
     deps = ("pillow", "exifread", "sqlalchemy", "prefect", "numpy", "boto3")
-    return {"python": platform.python_version(), PACKAGE: code_version()} | {
-        d: version_of(d) for d in deps
-    }
+    return {"python": platform.python_version(), PACKAGE: code_version()} | {d: version_of(d) for d in deps}

@@ -61,6 +61,10 @@ def start() -> subprocess.Popen | None:
         return None
     if os.getpid() not in _started:
         _started[os.getpid()] = subprocess.Popen(
-            [sys.executable, "-c", _WATCH, str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            [sys.executable, "-c", _WATCH, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     return _started[os.getpid()]

@@ -20,8 +20,9 @@ def classical_restore(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mask = detect_damage(img)
     filled = inpaint_biharmonic(img, mask, channel_axis=-1) if mask.any() else img
     sigma = noise_sigma(filled)
-    out = denoise_nl_means(filled, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6,
-                           channel_axis=-1, fast_mode=True)  # fmt: skip
+    out = denoise_nl_means(
+        filled, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, channel_axis=-1, fast_mode=True
+    )
     return np.clip(out, 0, 1).astype(np.float32), mask
 
 
@@ -32,7 +33,9 @@ def noise_sigma(img: np.ndarray) -> float:
     return float(max(1.4826 * np.median(np.abs(diff)), 1e-3))
 
 
-def tophat_restore(img: np.ndarray, size: int = 9, threshold: float = 28 / 255) -> tuple[np.ndarray, np.ndarray]:
+def tophat_restore(
+    img: np.ndarray, size: int = 9, threshold: float = 28 / 255
+) -> tuple[np.ndarray, np.ndarray]:
     """The short script a user could write for cracks: a white top-hat on luminance (a ``size`` px
     ellipse) finds thin bright lines and specks (the paper showing through); OpenCV's Telea
     inpaints them, a pixel wider. ``img`` float [H, W, 3] in [0, 1] -> (restored, damage mask)."""

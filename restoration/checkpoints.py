@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from restoration.registry import create_model
+from restoration.factory import create_model
 
 WEIGHTS, CARD = "model.safetensors", "card.json"
 
@@ -40,8 +40,11 @@ def save_checkpoint(model: nn.Module, directory: Path, card: dict[str, Any]) -> 
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / WEIGHTS, metadata={"architecture": card["architecture"]})
-    card = card | {"weights": WEIGHTS, "weights_sha256": sha256_file(directory / WEIGHTS),
-                   "parameters": sum(v.numel() for v in state.values())}  # fmt: skip
+    card = card | {
+        "weights": WEIGHTS,
+        "weights_sha256": sha256_file(directory / WEIGHTS),
+        "parameters": sum(v.numel() for v in state.values()),
+    }
     (directory / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card
 
@@ -67,13 +70,21 @@ def check_stages(card: dict[str, Any], state: dict[str, torch.Tensor], source: P
     must be exactly the one listed, and built as the pipeline's config says."""
     built = card["config"].get("stages", {})
     if set(built) != set(card["stages"]):
-        raise ChecksumError(f"{source}: the card lists stages {sorted(card['stages'])}, the config {sorted(built)}")
+        raise ChecksumError(
+            f"{source}: the card lists stages {sorted(card['stages'])}, the config {sorted(built)}"
+        )
     for name, spec in card["stages"].items():
-        if {k: spec.get(k) for k in ("architecture", "config")} != {k: built[name].get(k) for k in ("architecture", "config")}:
-            raise ChecksumError(f"{source}: stage {name} is listed as {spec['architecture']} but configured otherwise")
+        if {k: spec.get(k) for k in ("architecture", "config")} != {
+            k: built[name].get(k) for k in ("architecture", "config")
+        }:
+            raise ChecksumError(
+                f"{source}: stage {name} is listed as {spec['architecture']} but configured otherwise"
+            )
         actual = tensors_sha256(stage_state(state, name))
         if actual != spec["tensors_sha256"]:
-            raise ChecksumError(f"{source}: stage {name}'s tensors have sha256 {actual}, the card vouches for {spec['tensors_sha256']}")
+            raise ChecksumError(
+                f"{source}: stage {name}'s tensors have sha256 {actual}, the card vouches for {spec['tensors_sha256']}"
+            )
 
 
 def read_card(directory: Path) -> dict[str, Any]:

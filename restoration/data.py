@@ -10,8 +10,22 @@ import torch
 from restoration.degrade import DegradationConfig, Degraded, degrade
 
 # Bundled clean images (scikit-image, matplotlib). Two are held out for validation.
-TRAIN_IMAGES = ("astronaut", "camera", "chelsea", "coins", "moon", "clock", "hubble_deep_field",
-                "immunohistochemistry", "brick", "grass", "gravel", "page", "text", "colorwheel")  # fmt: skip
+TRAIN_IMAGES = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coins",
+    "moon",
+    "clock",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "brick",
+    "grass",
+    "gravel",
+    "page",
+    "text",
+    "colorwheel",
+)
 VALIDATION_IMAGES = ("coffee", "rocket", "grace_hopper")
 
 
@@ -43,8 +57,9 @@ def digest(images: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def random_crops(images: list[np.ndarray], n: int, size: int, rng: np.random.Generator,
-                 augment: bool = False) -> torch.Tensor:  # fmt: skip
+def random_crops(
+    images: list[np.ndarray], n: int, size: int, rng: np.random.Generator, augment: bool = False
+) -> torch.Tensor:
     """``n`` random crops (with flips and 90-degree turns) as [n, 3, size, size] floats in [0, 1].
 
     ``augment`` also zooms out (a region up to twice the crop's side, downsampled with a Lanczos
@@ -76,14 +91,24 @@ def random_crops(images: list[np.ndarray], n: int, size: int, rng: np.random.Gen
     return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
 
 
-def training_batch(images: list[np.ndarray], step: int, seed: int, batch: int, size: int,
-                   config: DegradationConfig, augment: bool = False, visible: float = 0.0) -> Degraded:  # fmt: skip
+def training_batch(
+    images: list[np.ndarray],
+    step: int,
+    seed: int,
+    batch: int,
+    size: int,
+    config: DegradationConfig,
+    augment: bool = False,
+    visible: float = 0.0,
+) -> Degraded:
     """The batch of a step is a function of (seed, step): training is reproducible and resumable."""
     rng = np.random.default_rng([seed, step])
     return degrade(random_crops(images, batch, size, rng, augment), rng, config, visible)
 
 
-def validation_set(images: list[np.ndarray], seed: int, size: int, per_image: int, config: DegradationConfig) -> Degraded:
+def validation_set(
+    images: list[np.ndarray], seed: int, size: int, per_image: int, config: DegradationConfig
+) -> Degraded:
     rng = np.random.default_rng([seed, 10**9])
     clean = torch.cat([random_crops([img], per_image, size, rng) for img in images])
     return degrade(clean, rng, config)
@@ -115,11 +140,26 @@ def batch_loader(make, start: int, stop: int, workers: int = 0):
         return (make(step) for step in range(start, stop))
     # Spawned, not forked: a fork copies the parent's threads' locks and handlers (a Prefect server,
     # an event loop), and forked workers died at once inside the full test suite.
-    return torch.utils.data.DataLoader(StepBatches(make, start, stop), batch_size=None, shuffle=False, num_workers=workers,
-                                       prefetch_factor=4, worker_init_fn=_one_thread, multiprocessing_context="spawn")  # fmt: skip
+    return torch.utils.data.DataLoader(
+        StepBatches(make, start, stop),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=4,
+        worker_init_fn=_one_thread,
+        multiprocessing_context="spawn",
+    )
 
 
-def step_batch(images: list[np.ndarray], seed: int, batch: int, size: int, config: DegradationConfig,
-               augment: bool, step: int, visible: float = 0.0) -> Degraded:  # fmt: skip
+def step_batch(
+    images: list[np.ndarray],
+    seed: int,
+    batch: int,
+    size: int,
+    config: DegradationConfig,
+    augment: bool,
+    step: int,
+    visible: float = 0.0,
+) -> Degraded:
     """:func:`training_batch` with the step last, for ``functools.partial`` and :func:`batch_loader`."""
     return training_batch(images, step, seed, batch, size, config, augment, visible)

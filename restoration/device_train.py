@@ -31,8 +31,16 @@ from restoration import photos
 from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, digest
 
 # The denoise stage's mixture: what is left once damage is inpainted (no damage, no tone).
-DENOISE_PROBABILITIES = {"gaussian_blur": 0.3, "motion_blur": 0.03, "resample": 0.2, "gaussian_noise": 0.4,
-                         "poisson_noise": 0.2, "speckle_noise": 0.1, "film_grain": 0.5, "jpeg": 0.4}  # fmt: skip
+DENOISE_PROBABILITIES = {
+    "gaussian_blur": 0.3,
+    "motion_blur": 0.03,
+    "resample": 0.2,
+    "gaussian_noise": 0.4,
+    "poisson_noise": 0.2,
+    "speckle_noise": 0.1,
+    "film_grain": 0.5,
+    "jpeg": 0.4,
+}
 
 
 def pack(path: Path) -> None:
@@ -44,10 +52,14 @@ def pack(path: Path) -> None:
     arrays = {f"train/{k}": v for k, v in train.items()} | {f"val/{k}": v for k, v in val.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
-    print(f"wrote {path}: {len(train)} training and {len(val)} held-out images; train digest {digest(train)[:16]}…")
+    print(
+        f"wrote {path}: {len(train)} training and {len(val)} held-out images; train digest {digest(train)[:16]}…"
+    )
 
 
-def unpack(path: Path, photos_root: Path | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def unpack(
+    path: Path, photos_root: Path | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The pack's images, and the pinned Debian photographs from ``photos_root`` (each checked
     against its sha256), as (training, held-out) sets."""
     with np.load(path) as z:
@@ -70,33 +82,68 @@ def train(args: argparse.Namespace) -> None:
     def log(line: str) -> None:
         print(f"[{args.stage} {time.monotonic() - started:6.1f}s] {line}", flush=True)
 
-    how = {"command": "python -m restoration.device_train " + " ".join(sys.argv[1:]), "device": device,
-           "gpu": torch.cuda.get_device_name() if device == "cuda" else None, "code_version": args.code_version}  # fmt: skip
-    card = {"name": args.name, "version": args.version, "code_version": args.code_version,
-            "software": {"torch": torch.__version__, "python": sys.version.split()[0]},
-            "data": {"train": sorted(train_set), "train_digest": digest(train_set), "validation": sorted(val_set),
-                     "validation_digest": digest(val_set),
-                     "photographs": photos.card_entries(photos.TRAIN + photos.HELD_OUT) if args.photos else []}}  # fmt: skip
+    how = {
+        "command": "python -m restoration.device_train " + " ".join(sys.argv[1:]),
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "code_version": args.code_version,
+    }
+    card = {
+        "name": args.name,
+        "version": args.version,
+        "code_version": args.code_version,
+        "software": {"torch": torch.__version__, "python": sys.version.split()[0]},
+        "data": {
+            "train": sorted(train_set),
+            "train_digest": digest(train_set),
+            "validation": sorted(val_set),
+            "validation_digest": digest(val_set),
+            "photographs": photos.card_entries(photos.TRAIN + photos.HELD_OUT) if args.photos else [],
+        },
+    }
     arch_config = json.loads(args.arch_config)
     if args.stage == "denoise":
         from restoration.training import TrainConfig, Trainer, export
 
-        config = TrainConfig(architecture="unet_restorer", arch_config=arch_config, steps=args.steps,
-                             warmup_steps=args.steps // 2, batch=args.batch, crop=args.crop, lr=args.lr,
-                             mask_weight=0.0, degradation=dict(DENOISE_PROBABILITIES), untouched=0.35, augment=True,
-                             workers=args.workers, val_every=args.val_every, seed=args.seed)  # fmt: skip
+        config = TrainConfig(
+            architecture="unet_restorer",
+            arch_config=arch_config,
+            steps=args.steps,
+            warmup_steps=args.steps // 2,
+            batch=args.batch,
+            crop=args.crop,
+            lr=args.lr,
+            mask_weight=0.0,
+            degradation=dict(DENOISE_PROBABILITIES),
+            untouched=0.35,
+            augment=True,
+            workers=args.workers,
+            val_every=args.val_every,
+            seed=args.seed,
+        )
         trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=device, log=log)
     else:
         from restoration.stage_training import StageConfig, StageTrainer, export
 
         arch = {"detect": "damage_detector", "inpaint": "gated_inpainter"}[args.stage]
-        config = StageConfig(stage=args.stage, architecture=arch, arch_config=arch_config, steps=args.steps,
-                             batch=args.batch, crop=args.crop, lr=args.lr, workers=args.workers,
-                             val_every=args.val_every, seed=args.seed)  # fmt: skip
+        config = StageConfig(
+            stage=args.stage,
+            architecture=arch,
+            arch_config=arch_config,
+            steps=args.steps,
+            batch=args.batch,
+            crop=args.crop,
+            lr=args.lr,
+            workers=args.workers,
+            val_every=args.val_every,
+            seed=args.seed,
+        )
         config.untouched = config.untouched if args.untouched is None else args.untouched
         mixture = "degradation" if args.stage == "detect" else "holes"
         setattr(config, mixture, getattr(config, mixture) | json.loads(args.probabilities))
-        trainer = StageTrainer(config, list(train_set.values()), list(val_set.values()), device=device, log=log)
+        trainer = StageTrainer(
+            config, list(train_set.values()), list(val_set.values()), device=device, log=log
+        )
     if args.init:
         from restoration.checkpoints import load_checkpoint
 
@@ -105,7 +152,13 @@ def train(args: argparse.Namespace) -> None:
         trainer.init_from(stage_model)
         how["init"] = {"from": args.init, "weights_sha256": init_card["weights_sha256"]}
         log(f"initialised from {args.init} ({init_card['weights_sha256'][:16]}…)")
-    trainer.run(Path(args.state or f"/tmp/device-train-{args.stage}"), resume=False, session=how, deadline=deadline, state_every=10**9)
+    trainer.run(
+        Path(args.state or f"/tmp/device-train-{args.stage}"),
+        resume=False,
+        session=how,
+        deadline=deadline,
+        state_every=10**9,
+    )
     metrics = trainer.validate()
     log("final validation " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     how["wall_seconds"] = round(time.monotonic() - started)
@@ -121,10 +174,18 @@ def main(argv: list[str] | None = None) -> None:
     t = sub.add_parser("train")
     t.add_argument("--stage", choices=["detect", "inpaint", "denoise"], required=True)
     t.add_argument("--images", required=True)
-    t.add_argument("--photos", default=None, help=f"a folder holding the mate-backgrounds photographs ({photos.ROOT} here)")
+    t.add_argument(
+        "--photos",
+        default=None,
+        help=f"a folder holding the mate-backgrounds photographs ({photos.ROOT} here)",
+    )
     t.add_argument("--out", required=True)
-    t.add_argument("--state", default=None, help="where the resumable state goes (default /tmp/device-train-STAGE)")
-    t.add_argument("--seconds", type=float, required=True, help="wall-clock budget, start-up and validation included")
+    t.add_argument(
+        "--state", default=None, help="where the resumable state goes (default /tmp/device-train-STAGE)"
+    )
+    t.add_argument(
+        "--seconds", type=float, required=True, help="wall-clock budget, start-up and validation included"
+    )
     t.add_argument("--steps", type=int, default=6000, help="the schedule's length (it may stop sooner)")
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--crop", type=int, default=256)
@@ -132,7 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--workers", type=int, default=4)
     t.add_argument("--val-every", type=int, default=2000)
     t.add_argument("--arch-config", default="{}")
-    t.add_argument("--probabilities", default="{}", help="JSON: effect probabilities to change in the stage's mixture")
+    t.add_argument(
+        "--probabilities", default="{}", help="JSON: effect probabilities to change in the stage's mixture"
+    )
     t.add_argument("--untouched", type=float, default=None, help="detect: share of crops left clean")
     t.add_argument("--init", default=None, help="a checkpoint (a stage's, or a pipeline's) to start from")
     t.add_argument("--seed", type=int, default=0)

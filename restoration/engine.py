@@ -64,7 +64,9 @@ def check_device(name: str, dtype: str = "auto") -> torch.device:
         if count == 0:
             raise ValueError(f"device {name!r}: this machine has no CUDA device")
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+            raise ValueError(
+                f"device {name!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
     elif device.type != "cpu":
         raise ValueError(f"device {name!r}: the engine runs on cpu or cuda")
     if dtype not in DTYPES:
@@ -202,7 +204,9 @@ class Restorer:
         self.model = torch.compile(model, dynamic=False) if self.config.compile else model
 
     @torch.inference_mode()
-    def _forward(self, batch: torch.Tensor, supplied: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(
+        self, batch: torch.Tensor, supplied: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         x = batch.to(self.device, non_blocking=True)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -212,7 +216,9 @@ class Restorer:
         restored = restored.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         return restored, torch.sigmoid(mask_logits.float())[:, 0].cpu().numpy()
 
-    def restore(self, images: list[np.ndarray | torch.Tensor], masks: list[np.ndarray | None] | None = None) -> list[Result]:
+    def restore(
+        self, images: list[np.ndarray | torch.Tensor], masks: list[np.ndarray | None] | None = None
+    ) -> list[Result]:
         """Restore each image; results keep the input's size, channels and dtype. An image is
         a numpy array, or a uint8 [H, W, C] tensor on any device (a JPEG decoded on the GPU).
         ``masks`` (one per image, or None) are a curator's own damage masks [H, W] (nonzero =
@@ -221,9 +227,13 @@ class Restorer:
         arrays = [_as_hwc(img) for img in originals]
         masks = list(masks) if masks is not None else [None] * len(arrays)
         if any(m is not None for m in masks) and not takes_mask(self.model):
-            raise ValueError(f"{type(self.model).__name__} cannot restore with a supplied mask (a staged pipeline can)")
-        canvases = [_Canvas(i, a, _scale(_dtype(a)), self.config, self.align, _mask_array(m, a))
-                    for i, (a, m) in enumerate(zip(arrays, masks, strict=True))]  # fmt: skip
+            raise ValueError(
+                f"{type(self.model).__name__} cannot restore with a supplied mask (a staged pipeline can)"
+            )
+        canvases = [
+            _Canvas(i, a, _scale(_dtype(a)), self.config, self.align, _mask_array(m, a))
+            for i, (a, m) in enumerate(zip(arrays, masks, strict=True))
+        ]
         for batch in self._batches(canvases):
             patches = [canvases[t.image].patch(t) for t in batch]
             if all(p.device.type == "cpu" for p in patches):
@@ -237,9 +247,13 @@ class Restorer:
             restored, out_masks = self._forward(tensors, supplied)
             for t, rgb, m in zip(batch, restored, out_masks, strict=True):
                 canvases[t.image].add(t, rgb, m)
-        return [Result(c.out.reshape(tuple(o.shape)), c.mask) for o, c in zip(originals, canvases, strict=True)]
+        return [
+            Result(c.out.reshape(tuple(o.shape)), c.mask) for o, c in zip(originals, canvases, strict=True)
+        ]
 
-    def process(self, images: list[np.ndarray | torch.Tensor], masks: list[np.ndarray | None] | None = None) -> list[Result]:
+    def process(
+        self, images: list[np.ndarray | torch.Tensor], masks: list[np.ndarray | None] | None = None
+    ) -> list[Result]:
         """The interface every engine shares (restorers and styles): ``restore``."""
         return self.restore(images, masks)
 
@@ -270,7 +284,9 @@ def _mask_array(mask: np.ndarray | None, image: np.ndarray | torch.Tensor) -> np
     mask = np.asarray(mask)
     mask = mask[..., 0] if mask.ndim == 3 else mask
     if mask.shape != tuple(image.shape[:2]):
-        raise ValueError(f"the supplied mask is {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}")
+        raise ValueError(
+            f"the supplied mask is {mask.shape[1]}x{mask.shape[0]}, the image {image.shape[1]}x{image.shape[0]}"
+        )
     if mask.dtype == bool:
         return mask.astype(np.float32)
     half = 0.5 if np.issubdtype(mask.dtype, np.floating) else np.iinfo(mask.dtype).max / 2  # white is damage
@@ -293,9 +309,22 @@ class _Canvas:
     """Blends the tiles of one image in a band one tile-row high; rows no later tile touches
     are converted to the output's type at once, so the float buffers never hold the scan."""
 
-    def __init__(self, index: int, image: np.ndarray | torch.Tensor, scale: float, config: EngineConfig, align: int = 1,
-                 given: np.ndarray | None = None):  # fmt: skip
-        self.index, self.image, self.scale, self.overlap, self.given = index, image, scale, config.overlap, given
+    def __init__(
+        self,
+        index: int,
+        image: np.ndarray | torch.Tensor,
+        scale: float,
+        config: EngineConfig,
+        align: int = 1,
+        given: np.ndarray | None = None,
+    ):
+        self.index, self.image, self.scale, self.overlap, self.given = (
+            index,
+            image,
+            scale,
+            config.overlap,
+            given,
+        )
         self.h, self.w = image.shape[:2]
         self.ys, self.th = _layout(self.h, config.tile, config.overlap, align)
         self.xs, self.tw = _layout(self.w, config.tile, config.overlap, align)
@@ -305,8 +334,11 @@ class _Canvas:
         self.band = self._new_band()
 
     def _new_band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (np.zeros((self.th, self.w, 3), np.float32), np.zeros((self.th, self.w), np.float32),
-                np.zeros((self.th, self.w), np.float32))  # fmt: skip
+        return (
+            np.zeros((self.th, self.w, 3), np.float32),
+            np.zeros((self.th, self.w), np.float32),
+            np.zeros((self.th, self.w), np.float32),
+        )
 
     def tiles(self) -> Iterator[list[_Tile]]:
         """One row of tiles at a time."""

@@ -26,8 +26,13 @@ def float32(fn):
 
 
 @float32
-def reconstruction(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.2,
-                   mask: torch.Tensor | None = None, hole_weight: float = 0.0) -> torch.Tensor:
+def reconstruction(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    ssim_weight: float = 0.2,
+    mask: torch.Tensor | None = None,
+    hole_weight: float = 0.0,
+) -> torch.Tensor:
     """L1 plus SSIM; with ``hole_weight``, the L1 inside the damage ``mask`` counts extra, so
     the model fills wide cracks and tears instead of only dimming them (they are a few percent
     of the pixels, and drown in the mean otherwise)."""

@@ -27,7 +27,9 @@ def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor)
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size)
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim(
+    pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, size: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
     """Structural similarity (Wang et al. 2004, Gaussian window), one value per image; differentiable."""
     c = pred.shape[1]
     win = _gaussian_window(size, sigma, c, pred)

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-PACKAGE = {"package": "mate-backgrounds", "version": "1.26.0-1", "licence": "GPL-2+",
-           "source": "https://git.mate-desktop.org/mate-backgrounds/"}  # fmt: skip
+PACKAGE = {
+    "package": "mate-backgrounds",
+    "version": "1.26.0-1",
+    "licence": "GPL-2+",
+    "source": "https://git.mate-desktop.org/mate-backgrounds/",
+}
 ROOT = Path("/usr/share/backgrounds/mate/nature")
 SHA256 = {
     "Aqua.jpg": "5c30118205982da441bf7e6a1ada636a8a0be879408140b3148280c665ed6bce",
@@ -46,7 +50,9 @@ def load(names: tuple[str, ...], root: Path = ROOT, long_side: int = LONG_SIDE) 
         data = (root / name).read_bytes()
         actual = hashlib.sha256(data).hexdigest()
         if actual != SHA256[name]:
-            raise ValueError(f"{root / name}: sha256 {actual} is not {PACKAGE['package']} {PACKAGE['version']}'s")
+            raise ValueError(
+                f"{root / name}: sha256 {actual} is not {PACKAGE['package']} {PACKAGE['version']}'s"
+            )
         with Image.open(root / name) as im:
             im = im.convert("RGB")
             scale = long_side / max(im.size)

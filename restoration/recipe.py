@@ -11,10 +11,19 @@ from typing import Any
 # print from a brown one, and trained on fading it learnt a contrast stretch that harmed clean
 # scans (29 dB on undamaged inputs). Tone is the curator's call (levels, period styles).
 RESTORE_PROBABILITIES = {
-    "gaussian_blur": 0.4, "motion_blur": 0.05, "resample": 0.25, "gaussian_noise": 0.4,
-    "poisson_noise": 0.2, "speckle_noise": 0.1, "film_grain": 0.5, "scratches": 0.7, "dust": 0.7,
-    "cracks": 0.35, "tears": 0.15, "jpeg": 0.4,
-}  # fmt: skip
+    "gaussian_blur": 0.4,
+    "motion_blur": 0.05,
+    "resample": 0.25,
+    "gaussian_noise": 0.4,
+    "poisson_noise": 0.2,
+    "speckle_noise": 0.1,
+    "film_grain": 0.5,
+    "scratches": 0.7,
+    "dust": 0.7,
+    "cracks": 0.35,
+    "tears": 0.15,
+    "jpeg": 0.4,
+}
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""One registry of architectures, keyed by name: a checkpoint's card names its architecture."""
+"""One registry of architectures, keyed by name: a checkpoint's card names its architecture.
+
+A leaf: it imports no architecture. Each architecture module registers itself with
+``register_model``; ``restoration.factory`` imports the built-in ones and builds models by name.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +28,8 @@ def register_model(name: str, **defaults):
     return decorator
 
 
-def create_model(name: str, **cfg) -> nn.Module:
-    """Build a registered architecture; unknown names fail with the list of known ones."""
-    _load_builtin()
+def build(name: str, **cfg) -> nn.Module:
+    """Build an architecture registered so far; unknown names fail with the list of known ones."""
     try:
         factory = _MODELS[name]
     except KeyError:
@@ -34,11 +37,5 @@ def create_model(name: str, **cfg) -> nn.Module:
     return factory(**cfg)
 
 
-def list_models() -> list[str]:
-    _load_builtin()
+def registered() -> list[str]:
     return sorted(_MODELS)
-
-
-def _load_builtin() -> None:
-    # Registration is explicit: importing the architecture modules runs their decorators.
-    from restoration.archs import inpainter, patchgan, pipeline, rrdbnet, srvgg, stylenet, unet  # noqa: F401

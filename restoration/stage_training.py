@@ -27,33 +27,74 @@ from restoration import losses
 from restoration.checkpoints import save_checkpoint
 from restoration.data import batch_loader, random_crops, step_batch
 from restoration.degrade import DegradationConfig, Degraded, degrade
+from restoration.factory import create_model
 from restoration.metrics import mask_f1, psnr, region_psnr
-from restoration.registry import create_model
 from restoration.training import begin_session
 
 STATE = "training-state.pt"
 
 # What the detector sees: the real prints' damage, and the look of old prints it must not mark.
 DETECT_PROBABILITIES = {
-    "gaussian_blur": 0.35, "resample": 0.2, "fading": 0.4, "yellowing": 0.5, "sepia": 0.3, "vignette": 0.3,
-    "gaussian_noise": 0.3, "poisson_noise": 0.15, "film_grain": 0.4, "halftone": 0.03,
-    "silvering": 0.15, "fingerprints": 0.1, "tape": 0.1,
+    "gaussian_blur": 0.35,
+    "resample": 0.2,
+    "fading": 0.4,
+    "yellowing": 0.5,
+    "sepia": 0.3,
+    "vignette": 0.3,
+    "gaussian_noise": 0.3,
+    "poisson_noise": 0.15,
+    "film_grain": 0.4,
+    "halftone": 0.03,
+    "silvering": 0.15,
+    "fingerprints": 0.1,
+    "tape": 0.1,
     # No paper-white blobs (flaking, lost corners): with them the detector marked white collars, cup
     # rims and flag stars; a curator masks real emulsion loss.
-    "craquelure": 0.55, "creases": 0.15, "losses": 0.0, "flaking": 0.0, "foxing": 0.2, "water_stain": 0.15,
-    "scratches": 0.35, "dust": 0.4, "cracks": 0.15, "tears": 0.1, "jpeg": 0.3,
+    "craquelure": 0.55,
+    "creases": 0.15,
+    "losses": 0.0,
+    "flaking": 0.0,
+    "foxing": 0.2,
+    "water_stain": 0.15,
+    "scratches": 0.35,
+    "dust": 0.4,
+    "cracks": 0.15,
+    "tears": 0.1,
+    "jpeg": 0.3,
     # The damaged print scanned: real cracks are soft, grainy and toned like the picture around them.
-    "scan_gaussian_blur": 0.3, "scan_resample": 0.2, "scan_gaussian_noise": 0.2, "scan_film_grain": 0.3,
-    "scan_yellowing": 0.25, "scan_fading": 0.2,
+    "scan_gaussian_blur": 0.3,
+    "scan_resample": 0.2,
+    "scan_gaussian_noise": 0.2,
+    "scan_film_grain": 0.3,
+    "scan_yellowing": 0.25,
+    "scan_fading": 0.2,
     # Thin straight lines and small strokes that belong to the picture (towers, railings, lettering).
-    "lattice": 0.15, "lettering": 0.15,
-}  # fmt: skip
+    "lattice": 0.15,
+    "lettering": 0.15,
+}
 # The pictures the inpainter fills holes in: a little blur, noise and grain, as scans have.
-INPAINT_TONE = {"gaussian_blur": 0.3, "gaussian_noise": 0.3, "film_grain": 0.3, "yellowing": 0.3, "sepia": 0.2,
-                "fading": 0.2, "jpeg": 0.2}  # fmt: skip
+INPAINT_TONE = {
+    "gaussian_blur": 0.3,
+    "gaussian_noise": 0.3,
+    "film_grain": 0.3,
+    "yellowing": 0.3,
+    "sepia": 0.2,
+    "fading": 0.2,
+    "jpeg": 0.2,
+}
 # The holes it fills: every shape of damage, often several at once.
-INPAINT_HOLES = {"craquelure": 0.7, "creases": 0.15, "losses": 0.15, "flaking": 0.3, "foxing": 0.25,
-                 "water_stain": 0.15, "scratches": 0.4, "dust": 0.4, "cracks": 0.3, "tears": 0.15}  # fmt: skip
+INPAINT_HOLES = {
+    "craquelure": 0.7,
+    "creases": 0.15,
+    "losses": 0.15,
+    "flaking": 0.3,
+    "foxing": 0.25,
+    "water_stain": 0.15,
+    "scratches": 0.4,
+    "dust": 0.4,
+    "cracks": 0.3,
+    "tears": 0.15,
+}
 
 
 @dataclass
@@ -86,8 +127,17 @@ class StageConfig:
             raise ValueError(f"stage must be detect or inpaint, not {self.stage!r}")
 
 
-def inpaint_batch(images: list[np.ndarray], seed: int, batch: int, size: int, tone: DegradationConfig,
-                  holes: DegradationConfig, grow: int, augment: bool, step: int) -> Degraded:  # fmt: skip
+def inpaint_batch(
+    images: list[np.ndarray],
+    seed: int,
+    batch: int,
+    size: int,
+    tone: DegradationConfig,
+    holes: DegradationConfig,
+    grow: int,
+    augment: bool,
+    step: int,
+) -> Degraded:
     """Pictures (clean crops through a light tone mixture) and damage-shaped holes in them, grown
     by ``grow`` pixels; ``degraded`` is the picture itself: the inpainter sees it only outside the holes."""
     rng = np.random.default_rng([seed, step])
@@ -97,19 +147,38 @@ def inpaint_batch(images: list[np.ndarray], seed: int, batch: int, size: int, to
     return Degraded(picture, picture, mask, damaged.params)
 
 
-def batch_maker(c: StageConfig, images: list[np.ndarray], size: int | None = None, validation: bool = False) -> Callable[[int], Degraded]:
+def batch_maker(
+    c: StageConfig, images: list[np.ndarray], size: int | None = None, validation: bool = False
+) -> Callable[[int], Degraded]:
     size = size or c.crop
     augment = c.augment and not validation
     if c.stage == "detect":
         config = DegradationConfig(dict(c.degradation), untouched=0.0 if validation else c.untouched)
-        return functools.partial(step_batch, images, c.seed, c.batch, size, config, augment, visible=c.visible)
-    return functools.partial(inpaint_batch, images, c.seed, c.batch, size, DegradationConfig(dict(INPAINT_TONE)),
-                             DegradationConfig(dict(c.holes)), c.grow, augment)  # fmt: skip
+        return functools.partial(
+            step_batch, images, c.seed, c.batch, size, config, augment, visible=c.visible
+        )
+    return functools.partial(
+        inpaint_batch,
+        images,
+        c.seed,
+        c.batch,
+        size,
+        DegradationConfig(dict(INPAINT_TONE)),
+        DegradationConfig(dict(c.holes)),
+        c.grow,
+        augment,
+    )
 
 
 class StageTrainer:
-    def __init__(self, config: StageConfig, train_images: list[np.ndarray], val_images: list[np.ndarray],
-                 device: str = "cpu", log: Callable[[str], None] = print):  # fmt: skip
+    def __init__(
+        self,
+        config: StageConfig,
+        train_images: list[np.ndarray],
+        val_images: list[np.ndarray],
+        device: str = "cpu",
+        log: Callable[[str], None] = print,
+    ):
         torch.manual_seed(config.seed)
         self.config, self.device, self.log = config, torch.device(device), log
         self.train_images, self.val_images = train_images, val_images
@@ -159,8 +228,14 @@ class StageTrainer:
 
     def save_state(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step, "net": self.net.state_dict(), "ema": self.ema.state_dict(), "opt": self.opt.state_dict(),
-                 "history": self.history, "sessions": self.sessions}  # fmt: skip
+        state = {
+            "step": self.step,
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "history": self.history,
+            "sessions": self.sessions,
+        }
         tmp = directory / (STATE + ".tmp")
         torch.save(state, tmp)
         tmp.replace(directory / STATE)
@@ -175,18 +250,30 @@ class StageTrainer:
         self.step, self.history, self.sessions = state["step"], state["history"], state["sessions"]
         return True
 
-    def run(self, directory: Path, resume: bool = True, state_every: int = 250, session: dict | None = None,
-            until: int | None = None, deadline: float | None = None) -> None:  # fmt: skip
+    def run(
+        self,
+        directory: Path,
+        resume: bool = True,
+        state_every: int = 250,
+        session: dict | None = None,
+        until: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
         """Train to ``config.steps`` (or stop at ``until``, or once ``time.monotonic()`` passes
         ``deadline``, as on a lent GPU's fixed budget: the schedule stays the full run's)."""
         c = self.config
         entry, begun = begin_session(self, directory, resume, session)
         started, running = time.perf_counter(), []
-        for batch in batch_loader(batch_maker(c, self.train_images), self.step, min(until or c.steps, c.steps), c.workers):
+        for batch in batch_loader(
+            batch_maker(c, self.train_images), self.step, min(until or c.steps, c.steps), c.workers
+        ):
             running.append(self.train_step(batch))
             if self.step % 50 == 0 or self.step == c.steps:
                 mean = float(np.mean([r["loss"] for r in running]))
-                self.log(f"step {self.step}/{c.steps} loss={mean:.4f} ({len(running) / (time.perf_counter() - started):.2f} steps/s)")
+                self.log(
+                    f"step {self.step}/{c.steps} loss={mean:.4f} "
+                    f"({len(running) / (time.perf_counter() - started):.2f} steps/s)"
+                )
                 self.history.append({"step": self.step, "loss": mean})
                 running, started = [], time.perf_counter()
             if self.step % c.val_every == 0 and self.step < c.steps:
@@ -202,7 +289,9 @@ class StageTrainer:
 
 
 @torch.no_grad()
-def evaluate_stage(net: torch.nn.Module, stage: str, batches: list[Degraded], device: torch.device) -> dict[str, float]:
+def evaluate_stage(
+    net: torch.nn.Module, stage: str, batches: list[Degraded], device: torch.device
+) -> dict[str, float]:
     """detect: mask F1 at 0.5; inpaint: PSNR inside the holes, and over the whole crops."""
     net.eval()
     if stage == "detect":
@@ -216,8 +305,12 @@ def evaluate_stage(net: torch.nn.Module, stage: str, batches: list[Degraded], de
 def export(trainer: StageTrainer, directory: Path, card: dict[str, Any]) -> dict[str, Any]:
     """Save the EMA weights of one stage as a checkpoint with its card."""
     c = trainer.config
-    card = card | {"architecture": c.architecture, "config": c.arch_config, "task": f"restore-{c.stage}",
-                   "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device)},
-                   "history": trainer.history[-20:], "sessions": trainer.sessions}  # fmt: skip
+    card = card | {
+        "architecture": c.architecture,
+        "config": c.arch_config,
+        "task": f"restore-{c.stage}",
+        "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device)},
+        "history": trainer.history[-20:],
+        "sessions": trainer.sessions,
+    }
     return save_checkpoint(trainer.ema, directory, card)
-

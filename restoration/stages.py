@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from restoration.checkpoints import load_checkpoint, save_checkpoint, tensors_sha256
-from restoration.registry import create_model
+from restoration.factory import create_model
 
 # What a stage's own card contributes to the pipeline's (its provenance; not its history).
 _FROM_STAGE = ("name", "version", "task", "metrics", "training", "data", "sessions", "weights_sha256")
 
 
-def assemble(stage_dirs: dict[str, Path], directory: Path, card: dict[str, Any], **pipeline_config) -> dict[str, Any]:
+def assemble(
+    stage_dirs: dict[str, Path], directory: Path, card: dict[str, Any], **pipeline_config
+) -> dict[str, Any]:
     """Build ``restore_pipeline`` from stage checkpoint folders ({"detect": …, "inpaint": …,
     "denoise": …}; each checked against its own card) and save it to ``directory``."""
     models, specs, listed = {}, {}, {}
@@ -22,8 +24,10 @@ def assemble(stage_dirs: dict[str, Path], directory: Path, card: dict[str, Any],
         model, stage_card = load_checkpoint(Path(stage_dir))
         models[name] = model
         specs[name] = {"architecture": stage_card["architecture"], "config": stage_card["config"]}
-        listed[name] = specs[name] | {"tensors_sha256": tensors_sha256(model.state_dict()),
-                                      "from": {k: stage_card[k] for k in _FROM_STAGE if k in stage_card}}  # fmt: skip
+        listed[name] = specs[name] | {
+            "tensors_sha256": tensors_sha256(model.state_dict()),
+            "from": {k: stage_card[k] for k in _FROM_STAGE if k in stage_card},
+        }
     config = {"stages": specs, **pipeline_config}
     pipeline = create_model("restore_pipeline", **config)
     for name, model in models.items():

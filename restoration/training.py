@@ -20,9 +20,9 @@ from restoration.baseline import classical_restore
 from restoration.checkpoints import save_checkpoint
 from restoration.data import batch_loader, step_batch, training_batch, validation_set
 from restoration.degrade import DegradationConfig, Degraded
+from restoration.factory import create_model
 from restoration.metrics import mask_f1, psnr, ssim
 from restoration.recipe import RESTORE_PROBABILITIES, TrainConfig
-from restoration.registry import create_model
 
 __all__ = ["RESTORE_PROBABILITIES", "TrainConfig", "Trainer", "evaluate", "export"]
 
@@ -30,8 +30,14 @@ STATE = "training-state.pt"
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, train_images: list[np.ndarray], val_images: list[np.ndarray],
-                 device: str = "cpu", log: Callable[[str], None] = print):  # fmt: skip
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_images: list[np.ndarray],
+        val_images: list[np.ndarray],
+        device: str = "cpu",
+        log: Callable[[str], None] = print,
+    ):
         torch.manual_seed(config.seed)
         self.config, self.device, self.log = config, torch.device(device), log
         self.train_images, self.val_images = train_images, val_images
@@ -53,7 +59,9 @@ class Trainer:
 
     def train_step(self, batch: Degraded | None = None) -> dict[str, float]:
         c = self.config
-        batch = batch or training_batch(self.train_images, self.step, c.seed, c.batch, c.crop, self.degradation, c.augment)
+        batch = batch or training_batch(
+            self.train_images, self.step, c.seed, c.batch, c.crop, self.degradation, c.augment
+        )
         x, y, m = (t.to(self.device) for t in (batch.degraded, batch.clean, batch.mask))
         adversarial = self.step >= c.warmup_steps
         lr = c.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * self.step / max(c.steps, 1))))
@@ -110,9 +118,17 @@ class Trainer:
 
     def save_state(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step, "g": self.g.state_dict(), "d": self.d.state_dict(), "ema": self.ema.state_dict(),
-                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                 "scaler": self.scaler.state_dict(), "history": self.history, "sessions": self.sessions}  # fmt: skip
+        state = {
+            "step": self.step,
+            "g": self.g.state_dict(),
+            "d": self.d.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "history": self.history,
+            "sessions": self.sessions,
+        }
         tmp = directory / (STATE + ".tmp")
         torch.save(state, tmp)
         tmp.replace(directory / STATE)
@@ -133,22 +149,33 @@ class Trainer:
         self.sessions = state.get("sessions", [])  # states saved before sessions were kept have none
         return True
 
-    def run(self, directory: Path, resume: bool = True, state_every: int = 250,
-            session: dict[str, Any] | None = None, deadline: float | None = None) -> None:  # fmt: skip
+    def run(
+        self,
+        directory: Path,
+        resume: bool = True,
+        state_every: int = 250,
+        session: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         """Train to ``config.steps`` (or until ``time.monotonic()`` passes ``deadline``), saving the
         state every ``state_every`` steps; ``session`` (how this run was started) goes into the
         state's list of sessions with its step range."""
         c = self.config
         entry, begun = begin_session(self, directory, resume, session)
         started, running = time.perf_counter(), []
-        make = functools.partial(step_batch, self.train_images, c.seed, c.batch, c.crop, self.degradation, c.augment)
+        make = functools.partial(
+            step_batch, self.train_images, c.seed, c.batch, c.crop, self.degradation, c.augment
+        )
         for batch in batch_loader(make, self.step, c.steps, c.workers):
             running.append(self.train_step(batch))
             if self.step % 50 == 0 or self.step == c.steps:
                 mean = {k: float(np.mean([r.get(k, 0.0) for r in running])) for k in running[-1]}
                 rate = len(running) / (time.perf_counter() - started)
-                self.log(f"step {self.step}/{c.steps} " + " ".join(f"{k}={v:.4f}" for k, v in mean.items())
-                         + f" ({rate:.2f} steps/s)")  # fmt: skip
+                self.log(
+                    f"step {self.step}/{c.steps} "
+                    + " ".join(f"{k}={v:.4f}" for k, v in mean.items())
+                    + f" ({rate:.2f} steps/s)"
+                )
                 self.history.append({"step": self.step, **mean})
                 running, started = [], time.perf_counter()
             if self.step % c.val_every == 0 and self.step < c.steps:
@@ -163,7 +190,9 @@ class Trainer:
         self.save_state(directory)
 
 
-def begin_session(trainer, directory: Path, resume: bool, session: dict[str, Any] | None) -> tuple[dict[str, Any], float]:
+def begin_session(
+    trainer, directory: Path, resume: bool, session: dict[str, Any] | None
+) -> tuple[dict[str, Any], float]:
     """Resume ``trainer`` from ``directory``'s state (if asked and there) and open its session
     entry (how the run was started, with its step range); returns it and the start time."""
     if resume and trainer.load_state(directory):
@@ -173,7 +202,9 @@ def begin_session(trainer, directory: Path, resume: bool, session: dict[str, Any
     return entry, time.monotonic()
 
 
-def evaluate(model: torch.nn.Module, val: Degraded, device: torch.device, with_baseline: bool) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, val: Degraded, device: torch.device, with_baseline: bool
+) -> dict[str, float]:
     """PSNR/SSIM of the degraded input, (optionally) the classical baseline, and the model; mask F1."""
     model.eval()
     restored, logits = [], []
@@ -193,11 +224,15 @@ def evaluate(model: torch.nn.Module, val: Degraded, device: torch.device, with_b
     clean_out = torch.cat([model(x.to(device))[0].float().clamp(0, 1).cpu() for x in y.split(4)])
     out["clean_psnr"] = psnr(clean_out, y).mean().item()  # restoration must do no harm
     if with_baseline:
-        base, masks = zip(*(classical_restore(img.permute(1, 2, 0).numpy()) for img in val.degraded))
+        base, masks = zip(
+            *(classical_restore(img.permute(1, 2, 0).numpy()) for img in val.degraded), strict=False
+        )
         base_t = torch.from_numpy(np.stack(base)).permute(0, 3, 1, 2)
         out["baseline_psnr"] = psnr(base_t, y).mean().item()
         out["baseline_ssim"] = ssim(base_t, y).mean().item()
-        out["baseline_mask_f1"] = mask_f1(torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)), val.mask).item()
+        out["baseline_mask_f1"] = mask_f1(
+            torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)), val.mask
+        ).item()
     return out
 
 
@@ -212,9 +247,13 @@ def export(trainer: Trainer, directory: Path, card: dict[str, Any]) -> dict[str,
         "architecture": c.architecture,
         "config": c.arch_config,
         "task": "restore",
-        "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device),
-                                 "degradation_digest": trainer.degradation.digest()},
+        "training": asdict(c)
+        | {
+            "steps_done": trainer.step,
+            "device": str(trainer.device),
+            "degradation_digest": trainer.degradation.digest(),
+        },
         "history": trainer.history[-20:],
         "sessions": trainer.sessions,
-    }  # fmt: skip
+    }
     return save_checkpoint(trainer.ema, directory, card)

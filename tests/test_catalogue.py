@@ -11,15 +11,22 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from archive_db import curation, ledger, queries
-from archive_db.engine import make_engine
+from archive_db.engine import make_engine, session_factory
 from archive_db.migrate import current_revision, head_revision, include_object, is_up_to_date, upgrade
-from archive_db.engine import session_factory
 from archive_db.models import Base, Derivative, Duplicate, Event, Item, Run
 
 
 def _item(collection_id: int, key: str, sha: str, **kw) -> Item:
-    return Item(collection_id=collection_id, source_uri="file:///scans", source_key=key, etag="e1",
-                sha256=sha, size=10, status=kw.pop("status", "ingested"), **kw)  # fmt: skip
+    return Item(
+        collection_id=collection_id,
+        source_uri="file:///scans",
+        source_key=key,
+        etag="e1",
+        sha256=sha,
+        size=10,
+        status=kw.pop("status", "ingested"),
+        **kw,
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
@@ -71,14 +78,43 @@ def test_one_current_derivative_per_item_and_kind(session):
         session.add(item)
         session.flush()
         for version, current in ((1, False), (2, True)):
-            session.add(Derivative(item_id=item.id, kind="restored", version=version, recipe_hash=f"r{version}",
-                                   storage_uri=f"file:///o/v{version}", sha256="e" * 64, size=1, is_current=current))  # fmt: skip
+            session.add(
+                Derivative(
+                    item_id=item.id,
+                    kind="restored",
+                    version=version,
+                    recipe_hash=f"r{version}",
+                    storage_uri=f"file:///o/v{version}",
+                    sha256="e" * 64,
+                    size=1,
+                    is_current=current,
+                )
+            )
     with pytest.raises(IntegrityError), session.begin():
-        session.add(Derivative(item_id=item.id, kind="restored", version=3, recipe_hash="r3",
-                               storage_uri="file:///o/v3", sha256="f" * 64, size=1, is_current=True))  # fmt: skip
+        session.add(
+            Derivative(
+                item_id=item.id,
+                kind="restored",
+                version=3,
+                recipe_hash="r3",
+                storage_uri="file:///o/v3",
+                sha256="f" * 64,
+                size=1,
+                is_current=True,
+            )
+        )
     with pytest.raises(IntegrityError), session.begin():  # re-running a recipe is not a new version
-        session.add(Derivative(item_id=item.id, kind="restored", version=3, recipe_hash="r1",
-                               storage_uri="file:///o/v3", sha256="f" * 64, size=1))  # fmt: skip
+        session.add(
+            Derivative(
+                item_id=item.id,
+                kind="restored",
+                version=3,
+                recipe_hash="r1",
+                storage_uri="file:///o/v3",
+                sha256="f" * 64,
+                size=1,
+            )
+        )
 
 
 def test_times_are_utc_and_json_round_trips(session):
@@ -127,8 +163,14 @@ def test_queries_known_sources_find_item_and_summaries(session):
     assert queries.find_item(session, "c/dir/a b.jpg").id == a.id
     assert queries.find_item(session, "c/missing.jpg") is None
     [summary] = queries.collection_summaries(session)
-    assert (summary.name, summary.items, summary.ingested, summary.quarantined, summary.duplicates, summary.bytes) == (
-        "c", 2, 1, 1, 1, 20)  # fmt: skip
+    assert (
+        summary.name,
+        summary.items,
+        summary.ingested,
+        summary.quarantined,
+        summary.duplicates,
+        summary.bytes,
+    ) == ("c", 2, 1, 1, 1, 20)
     assert [r[2] for r in queries.items_for_audit(session, coll.id)] == ["dir/a b.jpg", "bad.jpg"]
 
 
@@ -148,10 +190,14 @@ def test_a_run_whose_process_died_is_marked_abandoned_when_the_next_one_starts(d
     with sessions_for(db_url).begin() as s:
         coll = ledger.get_or_create_collection(s, "letters").id
         alive = ledger.start_run(s, "restore", {}, "test", coll).id  # this process's: alive
-    script = ("import os, signal, sys\nfrom archive_db import ledger\nfrom flows.db import sessions_for\n"
-              "with sessions_for(sys.argv[1]).begin() as s:\n    ledger.start_run(s, 'restore', {}, 'test', int(sys.argv[2]))\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", script, db_url, str(coll)], env=os.environ | {"PYTHONPATH": os.getcwd()})
+    script = (
+        "import os, signal, sys\nfrom archive_db import ledger\nfrom flows.db import sessions_for\n"
+        "with sessions_for(sys.argv[1]).begin() as s:\n    ledger.start_run(s, 'restore', {}, 'test', int(sys.argv[2]))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, db_url, str(coll)], env=os.environ | {"PYTHONPATH": os.getcwd()}
+    )
     assert done.returncode == -signal.SIGKILL
     with sessions_for(db_url)() as s:
         killed = s.scalars(select(Run).where(Run.id != alive)).one()
@@ -184,7 +230,10 @@ def test_a_collection_and_an_agent_created_by_two_processes_at_once_are_one_row_
 
     with factory() as first:
         with first.begin():
-            mine = ledger.get_or_create_collection(first, "race").id, ledger.get_or_create_agent(first, "software", "racer", "1").id
+            mine = (
+                ledger.get_or_create_collection(first, "race").id,
+                ledger.get_or_create_agent(first, "software", "racer", "1").id,
+            )
             thread = threading.Thread(target=second)
             thread.start()
             thread.join(timeout=1.0)
@@ -201,11 +250,12 @@ def test_migration_0004_rewrites_old_cli_promotion_events_in_the_one_vocabulary(
     from alembic import command
 
     from archive_db.migrate import alembic_config
-
     from tests.conftest import _new_pg_database
 
     postgres = db_url.startswith("postgresql")  # the fixture's catalogue is at head: start an empty one
-    url = _new_pg_database(request.getfixturevalue("pg_server")) if postgres else f"sqlite:///{tmp_path}/old.db"
+    url = (
+        _new_pg_database(request.getfixturevalue("pg_server")) if postgres else f"sqlite:///{tmp_path}/old.db"
+    )
     engine = make_engine(url)
     upgrade(engine, "0003")
     factory = session_factory(engine)
@@ -214,27 +264,60 @@ def test_migration_0004_rewrites_old_cli_promotion_events_in_the_one_vocabulary(
         item = _item(coll.id, "a.png", "a" * 64)
         s.add(item)
         s.flush()
-        v = [Derivative(item_id=item.id, kind="restored", version=n, recipe_hash=f"{n}" * 64, storage_uri=f"x/v{n}",
-                        sha256=f"{n}" * 64, size=1, is_current=n == 1) for n in (1, 2)]  # fmt: skip
+        v = [
+            Derivative(
+                item_id=item.id,
+                kind="restored",
+                version=n,
+                recipe_hash=f"{n}" * 64,
+                storage_uri=f"x/v{n}",
+                sha256=f"{n}" * 64,
+                size=1,
+                is_current=n == 1,
+            )
+            for n in (1, 2)
+        ]
         s.add_all(v)
         s.flush()
         agent = ledger.get_or_create_agent(s, "model", "restore-unet", "v2")
-        ledger.add_event(s, "promotion", agent, detail={"to_version": 2, "from_version": 1, "from_derivative_id": v[0].id},
-                         item_id=item.id, derivative_id=v[1].id)  # fmt: skip
-        ledger.add_event(s, "rollback", agent, detail={"from_version": 2, "to_version": 1, "to_derivative_id": v[0].id},
-                         item_id=item.id, derivative_id=v[1].id)  # fmt: skip
+        ledger.add_event(
+            s,
+            "promotion",
+            agent,
+            detail={"to_version": 2, "from_version": 1, "from_derivative_id": v[0].id},
+            item_id=item.id,
+            derivative_id=v[1].id,
+        )
+        ledger.add_event(
+            s,
+            "rollback",
+            agent,
+            detail={"from_version": 2, "to_version": 1, "to_derivative_id": v[0].id},
+            item_id=item.id,
+            derivative_id=v[1].id,
+        )
         ids = [v[0].id, v[1].id]
 
     def moves() -> list[tuple[str, int, dict]]:
         with factory() as s:
-            rows = s.scalars(select(Event).where(Event.type.in_(["promotion", "rollback"])).order_by(Event.id))
+            rows = s.scalars(
+                select(Event).where(Event.type.in_(["promotion", "rollback"])).order_by(Event.id)
+            )
             return [(e.type, e.derivative_id, e.detail) for e in rows]
 
     before = moves()
     upgrade(engine)
     assert moves() == [
-        ("promotion", ids[1], {"kind": "restored", "version": 2, "note": "", "replaced": ids[0], "replaced_version": 1}),
-        ("rollback", ids[0], {"kind": "restored", "version": 1, "note": "", "replaced": ids[1], "replaced_version": 2}),
+        (
+            "promotion",
+            ids[1],
+            {"kind": "restored", "version": 2, "note": "", "replaced": ids[0], "replaced_version": 1},
+        ),
+        (
+            "rollback",
+            ids[0],
+            {"kind": "restored", "version": 1, "note": "", "replaced": ids[1], "replaced_version": 2},
+        ),
     ]
     with factory() as s:
         assert curation.replaced_by(s, s.get(Derivative, ids[1])).id == ids[0]

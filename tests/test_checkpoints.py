@@ -13,7 +13,7 @@ from restoration.checkpoints import (
     read_card,
     save_checkpoint,
 )
-from restoration.registry import create_model
+from restoration.factory import create_model
 
 
 @pytest.fixture
@@ -21,8 +21,16 @@ def saved(tmp_path):
     torch.manual_seed(0)
     model = create_model("unet_restorer_test")
     torch.nn.init.normal_(model.image_head.weight, std=0.01)  # not the identity, so outputs differ
-    card = save_checkpoint(model, tmp_path / "v1", {"architecture": "unet_restorer", "config": {"base": 8, "depth": 2},
-                                                     "name": "restore-unet", "version": "v1"})  # fmt: skip
+    card = save_checkpoint(
+        model,
+        tmp_path / "v1",
+        {
+            "architecture": "unet_restorer",
+            "config": {"base": 8, "depth": 2},
+            "name": "restore-unet",
+            "version": "v1",
+        },
+    )
     return model, card, tmp_path / "v1"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archive_db.migrate import head_revision
-from flows.cli import main
+from flows.cli.main import main
 from tests import samples
 from tests.conftest import free_port
 
@@ -20,7 +20,9 @@ ARCHIVE = str(Path(sys.executable).parent / "archive")
 
 def run_archive(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")} | (env or {})
-    return subprocess.run([ARCHIVE, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [ARCHIVE, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
+    )
 
 
 def test_help_lists_the_commands():
@@ -42,11 +44,18 @@ def test_help_lists_the_commands():
         (["frobnicate"], {}, "No such command 'frobnicate'"),
         (["show", "42"], {}, "no catalogue at"),
         (["collections"], {"ARCHIVE_INGEST__CONCURRENCY": "lots"}, "invalid setting ingest.concurrency"),
-        (["--endpoint-url", "http://127.0.0.1:{port}", "ingest", "s3://scans/inbox", "-c", "x"],
-         {"ARCHIVE_STORE__MAX_ATTEMPTS": "1", "ARCHIVE_STORE__CONNECT_TIMEOUT_S": "1",
-          "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}, "cannot reach S3 endpoint"),
+        (
+            ["--endpoint-url", "http://127.0.0.1:{port}", "ingest", "s3://scans/inbox", "-c", "x"],
+            {
+                "ARCHIVE_STORE__MAX_ATTEMPTS": "1",
+                "ARCHIVE_STORE__CONNECT_TIMEOUT_S": "1",
+                "AWS_ACCESS_KEY_ID": "k",
+                "AWS_SECRET_ACCESS_KEY": "s",
+            },
+            "cannot reach S3 endpoint",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_input_prints_one_line_and_exits_non_zero(tmp_path, args, env, message):
     args = [a.format(tmp=tmp_path, port=free_port()) for a in args]
     result = run_archive("--db", f"sqlite:///{tmp_path}/c.db", *args, env=env, cwd=tmp_path)
@@ -131,11 +140,28 @@ def test_a_killed_command_does_not_leave_its_prefect_server_running(tmp_path):
     (tmp_path / "inbox").mkdir()
     (tmp_path / "inbox" / "a.png").write_bytes(samples.png())
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"), "ARCHIVE_WATCHDOG": "1", "PYTHONPATH": os.getcwd()}  # fmt: skip
-    command = subprocess.Popen([sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))",
-                                "--db", f"sqlite:///{tmp_path / 'c.db'}", "--output", str(tmp_path / "out"), "ingest",
-                                str(tmp_path / "inbox"), "--collection", "letters"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "ARCHIVE_WATCHDOG": "1",
+        "PYTHONPATH": os.getcwd(),
+    }
+    command = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from flows.cli.main import main; sys.exit(main(sys.argv[1:]))",
+            "--db",
+            f"sqlite:///{tmp_path / 'c.db'}",
+            "--output",
+            str(tmp_path / "out"),
+            "ingest",
+            str(tmp_path / "inbox"),
+            "--collection",
+            "letters",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     servers: list[int] = []
     deadline = time.monotonic() + 180
     while not servers and command.poll() is None and time.monotonic() < deadline:
@@ -146,8 +172,17 @@ def test_a_killed_command_does_not_leave_its_prefect_server_running(tmp_path):
     command.send_signal(signal.SIGKILL)
     command.wait()
     deadline = time.monotonic() + 30
-    while any(os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower() for p in servers) \
-            and time.monotonic() < deadline:  # fmt: skip
+    while (
+        any(
+            os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()
+            for p in servers
+        )
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
-    alive = [p for p in servers if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()]
+    alive = [
+        p
+        for p in servers
+        if os.path.exists(f"/proc/{p}") and "zombie" not in open(f"/proc/{p}/status").read().lower()
+    ]
     assert not alive, [cmdline(p) for p in alive]

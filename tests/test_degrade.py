@@ -9,7 +9,17 @@ import pytest
 import torch
 
 from restoration.degrade import DegradationConfig, degrade
-from restoration.degrade.pipeline import DAMAGE, LAST, SCAN, SCENE, STAINS, TONE, apply_plan, effect, sample_plan
+from restoration.degrade.pipeline import (
+    DAMAGE,
+    LAST,
+    SCAN,
+    SCENE,
+    STAINS,
+    TONE,
+    apply_plan,
+    effect,
+    sample_plan,
+)
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +27,12 @@ def photos() -> torch.Tensor:
     from skimage import data
 
     pics = [data.astronaut()[::4, ::4], data.chelsea()[:128, :128], data.coffee()[::3, ::3][:128, :128]]
-    return torch.stack([torch.from_numpy(np.ascontiguousarray(p[:128, :128])) for p in pics]).permute(0, 3, 1, 2).float() / 255
+    return (
+        torch.stack([torch.from_numpy(np.ascontiguousarray(p[:128, :128])) for p in pics])
+        .permute(0, 3, 1, 2)
+        .float()
+        / 255
+    )
 
 
 def test_same_seed_same_result_other_seed_other_result(photos):
@@ -111,16 +126,22 @@ def test_translucent_marks_leave_no_mask_and_keep_the_picture():
 def test_the_scan_comes_after_the_damage_and_softens_it_without_unmarking_it():
     """A damaged print, then scanned: blur, grain and toning go over the cracks too (real cracks are
     soft and tinted), after every damage effect and before the JPEG; the mask still marks them."""
-    config = DegradationConfig({"craquelure": 1.0, "scan_gaussian_blur": 1.0, "scan_yellowing": 1.0, "jpeg": 1.0})
+    config = DegradationConfig(
+        {"craquelure": 1.0, "scan_gaussian_blur": 1.0, "scan_yellowing": 1.0, "jpeg": 1.0}
+    )
     plan = sample_plan(np.random.default_rng(4), 128, 128, config)
     names = [step["effect"] for step in plan]
-    assert names[0] == "craquelure" and set(names[1:3]) == {"scan_gaussian_blur", "scan_yellowing"} and names[3] == "jpeg"
+    assert (
+        names[0] == "craquelure"
+        and set(names[1:3]) == {"scan_gaussian_blur", "scan_yellowing"}
+        and names[3] == "jpeg"
+    )
     grey = torch.full((1, 3, 128, 128), 0.3)
     crisp, crisp_mask = apply_plan(grey, plan[:1])
     scanned, mask = apply_plan(grey, plan[:3])
     assert torch.equal(mask, crisp_mask) and mask.sum() > 0
     # softer: the crack's edge steps are smaller once blurred
-    assert (scanned.diff(dim=-1).abs().max() < crisp.diff(dim=-1).abs().max())
+    assert scanned.diff(dim=-1).abs().max() < crisp.diff(dim=-1).abs().max()
 
 
 def test_plans_without_scan_effects_replay_as_before():

@@ -27,8 +27,14 @@ def test_deployments_name_importable_flows_on_the_right_pools(prefect_yaml):
     from prefect.client.schemas.schedules import CronSchedule
 
     deployments = {d["name"]: d for d in prefect_yaml["deployments"]}
-    assert set(deployments) == {"ingest", "restore-collection", "restore-batch", "stylize-collection", "reprocess",
-                                "fixity-audit"}
+    assert set(deployments) == {
+        "ingest",
+        "restore-collection",
+        "restore-batch",
+        "stylize-collection",
+        "reprocess",
+        "fixity-audit",
+    }
     flow_names = {}
     for name, d in deployments.items():
         path, func = d["entrypoint"].split(":")
@@ -47,7 +53,9 @@ def test_deployments_name_importable_flows_on_the_right_pools(prefect_yaml):
     assert deployments["ingest"]["schedules"] and deployments["fixity-audit"]["schedules"]
 
 
-@pytest.mark.parametrize("dockerfile, pool", [("worker-cpu.Dockerfile", "cpu"), ("worker-gpu.Dockerfile", "gpu")])
+@pytest.mark.parametrize(
+    "dockerfile, pool", [("worker-cpu.Dockerfile", "cpu"), ("worker-gpu.Dockerfile", "gpu")]
+)
 def test_worker_images_copy_files_that_exist_and_serve_their_pool(dockerfile, pool, prefect_yaml):
     text = (DEPLOY / dockerfile).read_text()
     copies = re.findall(r"^COPY\s+(.+?)\s+\S+\s*$", text, flags=re.M)
@@ -78,7 +86,9 @@ def test_compose_stack_has_every_part_and_builds_from_files_that_exist():
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
     env = services["cpu-worker"]["environment"]
     assert env["ARCHIVE_DB__URL"].startswith("postgresql+psycopg://") and env["ARCHIVE_STORE__ENDPOINT_URL"]
-    catalogue = services["catalogue"]  # the web catalogue runs `archive serve` from an image with the web extra
+    catalogue = services[
+        "catalogue"
+    ]  # the web catalogue runs `archive serve` from an image with the web extra
     assert catalogue["command"][:2] == ["archive", "serve"] and catalogue["environment"]["ARCHIVE_WEB__TOKEN"]
     assert "web" in (DEPLOY.parent / catalogue["build"]["dockerfile"]).read_text().split("pip install")[-1]
 

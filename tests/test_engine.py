@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from restoration.engine import EngineConfig, Restorer
-from restoration.registry import create_model
+from restoration.factory import create_model
 
 
 def model(identity: bool = False):
@@ -31,7 +31,9 @@ def test_tiled_and_untiled_agree(photo):
     tiled = Restorer(net, EngineConfig(tile=128, overlap=48, batch_tiles=3))
     as_float = photo.astype(np.float32) / 255
     a, b = whole.restore([as_float])[0], tiled.restore([as_float])[0]
-    assert np.abs(a.image - as_float).mean() > 0.01, "the model must change the image for this test to mean anything"
+    assert np.abs(a.image - as_float).mean() > 0.01, (
+        "the model must change the image for this test to mean anything"
+    )
     assert np.abs(a.image - b.image).max() < 1 / 255
     assert np.abs(a.mask - b.mask).max() < 1 / 255
     a8, b8 = whole.restore([photo])[0].image, tiled.restore([photo])[0].image
@@ -49,7 +51,9 @@ def test_identity_model_returns_every_value_unchanged(dtype, top):
 
 def test_grey_rgba_and_masks(photo):
     grey = photo.mean(axis=2).astype(np.uint8)
-    rgba = np.dstack([photo, np.linspace(0, 255, photo.shape[1], dtype=np.uint8)[None, :].repeat(photo.shape[0], 0)])
+    rgba = np.dstack(
+        [photo, np.linspace(0, 255, photo.shape[1], dtype=np.uint8)[None, :].repeat(photo.shape[0], 0)]
+    )
     engine = Restorer(model(), EngineConfig(tile=96, overlap=32))
     g, g1, a = engine.restore([grey, grey[..., None], rgba])
     assert g.image.shape == grey.shape and g.image.dtype == np.uint8
@@ -84,8 +88,14 @@ def test_tiles_cover_each_axis_with_the_overlap_asked_and_no_more_tiles_than_nee
     from restoration.engine import _layout
 
     starts, size = _layout(length, tile, overlap)
-    assert starts[0] == 0 and starts[-1] + size == length and size <= max(tile, length if length <= tile else 0) + 1
-    assert all(size - (b - a) >= overlap for a, b in zip(starts, starts[1:]))  # neighbours share enough
+    assert (
+        starts[0] == 0
+        and starts[-1] + size == length
+        and size <= max(tile, length if length <= tile else 0) + 1
+    )
+    assert all(
+        size - (b - a) >= overlap for a, b in zip(starts, starts[1:], strict=False)
+    )  # neighbours share enough
     fewest = 1 if length <= tile else -(-(length - overlap) // (tile - overlap))
     assert len(starts) == fewest
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flows.exif import capture_date, read_exif
-from flows.imaging import inspect_image
+from flows.imaging.exif import capture_date, read_exif
+from flows.imaging.inspect import inspect_image
 from tests import samples
 
 
@@ -84,7 +84,7 @@ def test_one_pixel_limit_from_ingest_to_restoration_and_previews(monkeypatch):
     """A scan over Pillow's default limit (179 MP) but under the catalogue's (what ingest accepts,
     ARCHIVE_INGEST__MAX_PIXELS) is read where restoration, styles and previews read it; one over
     the catalogue's limit is refused with a clear error, before decoding."""
-    from flows.imageio import read_image
+    from flows.imaging.io import read_image
 
     w, h = 13420, 13340
     pillow_default = 178_956_970
@@ -95,5 +95,7 @@ def test_one_pixel_limit_from_ingest_to_restoration_and_previews(monkeypatch):
     loaded = read_image(buffer.getvalue())
     assert loaded.pixels.shape == (h, w) and loaded.pixels[h - 1, w - 1] == 200
     monkeypatch.setenv("ARCHIVE_INGEST__MAX_PIXELS", "100000000")
-    with pytest.raises(ValueError, match=r"13420x13340 = 179,022,800 pixels is over the limit of 100,000,000"):
+    with pytest.raises(
+        ValueError, match=r"13420x13340 = 179,022,800 pixels is over the limit of 100,000,000"
+    ):
         read_image(buffer.getvalue())

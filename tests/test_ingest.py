@@ -15,7 +15,7 @@ from flows.db import sessions_for
 from flows.fetch import fetch_and_inspect
 from flows.ingest import ingest_collection
 from flows.settings import IngestSettings
-from flows.store import LocalStore, open_store, read_all
+from flows.storage.store import LocalStore, open_store, read_all
 from tests import samples
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -65,8 +65,11 @@ def test_every_awkward_input_is_catalogued_or_quarantined(settings, tmp_path):
     for key, item in good.items():
         assert item.status == "ingested", (key, item.quarantine_reason)
         assert [t for t, _ in events_of(settings, item.id)][:4] == [
-            "ingestion", "message digest calculation", "validation", "metadata extraction"
-        ], key  # fmt: skip
+            "ingestion",
+            "message digest calculation",
+            "validation",
+            "metadata extraction",
+        ], key
 
     def is_(key, **expected):
         got = {name: getattr(items[key], name) for name in expected}
@@ -87,14 +90,25 @@ def test_every_awkward_input_is_catalogued_or_quarantined(settings, tmp_path):
     assert ("metadata extraction", "warning") in events_of(settings, items["malformed-exif.jpg"].id)
     desc = items["enormous-exif.jpg"].exif["Image ImageDescription"]
     assert len(desc) < 1200 and "more chars" in desc
-    is_("rotated.jpg", orientation=6, width=100, height=200, make="Epson", model="Perfection V850",
-        capture_date="1931-07-14T09:30:00", dpi_x=600.0)  # fmt: skip
+    is_(
+        "rotated.jpg",
+        orientation=6,
+        width=100,
+        height=200,
+        make="Epson",
+        model="Perfection V850",
+        capture_date="1931-07-14T09:30:00",
+        dpi_x=600.0,
+    )
     is_("icc.jpg", icc_description="sRGB built-in")
     is_("photo.webp", format="WEBP", width=256, height=256)
     is_("one-pixel.png", width=1, height=1)
     is_("panorama.jpg", width=20000, height=200)
     is_("Album 1/Ölgemälde – café no. 3.jpg", width=300, height=200)
-    assert items["copies/original.jpg"].sha256 == __import__("hashlib").sha256(files["copies/original.jpg"]).hexdigest()
+    assert (
+        items["copies/original.jpg"].sha256
+        == __import__("hashlib").sha256(files["copies/original.jpg"]).hexdigest()
+    )
 
     with sessions_for(settings.db.url)() as s:
         [dup] = s.scalars(select(Duplicate)).all()
@@ -113,7 +127,9 @@ def test_every_awkward_input_is_catalogued_or_quarantined(settings, tmp_path):
 
 
 def test_second_run_over_unchanged_source_ingests_nothing(settings, tmp_path):
-    write_folder(tmp_path / "inbox", {"a.jpg": samples.jpeg(), "b.png": samples.png(), "c.jpg": samples.jpeg()})
+    write_folder(
+        tmp_path / "inbox", {"a.jpg": samples.jpeg(), "b.png": samples.png(), "c.jpg": samples.jpeg()}
+    )
     first = ingest_collection(str(tmp_path / "inbox"), "repeat", settings)
     assert (first.new, first.duplicate) == (2, 1)
     again = ingest_collection(str(tmp_path / "inbox"), "repeat", settings)
@@ -154,8 +170,12 @@ def test_same_bytes_in_a_later_run_is_a_duplicate(settings, tmp_path):
 def test_ingest_from_s3_over_http(settings, bucket, s3_settings):
     settings.store = s3_settings.model_copy(update={"output": f"s3://{bucket}/output"})
     source = open_store(f"s3://{bucket}/inbox/2026", s3_settings)
-    files = {"Album 1/Ölgemälde – café.jpg": samples.jpeg(), "b.jpg": samples.jpeg((64, 64)),
-             "dup.jpg": samples.jpeg((64, 64)), "broken.png": samples.truncated(samples.png())}  # fmt: skip
+    files = {
+        "Album 1/Ölgemälde – café.jpg": samples.jpeg(),
+        "b.jpg": samples.jpeg((64, 64)),
+        "dup.jpg": samples.jpeg((64, 64)),
+        "broken.png": samples.truncated(samples.png()),
+    }
     for key, data in files.items():
         source.put(key, data)
     summary = ingest_collection(source.uri, "s3col", settings)
@@ -204,7 +224,9 @@ def test_fetch_failures_are_recorded_and_retried_later(settings, tmp_path, monke
 def test_work_goes_to_tasks_in_batches(settings, tmp_path):
     from prefect.client.orchestration import get_client
 
-    write_folder(tmp_path / "inbox", {f"{i:03d}.png": samples.one_pixel_png()[:-1] + bytes([i]) for i in range(20)})
+    write_folder(
+        tmp_path / "inbox", {f"{i:03d}.png": samples.one_pixel_png()[:-1] + bytes([i]) for i in range(20)}
+    )
     settings.ingest = settings.ingest.model_copy(update={"batch_size": 8})
     ingest_collection(str(tmp_path / "inbox"), "batched", settings)
     with sessions_for(settings.db.url)() as s:
@@ -214,7 +236,9 @@ def test_work_goes_to_tasks_in_batches(settings, tmp_path):
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
         async with get_client() as client:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
             return sorted(r.name.rsplit("-", 1)[0] for r in runs)
 
     import asyncio
@@ -264,7 +288,9 @@ def test_a_row_the_database_refuses_loses_only_itself(settings):
         assert failed.detail["key"] == "broken.jpg" and failed.item_id is None
 
 
-def test_two_ingests_of_one_source_at_once_record_each_file_once_and_none_as_its_own_duplicate(settings, tmp_path):
+def test_two_ingests_of_one_source_at_once_record_each_file_once_and_none_as_its_own_duplicate(
+    settings, tmp_path
+):
     """Two real `archive ingest` processes over the same folder at the same moment (PostgreSQL and
     SQLite): every key is one item, nothing is a duplicate of itself, and the two runs' counts add up."""
     import subprocess
@@ -276,14 +302,36 @@ def test_two_ingests_of_one_source_at_once_record_each_file_once_and_none_as_its
     from flows.db import ensure_schema
 
     rng = np.random.default_rng(3)
-    write_folder(tmp_path / "inbox", {f"box-{i // 50}/scan-{i:03d}.png": samples.encode(Image.fromarray(
-        rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)), "PNG") for i in range(240)})  # fmt: skip
+    write_folder(
+        tmp_path / "inbox",
+        {
+            f"box-{i // 50}/scan-{i:03d}.png": samples.encode(
+                Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)), "PNG"
+            )
+            for i in range(240)
+        },
+    )
     env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}
-    args = [sys.executable, "-c", "import sys; from flows.cli import main; sys.exit(main(sys.argv[1:]))",
-            "--db", settings.db.url, "--output", settings.store.output, "ingest", str(tmp_path / "inbox"),
-            "--collection", "letters", "--batch-size", "6"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-c",
+        "import sys; from flows.cli.main import main; sys.exit(main(sys.argv[1:]))",
+        "--db",
+        settings.db.url,
+        "--output",
+        settings.store.output,
+        "ingest",
+        str(tmp_path / "inbox"),
+        "--collection",
+        "letters",
+        "--batch-size",
+        "6",
+    ]
     ensure_schema(settings.db.url)
-    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e[-3000:] for _, e in outs]
 
@@ -300,7 +348,7 @@ def test_two_ingests_of_one_source_at_once_record_each_file_once_and_none_as_its
 
 def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tmp_path, monkeypatch):
     """Not only a note on the item: the summary counts it, the run is partial, the CLI exits 1."""
-    from flows.cli import main
+    from flows.cli.main import main
 
     write_folder(tmp_path / "inbox", {"a.jpg": samples.jpeg(), "b.png": samples.png()})
     real_put = LocalStore.put
@@ -311,8 +359,21 @@ def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tm
         return real_put(self, key, data, content_type)
 
     monkeypatch.setattr(LocalStore, "put", put)
-    assert main(["--db", settings.db.url, "--output", settings.store.output, "ingest", str(tmp_path / "inbox"),
-                 "--collection", "letters"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "--db",
+                settings.db.url,
+                "--output",
+                settings.store.output,
+                "ingest",
+                str(tmp_path / "inbox"),
+                "--collection",
+                "letters",
+            ]
+        )
+        == 1
+    )
     with sessions_for(settings.db.url)() as s:
         run = s.scalars(select(Run).where(Run.flow == "ingest")).one()
         item = s.get(Item, 1)
@@ -320,10 +381,25 @@ def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tm
     assert "disk full" in item.technical["thumbnail_error"] and item.thumbnail_key is None
 
     monkeypatch.setattr(LocalStore, "put", real_put)  # the disk has room again: the next run makes it
-    assert main(["--db", settings.db.url, "--output", settings.store.output, "ingest", str(tmp_path / "inbox"),
-                 "--collection", "letters"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--db",
+                settings.db.url,
+                "--output",
+                settings.store.output,
+                "ingest",
+                str(tmp_path / "inbox"),
+                "--collection",
+                "letters",
+            ]
+        )
+        == 0
+    )
     with sessions_for(settings.db.url)() as s:
         item = s.get(Item, 1)
         assert item.thumbnail_key and "thumbnail_error" not in (item.technical or {})
         assert s.scalars(select(func.count()).select_from(Item)).one() == 2
-    assert read_all(open_store(settings.store.output, settings.store), item.thumbnail_key)[:2] == b"\xff\xd8"  # a JPEG
+    assert (
+        read_all(open_store(settings.store.output, settings.store), item.thumbnail_key)[:2] == b"\xff\xd8"
+    )  # a JPEG

@@ -32,9 +32,15 @@ def test_psnr_matches_its_definition(pair):
 def test_ssim_matches_scikit_image(pair):
     clean, noisy = pair
     ours = ssim(noisy, clean).item()
-    ref = structural_similarity(clean[0].permute(1, 2, 0).numpy(), noisy[0].permute(1, 2, 0).numpy(),
-                                channel_axis=2, data_range=1.0, gaussian_weights=True, sigma=1.5,
-                                use_sample_covariance=False)  # fmt: skip
+    ref = structural_similarity(
+        clean[0].permute(1, 2, 0).numpy(),
+        noisy[0].permute(1, 2, 0).numpy(),
+        channel_axis=2,
+        data_range=1.0,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+    )
     assert ours == pytest.approx(ref, abs=2e-3)
     assert ssim(clean, clean).item() == pytest.approx(1.0, abs=1e-5)
 

@@ -8,23 +8,32 @@ import pytest
 import torch
 
 from flows.errors import ConfigError, NotFound
-from flows.models import load, register, set_status
+from flows.model_versions import load, register, set_status
 from restoration.checkpoints import save_checkpoint
-from restoration.registry import create_model
+from restoration.factory import create_model
 
 
 def checkpoint(tmp_path, version: str, name: str = "restore-unet"):
     torch.manual_seed(len(version))
     model = create_model("unet_restorer_test")
     torch.nn.init.normal_(model.image_head.weight, std=0.01)
-    return save_checkpoint(model, tmp_path / f"{name}-{version}", {
-        "architecture": "unet_restorer", "config": {"base": 8, "depth": 2}, "name": name,
-        "version": version, "task": "restore", "metrics": {"model_psnr": 25.0}})  # fmt: skip
+    return save_checkpoint(
+        model,
+        tmp_path / f"{name}-{version}",
+        {
+            "architecture": "unet_restorer",
+            "config": {"base": 8, "depth": 2},
+            "name": name,
+            "version": version,
+            "task": "restore",
+            "metrics": {"model_psnr": 25.0},
+        },
+    )
 
 
 @pytest.fixture
 def registry(settings, tmp_path, monkeypatch):
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     checkpoint(tmp_path, "v1")
     checkpoint(tmp_path, "v2")
     return settings, tmp_path
@@ -50,7 +59,9 @@ def test_register_promote_resolve_and_load(registry):
 def test_weights_are_read_from_where_they_were_registered_not_todays_output_store(registry, tmp_path):
     settings, tmp = registry
     row = register(settings, tmp / "restore-unet-v1", status="production")
-    moved = settings.model_copy(update={"store": settings.store.model_copy(update={"output": str(tmp_path / "new-store")})})
+    moved = settings.model_copy(
+        update={"store": settings.store.model_copy(update={"output": str(tmp_path / "new-store")})}
+    )
     model, card, again = load(moved, "restore-unet@v1")  # the new output store holds no models
     assert again.weights_uri == row.weights_uri and card["version"] == "v1"
 
@@ -81,7 +92,7 @@ def test_a_tampered_stored_model_is_refused_on_load(registry):
 
 
 def test_models_cli(registry, capsys):
-    from flows.cli import main
+    from flows.cli.main import main
 
     settings, tmp = registry
     base = ["--db", settings.db.url, "--output", settings.store.output]
@@ -101,8 +112,10 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
     shipped = tmp_path / "weights"
     card = checkpoint(shipped / "restore-unet", "v1")
     (shipped / "restore-unet" / "restore-unet-v1").rename(shipped / "restore-unet" / "v1")
-    (shipped / "shipped.json").write_text(json.dumps({"restore-unet/v1": "production"}))  # the release manifest
-    monkeypatch.setattr("flows.models.SHIPPED", shipped)
+    (shipped / "shipped.json").write_text(
+        json.dumps({"restore-unet/v1": "production"})
+    )  # the release manifest
+    monkeypatch.setattr("flows.model_versions.SHIPPED", shipped)
     _, _, row = load(settings, "restore@production")
     assert (row.name, row.version, row.weights_sha256) == ("restore-unet", "v1", card["weights_sha256"])
 
@@ -110,12 +123,21 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
     # (to reprocess with and promote); a fresh archive starts on v2.
     checkpoint(shipped / "restore-unet", "v2")
     (shipped / "restore-unet" / "restore-unet-v2").rename(shipped / "restore-unet" / "v2")
-    (shipped / "shipped.json").write_text(json.dumps({"restore-unet/v1": "candidate", "restore-unet/v2": "production"}))
+    (shipped / "shipped.json").write_text(
+        json.dumps({"restore-unet/v1": "candidate", "restore-unet/v2": "production"})
+    )
     assert load(settings, "restore@production")[2].version == "v1"
     assert load(settings, "restore-unet@v2")[2].status == "candidate"
-    fresh = settings.model_copy(update={"db": settings.db.model_copy(update={"url": f"sqlite:///{tmp_path}/fresh.db"}),
-                                        "store": settings.store.model_copy(update={"output": (tmp_path / "fresh").as_uri()})})  # fmt: skip
-    statuses = {load(fresh, f"restore-unet@{v}")[2].version: load(fresh, f"restore-unet@{v}")[2].status for v in ("v1", "v2")}
+    fresh = settings.model_copy(
+        update={
+            "db": settings.db.model_copy(update={"url": f"sqlite:///{tmp_path}/fresh.db"}),
+            "store": settings.store.model_copy(update={"output": (tmp_path / "fresh").as_uri()}),
+        }
+    )
+    statuses = {
+        load(fresh, f"restore-unet@{v}")[2].version: load(fresh, f"restore-unet@{v}")[2].status
+        for v in ("v1", "v2")
+    }
     assert statuses == {"v1": "candidate", "v2": "production"}
 
 
@@ -123,8 +145,8 @@ def test_restore_files_keeps_names_sizes_modes_and_depth(registry, tmp_path, cap
     import numpy as np
     from PIL import Image
 
-    from flows.cli import main
-    from flows.imageio import read_image
+    from flows.cli.main import main
+    from flows.imaging.io import read_image
     from tests import samples
 
     settings, tmp = registry
@@ -145,11 +167,18 @@ def test_restore_files_keeps_names_sizes_modes_and_depth(registry, tmp_path, cap
     assert sum(line.startswith("failed ") for line in err.splitlines()) == 1 and "broken.png" in err, err
     for name in ("grey.png", "photo.jpg", "deep.tif", "colour16.tif", "alpha.png"):
         before, after = read_image(inbox / name), read_image(tmp_path / "out" / name)
-        assert (after.mode, after.pixels.shape, after.pixels.dtype) == (before.mode, before.pixels.shape, before.pixels.dtype), name
+        assert (after.mode, after.pixels.shape, after.pixels.dtype) == (
+            before.mode,
+            before.pixels.shape,
+            before.pixels.dtype,
+        ), name
         assert (tmp_path / "out" / f"{name.rsplit('.', 1)[0]}.mask.png").exists()
     deep = read_image(tmp_path / "out" / "colour16.tif").pixels
     assert deep.dtype == np.uint16 and len(np.unique(deep)) > 256  # really 16-bit, not 8-bit scaled up
-    assert Image.open(tmp_path / "out" / "alpha.png").getchannel("A").tobytes() == Image.open(inbox / "alpha.png").getchannel("A").tobytes()
+    assert (
+        Image.open(tmp_path / "out" / "alpha.png").getchannel("A").tobytes()
+        == Image.open(inbox / "alpha.png").getchannel("A").tobytes()
+    )
 
 
 def pipeline_checkpoint(tmp_path, version: str = "v9"):
@@ -169,7 +198,7 @@ def test_restore_files_uses_a_curators_mask_and_records_it(registry, tmp_path, c
     import numpy as np
     from PIL import Image
 
-    from flows.cli import main
+    from flows.cli.main import main
     from tests import samples
 
     settings, tmp = registry
@@ -184,22 +213,62 @@ def test_restore_files_uses_a_curators_mask_and_records_it(registry, tmp_path, c
     drawn = np.zeros((60, 80), np.uint8)
     drawn[20:26, 10:70] = 255  # the crack the detector missed, painted white
     Image.fromarray(drawn).save(masks / "a.mask.png")
-    Image.fromarray(np.zeros((10, 10), np.uint8)).save(masks / "c.png")  # the wrong size: refused, in one line
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(
+        masks / "c.png"
+    )  # the wrong size: refused, in one line
     out = tmp_path / "out"
-    code = main([*base, "restore-files", *(str(inbox / n) for n in ("a.png", "b.png", "c.png")), "--out", str(out),
-                 "--mask-dir", str(masks), "--masks"])  # fmt: skip
+    code = main(
+        [
+            *base,
+            "restore-files",
+            *(str(inbox / n) for n in ("a.png", "b.png", "c.png")),
+            "--out",
+            str(out),
+            "--mask-dir",
+            str(masks),
+            "--masks",
+        ]
+    )
     assert code == 1
     err = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
-    assert err.count("failed ") == 1 and "c.png: ValueError: the supplied mask is 10x10, the image 80x60" in err
+    assert (
+        err.count("failed ") == 1 and "c.png: ValueError: the supplied mask is 10x10, the image 80x60" in err
+    )
     recipe = json.loads((out / "a.recipe.json").read_text())
-    assert recipe["supplied_mask"] == {"file": "a.mask.png", "sha256": hashlib.sha256((masks / "a.mask.png").read_bytes()).hexdigest()}
-    assert recipe["model"] == "restore-unet@v9" and json.loads((out / "b.recipe.json").read_text())["supplied_mask"] is None
+    assert recipe["supplied_mask"] == {
+        "file": "a.mask.png",
+        "sha256": hashlib.sha256((masks / "a.mask.png").read_bytes()).hexdigest(),
+    }
+    assert (
+        recipe["model"] == "restore-unet@v9"
+        and json.loads((out / "b.recipe.json").read_text())["supplied_mask"] is None
+    )
     restored, before = np.asarray(Image.open(out / "a.png")), np.asarray(photo)
-    assert np.array_equal(np.asarray(Image.open(out / "a.mask.png")) > 127, drawn > 0)  # the mask used is saved
+    assert np.array_equal(
+        np.asarray(Image.open(out / "a.mask.png")) > 127, drawn > 0
+    )  # the mask used is saved
     outside = np.ones((60, 80), bool)
     outside[18:28, 8:72] = False  # the mask grown by the pipeline's 2 px
-    assert np.array_equal(restored[outside], before[outside]) and not np.array_equal(restored[20:26, 10:70], before[20:26, 10:70])
+    assert np.array_equal(restored[outside], before[outside]) and not np.array_equal(
+        restored[20:26, 10:70], before[20:26, 10:70]
+    )
     assert main([*base, "models", "register", str(tmp / "restore-unet-v1")]) == 0
-    assert main([*base, "restore-files", str(inbox / "a.png"), "--out", str(out), "--mask-dir", str(masks),
-                 "--model", "restore-unet@v1"]) != 0  # fmt: skip
-    assert "restore-unet@v1 has no inpainting stage to use a supplied mask" in " ".join(capsys.readouterr().err.split())
+    assert (
+        main(
+            [
+                *base,
+                "restore-files",
+                str(inbox / "a.png"),
+                "--out",
+                str(out),
+                "--mask-dir",
+                str(masks),
+                "--model",
+                "restore-unet@v1",
+            ]
+        )
+        != 0
+    )
+    assert "restore-unet@v1 has no inpainting stage to use a supplied mask" in " ".join(
+        capsys.readouterr().err.split()
+    )

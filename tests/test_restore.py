@@ -22,28 +22,41 @@ from archive_db.derivatives import current_derivatives, items_needing, stale_ite
 from archive_db.models import Derivative, Event, Item, Run
 from flows.db import sessions_for
 from flows.ingest import ingest_collection
-from flows.models import register
+from flows.model_versions import register
 from flows.restore import plan_batches, restore_collection
-from flows.store import open_store, read_all
+from flows.storage.store import open_store, read_all
 from flows.versions import git_version
 from restoration.checkpoints import save_checkpoint
-from restoration.registry import create_model
+from restoration.factory import create_model
 from tests import samples
 from tests.test_ingest import write_folder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
-XMP_NS = {"rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#", "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
-          "stRef": "http://ns.adobe.com/xap/1.0/sType/ResourceRef#", "stEvt": "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#"}  # fmt: skip
+XMP_NS = {
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "xmpMM": "http://ns.adobe.com/xap/1.0/mm/",
+    "stRef": "http://ns.adobe.com/xap/1.0/sType/ResourceRef#",
+    "stEvt": "http://ns.adobe.com/xap/1.0/sType/ResourceEvent#",
+}
 
 
 def checkpoint(tmp_path, version: str, seed: int, name: str = "restore-unet"):
     torch.manual_seed(seed)
     model = create_model("unet_restorer_test")
     torch.nn.init.normal_(model.image_head.weight, std=0.05)  # visibly changes the image
-    save_checkpoint(model, tmp_path / f"{name}-{version}", {
-        "architecture": "unet_restorer", "config": {"base": 8, "depth": 2}, "name": name,
-        "version": version, "task": "restore", "metrics": {}})  # fmt: skip
+    save_checkpoint(
+        model,
+        tmp_path / f"{name}-{version}",
+        {
+            "architecture": "unet_restorer",
+            "config": {"base": 8, "depth": 2},
+            "name": name,
+            "version": version,
+            "task": "restore",
+            "metrics": {},
+        },
+    )
     return tmp_path / f"{name}-{version}"
 
 
@@ -68,7 +81,7 @@ MASTERS = {
 @pytest.fixture
 def archive(settings, tmp_path, monkeypatch):
     """A catalogued collection and a production model (shipped checkpoints kept out)."""
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     settings.restore = settings.restore.model_copy(update={"batch_pixels": 60_000, "tile": 64, "threads": 2})
     register(settings, checkpoint(tmp_path, "v1", 1), status="production")
     source = tmp_path / "inbox"
@@ -79,7 +92,11 @@ def archive(settings, tmp_path, monkeypatch):
 
 def derivatives(settings) -> list[tuple[Item, Derivative]]:
     with sessions_for(settings.db.url)() as s:
-        rows = s.execute(select(Item, Derivative).join(Derivative, Derivative.item_id == Item.id).order_by(Item.id, Derivative.version)).all()
+        rows = s.execute(
+            select(Item, Derivative)
+            .join(Derivative, Derivative.item_id == Item.id)
+            .order_by(Item.id, Derivative.version)
+        ).all()
         s.expunge_all()
         return [tuple(r) for r in rows]
 
@@ -92,7 +109,11 @@ def stored(settings, uri_or_key: str) -> bytes:
 def test_restore_writes_one_version_per_item_with_its_provenance(archive):
     settings = archive
     summary = restore_collection("letters", settings=settings)
-    assert (summary.selected, summary.restored, summary.failed) == (5, 5, 0)  # the broken scan was quarantined
+    assert (summary.selected, summary.restored, summary.failed) == (
+        5,
+        5,
+        0,
+    )  # the broken scan was quarantined
     rows = derivatives(settings)
     assert len(rows) == 5
     for item, d in rows:
@@ -121,8 +142,13 @@ def test_the_code_version_names_the_commit_and_says_when_the_tree_differs(tmp_pa
     import subprocess
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
-                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
 
     assert git_version("1.0", tmp_path) == "1.0"  # not a checkout
     git("init", "-q")
@@ -205,7 +231,9 @@ def test_a_master_changed_after_ingest_fails_alone(archive, tmp_path):
     (tmp_path / "inbox" / "box2" / "alpha.png").write_bytes(samples.png())  # someone overwrote a master
     summary = restore_collection("letters", settings=settings)
     assert (summary.restored, summary.failed) == (4, 1)
-    assert summary.problems[0][0] == "box2/alpha.png" and "master changed since ingest" in summary.problems[0][1]
+    assert (
+        summary.problems[0][0] == "box2/alpha.png" and "master changed since ingest" in summary.problems[0][1]
+    )
     with sessions_for(settings.db.url)() as s:
         failed = s.scalars(select(Event).where(Event.type == "restoration", Event.outcome == "failure")).one()
         assert "sha256" in failed.detail["reason"]
@@ -216,7 +244,10 @@ def test_a_master_changed_after_ingest_fails_alone(archive, tmp_path):
 
 
 def test_batches_hold_similar_sizes_within_the_pixel_budget():
-    rows = [(i, f"k{i}", "", w, h) for i, (w, h) in enumerate([(100, 100), (1000, 1000), (90, 110), (5000, 5000), (120, 80)])]
+    rows = [
+        (i, f"k{i}", "", w, h)
+        for i, (w, h) in enumerate([(100, 100), (1000, 1000), (90, 110), (5000, 5000), (120, 80)])
+    ]
     batches = plan_batches(rows, pixel_budget=1_100_000, max_items=2)
     assert batches == [[4, 2], [0, 1], [3]]  # small ones together, the oversized one alone
 
@@ -229,7 +260,9 @@ def test_reprocess_reports_changes_then_promote_and_rollback_move_current(archiv
     register(settings, checkpoint(tmp_path, "v2", 2))
     report = reprocess_collection("letters", "restore-unet@v2", sample=3, settings=settings)
     assert report.summary.restored == 5 and len(report.changes) == 5
-    assert all(c.previous_version == 1 and c.new_version == 2 and c.mean_abs_change > 0 for c in report.changes)
+    assert all(
+        c.previous_version == 1 and c.new_version == 2 and c.mean_abs_change > 0 for c in report.changes
+    )
     sheet = Image.open(io.BytesIO(stored(settings, f"{report.report_prefix}/contact-sheet.jpg")))
     assert sheet.height >= 3 * 256  # three items, each master | v1 | v2
     rows = stored(settings, f"{report.report_prefix}/changes.csv").decode().splitlines()
@@ -246,7 +279,10 @@ def test_reprocess_reports_changes_then_promote_and_rollback_move_current(archiv
     assert rollback(settings, "letters", "restore-unet@v2") == 5
     assert current_versions() == [1] * 5
     with sessions_for(settings.db.url)() as s:
-        kinds = [e.type for e in s.scalars(select(Event).where(Event.type.in_(["reprocessing", "promotion", "rollback"])))]
+        kinds = [
+            e.type
+            for e in s.scalars(select(Event).where(Event.type.in_(["reprocessing", "promotion", "rollback"])))
+        ]
         assert kinds.count("reprocessing") == kinds.count("promotion") == kinds.count("rollback") == 5
     for _, d in derivatives(settings):  # nothing was deleted
         assert stored(settings, d.storage_uri)
@@ -256,11 +292,18 @@ def random_scans(settings, tmp_path, monkeypatch, n: int, size: tuple[int, int],
     """A collection of ``n`` noise scans and a production model: (collection id, recipe, item ids)."""
     from flows.restore import prepare
 
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     register(settings, checkpoint(tmp_path, "v1", 1), status="production")
     rng = np.random.default_rng(seed)
-    write_folder(tmp_path / "inbox", {f"scan-{i:02d}.png": samples.encode(Image.fromarray(
-        rng.integers(0, 256, (*size, 3), dtype=np.uint8)), "PNG") for i in range(n)})  # fmt: skip
+    write_folder(
+        tmp_path / "inbox",
+        {
+            f"scan-{i:02d}.png": samples.encode(
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)), "PNG"
+            )
+            for i in range(n)
+        },
+    )
     ingest_collection(str(tmp_path / "inbox"), "letters", settings)
     coll_id, _, recipe = prepare(settings, "letters", "restore@production", "restored")
     with sessions_for(settings.db.url)() as s:
@@ -283,13 +326,26 @@ def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settin
     out = open_store(settings.store.output, settings.store, create=True)
     out.put(f"derivatives/letters/{ids[0]}/restored/v1/stray.png", b"half a file")
 
-    script = ("import sys, json\nfrom dataclasses import asdict\nfrom flows.restore import restore_batch\n"
-              "from flows.settings import Settings\n"
-              "restore_batch(json.loads(sys.argv[1]), json.loads(sys.argv[2]), None, Settings())\n")  # fmt: skip
-    env = os.environ | {"ARCHIVE_DB__URL": settings.db.url, "ARCHIVE_STORE__OUTPUT": settings.store.output,
-                        "ARCHIVE_RESTORE__TILE": "64", "ARCHIVE_RESTORE__THREADS": "1",
-                        "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}  # fmt: skip
-    args = [sys.executable, "-c", script, json.dumps(ids), json.dumps(__import__("dataclasses").asdict(recipe))]
+    script = (
+        "import sys, json\nfrom dataclasses import asdict\nfrom flows.restore import restore_batch\n"
+        "from flows.settings import Settings\n"
+        "restore_batch(json.loads(sys.argv[1]), json.loads(sys.argv[2]), None, Settings())\n"
+    )
+    env = os.environ | {
+        "ARCHIVE_DB__URL": settings.db.url,
+        "ARCHIVE_STORE__OUTPUT": settings.store.output,
+        "ARCHIVE_RESTORE__TILE": "64",
+        "ARCHIVE_RESTORE__THREADS": "1",
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PYTHONPATH": os.getcwd(),
+    }
+    args = [
+        sys.executable,
+        "-c",
+        script,
+        json.dumps(ids),
+        json.dumps(__import__("dataclasses").asdict(recipe)),
+    ]
 
     def done() -> int:
         with sessions_for(settings.db.url)() as s:
@@ -310,17 +366,21 @@ def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settin
     assert sorted(item.id for item, _ in rows) == sorted(ids)  # exactly one version per item
     assert all(d.version == 1 and d.is_current for _, d in rows)
     expected = set()
-    for item, d in rows:
+    for item, _d in rows:
         prefix = f"derivatives/letters/{item.id}/restored/v1"
         meta = json.loads(stored(settings, f"{prefix}/metadata.json"))
         expected |= {f"{prefix}/{name}" for name in [*meta["derivative"]["files"], "metadata.json"]}
     assert {o.key for o in out.list("derivatives/")} == expected  # no orphan objects
     with sessions_for(settings.db.url)() as s:
-        successes = s.scalars(select(Event).where(Event.type == "restoration", Event.outcome == "success")).all()
+        successes = s.scalars(
+            select(Event).where(Event.type == "restoration", Event.outcome == "success")
+        ).all()
         assert sorted(e.item_id for e in successes) == sorted(ids)  # no orphan rows either
 
 
-def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_versions(settings, tmp_path, monkeypatch):
+def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_versions(
+    settings, tmp_path, monkeypatch
+):
     """Two real worker processes restore the same items with the same recipe at the same moment
     (on PostgreSQL and SQLite): every version is written by one of them, whole, and recorded once;
     the other skips it and says so in an event of its own run; the store holds nothing unrecorded."""
@@ -340,16 +400,39 @@ def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_vers
     go = tmp_path / "go"
     # The worker's function itself (restore_batch.fn), without Prefect's flow-run start-up, which
     # would stagger the two by a second: the race is in the writing.
-    script = ("import sys, json, time, pathlib\nfrom flows.restore import restore_batch\nfrom flows.settings import Settings\n"
-              "settings = Settings()\npathlib.Path(sys.argv[4]).touch()\n"
-              "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
-              "print(json.dumps(restore_batch.fn(json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[5]), settings)))\n")  # fmt: skip
-    env = os.environ | {"ARCHIVE_DB__URL": settings.db.url, "ARCHIVE_STORE__OUTPUT": settings.store.output,
-                        "ARCHIVE_RESTORE__TILE": "64", "ARCHIVE_RESTORE__THREADS": "2",
-                        "PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": os.getcwd()}  # fmt: skip
-    procs = [subprocess.Popen([sys.executable, "-c", script, json.dumps(ids), json.dumps(__import__("dataclasses").asdict(recipe)),
-                               str(go), str(tmp_path / f"ready-{run}"), str(run)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for run in runs]  # fmt: skip
+    script = (
+        "import sys, json, time, pathlib\nfrom flows.restore import restore_batch\nfrom flows.settings import Settings\n"
+        "settings = Settings()\npathlib.Path(sys.argv[4]).touch()\n"
+        "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
+        "print(json.dumps(restore_batch.fn(json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[5]), settings)))\n"
+    )
+    env = os.environ | {
+        "ARCHIVE_DB__URL": settings.db.url,
+        "ARCHIVE_STORE__OUTPUT": settings.store.output,
+        "ARCHIVE_RESTORE__TILE": "64",
+        "ARCHIVE_RESTORE__THREADS": "2",
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "PYTHONPATH": os.getcwd(),
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                script,
+                json.dumps(ids),
+                json.dumps(__import__("dataclasses").asdict(recipe)),
+                str(go),
+                str(tmp_path / f"ready-{run}"),
+                str(run),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for run in runs
+    ]
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready-{run}").exists() for run in runs) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -368,7 +451,9 @@ def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_vers
         prefix = f"derivatives/letters/{item.id}/restored/v1"
         meta = json.loads(stored(settings, f"{prefix}/metadata.json"))
         assert meta["run_id"] == d.run_id  # the sidecar is the recording run's, not overwritten
-        assert hashlib.sha256(stored(settings, d.storage_uri)).hexdigest() == d.sha256  # the bytes are the recorded ones
+        assert (
+            hashlib.sha256(stored(settings, d.storage_uri)).hexdigest() == d.sha256
+        )  # the bytes are the recorded ones
         expected |= {f"{prefix}/{name}" for name in [*meta["derivative"]["files"], "metadata.json"]}
     assert {o.key for o in out.list("derivatives/")} == expected  # nothing unrecorded
 
@@ -381,41 +466,58 @@ def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_vers
     assert meanwhile and all(r.startswith("skipped: version 1 was made meanwhile by run ") for r in meanwhile)
 
 
-def test_a_bad_device_dtype_or_output_is_one_line_even_with_nothing_to_restore(archive, capsys, monkeypatch, tmp_path):
-    from flows.cli import main
+def test_a_bad_device_dtype_or_output_is_one_line_even_with_nothing_to_restore(
+    archive, capsys, monkeypatch, tmp_path
+):
+    from flows.cli.main import main
 
     restore_collection("letters", settings=archive)  # nothing left to restore
     a_file = tmp_path / "not-a-folder"
     a_file.write_text("x")
-    cases = [({"ARCHIVE_DEVICE__DEVICE": "cuda:7"}, archive.store.output, "error: device 'cuda:7': this machine has"),
-             ({"ARCHIVE_DEVICE__DEVICE": "tpu"}, archive.store.output, "error: device 'tpu' is not a device name"),
-             ({"ARCHIVE_DEVICE__DTYPE": "float8"}, archive.store.output, "error: dtype 'float8' is not one of auto, float32"),
-             ({}, str(a_file), "error: output store")]  # fmt: skip
+    cases = [
+        (
+            {"ARCHIVE_DEVICE__DEVICE": "cuda:7"},
+            archive.store.output,
+            "error: device 'cuda:7': this machine has",
+        ),
+        ({"ARCHIVE_DEVICE__DEVICE": "tpu"}, archive.store.output, "error: device 'tpu' is not a device name"),
+        (
+            {"ARCHIVE_DEVICE__DTYPE": "float8"},
+            archive.store.output,
+            "error: dtype 'float8' is not one of auto, float32",
+        ),
+        ({}, str(a_file), "error: output store"),
+    ]
     for env, output, expected in cases:
         with monkeypatch.context() as m:
             for k, v in env.items():
                 m.setenv(k, v)
-            for command in (["restore", "--collection", "letters"],
-                            ["reprocess", "--collection", "letters", "--model", "restore-unet@v1"]):  # fmt: skip
+            for command in (
+                ["restore", "--collection", "letters"],
+                ["reprocess", "--collection", "letters", "--model", "restore-unet@v1"],
+            ):
                 assert main(["--db", archive.db.url, "--output", output, *command]) == 1
                 err = capsys.readouterr().err.strip()
                 assert err.startswith(expected) and "\n" not in err, (command, env, err)
 
 
 @pytest.mark.parametrize("channels", [3, 4])
-def test_16_bit_colour_pngs_keep_their_depth_through_ingest_restore_and_restore_files(settings, tmp_path, monkeypatch,
-                                                                                      channels):  # fmt: skip
+def test_16_bit_colour_pngs_keep_their_depth_through_ingest_restore_and_restore_files(
+    settings, tmp_path, monkeypatch, channels
+):
     """Pillow reads a 16-bit RGB or RGBA PNG as 8 bits: the pipeline must not. The master decodes
     losslessly, the catalogue's restored version is a 16-bit TIFF, restore-files writes a 16-bit PNG."""
-    from flows.cli import main
-    from flows.imageio import png16, read_image
+    from flows.cli.main import main
+    from flows.imaging.io import png16, read_image
 
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     register(settings, checkpoint(tmp_path, "v1", 1), status="production")
     rng = np.random.default_rng(channels)
     pixels = rng.integers(0, 65536, (48, 64, channels), dtype=np.uint16)
     if channels == 4:
-        pixels[..., 3] = 65535 - rng.integers(0, 300, (48, 64), dtype=np.uint16)  # nearly opaque, not 8-bit steps
+        pixels[..., 3] = 65535 - rng.integers(
+            0, 300, (48, 64), dtype=np.uint16
+        )  # nearly opaque, not 8-bit steps
     data = png16(pixels, (300, 300))
     loaded = read_image(data)
     assert loaded.mode == ("RGB;16" if channels == 3 else "RGBA;16") and np.array_equal(loaded.pixels, pixels)
@@ -424,7 +526,7 @@ def test_16_bit_colour_pngs_keep_their_depth_through_ingest_restore_and_restore_
     ingest_collection(str(tmp_path / "inbox"), "letters", settings)
     summary = restore_collection("letters", settings=settings)
     assert summary.restored == 1 and summary.failed == 0
-    (_, d), = derivatives(settings)
+    ((_, d),) = derivatives(settings)
     with tifffile.TiffFile(io.BytesIO(stored(settings, d.storage_uri))) as tif:
         out = tif.pages[0].asarray()
     assert out.dtype == np.uint16 and out.shape == pixels.shape
@@ -432,8 +534,23 @@ def test_16_bit_colour_pngs_keep_their_depth_through_ingest_restore_and_restore_
 
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "deep.png").write_bytes(data)
-    assert main(["--db", settings.db.url, "--output", settings.store.output, "restore-files",
-                 str(tmp_path / "files" / "deep.png"), "--out", str(tmp_path / "out"), "--tile", "64"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "--db",
+                settings.db.url,
+                "--output",
+                settings.store.output,
+                "restore-files",
+                str(tmp_path / "files" / "deep.png"),
+                "--out",
+                str(tmp_path / "out"),
+                "--tile",
+                "64",
+            ]
+        )
+        == 0
+    )
     written = (tmp_path / "out" / "deep.png").read_bytes()
     assert written[24] == 16 and written[25] == (2 if channels == 3 else 6)  # IHDR: 16-bit RGB / RGBA
     again = read_image(written)
@@ -442,7 +559,7 @@ def test_16_bit_colour_pngs_keep_their_depth_through_ingest_restore_and_restore_
 
 
 def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys):
-    from flows.cli import main
+    from flows.cli.main import main
 
     base = ["--db", archive.db.url, "--output", archive.store.output]
     assert main([*base, "restore", "--collection", "nope"]) == 1
@@ -456,16 +573,18 @@ def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys)
 
 
 def test_a_curators_mask_is_used_by_the_next_restore_and_named_in_its_recipe(settings, tmp_path, monkeypatch):
-    from flows.cli import main
+    from flows.cli.main import main
     from tests.test_models import pipeline_checkpoint
 
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     settings.restore = settings.restore.model_copy(update={"tile": 128, "threads": 1})
     pipeline_checkpoint(tmp_path, "v9")
     register(settings, tmp_path / "restore-unet-v9", status="production")
     source = tmp_path / "inbox"
     photo = samples.clean().convert("RGB").resize((96, 64))
-    write_folder(source, {"a.png": samples.encode(photo, "PNG"), "b.png": samples.encode(photo.rotate(180), "PNG")})
+    write_folder(
+        source, {"a.png": samples.encode(photo, "PNG"), "b.png": samples.encode(photo.rotate(180), "PNG")}
+    )
     ingest_collection(str(source), "letters", settings)
     assert restore_collection("letters", settings=settings).restored == 2
     drawn = np.zeros((64, 96), np.uint8)
@@ -476,12 +595,16 @@ def test_a_curators_mask_is_used_by_the_next_restore_and_named_in_its_recipe(set
     assert main([*base, "mask", "letters/a.png", str(tmp_path / "a-mask.png"), "--user", "Ada"]) == 0
     assert main([*base, "mask", "letters/a.png", str(tmp_path / "small.png")]) != 0  # the wrong size: refused
     with sessions_for(settings.db.url)() as session:
-        assert [r[1] for r in items_needing(session, 1, "restored", _recipe_hash(session), with_masks=True)] == ["a.png"]
+        assert [
+            r[1] for r in items_needing(session, 1, "restored", _recipe_hash(session), with_masks=True)
+        ] == ["a.png"]
     again = restore_collection("letters", settings=settings)
     assert (again.selected, again.restored, again.failed) == (1, 1, 0)
     assert restore_collection("letters", settings=settings).selected == 0  # the same mask: nothing new
     with sessions_for(settings.db.url)() as session:
-        rows = session.scalars(select(Derivative).where(Derivative.kind == "restored").order_by(Derivative.id)).all()
+        rows = session.scalars(
+            select(Derivative).where(Derivative.kind == "restored").order_by(Derivative.id)
+        ).all()
         mask_row = session.scalars(select(Derivative).where(Derivative.kind == "mask")).one()
         events = session.scalars(select(Event).where(Event.type == "damage mask")).all()
     assert [(r.item_id, r.version) for r in rows] == [(1, 1), (2, 1), (1, 2)]
@@ -491,17 +614,22 @@ def test_a_curators_mask_is_used_by_the_next_restore_and_named_in_its_recipe(set
     output = open_store(settings.store.output, settings.store)
     prefix = rows[2].storage_uri.removeprefix(output.uri + "/").rsplit("/", 1)[0]
     meta = json.loads(read_all(output, f"{prefix}/metadata.json"))
-    assert meta["recipe"]["supplied_mask"]["sha256"] == hashlib.sha256(read_all(output, "derivatives/letters/1/mask/v1/mask.png")).hexdigest()
+    assert (
+        meta["recipe"]["supplied_mask"]["sha256"]
+        == hashlib.sha256(read_all(output, "derivatives/letters/1/mask/v1/mask.png")).hexdigest()
+    )
     used = np.asarray(Image.open(io.BytesIO(read_all(output, f"{prefix}/mask.png"))))
     assert np.array_equal(used > 127, drawn > 0)  # the saved damage mask is the curator's
-    restored = np.asarray(Image.open(io.BytesIO(read_all(output, rows[2].storage_uri.removeprefix(output.uri + "/")))))
+    restored = np.asarray(
+        Image.open(io.BytesIO(read_all(output, rows[2].storage_uri.removeprefix(output.uri + "/"))))
+    )
     outside = np.ones((64, 96), bool)
     outside[28:36, 6:90] = False
     assert np.array_equal(restored[outside], np.asarray(photo)[outside])  # no denoise stage: the rest is kept
 
 
 def _recipe_hash(session) -> str:
-    from flows.models import resolve
+    from flows.model_versions import resolve
     from flows.restore import recipe_for
 
     return recipe_for(resolve(session, "restore@production"), "restored").hash
@@ -532,29 +660,40 @@ def test_a_cli_rollback_after_a_web_promotion_returns_to_the_version_the_curator
     from fastapi.testclient import TestClient
 
     from archive_db.web.app import create_app
+    from flows.media import StoreMedia
     from flows.reprocess import promote, reprocess_collection, rollback
-    from flows.web_media import StoreMedia
 
     settings = archive
     restore_collection("letters", settings=settings)
     for version, seed in (("v2", 2), ("v3", 3)):
         register(settings, checkpoint(tmp_path, version, seed))
-        assert reprocess_collection("letters", f"restore-unet@{version}", settings=settings).summary.restored == 5
+        assert (
+            reprocess_collection("letters", f"restore-unet@{version}", settings=settings).summary.restored
+            == 5
+        )
     token = "t0ken-for-the-test"
     web = TestClient(create_app(sessions_for(settings.db.url), StoreMedia(settings), token))
-    for item, d in derivatives(settings):
+    for _item, d in derivatives(settings):
         if d.version == 3:
-            r = web.post(f"/api/derivatives/{d.id}/make-current", json={"user": "ada"},
-                         headers={"Authorization": f"Bearer {token}"})
+            r = web.post(
+                f"/api/derivatives/{d.id}/make-current",
+                json={"user": "ada"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
             assert r.status_code == 200 and r.json()["action"] == "promotion"
     assert sorted(d.version for _, d in derivatives(settings) if d.is_current) == [3] * 5
     assert rollback(settings, "letters", "restore-unet@v3") == 5
     assert sorted(d.version for _, d in derivatives(settings) if d.is_current) == [1] * 5
-    assert promote(settings, "letters", "restore-unet@v2") == 5  # the CLI's promotion, read back by the web's rollback below
+    assert (
+        promote(settings, "letters", "restore-unet@v2") == 5
+    )  # the CLI's promotion, read back by the web's rollback below
     with sessions_for(settings.db.url)() as s:
-        moves = s.scalars(select(Event).where(Event.type.in_(["promotion", "rollback"])).order_by(Event.id)).all()
+        moves = s.scalars(
+            select(Event).where(Event.type.in_(["promotion", "rollback"])).order_by(Event.id)
+        ).all()
         by_id = {d.id: d for _, d in derivatives(settings)}
         assert [(e.type, by_id[e.derivative_id].version, e.detail["replaced_version"]) for e in moves] == (
-            [("promotion", 3, 1)] * 5 + [("rollback", 1, 3)] * 5 + [("promotion", 2, 1)] * 5)
+            [("promotion", 3, 1)] * 5 + [("rollback", 1, 3)] * 5 + [("promotion", 2, 1)] * 5
+        )
         assert all(by_id[e.detail["replaced"]].version == e.detail["replaced_version"] for e in moves)
         assert {e.detail["kind"] for e in moves} == {"restored"}

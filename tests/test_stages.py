@@ -16,7 +16,7 @@ from restoration.checkpoints import ChecksumError, load_checkpoint, save_checkpo
 from restoration.data import batch_loader, step_batch
 from restoration.degrade import DegradationConfig
 from restoration.engine import EngineConfig, Restorer
-from restoration.registry import create_model
+from restoration.factory import create_model
 from restoration.stage_training import StageConfig, StageTrainer, batch_maker
 from restoration.stages import assemble
 
@@ -40,14 +40,20 @@ def pipeline_dir(tmp_path):
             if name == "detect":
                 model.head.bias.fill_(0.0)
         dirs[name] = tmp_path / name
-        save_checkpoint(model, dirs[name], {"architecture": arch, "config": {}, "name": f"tiny-{name}", "version": "t1"})
+        save_checkpoint(
+            model, dirs[name], {"architecture": arch, "config": {}, "name": f"tiny-{name}", "version": "t1"}
+        )
     card = assemble(dirs, tmp_path / "pipeline", {"name": "restore-pipeline", "version": "t1"})
     return tmp_path / "pipeline", card
 
 
 def test_pipeline_card_lists_every_stage_and_loading_rebuilds_it(pipeline_dir):
     directory, card = pipeline_dir
-    assert card["architecture"] == "restore_pipeline" and set(card["stages"]) == {"detect", "inpaint", "denoise"}
+    assert card["architecture"] == "restore_pipeline" and set(card["stages"]) == {
+        "detect",
+        "inpaint",
+        "denoise",
+    }
     for name, arch in TINY.items():
         stage = card["stages"][name]
         assert stage["architecture"] == arch and len(stage["tensors_sha256"]) == 64
@@ -177,12 +183,16 @@ def test_batches_built_in_worker_processes_equal_the_in_process_ones():
     assert torch.equal(legacy.degraded, next(iter(batch_loader(lambda s: legacy, 3, 4, workers=0))).degraded)
 
 
-@pytest.mark.parametrize("stage, arch", [("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")])
+@pytest.mark.parametrize(
+    "stage, arch", [("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")]
+)
 def test_a_stage_trains_resumes_exactly_and_exports(stage, arch, tmp_path):
     from restoration.data import TRAIN_IMAGES, bundled_images
 
     images = list(bundled_images(TRAIN_IMAGES[:2]).values())
-    config = StageConfig(stage=stage, architecture=arch, steps=6, batch=2, crop=48, val_crops=1, val_crop=48, workers=0)
+    config = StageConfig(
+        stage=stage, architecture=arch, steps=6, batch=2, crop=48, val_crops=1, val_crop=48, workers=0
+    )
     straight = StageTrainer(config, images, images, log=lambda _: None)
     straight.run(tmp_path / "a")
     StageTrainer(config, images, images, log=lambda _: None).run(tmp_path / "b", until=3)
@@ -196,16 +206,63 @@ def test_a_stage_trains_resumes_exactly_and_exports(stage, arch, tmp_path):
 
 
 def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(settings, tmp_path, monkeypatch):
-    from flows.cli import main
+    from flows.cli.main import main
 
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     for stage, arch in (("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")):
-        assert main(["train", "stage", "--stage", stage, "--architecture", arch, "--out", str(tmp_path / stage),
-                     "--steps", "2", "--batch", "2", "--crop", "48", "--workers", "0", "--no-photos", "--device", "cpu"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "train",
+                    "stage",
+                    "--stage",
+                    stage,
+                    "--architecture",
+                    arch,
+                    "--out",
+                    str(tmp_path / stage),
+                    "--steps",
+                    "2",
+                    "--batch",
+                    "2",
+                    "--crop",
+                    "48",
+                    "--workers",
+                    "0",
+                    "--no-photos",
+                    "--device",
+                    "cpu",
+                ]
+            )
+            == 0
+        )
         card = json.loads((tmp_path / stage / "card.json").read_text())
-        assert card["task"] == f"restore-{stage}" and card["how"]["code_version"] and card["sessions"][0]["to_step"] == 2
-    assert main(["train", "pipeline", "--detect", str(tmp_path / "detect"), "--inpaint", str(tmp_path / "inpaint"),
-                 "--out", str(tmp_path / "pipe"), "--name", "restore-unet", "--version", "v7", "--grow", "1"]) == 0  # fmt: skip
+        assert (
+            card["task"] == f"restore-{stage}"
+            and card["how"]["code_version"]
+            and card["sessions"][0]["to_step"] == 2
+        )
+    assert (
+        main(
+            [
+                "train",
+                "pipeline",
+                "--detect",
+                str(tmp_path / "detect"),
+                "--inpaint",
+                str(tmp_path / "inpaint"),
+                "--out",
+                str(tmp_path / "pipe"),
+                "--name",
+                "restore-unet",
+                "--version",
+                "v7",
+                "--grow",
+                "1",
+            ]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "pipe" / "card.json").read_text())
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
     base = ["--db", settings.db.url, "--output", settings.store.output]
@@ -220,10 +277,34 @@ def test_a_lent_gpu_trains_a_stage_for_a_fixed_time_and_exports_a_checkpoint_wit
 
     rng = np.random.default_rng(0)
     pictures = {f"train/p{i}": rng.integers(0, 256, (80, 80, 3), dtype=np.uint8) for i in range(3)}
-    np.savez_compressed(tmp_path / "photos.npz", **pictures, **{"val/v": rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)})
-    args = ["train", "--stage", "detect", "--images", str(tmp_path / "photos.npz"), "--out", str(tmp_path / "detect"),
-            "--state", str(tmp_path / "state"), "--seconds", "4", "--steps", "100000", "--batch", "2", "--crop", "32",
-            "--workers", "0", "--arch-config", '{"base": 8, "depth": 2}', "--code-version", "0.1.0+gtest"]  # fmt: skip
+    np.savez_compressed(
+        tmp_path / "photos.npz", **pictures, **{"val/v": rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)}
+    )
+    args = [
+        "train",
+        "--stage",
+        "detect",
+        "--images",
+        str(tmp_path / "photos.npz"),
+        "--out",
+        str(tmp_path / "detect"),
+        "--state",
+        str(tmp_path / "state"),
+        "--seconds",
+        "4",
+        "--steps",
+        "100000",
+        "--batch",
+        "2",
+        "--crop",
+        "32",
+        "--workers",
+        "0",
+        "--arch-config",
+        '{"base": 8, "depth": 2}',
+        "--code-version",
+        "0.1.0+gtest",
+    ]
     main(args)
     model, card = load_checkpoint(tmp_path / "detect")
     done = card["training"]["steps_done"]

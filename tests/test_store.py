@@ -9,7 +9,7 @@ import pytest
 
 from flows.errors import ConfigError, KeyRejected, NotFound, StoreError
 from flows.settings import StoreSettings
-from flows.store import LocalStore, S3Store, check_key, open_store, read_all
+from flows.storage.store import LocalStore, S3Store, check_key, open_store, read_all
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -49,7 +49,9 @@ def test_streamed_put_from_a_file_object(store):
     assert first + rest == data
 
 
-@pytest.mark.parametrize("key", ["../etc/passwd", "/abs/path.jpg", "a/../../b.jpg", "a/./b.jpg", "", "a//b", "dir/"])
+@pytest.mark.parametrize(
+    "key", ["../etc/passwd", "/abs/path.jpg", "a/../../b.jpg", "a/./b.jpg", "", "a//b", "dir/"]
+)
 def test_keys_that_escape_the_root_are_rejected(store, key):
     with pytest.raises(KeyRejected):
         store.put(key, b"x")
@@ -74,7 +76,7 @@ def test_local_store_files_are_readable_as_the_users_other_files(tmp_path):
     running as another user must read what the pipeline wrote."""
     import stat
 
-    from flows import store as module
+    from flows.storage import store as module
 
     store = LocalStore(tmp_path, create=True)
     store.put("derivatives/c/1/restored/v1/image.png", b"x")
@@ -93,13 +95,17 @@ def test_a_write_killed_half_way_leaves_nothing_in_the_versions_folder_and_is_sw
     import sys
     import time
 
-    script = ("import io, os, signal, sys\nfrom pathlib import Path\nfrom flows.store import LocalStore\n"
-              "class Dying(io.BytesIO):\n"
-              "    def read(self, n=-1):\n"
-              "        if self.tell() > 0: os.kill(os.getpid(), signal.SIGKILL)\n"
-              "        return super().read(4096)\n"
-              "LocalStore(Path(sys.argv[1]), create=True).put('derivatives/c/1/restored/v1/image.png', Dying(b'x' * 100000))\n")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=os.environ | {"PYTHONPATH": os.getcwd()})
+    script = (
+        "import io, os, signal, sys\nfrom pathlib import Path\nfrom flows.storage.store import LocalStore\n"
+        "class Dying(io.BytesIO):\n"
+        "    def read(self, n=-1):\n"
+        "        if self.tell() > 0: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        return super().read(4096)\n"
+        "LocalStore(Path(sys.argv[1]), create=True).put('derivatives/c/1/restored/v1/image.png', Dying(b'x' * 100000))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], env=os.environ | {"PYTHONPATH": os.getcwd()}
+    )
     assert done.returncode == -9
     files = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()]
     assert len(files) == 1 and files[0].startswith(".archive-tmp/.tmp-")  # the half-written file, outside v1/
@@ -148,8 +154,13 @@ def test_s3_large_writes_use_multipart(bucket, s3_settings):
 def test_s3_unreachable_endpoint_is_a_clear_error():
     from tests.conftest import free_port
 
-    settings = StoreSettings(endpoint_url=f"http://127.0.0.1:{free_port()}", access_key_id="k",
-                             secret_access_key="s", max_attempts=1, connect_timeout_s=1)  # fmt: skip
+    settings = StoreSettings(
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        access_key_id="k",
+        secret_access_key="s",
+        max_attempts=1,
+        connect_timeout_s=1,
+    )
     store = open_store("s3://scans/inbox", settings)
     with pytest.raises(StoreError, match="cannot reach S3 endpoint"):
         list(store.list())

@@ -10,15 +10,15 @@ import tifffile
 import torch
 from PIL import Image
 
-from flows.cli import main as archive
+from flows.cli.main import main as archive
+from restoration.checkpoints import load_checkpoint, save_checkpoint
 from restoration.data import random_crops
 from restoration.engine import EngineConfig
-from restoration.registry import create_model
+from restoration.factory import create_model
 from restoration.styles.evaluate import StyleStats, eval_extractor, off_palette, palette, style_report
 from restoration.styles.features import VGGFeatures, make_extractor, tint_curve, tint_distance
 from restoration.styles.fields import Placement
 from restoration.styles.presets import PRESETS, get_preset
-from restoration.checkpoints import load_checkpoint, save_checkpoint
 from restoration.styles.runner import TONE_DEFAULT, LearnedStylist, PresetStylist, learned_params, style_code
 from restoration.styles.tone import PrintCurve, collection_tones, fit_curve, luma_quantiles
 from restoration.styles.training import StyleTrainConfig, StyleTrainer, preset_exemplars
@@ -37,7 +37,15 @@ def as_tensor(img: np.ndarray) -> torch.Tensor:
 
 
 def test_the_seven_processes_are_there_with_notes():
-    assert {"albumen", "cyanotype", "daguerreotype", "platinum", "autochrome", "kodachrome", "faded-1970s"} <= set(PRESETS)
+    assert {
+        "albumen",
+        "cyanotype",
+        "daguerreotype",
+        "platinum",
+        "autochrome",
+        "kodachrome",
+        "faded-1970s",
+    } <= set(PRESETS)
     for p in PRESETS.values():
         assert p.note and p.era and p.version.startswith("v") and len(p.digest) == 64
 
@@ -95,15 +103,31 @@ def test_unknown_preset_or_parameter_is_refused():
 
 @pytest.fixture(scope="module")
 def exemplars() -> dict[str, list[np.ndarray]]:
-    photos = [photo(160, 200), np.asarray(samples.clean().rotate(90, expand=True).resize((180, 160)).convert("RGB"))]
-    return {"albumen": preset_exemplars("albumen", photos), "cyanotype": preset_exemplars("cyanotype", photos)}
+    photos = [
+        photo(160, 200),
+        np.asarray(samples.clean().rotate(90, expand=True).resize((180, 160)).convert("RGB")),
+    ]
+    return {
+        "albumen": preset_exemplars("albumen", photos),
+        "cyanotype": preset_exemplars("cyanotype", photos),
+    }
 
 
 def tiny_trainer(exemplars, steps: int = 30, **overrides) -> StyleTrainer:
-    config = StyleTrainConfig(architecture="style_net_test", arch_config={"base": 8, "blocks": 1}, steps=steps,
-                              batch=4, crop=48, lr=3e-3, adv_start=10, target_crops=8, tint_weight=10.0,
-                              disc_config={"ndf": 8, "n_layers": 2}, features={"kind": "random", "seed": 0, "widths": (8, 16, 16)},
-                              **overrides)  # fmt: skip
+    config = StyleTrainConfig(
+        architecture="style_net_test",
+        arch_config={"base": 8, "blocks": 1},
+        steps=steps,
+        batch=4,
+        crop=48,
+        lr=3e-3,
+        adv_start=10,
+        target_crops=8,
+        tint_weight=10.0,
+        disc_config={"ndf": 8, "n_layers": 2},
+        features={"kind": "random", "seed": 0, "widths": (8, 16, 16)},
+        **overrides,
+    )
     return StyleTrainer(config, exemplars, [photo(120, 140)], log=lambda _: None)
 
 
@@ -152,8 +176,16 @@ def test_learned_style_is_tile_safe():
     net = randomised_net()
     img = photo(150, 170)
     code_styles = ["a", "b"]
-    tiled = LearnedStylist(net, code_styles, "b", config=EngineConfig(tile=72, overlap=32)).process([img])[0].image
-    whole = LearnedStylist(net, code_styles, "b", config=EngineConfig(tile=1024, overlap=0)).process([img])[0].image
+    tiled = (
+        LearnedStylist(net, code_styles, "b", config=EngineConfig(tile=72, overlap=32))
+        .process([img])[0]
+        .image
+    )
+    whole = (
+        LearnedStylist(net, code_styles, "b", config=EngineConfig(tile=1024, overlap=0))
+        .process([img])[0]
+        .image
+    )
     assert tiled.shape == img.shape and not np.array_equal(whole, img)
     assert np.abs(tiled.astype(int) - whole.astype(int)).max() <= 1
     with pytest.raises(KeyError, match="no style"):
@@ -209,7 +241,11 @@ def test_tones_come_from_the_exemplars_and_travel_with_the_weights(exemplars, tm
     net, _ = load_checkpoint(tmp_path / "m")
     assert torch.equal(net.tones, trainer.g.tones) and learned_params(net, {}) == {"tone": TONE_DEFAULT}
     assert learned_params(net, {"tone": "0.3"}) == {"tone": 0.3}
-    for bad, message in [({"tone": "2"}, "between 0 and 1"), ({"tone": "dark"}, "a number"), ({"gamma": "1"}, "no parameter")]:
+    for bad, message in [
+        ({"tone": "2"}, "between 0 and 1"),
+        ({"tone": "dark"}, "a number"),
+        ({"gamma": "1"}, "no parameter"),
+    ]:
         with pytest.raises(ValueError, match=message):
             learned_params(net, bad)
     older = {k: v for k, v in trainer.g.state_dict().items() if k != "tones"}  # saved before tones existed
@@ -229,14 +265,18 @@ def test_style_report_sees_the_style():
     target = StyleStats.of(measure, get_preset("cyanotype").apply(as_tensor(photo(96, 128)[:, ::-1].copy())))
     report = style_report(measure, target, clean, styled)
     assert report["gram_ratio"] < 0.5 and report["hist_ratio"] < 0.5 and report["luma_ssim"] > 0.6
-    assert report["off_palette_before"] > 0.3 and report["off_palette_after"] < 0.01  # a cyanotype has only blues
+    assert (
+        report["off_palette_before"] > 0.3 and report["off_palette_after"] < 0.01
+    )  # a cyanotype has only blues
 
 
 def test_palette_and_tint_see_a_colour_left_in_a_monochrome_print():
     sepia = get_preset("albumen").apply(as_tensor(photo()))
     exemplar = get_preset("albumen").apply(as_tensor(photo()[:, ::-1].copy()))
     spoiled = sepia.clone()
-    spoiled[:, :, 20:50, 30:70] = torch.tensor([0.35, 0.15, 0.4]).view(1, 3, 1, 1)  # a purple patch, 30 x 40 px
+    spoiled[:, :, 20:50, 30:70] = torch.tensor([0.35, 0.15, 0.4]).view(
+        1, 3, 1, 1
+    )  # a purple patch, 30 x 40 px
     share = 30 * 40 / (96 * 128)
     grid = palette(exemplar)
     assert off_palette(sepia, grid).item() < 0.01
@@ -245,7 +285,9 @@ def test_palette_and_tint_see_a_colour_left_in_a_monochrome_print():
     assert tint_distance(sepia, *curve).item() < 0.5 / 255
     # the patch's blue-difference chroma is +0.09 at its tone, the sepia's there about -0.04
     assert tint_distance(spoiled, *curve).item() > 0.1 * share
-    assert tint_distance(as_tensor(photo()), *curve).item() > 10 / 255  # the colour photograph is far from sepia
+    assert (
+        tint_distance(as_tensor(photo()), *curve).item() > 10 / 255
+    )  # the colour photograph is far from sepia
 
 
 def test_reference_transfer_moves_towards_the_reference():
@@ -253,7 +295,9 @@ def test_reference_transfer_moves_towards_the_reference():
     reference = get_preset("cyanotype").apply(as_tensor(photo(64, 64)))
     extractor = make_extractor({"kind": "random", "seed": 0, "widths": (16, 32, 32, 32)})
     seen = []
-    out = transfer(content, reference, extractor, steps=25, size=48, progress=lambda s, loss: seen.append(loss))
+    out = transfer(
+        content, reference, extractor, steps=25, size=48, progress=lambda s, loss: seen.append(loss)
+    )
     assert out.shape == content.shape and len(seen) == 25 and seen[-1] < seen[0]
     measure = eval_extractor()
     report = style_report(measure, StyleStats.of(measure, reference), content, out)
@@ -263,13 +307,34 @@ def test_reference_transfer_moves_towards_the_reference():
 def test_a_users_vgg19_state_dict_loads_by_torchvision_names(tmp_path):
     from safetensors.torch import save_file
 
-    convs = {0: (64, 3), 2: (64, 64), 5: (128, 64), 7: (128, 128), 10: (256, 128), 12: (256, 256), 14: (256, 256),
-             16: (256, 256), 19: (512, 256), 21: (512, 512), 23: (512, 512), 25: (512, 512), 28: (512, 512),
-             30: (512, 512), 32: (512, 512), 34: (512, 512)}  # torchvision vgg19().features, written out  # fmt: skip
+    convs = {
+        0: (64, 3),
+        2: (64, 64),
+        5: (128, 64),
+        7: (128, 128),
+        10: (256, 128),
+        12: (256, 256),
+        14: (256, 256),
+        16: (256, 256),
+        19: (512, 256),
+        21: (512, 512),
+        23: (512, 512),
+        25: (512, 512),
+        28: (512, 512),
+        30: (512, 512),
+        32: (512, 512),
+        34: (512, 512),
+    }  # torchvision vgg19().features, written out
     state = {}
     for i, (o, c) in convs.items():
-        state[f"features.{i}.weight"], state[f"features.{i}.bias"] = torch.randn(o, c, 3, 3) * 0.05, torch.zeros(o)
-    state["classifier.0.weight"], state["classifier.0.bias"] = torch.zeros(4096, 8), torch.zeros(4096)  # cut down
+        state[f"features.{i}.weight"], state[f"features.{i}.bias"] = (
+            torch.randn(o, c, 3, 3) * 0.05,
+            torch.zeros(o),
+        )
+    state["classifier.0.weight"], state["classifier.0.bias"] = (
+        torch.zeros(4096, 8),
+        torch.zeros(4096),
+    )  # cut down
     save_file(state, tmp_path / "vgg19.safetensors")
     extractor = make_extractor({"kind": "vgg19", "weights": str(tmp_path / "vgg19.safetensors")})
     feats = extractor(torch.rand(1, 3, 64, 64))
@@ -287,12 +352,14 @@ def test_style_files_keeps_names_sizes_and_bit_depth(tmp_path, capsys):
     inbox = tmp_path / "in"
     inbox.mkdir()
     Image.fromarray(photo()).save(inbox / "print.jpg", quality=92)
-    rgb16 = (np.asarray(photo(), dtype=np.uint16) * 257)
+    rgb16 = np.asarray(photo(), dtype=np.uint16) * 257
     tifffile.imwrite(inbox / "scan16.tif", rgb16, photometric="rgb")
     Image.fromarray(photo()[..., 0]).save(inbox / "grey.png")
     (inbox / "broken.png").write_bytes(b"\x89PNG not really")
     inputs = [str(inbox / n) for n in ("print.jpg", "scan16.tif", "grey.png", "broken.png")]
-    code = archive(["style-files", *inputs, "--style", "platinum", "--out", str(tmp_path / "out"), "--strength", "0.8"])
+    code = archive(
+        ["style-files", *inputs, "--style", "platinum", "--out", str(tmp_path / "out"), "--strength", "0.8"]
+    )
     assert code == 1  # the broken one failed, alone
     err = capsys.readouterr().err
     assert "failed" in err and "broken.png" in err and err.count("failed") == 1
@@ -327,9 +394,21 @@ def read_png16(data: bytes) -> np.ndarray:
 
 
 def test_style_files_writes_a_grey_16_bit_png_as_16_bit_colour(tmp_path):
-    grey16 = (np.asarray(photo()[..., 1], dtype=np.uint16) * 257 + 7)
+    grey16 = np.asarray(photo()[..., 1], dtype=np.uint16) * 257 + 7
     Image.fromarray(grey16).save(tmp_path / "grey16.png", dpi=(600, 600))
-    assert archive(["style-files", str(tmp_path / "grey16.png"), "--style", "cyanotype", "--out", str(tmp_path / "out")]) == 0
+    assert (
+        archive(
+            [
+                "style-files",
+                str(tmp_path / "grey16.png"),
+                "--style",
+                "cyanotype",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     data = (tmp_path / "out" / "grey16.png").read_bytes()
     px = read_png16(data)
     expected = PresetStylist(get_preset("cyanotype")).style(grey16)
@@ -339,17 +418,29 @@ def test_style_files_writes_a_grey_16_bit_png_as_16_bit_colour(tmp_path):
         assert np.array_equal(np.asarray(img.convert("RGB")), (expected >> 8).astype(np.uint8))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--style", "sepia-ish"], "unknown style 'sepia-ish'"),
-    (["--style", "albumen", "--param", "colour=3"], "no parameter"),
-    (["--style", "albumen", "--param", "novalue"], "is not key=value"),
-    (["--style", "learned:period-styles"], "learned:NAME@VERSION"),
-    (["--style", "albumen", "--strength", "2"], "strength"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--style", "sepia-ish"], "unknown style 'sepia-ish'"),
+        (["--style", "albumen", "--param", "colour=3"], "no parameter"),
+        (["--style", "albumen", "--param", "novalue"], "is not key=value"),
+        (["--style", "learned:period-styles"], "learned:NAME@VERSION"),
+        (["--style", "albumen", "--strength", "2"], "strength"),
+    ],
+)
 def test_style_files_refuses_bad_arguments_in_one_line(tmp_path, capsys, args, message):
     Image.fromarray(photo()).save(tmp_path / "a.png")
-    code = archive(["--db", f"sqlite:///{tmp_path}/c.db", "style-files", str(tmp_path / "a.png"), "--out",
-                    str(tmp_path / "out"), *args])  # fmt: skip
+    code = archive(
+        [
+            "--db",
+            f"sqlite:///{tmp_path}/c.db",
+            "style-files",
+            str(tmp_path / "a.png"),
+            "--out",
+            str(tmp_path / "out"),
+            *args,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and message in err and len(err.splitlines()) == 1 and err.startswith("error:")
     assert not (tmp_path / "out").exists()
@@ -358,8 +449,20 @@ def test_style_files_refuses_bad_arguments_in_one_line(tmp_path, capsys, args, m
 def test_style_transfer_cli_writes_the_result(tmp_path):
     Image.fromarray(photo()).save(tmp_path / "content.png")
     Image.fromarray(preset_exemplars("cyanotype", [photo(80, 80)])[0]).save(tmp_path / "ref.png")
-    code = archive(["style-transfer", str(tmp_path / "content.png"), "--reference", str(tmp_path / "ref.png"),
-                    "--out", str(tmp_path / "out.png"), "--steps", "5", "--size", "64"])  # fmt: skip
+    code = archive(
+        [
+            "style-transfer",
+            str(tmp_path / "content.png"),
+            "--reference",
+            str(tmp_path / "ref.png"),
+            "--out",
+            str(tmp_path / "out.png"),
+            "--steps",
+            "5",
+            "--size",
+            "64",
+        ]
+    )
     assert code == 0
     out = np.asarray(Image.open(tmp_path / "out.png"))
     assert out.shape == (96, 128, 3) and not np.array_equal(out, photo())
@@ -375,31 +478,124 @@ def test_train_style_cli_makes_a_registrable_checkpoint_used_by_name(tmp_path, c
         Image.fromarray(img).save(folder / f"plate{i}.png")
     (folder / "notes.txt").write_text("not an image")
     db = ["--db", f"sqlite:///{tmp_path}/c.db", "--output", str(tmp_path / "store")]
-    code = archive([*db, "train", "style", "--name", "tiny-styles", "--out", str(tmp_path / "tiny" / "v1"), "--steps", "2",
-                    "--crop", "48", "--exemplars", str(folder), "--exemplars", "name=brown preset=albumen"])  # fmt: skip
+    code = archive(
+        [
+            *db,
+            "train",
+            "style",
+            "--name",
+            "tiny-styles",
+            "--out",
+            str(tmp_path / "tiny" / "v1"),
+            "--steps",
+            "2",
+            "--crop",
+            "48",
+            "--exemplars",
+            str(folder),
+            "--exemplars",
+            "name=brown preset=albumen",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     card = json.loads((tmp_path / "tiny" / "v1" / "card.json").read_text())
-    assert card["task"] == "style" and card["styles"] == ["cyanotypes", "brown"] and card["config"]["n_styles"] == 2
-    assert card["data"]["exemplars"]["cyanotypes"]["images"] == 2 and len(card["data"]["exemplars"]["brown"]["digest"]) == 64
-    assert set(card["per_style"]["brown"]) >= {"gram_ratio", "hist_ratio", "off_palette_after", "luma_ssim"} and card["training"]["steps_done"] == 2
+    assert (
+        card["task"] == "style"
+        and card["styles"] == ["cyanotypes", "brown"]
+        and card["config"]["n_styles"] == 2
+    )
+    assert (
+        card["data"]["exemplars"]["cyanotypes"]["images"] == 2
+        and len(card["data"]["exemplars"]["brown"]["digest"]) == 64
+    )
+    assert (
+        set(card["per_style"]["brown"]) >= {"gram_ratio", "hist_ratio", "off_palette_after", "luma_ssim"}
+        and card["training"]["steps_done"] == 2
+    )
     assert card["training"]["augment"] is True  # content crops zoomed and recoloured unless --no-augment
-    assert card["training"]["set_statistics"] is True and "page" not in card["data"]["content"]  # photographs only
+    assert (
+        card["training"]["set_statistics"] is True and "page" not in card["data"]["content"]
+    )  # photographs only
     assert archive([*db, "models", "register", str(tmp_path / "tiny" / "v1"), "--promote"]) == 0
     Image.fromarray(photo()).save(tmp_path / "in.png")
     capsys.readouterr()
-    code = archive([*db, "style-files", str(tmp_path / "in.png"), "--style", "learned:tiny-styles@v1", "--out", str(tmp_path / "o")])
+    code = archive(
+        [
+            *db,
+            "style-files",
+            str(tmp_path / "in.png"),
+            "--style",
+            "learned:tiny-styles@v1",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     assert code == 1 and "has styles ['cyanotypes', 'brown']: name one" in capsys.readouterr().err
-    assert archive([*db, "style-files", str(tmp_path / "in.png"), "--style", "learned:tiny-styles@production:brown",
-                    "--out", str(tmp_path / "o")]) == 0  # fmt: skip
+    assert (
+        archive(
+            [
+                *db,
+                "style-files",
+                str(tmp_path / "in.png"),
+                "--style",
+                "learned:tiny-styles@production:brown",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(tmp_path / "o" / "in.png")).shape == (96, 128, 3)
     capsys.readouterr()
-    assert archive([*db, "style-files", str(tmp_path / "in.png"), "--style", "learned:tiny-styles@v1:brown", "--param", "tone=0",
-                    "--out", str(tmp_path / "flat")]) == 0  # fmt: skip
-    assert "tiny-styles@v1:brown at strength" in capsys.readouterr().err  # tone 0: not printed to the exemplars' tones
-    assert not np.array_equal(np.asarray(Image.open(tmp_path / "flat" / "in.png")), np.asarray(Image.open(tmp_path / "o" / "in.png")))
-    code = archive([*db, "style-files", str(tmp_path / "in.png"), "--style", "learned:tiny-styles@v1:brown", "--param", "tone=7",
-                    "--out", str(tmp_path / "o")])  # fmt: skip
+    assert (
+        archive(
+            [
+                *db,
+                "style-files",
+                str(tmp_path / "in.png"),
+                "--style",
+                "learned:tiny-styles@v1:brown",
+                "--param",
+                "tone=0",
+                "--out",
+                str(tmp_path / "flat"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        "tiny-styles@v1:brown at strength" in capsys.readouterr().err
+    )  # tone 0: not printed to the exemplars' tones
+    assert not np.array_equal(
+        np.asarray(Image.open(tmp_path / "flat" / "in.png")),
+        np.asarray(Image.open(tmp_path / "o" / "in.png")),
+    )
+    code = archive(
+        [
+            *db,
+            "style-files",
+            str(tmp_path / "in.png"),
+            "--style",
+            "learned:tiny-styles@v1:brown",
+            "--param",
+            "tone=7",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0 and "tone must be between 0 and 1" in err and len(err.splitlines()) == 1
-    code = archive([*db, "train", "style", "--name", "x", "--out", str(tmp_path / "x"), "--exemplars", "preset=albumen nope=1"])
+    code = archive(
+        [
+            *db,
+            "train",
+            "style",
+            "--name",
+            "x",
+            "--out",
+            str(tmp_path / "x"),
+            "--exemplars",
+            "preset=albumen nope=1",
+        ]
+    )
     assert code != 0 and "unknown term(s) ['nope']" in capsys.readouterr().err

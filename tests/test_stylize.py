@@ -13,15 +13,15 @@ import torch
 from sqlalchemy import select
 
 from archive_db.models import Derivative, Event, ModelVersion
-from flows.cli import main as archive
+from flows.cli.main import main as archive
 from flows.db import sessions_for
 from flows.ingest import ingest_collection
-from flows.models import register
+from flows.model_versions import register
 from flows.reprocess import promote, reprocess_collection, rollback
 from flows.restore import restore_collection
 from flows.stylize import stylize_collection
 from restoration.checkpoints import save_checkpoint
-from restoration.registry import create_model
+from restoration.factory import create_model
 from tests.test_ingest import write_folder
 from tests.test_restore import MASTERS, checkpoint, stored
 
@@ -30,7 +30,9 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 def rows(settings, kind: str) -> list[Derivative]:
     with sessions_for(settings.db.url)() as s:
-        found = s.scalars(select(Derivative).where(Derivative.kind == kind).order_by(Derivative.item_id, Derivative.version)).all()
+        found = s.scalars(
+            select(Derivative).where(Derivative.kind == kind).order_by(Derivative.item_id, Derivative.version)
+        ).all()
         s.expunge_all()
         return list(found)
 
@@ -47,7 +49,7 @@ def current_restored(settings) -> dict[int, Derivative]:
 @pytest.fixture
 def restored(settings, tmp_path, monkeypatch):
     """test_restore's collection (grey, RGB, 16-bit, RGBA masters; one quarantined), restored."""
-    monkeypatch.setattr("flows.models.SHIPPED", tmp_path / "no-shipped-models")
+    monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     settings.restore = settings.restore.model_copy(update={"batch_pixels": 60_000, "tile": 64, "threads": 2})
     register(settings, checkpoint(tmp_path, "v1", 1), status="production")
     write_folder(tmp_path / "inbox", {k: make() for k, make in MASTERS.items()})
@@ -69,7 +71,10 @@ def test_stylize_versions_each_restored_item_with_its_parent_and_recipe(restored
         assert d.version == 1 and d.is_current and d.parent_id == parents[d.item_id].id
         assert d.model_version_id == preset.id
         meta = sidecar(settings, d)
-        assert meta["parent"]["derivative_id"] == d.parent_id and meta["parent"]["sha256"] == parents[d.item_id].sha256
+        assert (
+            meta["parent"]["derivative_id"] == d.parent_id
+            and meta["parent"]["sha256"] == parents[d.item_id].sha256
+        )
         assert meta["recipe"]["hash"] == d.recipe_hash and meta["parameters"]["style"] == "albumen"
         assert meta["parameters"]["strength"] == 0.9 and meta["parameters"]["params"]["foxing"] == 0.08
         assert meta["model"]["weights_sha256"] == preset.weights_sha256
@@ -105,17 +110,34 @@ def test_a_learned_style_and_restyling_after_a_new_restored_version(restored, tm
         if name.startswith("head"):
             p.data.normal_(std=0.05)
     net.tones.copy_(torch.linspace(0.05, 0.8, net.tones.shape[1]).expand(2, -1))  # its exemplars' tones
-    save_checkpoint(net, tmp_path / "tiny-styles", {"architecture": "style_net", "config": {"n_styles": 2, "base": 8, "blocks": 1},
-                                                    "name": "tiny-styles", "version": "v1", "task": "style",
-                                                    "styles": ["blue", "brown"], "metrics": {}})  # fmt: skip
+    save_checkpoint(
+        net,
+        tmp_path / "tiny-styles",
+        {
+            "architecture": "style_net",
+            "config": {"n_styles": 2, "base": 8, "blocks": 1},
+            "name": "tiny-styles",
+            "version": "v1",
+            "task": "style",
+            "styles": ["blue", "brown"],
+            "metrics": {},
+        },
+    )
     register(settings, tmp_path / "tiny-styles", status="production")
     summary = stylize_collection("letters", "learned:tiny-styles@v1:brown", settings=settings)
     assert summary.restored == 5
     learned = rows(settings, "style:tiny-styles.brown")
     assert len(learned) == 5
     meta = sidecar(settings, learned[0])
-    assert meta["parameters"]["style"] == "brown" and meta["parameters"]["params"] == {"tone": 1.0}  # printed to its tones
-    assert set(meta["derived"]["print_curve"]) == {"gamma", "gain", "lift", "amount"}  # the curve this image got
+    assert meta["parameters"]["style"] == "brown" and meta["parameters"]["params"] == {
+        "tone": 1.0
+    }  # printed to its tones
+    assert set(meta["derived"]["print_curve"]) == {
+        "gamma",
+        "gain",
+        "lift",
+        "amount",
+    }  # the curve this image got
 
     stylize_collection("letters", "albumen", settings=settings)
     register(settings, checkpoint(tmp_path, "v2", 2))
@@ -152,7 +174,9 @@ def test_stylize_cli_refuses_bad_arguments_in_one_line(restored, capsys):
 def test_stylize_cli_end_to_end(restored, capsys):
     settings = restored
     base = ["--db", settings.db.url, "--output", settings.store.output]
-    assert archive([*base, "stylize", "--collection", "letters", "--style", "kodachrome", "--limit", "2"]) == 0
+    assert (
+        archive([*base, "stylize", "--collection", "letters", "--style", "kodachrome", "--limit", "2"]) == 0
+    )
     assert "Styled 2 of 2" in capsys.readouterr().out
     assert len(rows(settings, "style:kodachrome")) == 2
     assert archive([*base, "search", "--status", "styled", "--json", "--no-facets"]) == 0

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from restoration.checkpoints import load_checkpoint
-import numpy as np
-
 from restoration.data import TRAIN_IMAGES, bundled_images, random_crops, training_batch
 from restoration.losses import mask_loss, reconstruction
 from restoration.training import TrainConfig, Trainer, export
 
-TINY = dict(architecture="unet_restorer_test", discriminator="patchgan_test", disc_config={},
-            batch=4, crop=48, warmup_steps=3, val_crops=1, val_crop=64, lr=1e-3)  # fmt: skip
+TINY = dict(
+    architecture="unet_restorer_test",
+    discriminator="patchgan_test",
+    disc_config={},
+    batch=4,
+    crop=48,
+    warmup_steps=3,
+    val_crops=1,
+    val_crop=64,
+    lr=1e-3,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +33,9 @@ def images():
 def test_steps_lower_the_loss(images):
     """Gradients reach every loss: a few steps on one batch lower its reconstruction and mask losses."""
     # Adam moves each weight by about lr a step: few steps need a big lr
-    trainer = Trainer(TrainConfig(**(TINY | {"steps": 80, "lr": 3e-3})), images, images[:1], log=lambda s: None)
+    trainer = Trainer(
+        TrainConfig(**(TINY | {"steps": 80, "lr": 3e-3})), images, images[:1], log=lambda s: None
+    )
     batch = training_batch(images, 0, 7, 4, 48, trainer.degradation)
 
     def losses() -> tuple[float, float]:
@@ -78,7 +88,9 @@ def test_training_is_reproducible_and_resumes_exactly(images, tmp_path):
     resumed = Trainer(TrainConfig(**TINY, steps=8), images, images[:1], log=lambda s: None)
     resumed.run(tmp_path / "b", resume=True, session={"command": "test"})
     assert resumed.step == 8
-    assert resumed.sessions == [{"command": "test", "from_step": 4, "to_step": 8, "wall_seconds": resumed.sessions[0]["wall_seconds"]}]
+    assert resumed.sessions == [
+        {"command": "test", "from_step": 4, "to_step": 8, "wall_seconds": resumed.sessions[0]["wall_seconds"]}
+    ]
     for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 

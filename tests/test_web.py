@@ -21,9 +21,9 @@ from archive_db.models import Derivative, Event, Item
 from flows.db import sessions_for
 from flows.ingest import ingest_collection
 from flows.manifest import import_metadata
+from flows.media import StoreMedia
 from flows.restore import restore_collection
 from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings
-from flows.web_media import StoreMedia
 from tests import samples
 from tests.conftest import free_port
 from tests.test_ingest import write_folder
@@ -34,7 +34,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-output"
 
 
 def _aged(name: str, seed: int) -> bytes:
-    from flows.demo import age, clean_images
+    from flows.cli.demo import age, clean_images
 
     img = clean_images()[name]
     img.thumbnail((320, 320))
@@ -48,15 +48,23 @@ def catalogue(tmp_path_factory, prefect_harness):
     """Four prints and a broken file, ingested, described by a manifest and restored by the
     shipped production model."""
     root = tmp_path_factory.mktemp("web")
-    settings = Settings(db=DbSettings(url=f"sqlite:///{root}/catalogue.db"), store=StoreSettings(output=(root / "out").as_uri()),
-                        ingest=IngestSettings(batch_size=8, concurrency=2))  # fmt: skip
+    settings = Settings(
+        db=DbSettings(url=f"sqlite:///{root}/catalogue.db"),
+        store=StoreSettings(output=(root / "out").as_uri()),
+        ingest=IngestSettings(batch_size=8, concurrency=2),
+    )
     settings.restore = settings.restore.model_copy(update={"tile": 256, "threads": 2})
     inbox = root / "inbox"
-    write_folder(inbox, {
-        "box1/harbour.jpg": _aged("coffee", 1), "box1/portrait.jpg": _aged("grace_hopper", 2),
-        "box2/cat.jpg": _aged("chelsea", 3), "box2/hostile.jpg": samples.exif_jpeg(description=XSS),
-        "box2/broken.jpg": samples.truncated(samples.jpeg()),
-    })  # fmt: skip
+    write_folder(
+        inbox,
+        {
+            "box1/harbour.jpg": _aged("coffee", 1),
+            "box1/portrait.jpg": _aged("grace_hopper", 2),
+            "box2/cat.jpg": _aged("chelsea", 3),
+            "box2/hostile.jpg": samples.exif_jpeg(description=XSS),
+            "box2/broken.jpg": samples.truncated(samples.jpeg()),
+        },
+    )
     ingest_collection(str(inbox), "seaside", settings)
     (root / "manifest.csv").write_text(
         "filename,title,date,place,subjects\n"
@@ -97,7 +105,9 @@ def test_api_behind_the_pages(catalogue):
     assert item["descriptive"]["title"] == "Coffee on the harbour front"
     [version] = item["versions"]
     assert version["current"] and version["model"].startswith("restore-unet@")
-    assert [e["type"] for e in item["events"]][:1] == ["ingestion"] and "restoration" in {e["type"] for e in item["events"]}
+    assert [e["type"] for e in item["events"]][:1] == ["ingestion"] and "restoration" in {
+        e["type"] for e in item["events"]
+    }
     lineage = c.get(f"/api/items/{item['id']}/lineage").json()
     assert lineage["children"][0]["kind"] == "restored"
     models = c.get("/api/models").json()
@@ -109,7 +119,13 @@ def test_api_behind_the_pages(catalogue):
 
 def test_pages_render_and_carry_security_headers(catalogue):
     c = client(catalogue)
-    for path in ("/", "/search?text=whitby", f"/items/{item_id(catalogue, 'box2/cat.jpg')}", "/models", "/runs"):
+    for path in (
+        "/",
+        "/search?text=whitby",
+        f"/items/{item_id(catalogue, 'box2/cat.jpg')}",
+        "/models",
+        "/runs",
+    ):
         r = c.get(path)
         assert r.status_code == 200, path
         assert "script-src 'self'" in r.headers["content-security-policy"]
@@ -121,13 +137,19 @@ def test_pages_render_and_carry_security_headers(catalogue):
 def test_images_come_through_the_app(catalogue):
     c = client(catalogue)
     iid, did = item_id(catalogue, "box1/portrait.jpg"), current_of(catalogue, "box1/portrait.jpg")
-    for path, kind in ((f"/media/items/{iid}/thumbnail", "image/jpeg"), (f"/media/items/{iid}/preview", "image/jpeg"),
-                       (f"/media/derivatives/{did}/preview", "image/jpeg"), (f"/media/items/{iid}/master", "image/jpeg")):  # fmt: skip
+    for path, kind in (
+        (f"/media/items/{iid}/thumbnail", "image/jpeg"),
+        (f"/media/items/{iid}/preview", "image/jpeg"),
+        (f"/media/derivatives/{did}/preview", "image/jpeg"),
+        (f"/media/items/{iid}/master", "image/jpeg"),
+    ):
         r = c.get(path)
         assert r.status_code == 200 and r.headers["content-type"] == kind, path
         Image.open(io.BytesIO(r.content)).verify()
     r = c.get(f"/media/derivatives/{did}/file")
-    assert r.headers["content-disposition"].startswith("attachment;") and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (
+        r.headers["content-disposition"].startswith("attachment;") and r.content[:8] == b"\x89PNG\r\n\x1a\n"
+    )
 
 
 def test_hostile_exif_is_shown_as_text(catalogue):
@@ -137,10 +159,16 @@ def test_hostile_exif_is_shown_as_text(catalogue):
     assert "<script>alert" not in page and "<img src=x" not in page
 
 
-@pytest.mark.parametrize("path", [
-    "/media/items/..%2F..%2F..%2Fetc%2Fpasswd/master", "/media/items/1/..%2F..%2Fcatalogue.db",
-    "/static/..%2F..%2F..%2Fcatalogue.db", "/static/%2e%2e/%2e%2e/web/app.py", "/media/derivatives/-1/file",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/media/items/..%2F..%2F..%2Fetc%2Fpasswd/master",
+        "/media/items/1/..%2F..%2Fcatalogue.db",
+        "/static/..%2F..%2F..%2Fcatalogue.db",
+        "/static/%2e%2e/%2e%2e/web/app.py",
+        "/media/derivatives/-1/file",
+    ],
+)
 def test_path_traversal_on_image_routes_finds_nothing(catalogue, path):
     r = client(catalogue).get(path)
     assert r.status_code in (404, 422) and b"root:" not in r.content and b"SQLite" not in r.content
@@ -167,8 +195,15 @@ def test_writes_need_the_token(catalogue):
     c = client(catalogue)
     r = c.post(f"/api/derivatives/{did}/review", json=body)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-    assert c.post(f"/api/derivatives/{did}/review", json={}).status_code == 401  # before the body is looked at
-    assert c.post(f"/api/derivatives/{did}/review", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert (
+        c.post(f"/api/derivatives/{did}/review", json={}).status_code == 401
+    )  # before the body is looked at
+    assert (
+        c.post(
+            f"/api/derivatives/{did}/review", json=body, headers={"Authorization": "Bearer wrong"}
+        ).status_code
+        == 403
+    )
     meta = {"user": "ada", "fields": {"title": "x"}}
     assert c.patch(f"/api/items/{item_id(catalogue, 'box2/cat.jpg')}/metadata", json=meta).status_code == 401
     with sessions_for(catalogue.db.url)() as s:
@@ -179,12 +214,22 @@ def test_writes_need_the_token(catalogue):
     assert r.status_code == 200 and r.json()["review"] == "approved"
     r = c.post(f"/api/derivatives/{did}/make-current", json={"user": "ada"}, headers=auth)
     assert r.status_code == 409 and "already" in r.json()["error"]
-    assert c.post(f"/api/derivatives/{did}/review", json=body | {"state": "maybe"}, headers=auth).status_code == 422
-    r = c.patch(f"/api/items/{item_id(catalogue, 'box1/portrait.jpg')}/metadata", headers=auth,
-                json={"user": "ada", "fields": {"title": "Rear Admiral Grace Hopper", "date_text": "1984"}})  # fmt: skip
+    assert (
+        c.post(f"/api/derivatives/{did}/review", json=body | {"state": "maybe"}, headers=auth).status_code
+        == 422
+    )
+    r = c.patch(
+        f"/api/items/{item_id(catalogue, 'box1/portrait.jpg')}/metadata",
+        headers=auth,
+        json={"user": "ada", "fields": {"title": "Rear Admiral Grace Hopper", "date_text": "1984"}},
+    )
     assert r.status_code == 200 and r.json()["changes"]["title"]["old"] == "Portrait of an officer"
     with sessions_for(catalogue.db.url)() as s:
-        event = s.scalar(select(Event).where(Event.type == "metadata modification", Event.detail["source"].as_string() == "web catalogue"))
+        event = s.scalar(
+            select(Event).where(
+                Event.type == "metadata modification", Event.detail["source"].as_string() == "web catalogue"
+            )
+        )
         assert event.agent.name == "ada" and event.agent.kind == "person"
         assert event.detail["changes"]["date_text"] == {"old": "1950s", "new": "1984", "range": [1984, 1984]}
 
@@ -220,8 +265,14 @@ def browser():
         pytest.skip("no chromium on PATH (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]  # fmt: skip
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=args)
         yield b
@@ -242,13 +293,22 @@ def test_curator_flow_in_a_real_browser(catalogue, server, browser):
     page = browser.new_page(viewport={"width": 1360, "height": 1000})
     problems = []
     # Every failed request and script error is a problem, except the write refused on purpose.
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 and "/api/derivatives/" not in r.url else None)
+    page.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.url}")
+            if r.status >= 400 and "/api/derivatives/" not in r.url
+            else None
+        ),
+    )
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
 
     page.goto(server + "/")
     assert page.locator(".collection h2").inner_text() == "seaside"
-    wait_until(page, "[...document.querySelectorAll('.strip img')].every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(
+        page, "[...document.querySelectorAll('.strip img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     assert page.locator(".strip img").count() == 4  # the broken scan has no thumbnail
 
     page.fill("header input[name=text]", "harbour")
@@ -263,7 +323,10 @@ def test_curator_flow_in_a_real_browser(catalogue, server, browser):
     page.wait_for_selector("#slider")
     wait_until(page, "document.querySelectorAll('.compare img')[1].naturalWidth > 0")
     page.fill("#slider", "20")
-    assert page.evaluate("getComputedStyle(document.getElementById('after')).clipPath") == "inset(0px 80% 0px 0px)"
+    assert (
+        page.evaluate("getComputedStyle(document.getElementById('after')).clipPath")
+        == "inset(0px 80% 0px 0px)"
+    )
 
     page.fill("#user", "ada")
     page.click("button[data-action=review][data-state=approved]")
@@ -289,7 +352,13 @@ def test_curator_flow_in_a_real_browser(catalogue, server, browser):
     assert XSS in page.inner_text("table.exif")
     assert problems == [], problems
     with sessions_for(catalogue.db.url)() as s:
-        event = s.scalar(select(Event).where(Event.type == "review", Event.detail["note"].as_string() == "clean, no haloes"))
+        event = s.scalar(
+            select(Event).where(
+                Event.type == "review", Event.detail["note"].as_string() == "clean, no haloes"
+            )
+        )
         assert event.agent.name == "ada"
-        edit = s.scalars(select(Event).where(Event.type == "metadata modification").order_by(Event.id.desc())).first()
+        edit = s.scalars(
+            select(Event).where(Event.type == "metadata modification").order_by(Event.id.desc())
+        ).first()
         assert edit.detail["changes"] == {"place": {"old": "Whitby", "new": "Whitby, North Yorkshire"}}

@@ -34,8 +34,12 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things, so later migrations rebuild tables.
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                      include_object=include_object)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        include_object=include_object,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -12,7 +12,15 @@ from archive_db import curation
 from archive_db.ledger import get_or_create_agent
 from archive_db.models import Derivative, Item
 from archive_db.web import views
-from archive_db.web.core import Catalogue, CatalogueDep, HTTPProblem, get_derivative, get_item, require_token, search_query
+from archive_db.web.core import (
+    Catalogue,
+    CatalogueDep,
+    HTTPProblem,
+    get_derivative,
+    get_item,
+    require_token,
+    search_query,
+)
 from archive_db.web.media import MediaMissing
 
 router = APIRouter()
@@ -39,8 +47,12 @@ SEARCH_PARAMETERS = {
     "limit": ("integer", "hits per page, 1 to 500"),
     "after": ("string", "the next_cursor of the previous page"),
 }
-_SEARCH_OPENAPI = {"parameters": [{"name": name, "in": "query", "required": False, "description": text,
-                                   "schema": {"type": kind}} for name, (kind, text) in SEARCH_PARAMETERS.items()]}  # fmt: skip
+_SEARCH_OPENAPI = {
+    "parameters": [
+        {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": kind}}
+        for name, (kind, text) in SEARCH_PARAMETERS.items()
+    ]
+}
 
 
 @router.get("/api/search", openapi_extra=_SEARCH_OPENAPI)
@@ -126,11 +138,14 @@ def media_derivative_preview(derivative_id: int, cat: Catalogue = CatalogueDep) 
 @router.get("/media/derivatives/{derivative_id}/file")
 def media_derivative_file(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
     d = _row(cat, get_derivative, derivative_id)
-    name = _safe_name(f"item{d.item_id}-{d.kind.replace(':', '-')}-v{d.version}-{d.storage_uri.rsplit('/', 1)[-1]}")
+    name = _safe_name(
+        f"item{d.item_id}-{d.kind.replace(':', '-')}-v{d.version}-{d.storage_uri.rsplit('/', 1)[-1]}"
+    )
     return _image(cat.media.derivative_file, d, f"derivative {derivative_id}", download=name)
 
 
 # -- writes ----------------------------------------------------------------------------------
+
 
 def _storable(text: str) -> str:
     """Text the catalogue can store: no NUL byte (PostgreSQL refuses them), no lone surrogate."""
@@ -161,8 +176,10 @@ class CurrentBody(BaseModel):
 
 class MetadataBody(BaseModel):
     user: User
-    fields: dict[Literal["title", "description", "date_text", "creator", "place", "subjects", "rights"],
-                 Annotated[str, StringConstraints(max_length=10_000), Storable] | None] = Field(min_length=1)  # fmt: skip
+    fields: dict[
+        Literal["title", "description", "date_text", "creator", "place", "subjects", "rights"],
+        Annotated[str, StringConstraints(max_length=10_000), Storable] | None,
+    ] = Field(min_length=1)
 
 
 WRITE = [Depends(require_token)]  # checked before the body is even read
@@ -203,7 +220,9 @@ def api_make_current(derivative_id: int, body: CurrentBody, cat: Catalogue = Cat
 def api_metadata(item_id: int, body: MetadataBody, cat: Catalogue = CatalogueDep) -> dict:
     def action(session, agent) -> dict:
         item: Item = get_item(session, item_id)
-        changes = curation.update_metadata(session, item, dict(body.fields), agent, {"source": "web catalogue"})
+        changes = curation.update_metadata(
+            session, item, dict(body.fields), agent, {"source": "web catalogue"}
+        )
         return {"item": item.id, "changes": changes}
 
     return _write(cat, body.user, action)

@@ -18,8 +18,10 @@ from archive_db.web import api, pages
 from archive_db.web.core import HERE, Catalogue, HTTPProblem
 from archive_db.web.media import MediaSource
 
-CSP = ("default-src 'none'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
-       "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")  # fmt: skip
+CSP = (
+    "default-src 'none'; img-src 'self' data:; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 MAX_BODY = 1 << 20
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -29,9 +31,16 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(sessions: sessionmaker[Session], media: MediaSource, token: str | None = None,
-               preview_px: int = 1600, title: str = "Photo archive") -> FastAPI:  # fmt: skip
-    app = FastAPI(title=f"{title} catalogue", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json")
+def create_app(
+    sessions: sessionmaker[Session],
+    media: MediaSource,
+    token: str | None = None,
+    preview_px: int = 1600,
+    title: str = "Photo archive",
+) -> FastAPI:
+    app = FastAPI(
+        title=f"{title} catalogue", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json"
+    )
     app.state.catalogue = Catalogue(sessions, media, token, preview_px)
     app.state.catalogue.templates.env.globals["site_title"] = title
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -42,7 +51,9 @@ def create_app(sessions: sessionmaker[Session], media: MediaSource, token: str |
     async def security_headers(request: Request, call_next: Callable) -> Response:
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > MAX_BODY:  # metadata edits are a few kB
-            response = JSONResponse({"error": f"the request body is over {MAX_BODY:,} bytes"}, status_code=413)
+            response = JSONResponse(
+                {"error": f"the request body is over {MAX_BODY:,} bytes"}, status_code=413
+            )
         else:
             response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
@@ -59,7 +70,10 @@ def create_app(sessions: sessionmaker[Session], media: MediaSource, token: str |
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         """422 with where and why, but not the value sent: a body of 1e999 or a lone surrogate
         cannot be echoed as JSON (FastAPI's own answer to them was a 500)."""
-        errors = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        errors = [
+            {"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         message = f"{'.'.join(first['loc'][1:] or first['loc'])}: {first['msg']}"
         if request.url.path.startswith(("/api/", "/media/")):
@@ -71,6 +85,8 @@ def create_app(sessions: sessionmaker[Session], media: MediaSource, token: str |
     async def out_of_range(request: Request, exc: Exception) -> Response:
         """A value the database cannot hold (a number past its column's range, say) is the
         request's fault: 400, where the database's own error would have been a 500."""
-        return await problem(request, HTTPProblem(400, "a value in the request is out of the catalogue's range"))
+        return await problem(
+            request, HTTPProblem(400, "a value in the request is out of the catalogue's range")
+        )
 
     return app

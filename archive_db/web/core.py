@@ -30,7 +30,9 @@ class HTTPProblem(Exception):
 class Catalogue:
     """What the routes share: sessions, the media source, the write token, the templates."""
 
-    def __init__(self, sessions: sessionmaker[Session], media: MediaSource, token: str | None, preview_px: int):
+    def __init__(
+        self, sessions: sessionmaker[Session], media: MediaSource, token: str | None, preview_px: int
+    ):
         self.sessions, self.media, self.token, self.preview_px = sessions, media, token, preview_px
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["short"] = lambda s, n=12: (s[:n] + "…") if s and len(s) > n else s
@@ -51,7 +53,9 @@ class Catalogue:
             raise HTTPProblem(403, "this catalogue is read-only: no write token is configured")
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given:
-            raise HTTPProblem(401, "this action needs the catalogue's write token", {"WWW-Authenticate": "Bearer"})
+            raise HTTPProblem(
+                401, "this action needs the catalogue's write token", {"WWW-Authenticate": "Bearer"}
+            )
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             raise HTTPProblem(403, "the write token is not valid")
 
@@ -72,11 +76,21 @@ def search_query(request: Request, limit: int = 48) -> SearchQuery:
     p = request.query_params
     try:
         years = {k: int(p[k]) if p.get(k) else None for k in ("year_from", "year_to")}
-        return SearchQuery(text=p.get("text") or None, collection=p.get("collection") or None, status=p.get("status") or None,
-                           model=p.get("model") or None, kind=p.get("kind") or None, sort=p.get("sort") or "id",
-                           limit=int(p.get("limit") or limit), after=p.get("after") or None, **years)  # fmt: skip
+        return SearchQuery(
+            text=p.get("text") or None,
+            collection=p.get("collection") or None,
+            status=p.get("status") or None,
+            model=p.get("model") or None,
+            kind=p.get("kind") or None,
+            sort=p.get("sort") or "id",
+            limit=int(p.get("limit") or limit),
+            after=p.get("after") or None,
+            **years,
+        )
     except ValueError as exc:  # SearchError is a ValueError; so is a year that is not a number
-        raise HTTPProblem(400, str(exc) if isinstance(exc, SearchError) else f"bad search parameter: {exc}") from None
+        raise HTTPProblem(
+            400, str(exc) if isinstance(exc, SearchError) else f"bad search parameter: {exc}"
+        ) from None
 
 
 def get_item(session: Session, item_id: int) -> Item:

@@ -1,6 +1,6 @@
 """Where the web catalogue's images come from. The app never takes a path or a URI from a request:
 routes name catalogue rows by id, and the app asks a ``MediaSource`` for the URIs those rows
-record. The command that serves the catalogue supplies the source (``flows.web_media``), which
+record. The command that serves the catalogue supplies the source (``flows.media``), which
 reads only from the configured stores."""
 
 from __future__ import annotations
@@ -29,10 +29,21 @@ class MediaSource(Protocol):
     def derivative_file(self, derivative: Derivative) -> tuple[bytes, str]: ...
 
 
-MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".tif": "image/tiff",
-               ".tiff": "image/tiff", ".webp": "image/webp", ".json": "application/json"}  # fmt: skip
+MEDIA_TYPES = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+    ".webp": "image/webp",
+    ".json": "application/json",
+}
 
 
 def media_type(name: str) -> str:
     dot = name.rfind(".")
-    return MEDIA_TYPES.get(name[dot:].lower(), "application/octet-stream") if dot >= 0 else "application/octet-stream"
+    return (
+        MEDIA_TYPES.get(name[dot:].lower(), "application/octet-stream")
+        if dot >= 0
+        else "application/octet-stream"
+    )

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from archive_db.search import STATUSES, SORTS
+from archive_db.search import SORTS, STATUSES
 from archive_db.web import views
 from archive_db.web.core import Catalogue, CatalogueDep, get_item, search_query
 
@@ -45,8 +45,16 @@ def search_page(request: Request, cat: Catalogue = CatalogueDep) -> HTMLResponse
         return "/search?" + urlencode(params)
 
     next_link = link(after=result["next_cursor"]) if result["next_cursor"] else None
-    return _render(request, "search.html", result=result, filters=filters, link=link, next_link=next_link,
-                   statuses=STATUSES, sorts=SORTS)  # fmt: skip
+    return _render(
+        request,
+        "search.html",
+        result=result,
+        filters=filters,
+        link=link,
+        next_link=next_link,
+        statuses=STATUSES,
+        sorts=SORTS,
+    )
 
 
 @router.get("/items/{item_id}", response_class=HTMLResponse)

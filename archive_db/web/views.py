@@ -19,20 +19,37 @@ STRIP = 8  # thumbnails per collection on the overview
 
 
 def collections_view(session: Session) -> list[dict[str, Any]]:
-    restored = dict(session.execute(
-        select(Item.collection_id, func.count(func.distinct(Derivative.item_id)))
-        .join(Derivative, Derivative.item_id == Item.id)
-        .where(Derivative.is_current, Derivative.kind == "restored").group_by(Item.collection_id)
-    ).all())  # fmt: skip
+    restored = dict(
+        session.execute(
+            select(Item.collection_id, func.count(func.distinct(Derivative.item_id)))
+            .join(Derivative, Derivative.item_id == Item.id)
+            .where(Derivative.is_current, Derivative.kind == "restored")
+            .group_by(Item.collection_id)
+        ).all()
+    )
     ids = dict(session.execute(select(Collection.name, Collection.id)).all())
     out = []
     for s in collection_summaries(session):
         cid = ids[s.name]
-        strip = session.scalars(select(Item.id).where(Item.collection_id == cid, Item.thumbnail_key.is_not(None))
-                                .order_by(Item.id).limit(STRIP)).all()  # fmt: skip
-        out.append({"name": s.name, "items": s.items, "ingested": s.ingested, "quarantined": s.quarantined,
-                    "restored": restored.get(cid, 0), "duplicates": s.duplicates, "bytes": s.bytes,
-                    "created_at": s.created_at.isoformat(), "thumbnails": list(strip)})  # fmt: skip
+        strip = session.scalars(
+            select(Item.id)
+            .where(Item.collection_id == cid, Item.thumbnail_key.is_not(None))
+            .order_by(Item.id)
+            .limit(STRIP)
+        ).all()
+        out.append(
+            {
+                "name": s.name,
+                "items": s.items,
+                "ingested": s.ingested,
+                "quarantined": s.quarantined,
+                "restored": restored.get(cid, 0),
+                "duplicates": s.duplicates,
+                "bytes": s.bytes,
+                "created_at": s.created_at.isoformat(),
+                "thumbnails": list(strip),
+            }
+        )
     return out
 
 
@@ -52,25 +69,59 @@ def item_view(session: Session, item: Item) -> dict[str, Any]:
     models = {m.id: m for m in session.scalars(select(ModelVersion))} if derivatives else {}
     current = next((d for d in derivatives if d.is_current and d.kind == "restored"), None)
     current = current or next((d for d in derivatives if d.is_current), None)
-    technical = {k: getattr(item, k) for k in ("format", "width", "height", "mode", "bit_depth", "dpi_x", "dpi_y",
-                                               "icc_description", "orientation", "capture_date", "make", "model", "size")}  # fmt: skip
+    technical = {
+        k: getattr(item, k)
+        for k in (
+            "format",
+            "width",
+            "height",
+            "mode",
+            "bit_depth",
+            "dpi_x",
+            "dpi_y",
+            "icc_description",
+            "orientation",
+            "capture_date",
+            "make",
+            "model",
+            "size",
+        )
+    }
     return {
-        "id": item.id, "collection": item.collection.name, "source_uri": item.source_uri,
-        "source_key": item.source_key, "sha256": item.sha256, "status": item.status,
-        "quarantine_reason": item.quarantine_reason, "has_thumbnail": item.thumbnail_key is not None,
-        "descriptive": {k: getattr(item, k) for k in DESCRIPTIVE_FIELDS} | {"date_from": item.date_from, "date_to": item.date_to},
-        "technical": technical, "exif": item.exif or {},
+        "id": item.id,
+        "collection": item.collection.name,
+        "source_uri": item.source_uri,
+        "source_key": item.source_key,
+        "sha256": item.sha256,
+        "status": item.status,
+        "quarantine_reason": item.quarantine_reason,
+        "has_thumbnail": item.thumbnail_key is not None,
+        "descriptive": {k: getattr(item, k) for k in DESCRIPTIVE_FIELDS}
+        | {"date_from": item.date_from, "date_to": item.date_to},
+        "technical": technical,
+        "exif": item.exif or {},
         "current": current.id if current else None,
         "versions": [_version(d, models.get(d.model_version_id)) for d in derivatives],
         "events": [event_dict(e) for e in item_events(session, item.id)],
-    }  # fmt: skip
+    }
 
 
 def _version(d: Derivative, model: ModelVersion | None) -> dict[str, Any]:
-    return {"id": d.id, "kind": d.kind, "version": d.version, "current": d.is_current, "review": d.review,
-            "model": f"{model.name}@{model.version}" if model else None, "recipe_hash": d.recipe_hash,
-            "recipe": d.recipe, "sha256": d.sha256, "size": d.size, "storage_uri": d.storage_uri,
-            "parent_id": d.parent_id, "created_at": d.created_at.isoformat()}  # fmt: skip
+    return {
+        "id": d.id,
+        "kind": d.kind,
+        "version": d.version,
+        "current": d.is_current,
+        "review": d.review,
+        "model": f"{model.name}@{model.version}" if model else None,
+        "recipe_hash": d.recipe_hash,
+        "recipe": d.recipe,
+        "sha256": d.sha256,
+        "size": d.size,
+        "storage_uri": d.storage_uri,
+        "parent_id": d.parent_id,
+        "created_at": d.created_at.isoformat(),
+    }
 
 
 def lineage_view(session: Session, item: Item) -> dict[str, Any]:
@@ -78,21 +129,48 @@ def lineage_view(session: Session, item: Item) -> dict[str, Any]:
 
 
 def models_view(session: Session) -> list[dict[str, Any]]:
-    used = dict(session.execute(
-        select(Derivative.model_version_id, func.count(func.distinct(Derivative.item_id)))
-        .where(Derivative.is_current).group_by(Derivative.model_version_id)
-    ).all())  # fmt: skip
-    rows = session.scalars(select(ModelVersion).order_by(ModelVersion.task, ModelVersion.name, ModelVersion.created_at))
-    return [{"id": m.id, "name": m.name, "version": m.version, "task": m.task, "architecture": m.architecture,
-             "status": m.status, "weights_sha256": m.weights_sha256, "metrics": m.metrics or {},
-             "items_current": used.get(m.id, 0), "created_at": m.created_at.isoformat()} for m in rows]  # fmt: skip
+    used = dict(
+        session.execute(
+            select(Derivative.model_version_id, func.count(func.distinct(Derivative.item_id)))
+            .where(Derivative.is_current)
+            .group_by(Derivative.model_version_id)
+        ).all()
+    )
+    rows = session.scalars(
+        select(ModelVersion).order_by(ModelVersion.task, ModelVersion.name, ModelVersion.created_at)
+    )
+    return [
+        {
+            "id": m.id,
+            "name": m.name,
+            "version": m.version,
+            "task": m.task,
+            "architecture": m.architecture,
+            "status": m.status,
+            "weights_sha256": m.weights_sha256,
+            "metrics": m.metrics or {},
+            "items_current": used.get(m.id, 0),
+            "created_at": m.created_at.isoformat(),
+        }
+        for m in rows
+    ]
 
 
 def runs_view(session: Session, limit: int = 100) -> list[dict[str, Any]]:
     query = select(Run, Collection.name).outerjoin(Collection, Collection.id == Run.collection_id)
     rows = session.execute(query.order_by(Run.id.desc()).limit(limit)).all()
-    return [{"id": r.id, "flow": r.flow, "collection": name, "status": r.status, "parameters": r.parameters,
-             "counts": r.counts or {}, "code_version": r.code_version, "started_at": r.started_at.isoformat(),
-             "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-             "seconds": round((r.finished_at - r.started_at).total_seconds(), 1) if r.finished_at else None}
-            for r, name in rows]  # fmt: skip
+    return [
+        {
+            "id": r.id,
+            "flow": r.flow,
+            "collection": name,
+            "status": r.status,
+            "parameters": r.parameters,
+            "counts": r.counts or {},
+            "code_version": r.code_version,
+            "started_at": r.started_at.isoformat(),
+            "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+            "seconds": round((r.finished_at - r.started_at).total_seconds(), 1) if r.finished_at else None,
+        }
+        for r, name in rows
+    ]

@@ -76,8 +76,12 @@ class GatedInpainter(nn.Module):
         s0 = self.stem(torch.cat([xi * (1 - mi), mi], dim=1))
         s1 = self.down1(s0)
         feat = self.body(self.down2(s1))
-        feat = self.up2(torch.cat([F.interpolate(feat, size=s1.shape[-2:], mode="bilinear", align_corners=False), s1], 1))
-        feat = self.up1(torch.cat([F.interpolate(feat, size=s0.shape[-2:], mode="bilinear", align_corners=False), s0], 1))
+        feat = self.up2(
+            torch.cat([F.interpolate(feat, size=s1.shape[-2:], mode="bilinear", align_corners=False), s1], 1)
+        )
+        feat = self.up1(
+            torch.cat([F.interpolate(feat, size=s0.shape[-2:], mode="bilinear", align_corners=False), s0], 1)
+        )
         fill = torch.sigmoid(self.head(feat))[..., :h, :w]
         return x * (1 - mask) + fill * mask
 

@@ -16,22 +16,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restoration.registry import create_model, register_model
+from restoration.registry import build, register_model
 
 STAGES = ("detect", "inpaint", "denoise")
 
 
 class RestorePipeline(nn.Module):
-    def __init__(self, stages: dict[str, dict], threshold: float = 0.5, softness: float = 0.3, grow: int = 2,
-                 max_width: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        stages: dict[str, dict],
+        threshold: float = 0.5,
+        softness: float = 0.3,
+        grow: int = 2,
+        max_width: int = 0,
+    ):
         super().__init__()
         unknown = set(stages) - set(STAGES)
         if unknown or not {"detect", "inpaint"} <= set(stages):
-            raise ValueError(f"a restore pipeline needs detect and inpaint stages (and may have denoise), not {sorted(stages)}")
+            raise ValueError(
+                f"a restore pipeline needs detect and inpaint stages (and may have denoise), not {sorted(stages)}"
+            )
         self.threshold, self.softness, self.grow, self.max_width = threshold, softness, grow, max_width
         for name in STAGES:
             spec = stages.get(name)
-            setattr(self, name, create_model(spec["architecture"], **spec.get("config", {})) if spec else None)
+            setattr(self, name, build(spec["architecture"], **spec.get("config", {})) if spec else None)
 
     def stages(self) -> dict[str, nn.Module]:
         return {name: getattr(self, name) for name in STAGES if getattr(self, name) is not None}
@@ -49,16 +57,19 @@ class RestorePipeline(nn.Module):
         probabilities differ by a hair fill alike), grown by ``grow`` pixels to take in the
         ragged rims that a crack leaves half-lit.
 
-        With ``max_width`` (and ``narrow_only``: not for a curator's own mask), only marks narrower than that many pixels are filled: cracks, scratches,
-        creases, dust. A broad mark (a white collar, a sleeve, a star on a flag, or real emulsion
-        loss) is left as it is: the detector cannot tell those apart, filling a collar destroys the
-        picture, and a curator who wants a loss filled draws its mask (``archive mask``)."""
+        With ``max_width`` (and ``narrow_only``: not for a curator's own mask), only marks
+        narrower than that many pixels are filled: cracks, scratches, creases, dust. A broad mark
+        (a white collar, a sleeve, a star on a flag, or real emulsion loss) is left as it is: the
+        detector cannot tell those apart, filling a collar destroys the picture, and a curator who
+        wants a loss filled draws its mask (``archive mask``)."""
         lo = self.threshold - self.softness / 2
         a = ((prob - lo) / max(self.softness, 1e-6)).clamp(0, 1)
         if self.max_width > 0 and narrow_only:
             k = self.max_width | 1
             marked = (a > 0.5).to(a.dtype)
-            broad = F.max_pool2d(-F.max_pool2d(-marked, k, 1, k // 2), k, 1, k // 2)  # opening: what a k x k square fits in
+            broad = F.max_pool2d(
+                -F.max_pool2d(-marked, k, 1, k // 2), k, 1, k // 2
+            )  # opening: what a k x k square fits in
             a = a * (1 - F.max_pool2d(broad, 5, 1, 2))  # and its frayed rim
         return F.max_pool2d(a, 2 * self.grow + 1, 1, self.grow) if self.grow > 0 else a
 
@@ -70,13 +81,20 @@ class RestorePipeline(nn.Module):
             prob = mask.to(x.dtype)
             logits = torch.logit(mask.float().clamp(1e-4, 1 - 1e-4)).to(x.dtype)
         holes = self.holes(prob, narrow_only=mask is None)  # a curator's mask is filled as drawn
-        y = self.inpaint(x, holes) if bool(holes.any()) else x  # nothing to fill: the inpainter would return x
+        y = (
+            self.inpaint(x, holes) if bool(holes.any()) else x
+        )  # nothing to fill: the inpainter would return x
         if self.denoise is not None:
             y = self.denoise(y)[0]
         return y, logits
 
 
 register_model("restore_pipeline")(RestorePipeline)
-register_model("restore_pipeline_test", stages={
-    "detect": {"architecture": "damage_detector_test"}, "inpaint": {"architecture": "gated_inpainter_test"},
-    "denoise": {"architecture": "unet_restorer_test"}})(RestorePipeline)  # fmt: skip
+register_model(
+    "restore_pipeline_test",
+    stages={
+        "detect": {"architecture": "damage_detector_test"},
+        "inpaint": {"architecture": "gated_inpainter_test"},
+        "denoise": {"architecture": "unet_restorer_test"},
+    },
+)(RestorePipeline)

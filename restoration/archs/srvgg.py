@@ -21,8 +21,15 @@ def _activation(kind: str, num_feat: int) -> nn.Module:
 
 
 class SRVGGNetCompact(nn.Module):
-    def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_conv: int = 16,
-                 upscale: int = 4, act_type: str = "prelu"):  # fmt: skip
+    def __init__(
+        self,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        num_feat: int = 64,
+        num_conv: int = 16,
+        upscale: int = 4,
+        act_type: str = "prelu",
+    ):
         super().__init__()
         self.upscale = upscale
         self.body = nn.ModuleList([nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), _activation(act_type, num_feat)])

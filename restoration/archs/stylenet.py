@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from restoration.registry import register_model
-from restoration.styles.tone import TONE_QUANTILES
+
+TONE_QUANTILES = 33  # luma quantiles kept per style (restoration.styles.tone fits them)
 
 
 class FiLM(nn.Module):
@@ -62,10 +63,14 @@ class StyleNet(nn.Module):
     """``forward(x, code) -> styled``: x in [0, 1] [B, 3, H, W]; code is [B] style indices or
     [B, n_styles] weights (one-hot, or a mixture). Output is x plus a predicted change."""
 
-    def __init__(self, n_styles: int = 4, base: int = 32, blocks: int = 2, colour: int = 32, texture: float = 0.15):
+    def __init__(
+        self, n_styles: int = 4, base: int = 32, blocks: int = 2, colour: int = 32, texture: float = 0.15
+    ):
         super().__init__()
         self.n_styles, self.texture = n_styles, texture
-        self.colour = nn.ModuleList([_ConvFiLM(n_styles, 3, colour, k=1), _ConvFiLM(n_styles, colour, colour, k=1)])
+        self.colour = nn.ModuleList(
+            [_ConvFiLM(n_styles, 3, colour, k=1), _ConvFiLM(n_styles, colour, colour, k=1)]
+        )
         self.colour_head = nn.Conv2d(colour, 3, 1)
         # The overlap tiles need to agree with the whole image (within 1/255 on 8-bit output):
         # the receptive field grows by 16 px per residual block at quarter scale. Measured on

@@ -35,7 +35,12 @@ def _noise(seed: int, h: int, w: int, scale: float) -> np.ndarray:
 
 
 def _as_mask(m: np.ndarray, img: torch.Tensor) -> torch.Tensor:
-    return torch.from_numpy(m.astype(np.float32)).to(img.device).view(1, 1, *m.shape).expand(img.shape[0], 1, *m.shape)
+    return (
+        torch.from_numpy(m.astype(np.float32))
+        .to(img.device)
+        .view(1, 1, *m.shape)
+        .expand(img.shape[0], 1, *m.shape)
+    )
 
 
 def _blend(img: torch.Tensor, colour: np.ndarray, alpha: np.ndarray) -> torch.Tensor:
@@ -85,10 +90,19 @@ def sample_craquelure(rng: np.random.Generator, h: int, w: int) -> dict:
             stack.append((x * (w - 1), y * (h - 1), inward + float(rng.normal(0, 0.8)), width, 0))
         x, y, heading, wd, depth = stack.pop()
         for _ in range(int(rng.integers(10, 80))):
-            heading += float(rng.normal(0, 0.12)) + (float(rng.normal(0, 0.7)) if rng.random() < 0.12 else 0.0)
+            heading += float(rng.normal(0, 0.12)) + (
+                float(rng.normal(0, 0.7)) if rng.random() < 0.12 else 0.0
+            )
             nx, ny = x + step * math.cos(heading), y + step * math.sin(heading)
-            segments.append([round(x / (w - 1), 5), round(y / (h - 1), 5), round(nx / (w - 1), 5), round(ny / (h - 1), 5),
-                             round(wd, 2)])  # fmt: skip
+            segments.append(
+                [
+                    round(x / (w - 1), 5),
+                    round(y / (h - 1), 5),
+                    round(nx / (w - 1), 5),
+                    round(ny / (h - 1), 5),
+                    round(wd, 2),
+                ]
+            )
             drawn, x, y = drawn + step, nx, ny
             if not (-0.05 * w < x < 1.05 * w and -0.05 * h < y < 1.05 * h) or drawn >= total:
                 break
@@ -98,9 +112,14 @@ def sample_craquelure(rng: np.random.Generator, h: int, w: int) -> dict:
             wd = max(1.0, wd * float(rng.uniform(0.9, 1.1)))
     dark = rng.random() < 0.15
     paper = float(rng.uniform(0.04, 0.2)) if dark else float(rng.uniform(0.82, 0.98))
-    return {"segments": segments, "colour": [paper, paper * float(rng.uniform(0.96, 1.0)), paper * float(rng.uniform(0.9, 1.02))],
-            "opacity": float(rng.uniform(0.75, 1.0)), "ragged": float(rng.uniform(0.2, 0.8)),
-            "texture": float(rng.uniform(0.0, 0.06)), "seed": _seed(rng)}  # fmt: skip
+    return {
+        "segments": segments,
+        "colour": [paper, paper * float(rng.uniform(0.96, 1.0)), paper * float(rng.uniform(0.9, 1.02))],
+        "opacity": float(rng.uniform(0.75, 1.0)),
+        "ragged": float(rng.uniform(0.2, 0.8)),
+        "texture": float(rng.uniform(0.0, 0.06)),
+        "seed": _seed(rng),
+    }
 
 
 def _draw_segments(h: int, w: int, segments: list[list[float]]) -> np.ndarray:
@@ -124,7 +143,9 @@ def _ragged(mask: np.ndarray, amount: float, seed: int) -> np.ndarray:
     return frayed | (mask > 0)
 
 
-def _paper(img: torch.Tensor, region: np.ndarray, colour, opacity: float, texture: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _paper(
+    img: torch.Tensor, region: np.ndarray, colour, opacity: float, texture: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Show the paper (or backing) of ``colour`` through ``region``, with the paper's texture."""
     h, w = region.shape
     tex = 1 + texture * _noise(seed + 1, h, w, 0.8)
@@ -146,9 +167,18 @@ def sample_creases(rng: np.random.Generator, h: int, w: int) -> dict:
     for _ in range(int(rng.integers(1, 3))):
         angle = float(rng.uniform(0, math.pi))
         cx, cy = (float(v) for v in rng.uniform(0.15, 0.85, 2))
-        creases.append({"x": cx, "y": cy, "angle": angle, "wobble": float(rng.uniform(0, 0.02)),
-                        "ridge": float(rng.uniform(0.002, 0.006)), "shadow": float(rng.uniform(0.004, 0.015)),
-                        "brightness": float(rng.uniform(0.25, 0.6)), "darkening": float(rng.uniform(0.25, 0.5))})  # fmt: skip
+        creases.append(
+            {
+                "x": cx,
+                "y": cy,
+                "angle": angle,
+                "wobble": float(rng.uniform(0, 0.02)),
+                "ridge": float(rng.uniform(0.002, 0.006)),
+                "shadow": float(rng.uniform(0.004, 0.015)),
+                "brightness": float(rng.uniform(0.25, 0.6)),
+                "darkening": float(rng.uniform(0.25, 0.5)),
+            }
+        )
     return {"creases": creases, "seed": _seed(rng)}
 
 
@@ -178,8 +208,13 @@ def sample_losses(rng: np.random.Generator, h: int, w: int) -> dict:
     corners = [int(c) for c in rng.choice(4, size=int(rng.integers(1, 3)), replace=False)]
     dark = rng.random() < 0.5
     backing = [float(v) for v in (rng.uniform(0.03, 0.2, 3) if dark else rng.uniform(0.8, 0.97, 3))]
-    return {"corners": corners, "size": [float(v) for v in rng.uniform(0.08, 0.35, 2)], "backing": backing,
-            "ragged": float(rng.uniform(0.02, 0.08)), "seed": _seed(rng)}  # fmt: skip
+    return {
+        "corners": corners,
+        "size": [float(v) for v in rng.uniform(0.08, 0.35, 2)],
+        "backing": backing,
+        "ragged": float(rng.uniform(0.02, 0.08)),
+        "seed": _seed(rng),
+    }
 
 
 def apply_losses(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,9 +234,14 @@ def apply_losses(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor
 
 
 def sample_flaking(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"coverage": float(rng.uniform(0.01, 0.08)), "scale": float(rng.uniform(0.004, 0.02)),
-            "where": list(_edge_start(rng, 0.7)), "spread": float(rng.uniform(0.15, 0.5)),
-            "paper": float(rng.uniform(0.8, 0.97)), "seed": _seed(rng)}  # fmt: skip
+    return {
+        "coverage": float(rng.uniform(0.01, 0.08)),
+        "scale": float(rng.uniform(0.004, 0.02)),
+        "where": list(_edge_start(rng, 0.7)),
+        "spread": float(rng.uniform(0.15, 0.5)),
+        "paper": float(rng.uniform(0.8, 0.97)),
+        "seed": _seed(rng),
+    }
 
 
 def apply_flaking(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,9 +263,23 @@ def sample_foxing(rng: np.random.Generator, h: int, w: int) -> dict:
     n = int(rng.integers(5, 60))
     cx, cy = _edge_start(rng, 0.5)
     spread = float(rng.uniform(0.1, 0.6))
-    spots = [[float(np.clip(cx + rng.normal(0, spread), 0, 1)), float(np.clip(cy + rng.normal(0, spread), 0, 1)),
-              float(np.exp(rng.uniform(np.log(0.002), np.log(0.015)))), float(rng.uniform(0.5, 0.95))] for _ in range(n)]  # fmt: skip
-    return {"spots": spots, "colour": [float(rng.uniform(0.45, 0.65)), float(rng.uniform(0.25, 0.4)), float(rng.uniform(0.08, 0.2))]}
+    spots = [
+        [
+            float(np.clip(cx + rng.normal(0, spread), 0, 1)),
+            float(np.clip(cy + rng.normal(0, spread), 0, 1)),
+            float(np.exp(rng.uniform(np.log(0.002), np.log(0.015)))),
+            float(rng.uniform(0.5, 0.95)),
+        ]
+        for _ in range(n)
+    ]
+    return {
+        "spots": spots,
+        "colour": [
+            float(rng.uniform(0.45, 0.65)),
+            float(rng.uniform(0.25, 0.4)),
+            float(rng.uniform(0.08, 0.2)),
+        ],
+    }
 
 
 def apply_foxing(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -244,9 +298,15 @@ def apply_foxing(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor
 
 
 def sample_water_stain(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"where": list(_edge_start(rng, 0.5)), "radius": float(rng.uniform(0.15, 0.5)),
-            "wobble": float(rng.uniform(0.1, 0.35)), "tint": float(rng.uniform(0.05, 0.2)),
-            "line": float(rng.uniform(0.002, 0.006)), "line_strength": float(rng.uniform(0.3, 0.6)), "seed": _seed(rng)}  # fmt: skip
+    return {
+        "where": list(_edge_start(rng, 0.5)),
+        "radius": float(rng.uniform(0.15, 0.5)),
+        "wobble": float(rng.uniform(0.1, 0.35)),
+        "tint": float(rng.uniform(0.05, 0.2)),
+        "line": float(rng.uniform(0.002, 0.006)),
+        "line_strength": float(rng.uniform(0.3, 0.6)),
+        "seed": _seed(rng),
+    }
 
 
 def apply_water_stain(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -269,8 +329,12 @@ def apply_water_stain(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.T
 
 
 def sample_silvering(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"strength": float(rng.uniform(0.15, 0.45)), "reach": float(rng.uniform(0.1, 0.35)),
-            "tint": [float(v) for v in rng.uniform(0.6, 0.8, 3)], "seed": _seed(rng)}  # fmt: skip
+    return {
+        "strength": float(rng.uniform(0.15, 0.45)),
+        "reach": float(rng.uniform(0.1, 0.35)),
+        "tint": [float(v) for v in rng.uniform(0.6, 0.8, 3)],
+        "seed": _seed(rng),
+    }
 
 
 def apply_silvering(img: torch.Tensor, p: dict) -> torch.Tensor:
@@ -288,9 +352,18 @@ def apply_silvering(img: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 def sample_fingerprints(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"prints": [[*_edge_start(rng, 0.7), float(rng.uniform(0.04, 0.09)), float(rng.uniform(0, math.pi)),
-                        float(rng.uniform(0.05, 0.15))] for _ in range(int(rng.integers(1, 4)))],
-            "pitch": float(rng.uniform(0.004, 0.008))}  # fmt: skip
+    return {
+        "prints": [
+            [
+                *_edge_start(rng, 0.7),
+                float(rng.uniform(0.04, 0.09)),
+                float(rng.uniform(0, math.pi)),
+                float(rng.uniform(0.05, 0.15)),
+            ]
+            for _ in range(int(rng.integers(1, 4)))
+        ],
+        "pitch": float(rng.uniform(0.004, 0.008)),
+    }
 
 
 def apply_fingerprints(img: torch.Tensor, p: dict) -> torch.Tensor:
@@ -310,9 +383,14 @@ def apply_fingerprints(img: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 def sample_tape(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"x": float(rng.uniform(0, 0.9)), "y": float(rng.uniform(0, 0.9)), "length": float(rng.uniform(0.15, 0.5)),
-            "breadth": float(rng.uniform(0.05, 0.12)), "vertical": bool(rng.random() < 0.5),
-            "amber": float(rng.uniform(0.15, 0.45))}  # fmt: skip
+    return {
+        "x": float(rng.uniform(0, 0.9)),
+        "y": float(rng.uniform(0, 0.9)),
+        "length": float(rng.uniform(0.15, 0.5)),
+        "breadth": float(rng.uniform(0.05, 0.12)),
+        "vertical": bool(rng.random() < 0.5),
+        "amber": float(rng.uniform(0.15, 0.45)),
+    }
 
 
 def apply_tape(img: torch.Tensor, p: dict) -> torch.Tensor:
@@ -329,7 +407,6 @@ def apply_tape(img: torch.Tensor, p: dict) -> torch.Tensor:
     rim = rim - cv2.erode(rim, np.ones((3, 3), np.uint8))
     alpha = np.maximum(alpha, rim * min(1.0, p["amber"] * 1.6))
     return _blend(img, np.array([0.8, 0.6, 0.25]), alpha)
-
 
 
 # -- picture structures a detector must leave: lattices and lettering ---------------------------------
@@ -359,11 +436,26 @@ def sample_lattice(rng: np.random.Generator, h: int, w: int) -> dict:
     families = []
     base = float(rng.choice([0.0, math.pi / 2])) + float(rng.normal(0, 0.25))
     for k in range(int(rng.integers(1, 4))):
-        angle = base + (k * math.pi / 2 if k < 2 else float(rng.choice([-1, 1])) * math.pi / 4) + float(rng.normal(0, 0.05))
-        families.append({"angle": round(angle, 4), "spacing": float(rng.uniform(5, 32)), "offset": float(rng.uniform(0, 1)),
-                         "width": int(rng.integers(1, 4))})  # fmt: skip
-    return {"families": families, "region": _region(rng), "colour": _stroke_colour(rng),
-            "opacity": float(rng.uniform(0.6, 1.0)), "soften": float(rng.uniform(0.0, 0.8))}  # fmt: skip
+        angle = (
+            base
+            + (k * math.pi / 2 if k < 2 else float(rng.choice([-1, 1])) * math.pi / 4)
+            + float(rng.normal(0, 0.05))
+        )
+        families.append(
+            {
+                "angle": round(angle, 4),
+                "spacing": float(rng.uniform(5, 32)),
+                "offset": float(rng.uniform(0, 1)),
+                "width": int(rng.integers(1, 4)),
+            }
+        )
+    return {
+        "families": families,
+        "region": _region(rng),
+        "colour": _stroke_colour(rng),
+        "opacity": float(rng.uniform(0.6, 1.0)),
+        "soften": float(rng.uniform(0.0, 0.8)),
+    }
 
 
 def apply_lattice(img: torch.Tensor, p: dict) -> torch.Tensor:
@@ -394,11 +486,24 @@ def sample_lettering(rng: np.random.Generator, h: int, w: int) -> dict:
         size = float(rng.uniform(5, 16))
         glyphs = []
         for _ in range(int(rng.integers(3, 16))):
-            glyphs.append([[round(float(v), 3) for v in rng.uniform(0, 1, 4)] for _ in range(int(rng.integers(2, 5)))])
-        rows.append({"x": float(rng.uniform(0, 0.8)), "y": float(rng.uniform(0.05, 0.95)), "size": size,
-                     "angle": float(rng.normal(0, 0.1)), "glyphs": glyphs})  # fmt: skip
-    return {"rows": rows, "colour": _stroke_colour(rng), "width": int(rng.integers(1, 3)),
-            "opacity": float(rng.uniform(0.7, 1.0))}  # fmt: skip
+            glyphs.append(
+                [[round(float(v), 3) for v in rng.uniform(0, 1, 4)] for _ in range(int(rng.integers(2, 5)))]
+            )
+        rows.append(
+            {
+                "x": float(rng.uniform(0, 0.8)),
+                "y": float(rng.uniform(0.05, 0.95)),
+                "size": size,
+                "angle": float(rng.normal(0, 0.1)),
+                "glyphs": glyphs,
+            }
+        )
+    return {
+        "rows": rows,
+        "colour": _stroke_colour(rng),
+        "width": int(rng.integers(1, 3)),
+        "opacity": float(rng.uniform(0.7, 1.0)),
+    }
 
 
 def apply_lettering(img: torch.Tensor, p: dict) -> torch.Tensor:
@@ -410,7 +515,13 @@ def apply_lettering(img: torch.Tensor, p: dict) -> torch.Tensor:
         for i, strokes in enumerate(row["glyphs"]):
             ox, oy = row["x"] * w + ux * i * s * 0.8, row["y"] * h + uy * i * s * 0.8
             for x0, y0, x1, y1 in strokes:  # within a glyph's box, 0.6 s wide and s high
-                q0 = (int(round(ox + (ux * x0 * 0.6 + vx * y0) * s)), int(round(oy + (uy * x0 * 0.6 + vy * y0) * s)))
-                q1 = (int(round(ox + (ux * x1 * 0.6 + vx * y1) * s)), int(round(oy + (uy * x1 * 0.6 + vy * y1) * s)))
+                q0 = (
+                    int(round(ox + (ux * x0 * 0.6 + vx * y0) * s)),
+                    int(round(oy + (uy * x0 * 0.6 + vy * y0) * s)),
+                )
+                q1 = (
+                    int(round(ox + (ux * x1 * 0.6 + vx * y1) * s)),
+                    int(round(oy + (uy * x1 * 0.6 + vy * y1) * s)),
+                )
                 cv2.line(canvas, q0, q1, 255, thickness=p["width"], lineType=cv2.LINE_AA)
     return _blend(img, np.asarray(p["colour"]), canvas.astype(np.float32) / 255 * p["opacity"])

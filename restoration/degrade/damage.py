@@ -35,7 +35,7 @@ def _dilate(mask: torch.Tensor, width: int) -> torch.Tensor:
 def _polyline(vertices: list[list[float]], h: int, w: int) -> torch.Tensor:
     """Points every half pixel along straight segments between relative ``vertices``."""
     pts = []
-    for (x0, y0), (x1, y1) in zip(vertices[:-1], vertices[1:]):
+    for (x0, y0), (x1, y1) in zip(vertices[:-1], vertices[1:], strict=False):
         n = max(2, int(2 * math.hypot((x1 - x0) * w, (y1 - y0) * h)))
         t = torch.linspace(0, 1, n)
         pts.append(torch.stack([x0 + (x1 - x0) * t, y0 + (y1 - y0) * t], 1))
@@ -58,12 +58,14 @@ def sample_scratches(rng: np.random.Generator, h: int, w: int) -> dict:
         tilt = float(rng.uniform(-0.25, 0.25))
         y0, y1 = sorted(float(v) for v in rng.uniform(0, 1, 2))
         y1 = max(y1, y0 + 0.15)
-        scratches.append({
-            "vertices": [[x0, y0], [x0 + tilt / 2 + bend, (y0 + y1) / 2], [x0 + tilt, y1]],
-            "width": int(rng.integers(1, 3)),
-            "value": float(rng.choice([rng.uniform(0.8, 1.0), rng.uniform(0.0, 0.2)])),
-            "alpha": float(rng.uniform(0.7, 1.0)),
-        })  # fmt: skip
+        scratches.append(
+            {
+                "vertices": [[x0, y0], [x0 + tilt / 2 + bend, (y0 + y1) / 2], [x0 + tilt, y1]],
+                "width": int(rng.integers(1, 3)),
+                "value": float(rng.choice([rng.uniform(0.8, 1.0), rng.uniform(0.0, 0.2)])),
+                "alpha": float(rng.uniform(0.7, 1.0)),
+            }
+        )
     if rng.random() < 0.5:  # scratches run with the film or across it
         for s in scratches:
             s["vertices"] = [[y, x] for x, y in s["vertices"]]
@@ -97,8 +99,12 @@ def _bezier(v: list[list[float]], h: int, w: int) -> torch.Tensor:
 
 
 def sample_dust(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"count": int(rng.integers(10, 120)), "max_radius": int(rng.integers(1, 4)),
-            "dark_fraction": float(rng.uniform(0.2, 0.8)), "seed": _seed(rng)}  # fmt: skip
+    return {
+        "count": int(rng.integers(10, 120)),
+        "max_radius": int(rng.integers(1, 4)),
+        "dark_fraction": float(rng.uniform(0.2, 0.8)),
+        "seed": _seed(rng),
+    }
 
 
 def apply_dust(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,8 +138,14 @@ def sample_cracks(rng: np.random.Generator, h: int, w: int) -> dict:
             step = float(rng.uniform(0.01, 0.05))
             x, y = x + step * math.cos(heading), y + step * math.sin(heading)
             vertices.append([x, y])
-        cracks.append({"vertices": vertices, "width": int(rng.integers(1, 3)),
-                       "value": float(rng.uniform(0.75, 0.95)), "alpha": float(rng.uniform(0.6, 0.95))})  # fmt: skip
+        cracks.append(
+            {
+                "vertices": vertices,
+                "width": int(rng.integers(1, 3)),
+                "value": float(rng.uniform(0.75, 0.95)),
+                "alpha": float(rng.uniform(0.6, 0.95)),
+            }
+        )
     return {"cracks": cracks}
 
 
@@ -146,9 +158,14 @@ def apply_cracks(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor
 
 def sample_tears(rng: np.random.Generator, h: int, w: int) -> dict:
     paper = float(rng.uniform(0.8, 0.97))
-    return {"edge": str(rng.choice(["left", "right", "top", "bottom"])), "start": float(rng.uniform(0, 0.7)),
-            "length": float(rng.uniform(0.1, 0.3)), "depth": float(rng.uniform(0.03, 0.12)),
-            "paper": [paper, paper * 0.97, paper * 0.9], "seed": _seed(rng)}  # fmt: skip
+    return {
+        "edge": str(rng.choice(["left", "right", "top", "bottom"])),
+        "start": float(rng.uniform(0, 0.7)),
+        "length": float(rng.uniform(0.1, 0.3)),
+        "depth": float(rng.uniform(0.03, 0.12)),
+        "paper": [paper, paper * 0.97, paper * 0.9],
+        "seed": _seed(rng),
+    }
 
 
 def apply_tears(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:

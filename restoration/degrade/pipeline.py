@@ -17,27 +17,68 @@ from restoration.degrade import aging, damage, tone
 # lattices and lettering, the thin bright lines a crack detector must learn to leave.
 SCENE = ("lattice", "lettering")
 # Unstructured effects, applied next, in a random order per image.
-TONE = ("gaussian_blur", "motion_blur", "resample", "fading", "yellowing", "sepia", "halftone",
-        "vignette", "gaussian_noise", "poisson_noise", "speckle_noise", "film_grain")  # fmt: skip
+TONE = (
+    "gaussian_blur",
+    "motion_blur",
+    "resample",
+    "fading",
+    "yellowing",
+    "sepia",
+    "halftone",
+    "vignette",
+    "gaussian_noise",
+    "poisson_noise",
+    "speckle_noise",
+    "film_grain",
+)
 # Translucent marks on the print (the picture still shows through: no mask), applied next.
 STAINS = ("silvering", "fingerprints", "tape")
 # Structural damage, applied after, so the mask marks exactly the pixels it destroyed.
-DAMAGE = ("scratches", "dust", "cracks", "tears", "craquelure", "creases", "losses", "flaking", "foxing",
-          "water_stain")  # fmt: skip
+DAMAGE = (
+    "scratches",
+    "dust",
+    "cracks",
+    "tears",
+    "craquelure",
+    "creases",
+    "losses",
+    "flaking",
+    "foxing",
+    "water_stain",
+)
 # The damaged print scanned or copied: blur, resampling, noise, grain and toning over the damage
 # too (real cracks are soft, grainy and tinted like the print, not crisp paper-white). Each is its
 # tone effect, drawn again; the mask still marks the damage, which stays destroyed.
-SCAN = ("scan_gaussian_blur", "scan_resample", "scan_gaussian_noise", "scan_film_grain", "scan_yellowing",
-        "scan_fading")  # fmt: skip
+SCAN = (
+    "scan_gaussian_blur",
+    "scan_resample",
+    "scan_gaussian_noise",
+    "scan_film_grain",
+    "scan_yellowing",
+    "scan_fading",
+)
 LAST = ("jpeg",)
 _ALWAYS_DRAWN = ("scratches", "dust", "cracks", "tears", "jpeg")
 
 DEFAULT_PROBABILITIES = {
-    "gaussian_blur": 0.5, "motion_blur": 0.1, "resample": 0.3, "fading": 0.6, "yellowing": 0.5,
-    "sepia": 0.3, "halftone": 0.05, "vignette": 0.4, "gaussian_noise": 0.4, "poisson_noise": 0.2,
-    "speckle_noise": 0.1, "film_grain": 0.5, "scratches": 0.6, "dust": 0.6, "cracks": 0.3,
-    "tears": 0.15, "jpeg": 0.4,
-}  # fmt: skip
+    "gaussian_blur": 0.5,
+    "motion_blur": 0.1,
+    "resample": 0.3,
+    "fading": 0.6,
+    "yellowing": 0.5,
+    "sepia": 0.3,
+    "halftone": 0.05,
+    "vignette": 0.4,
+    "gaussian_noise": 0.4,
+    "poisson_noise": 0.2,
+    "speckle_noise": 0.1,
+    "film_grain": 0.5,
+    "scratches": 0.6,
+    "dust": 0.6,
+    "cracks": 0.3,
+    "tears": 0.15,
+    "jpeg": 0.4,
+}
 
 
 def effect(name: str) -> tuple[Callable, Callable]:
@@ -97,7 +138,9 @@ def sample_plan(rng: np.random.Generator, h: int, w: int, config: DegradationCon
     return [{"effect": n, **effect(n)[0](rng, h, w)} for n in chosen]
 
 
-def apply_plan(img: torch.Tensor, plan: list[dict], visible: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_plan(
+    img: torch.Tensor, plan: list[dict], visible: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply a recorded plan to [1, C, H, W]; the same plan always gives the same result.
 
     ``visible`` > 0 keeps in the mask only the pixels that a damage effect changed by more than
@@ -116,8 +159,12 @@ def apply_plan(img: torch.Tensor, plan: list[dict], visible: float = 0.0) -> tup
     return img.clamp(0, 1), mask
 
 
-def degrade(clean: torch.Tensor, seed: int | np.random.Generator, config: DegradationConfig | None = None,
-            visible: float = 0.0) -> Degraded:  # fmt: skip
+def degrade(
+    clean: torch.Tensor,
+    seed: int | np.random.Generator,
+    config: DegradationConfig | None = None,
+    visible: float = 0.0,
+) -> Degraded:
     """Degrade a batch [B, C, H, W] of clean images in [0, 1]; each image gets its own plan (its
     mask keeps only damage visible by more than ``visible``: see :func:`apply_plan`)."""
     config = config or DegradationConfig()

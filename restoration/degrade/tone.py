@@ -110,7 +110,11 @@ def apply_speckle_noise(img: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 def sample_film_grain(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"strength": float(rng.uniform(0.015, 0.06)), "size": float(rng.uniform(0.6, 1.5)), "seed": _seed(rng)}
+    return {
+        "strength": float(rng.uniform(0.015, 0.06)),
+        "size": float(rng.uniform(0.6, 1.5)),
+        "seed": _seed(rng),
+    }
 
 
 def apply_film_grain(img: torch.Tensor, p: dict) -> torch.Tensor:
@@ -179,16 +183,24 @@ def apply_sepia(img: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 def sample_halftone(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"period": float(rng.uniform(3.0, 7.0)), "angle": float(rng.uniform(0, 90)), "mix": float(rng.uniform(0.2, 0.6))}
+    return {
+        "period": float(rng.uniform(3.0, 7.0)),
+        "angle": float(rng.uniform(0, 90)),
+        "mix": float(rng.uniform(0.2, 0.6)),
+    }
 
 
 def apply_halftone(img: torch.Tensor, p: dict) -> torch.Tensor:
     """A printed screen: luminance thresholded against a rotated dot pattern, mixed in."""
     h, w = img.shape[-2:]
-    yy, xx = torch.meshgrid(torch.arange(h, device=img.device), torch.arange(w, device=img.device), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(h, device=img.device), torch.arange(w, device=img.device), indexing="ij"
+    )
     a = math.radians(p["angle"])
     u, v = xx * math.cos(a) + yy * math.sin(a), -xx * math.sin(a) + yy * math.cos(a)
-    screen = 0.5 + 0.25 * (torch.cos(2 * math.pi * u / p["period"]) + torch.cos(2 * math.pi * v / p["period"]))
+    screen = 0.5 + 0.25 * (
+        torch.cos(2 * math.pi * u / p["period"]) + torch.cos(2 * math.pi * v / p["period"])
+    )
     lum = luminance(img)
     dots = (lum > screen.to(img.dtype)).to(img.dtype)
     chroma = (img / lum.clamp_min(0.05)).clamp(0, 1)  # the ink's colour at full strength
@@ -196,8 +208,12 @@ def apply_halftone(img: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 def sample_vignette(rng: np.random.Generator, h: int, w: int) -> dict:
-    return {"strength": float(rng.uniform(0.15, 0.6)), "radius": float(rng.uniform(0.5, 0.9)),
-            "cx": float(rng.uniform(0.4, 0.6)), "cy": float(rng.uniform(0.4, 0.6))}  # fmt: skip
+    return {
+        "strength": float(rng.uniform(0.15, 0.6)),
+        "radius": float(rng.uniform(0.5, 0.9)),
+        "cx": float(rng.uniform(0.4, 0.6)),
+        "cy": float(rng.uniform(0.4, 0.6)),
+    }
 
 
 def apply_vignette(img: torch.Tensor, p: dict) -> torch.Tensor:

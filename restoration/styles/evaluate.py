@@ -15,7 +15,15 @@ import torch.nn.functional as F
 
 from restoration.degrade.tone import luminance
 from restoration.metrics import ssim
-from restoration.styles.features import RandomFeatures, gram_distance, grams, histogram_distance, mean_grams, quantiles, ycbcr
+from restoration.styles.features import (
+    RandomFeatures,
+    gram_distance,
+    grams,
+    histogram_distance,
+    mean_grams,
+    quantiles,
+    ycbcr,
+)
 
 EVAL_FEATURES = {"kind": "random", "seed": 1234, "widths": (48, 96, 128, 160)}
 
@@ -66,7 +74,9 @@ class StyleStats:
         return StyleStats(mean_grams(extractor, images), quantiles(images), palette(images))
 
 
-def style_report(extractor: torch.nn.Module, target: StyleStats, inputs: torch.Tensor, outputs: torch.Tensor) -> dict[str, float]:
+def style_report(
+    extractor: torch.nn.Module, target: StyleStats, inputs: torch.Tensor, outputs: torch.Tensor
+) -> dict[str, float]:
     """Distances of inputs and outputs to the style, their ratios, the shares of their pixels off
     the style's palette, and luminance SSIM."""
     with torch.no_grad():
@@ -76,6 +86,14 @@ def style_report(extractor: torch.nn.Module, target: StyleStats, inputs: torch.T
         h_out = histogram_distance(outputs, target.quantiles).mean().item()
         p_in, p_out = (off_palette(x, target.palette).mean().item() for x in (inputs, outputs))
         s = ssim(luminance(outputs), luminance(inputs)).mean().item()
-    return {"gram_before": g_in, "gram_after": g_out, "gram_ratio": g_out / max(g_in, 1e-12),
-            "hist_before": h_in, "hist_after": h_out, "hist_ratio": h_out / max(h_in, 1e-12),
-            "off_palette_before": p_in, "off_palette_after": p_out, "luma_ssim": s}  # fmt: skip
+    return {
+        "gram_before": g_in,
+        "gram_after": g_out,
+        "gram_ratio": g_out / max(g_in, 1e-12),
+        "hist_before": h_in,
+        "hist_after": h_out,
+        "hist_ratio": h_out / max(h_in, 1e-12),
+        "off_palette_before": p_in,
+        "off_palette_after": p_out,
+        "luma_ssim": s,
+    }

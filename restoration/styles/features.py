@@ -49,8 +49,17 @@ class RandomFeatures(nn.Module):
 
 
 # torchvision's vgg19().features indices of the convolutions up to relu4_1, and the taps used.
-_VGG_CONVS = {0: (3, 64), 2: (64, 64), 5: (64, 128), 7: (128, 128), 10: (128, 256), 12: (256, 256),
-              14: (256, 256), 16: (256, 256), 19: (256, 512)}  # fmt: skip
+_VGG_CONVS = {
+    0: (3, 64),
+    2: (64, 64),
+    5: (64, 128),
+    7: (128, 128),
+    10: (128, 256),
+    12: (256, 256),
+    14: (256, 256),
+    16: (256, 256),
+    19: (256, 512),
+}
 _VGG_TAPS = (0, 5, 10, 19)  # relu1_1, relu2_1, relu3_1, relu4_1 (Gatys et al.)
 
 
@@ -60,7 +69,9 @@ class VGGFeatures(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.features = nn.ModuleDict({str(i): nn.Conv2d(a, b, 3, padding=1) for i, (a, b) in _VGG_CONVS.items()})
+        self.features = nn.ModuleDict(
+            {str(i): nn.Conv2d(a, b, 3, padding=1) for i, (a, b) in _VGG_CONVS.items()}
+        )
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
@@ -72,7 +83,9 @@ class VGGFeatures(nn.Module):
         wanted = {f"features.{i}.{p}": f"features.{i}.{p}" for i in _VGG_CONVS for p in ("weight", "bias")}
         missing = [k for k in wanted if k not in state]
         if missing:
-            raise ValueError(f"not a VGG-19 state dict: missing {missing[:3]}{' …' if len(missing) > 3 else ''}")
+            raise ValueError(
+                f"not a VGG-19 state dict: missing {missing[:3]}{' …' if len(missing) > 3 else ''}"
+            )
         self.load_state_dict({k: state[k] for k in wanted}, strict=True)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -118,7 +131,10 @@ def grams(extractor: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 def gram_distance(a: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
     """Mean over scales of the relative squared Frobenius distance ||A - T||² / ||T||², per image
     (``target`` may have batch 1: one set's statistics)."""
-    terms = [((ga - gt) ** 2).sum((1, 2)) / (gt**2).sum((1, 2)).clamp_min(1e-12) for ga, gt in zip(a, target, strict=True)]
+    terms = [
+        ((ga - gt) ** 2).sum((1, 2)) / (gt**2).sum((1, 2)).clamp_min(1e-12)
+        for ga, gt in zip(a, target, strict=True)
+    ]
     return torch.stack(terms).mean(0)
 
 

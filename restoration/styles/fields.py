@@ -60,7 +60,9 @@ def grain(at: Placement, h: int, w: int, seed: int, size: float, device: torch.d
     sigma = max(size / 2.0, 0.3)
     radius = max(1, math.ceil(2.5 * sigma))
     noise = white(at, h, w, seed, device, pad=radius) - 0.5
-    k = torch.exp(-(torch.arange(-radius, radius + 1, device=device, dtype=torch.float32) ** 2) / (2 * sigma**2))
+    k = torch.exp(
+        -(torch.arange(-radius, radius + 1, device=device, dtype=torch.float32) ** 2) / (2 * sigma**2)
+    )
     k = k / k.sum()
     out = F.conv2d(noise[None, None], k.view(1, 1, 1, -1))
     out = F.conv2d(out, k.view(1, 1, -1, 1))[0, 0]
@@ -84,8 +86,9 @@ def value(at: Placement, h: int, w: int, seed: int, cell: float, device: torch.d
     return top * (1 - fy[:, None]) + bottom * fy[:, None]
 
 
-def spots(at: Placement, h: int, w: int, seed: int, cell: int, density: float, radius: float,
-          device: torch.device) -> torch.Tensor:  # fmt: skip
+def spots(
+    at: Placement, h: int, w: int, seed: int, cell: int, density: float, radius: float, device: torch.device
+) -> torch.Tensor:
     """Sparse round spots (foxing, dust, pits) in [0, 1], [H, W]: each ``cell``-pixel square holds
     at most one, with probability ``density``, wholly inside it, so a pixel depends only on its
     own square's hash."""

@@ -42,17 +42,26 @@ class Preset:
         overrides = overrides or {}
         unknown = set(overrides) - set(self.defaults)
         if unknown:
-            raise ValueError(f"preset {self.name!r} has no parameter(s) {sorted(unknown)}; it has {sorted(self.defaults)}")
+            raise ValueError(
+                f"preset {self.name!r} has no parameter(s) {sorted(unknown)}; it has {sorted(self.defaults)}"
+            )
         return self.defaults | {k: _coerce(self.defaults[k], v) for k, v in overrides.items()}
 
     @property
     def digest(self) -> str:
         """sha256 of the preset's identity (name, version, defaults): the 'weights' of a preset."""
-        spec = json.dumps({"name": self.name, "version": self.version, "defaults": self.defaults}, sort_keys=True)
+        spec = json.dumps(
+            {"name": self.name, "version": self.version, "defaults": self.defaults}, sort_keys=True
+        )
         return hashlib.sha256(spec.encode()).hexdigest()
 
-    def apply(self, img: torch.Tensor, strength: float = 1.0, params: dict[str, Any] | None = None,
-              at: Placement | None = None) -> torch.Tensor:  # fmt: skip
+    def apply(
+        self,
+        img: torch.Tensor,
+        strength: float = 1.0,
+        params: dict[str, Any] | None = None,
+        at: Placement | None = None,
+    ) -> torch.Tensor:
         """Style ``img`` (a tile of the image ``at`` describes; the whole image by default)."""
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be between 0 and 1, not {strength}")
@@ -127,7 +136,9 @@ def saturate(img: torch.Tensor, amount: float) -> torch.Tensor:
     return l + amount * (img - l)
 
 
-def _grain(img: torch.Tensor, at: Placement, seed: int, amount: float, size: float, colour: bool) -> torch.Tensor:
+def _grain(
+    img: torch.Tensor, at: Placement, seed: int, amount: float, size: float, colour: bool
+) -> torch.Tensor:
     """Add grain strongest in the mid-tones (where silver or dye clouds show most)."""
     if amount <= 0:
         return img
@@ -163,10 +174,19 @@ def _finish(img: torch.Tensor, p: dict[str, Any], at: Placement, colour: bool = 
 
 def _albumen(img, p, at):
     l = curve(luminance(img), p["contrast"], p["gamma"])
-    toned = ramp(l, [(0.0, (0.09, 0.04, 0.06)), (0.3, (0.30, 0.16, 0.15)), (0.65, (0.66, 0.50, 0.36)),
-                     (1.0, (0.97, 0.91, 0.76))])  # fmt: skip
+    toned = ramp(
+        l,
+        [
+            (0.0, (0.09, 0.04, 0.06)),
+            (0.3, (0.30, 0.16, 0.15)),
+            (0.65, (0.66, 0.50, 0.36)),
+            (1.0, (0.97, 0.91, 0.76)),
+        ],
+    )
     paper = _rgb((0.95, 0.85, 0.60), img)
-    toned = torch.lerp(toned, toned * paper / 0.97, p["yellowing"] * l**2)  # aged albumen yellows in the whites
+    toned = torch.lerp(
+        toned, toned * paper / 0.97, p["yellowing"] * l**2
+    )  # aged albumen yellows in the whites
     h, w = img.shape[-2:]
     fox = fields.spots(at, h, w, p["seed"] + 11, 64, p["foxing"], 3.0, img.device)[None, None]
     toned = torch.lerp(toned, _rgb((0.55, 0.36, 0.18), img), 0.7 * fox)
@@ -176,8 +196,15 @@ def _albumen(img, p, at):
 
 def _cyanotype(img, p, at):
     l = curve(luminance(img), p["contrast"], p["gamma"])
-    toned = ramp(l, [(0.0, (0.02, 0.08, 0.26)), (0.4, (0.10, 0.29, 0.55)), (0.8, (0.52, 0.68, 0.84)),
-                     (1.0, (0.88, 0.92, 0.94))])  # fmt: skip
+    toned = ramp(
+        l,
+        [
+            (0.0, (0.02, 0.08, 0.26)),
+            (0.4, (0.10, 0.29, 0.55)),
+            (0.8, (0.52, 0.68, 0.84)),
+            (1.0, (0.88, 0.92, 0.94)),
+        ],
+    )
     toned = _texture(toned, at, p["seed"] + 5, p["paper"], 10)
     return _finish(toned, p, at)
 
@@ -212,7 +239,9 @@ def _autochrome(img, p, at):
     h, w = img.shape[-2:]
     # The starch-grain screen: each spot of the plate lies behind the dye whose (position-defined)
     # noise field is highest there, which gives irregular grains of about ``grain_px``.
-    noise = torch.stack([fields.value(at, h, w, p["seed"] + 31 + i, p["grain_px"], img.device) for i in range(3)])
+    noise = torch.stack(
+        [fields.value(at, h, w, p["seed"] + 31 + i, p["grain_px"], img.device) for i in range(3)]
+    )
     pick = torch.softmax(noise * 60, dim=0)[None]  # [1, 3 dyes, H, W]
     dyes = torch.tensor([(1.0, 0.42, 0.20), (0.30, 0.80, 0.28), (0.32, 0.30, 0.95)], device=img.device)
     screen = torch.einsum("bdhw,dc->bchw", pick, dyes)
@@ -243,47 +272,122 @@ def _faded_1970s(img, p, at):
 _COMMON = {"grain": 0.02, "grain_size": 1.2, "vignette": 0.2, "seed": 0}
 
 for _preset in (
-    Preset("albumen", "v1", "1850s–1890s",
-           "Albumen print: a silver image in an egg-white binder on thin paper, usually gold-toned. "
-           "Purple-brown shadows, warm mid-tones, and whites that yellow as the albumen ages; "
-           "brown foxing spots and a soft fall-off at the edges.",
-           _COMMON | {"contrast": 0.25, "gamma": 1.05, "yellowing": 0.5, "foxing": 0.08, "grain": 0.015},
-           _albumen),
-    Preset("cyanotype", "v1", "1842–1920s",
-           "Cyanotype (Herschel, 1842): iron salts reduced by light to Prussian blue; used for "
-           "botanical records, proofs and blueprints. Deep blue shadows, pale blue-white paper, "
-           "a visible paper texture.",
-           _COMMON | {"contrast": 0.2, "gamma": 1.0, "paper": 0.06, "grain": 0.01, "grain_size": 2.0,
-                      "vignette": 0.1}, _cyanotype),
-    Preset("daguerreotype", "v1", "1839–1860s",
-           "Daguerreotype: an image on a polished, silvered copper plate. Neutral, cool silver "
-           "greys with soft highlights and little grain; tarnish creeping in from the plate's edges "
-           "in blue, magenta and amber halos, and small pits. (Plates are mirror images; the "
-           "emulation does not flip the picture.)",
-           _COMMON | {"contrast": -0.15, "gamma": 0.95, "tarnish": 0.8, "tarnish_band": 0.18, "pits": 0.12,
-                      "grain": 0.006, "grain_size": 0.8}, _daguerreotype),
-    Preset("platinum", "v1", "1873–1920s",
-           "Platinum/palladium print: the metal lies in the paper fibres, not on a coating. A very "
-           "long, smooth tonal scale with matte, never-quite-black shadows; neutral grey for "
-           "platinum, warm brown for palladium (``warmth``).",
-           _COMMON | {"contrast": -0.1, "gamma": 0.95, "warmth": 0.4, "paper": 0.05, "grain": 0.008,
-                      "grain_size": 1.6, "vignette": 0.12}, _platinum),
-    Preset("autochrome", "v1", "1907–1930s",
-           "Lumière Autochrome: a glass plate screened with potato-starch grains dyed orange-red, "
-           "green and blue-violet over a panchromatic emulsion. Soft, pointillist colour from the "
-           "grains, muted saturation, a dense and warm plate.",
-           _COMMON | {"saturation": 0.8, "gamma": 1.1, "grain_px": 2.0, "screen": 0.3, "grain": 0.03,
-                      "grain_size": 1.5, "vignette": 0.25}, _autochrome),
-    Preset("kodachrome", "v1", "1950s–1960s",
-           "Kodachrome slide: a dye-coupled reversal film with stable dyes. Saturated reds and "
-           "yellows, deep blue skies, dense blacks, high contrast and fine grain.",
-           _COMMON | {"saturation": 1.35, "contrast": 0.35, "gamma": 1.08, "balance": (1.04, 1.0, 0.95),
-                      "grain": 0.012, "grain_size": 0.9, "vignette": 0.12}, _kodachrome),
-    Preset("faded-1970s", "v1", "1970s",
-           "A faded chromogenic colour print of the 1970s: the cyan dye has faded most, so the "
-           "print has drifted to red and magenta; blacks are lifted, contrast and saturation are "
-           "low, and the whites have yellowed.",
-           _COMMON | {"cyan_fade": 0.45, "magenta_fade": 0.12, "yellow_fade": 0.2, "saturation": 0.8, "lift": 0.1,
-                      "stain": 0.35, "grain": 0.02, "vignette": 0.15}, _faded_1970s),
-):  # fmt: skip
+    Preset(
+        "albumen",
+        "v1",
+        "1850s–1890s",
+        "Albumen print: a silver image in an egg-white binder on thin paper, usually gold-toned. "
+        "Purple-brown shadows, warm mid-tones, and whites that yellow as the albumen ages; "
+        "brown foxing spots and a soft fall-off at the edges.",
+        _COMMON | {"contrast": 0.25, "gamma": 1.05, "yellowing": 0.5, "foxing": 0.08, "grain": 0.015},
+        _albumen,
+    ),
+    Preset(
+        "cyanotype",
+        "v1",
+        "1842–1920s",
+        "Cyanotype (Herschel, 1842): iron salts reduced by light to Prussian blue; used for "
+        "botanical records, proofs and blueprints. Deep blue shadows, pale blue-white paper, "
+        "a visible paper texture.",
+        _COMMON
+        | {"contrast": 0.2, "gamma": 1.0, "paper": 0.06, "grain": 0.01, "grain_size": 2.0, "vignette": 0.1},
+        _cyanotype,
+    ),
+    Preset(
+        "daguerreotype",
+        "v1",
+        "1839–1860s",
+        "Daguerreotype: an image on a polished, silvered copper plate. Neutral, cool silver "
+        "greys with soft highlights and little grain; tarnish creeping in from the plate's edges "
+        "in blue, magenta and amber halos, and small pits. (Plates are mirror images; the "
+        "emulation does not flip the picture.)",
+        _COMMON
+        | {
+            "contrast": -0.15,
+            "gamma": 0.95,
+            "tarnish": 0.8,
+            "tarnish_band": 0.18,
+            "pits": 0.12,
+            "grain": 0.006,
+            "grain_size": 0.8,
+        },
+        _daguerreotype,
+    ),
+    Preset(
+        "platinum",
+        "v1",
+        "1873–1920s",
+        "Platinum/palladium print: the metal lies in the paper fibres, not on a coating. A very "
+        "long, smooth tonal scale with matte, never-quite-black shadows; neutral grey for "
+        "platinum, warm brown for palladium (``warmth``).",
+        _COMMON
+        | {
+            "contrast": -0.1,
+            "gamma": 0.95,
+            "warmth": 0.4,
+            "paper": 0.05,
+            "grain": 0.008,
+            "grain_size": 1.6,
+            "vignette": 0.12,
+        },
+        _platinum,
+    ),
+    Preset(
+        "autochrome",
+        "v1",
+        "1907–1930s",
+        "Lumière Autochrome: a glass plate screened with potato-starch grains dyed orange-red, "
+        "green and blue-violet over a panchromatic emulsion. Soft, pointillist colour from the "
+        "grains, muted saturation, a dense and warm plate.",
+        _COMMON
+        | {
+            "saturation": 0.8,
+            "gamma": 1.1,
+            "grain_px": 2.0,
+            "screen": 0.3,
+            "grain": 0.03,
+            "grain_size": 1.5,
+            "vignette": 0.25,
+        },
+        _autochrome,
+    ),
+    Preset(
+        "kodachrome",
+        "v1",
+        "1950s–1960s",
+        "Kodachrome slide: a dye-coupled reversal film with stable dyes. Saturated reds and "
+        "yellows, deep blue skies, dense blacks, high contrast and fine grain.",
+        _COMMON
+        | {
+            "saturation": 1.35,
+            "contrast": 0.35,
+            "gamma": 1.08,
+            "balance": (1.04, 1.0, 0.95),
+            "grain": 0.012,
+            "grain_size": 0.9,
+            "vignette": 0.12,
+        },
+        _kodachrome,
+    ),
+    Preset(
+        "faded-1970s",
+        "v1",
+        "1970s",
+        "A faded chromogenic colour print of the 1970s: the cyan dye has faded most, so the "
+        "print has drifted to red and magenta; blacks are lifted, contrast and saturation are "
+        "low, and the whites have yellowed.",
+        _COMMON
+        | {
+            "cyan_fade": 0.45,
+            "magenta_fade": 0.12,
+            "yellow_fade": 0.2,
+            "saturation": 0.8,
+            "lift": 0.1,
+            "stain": 0.35,
+            "grain": 0.02,
+            "vignette": 0.15,
+        },
+        _faded_1970s,
+    ),
+):
     register_preset(_preset)

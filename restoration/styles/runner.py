@@ -46,8 +46,14 @@ class PresetStylist:
     """Applies one preset (with its parameters and strength) band by band: memory is bounded by
     the band, and the result is the same as in one piece."""
 
-    def __init__(self, preset: Preset, strength: float = 1.0, params: dict[str, Any] | None = None,
-                 device: str = "auto", band: int = 512):  # fmt: skip
+    def __init__(
+        self,
+        preset: Preset,
+        strength: float = 1.0,
+        params: dict[str, Any] | None = None,
+        device: str = "auto",
+        band: int = 512,
+    ):
         self.preset, self.strength, self.params = preset, strength, preset.params(params)
         self.device, self.band = resolve_device(device), band
         self.dtype = torch.float32
@@ -65,7 +71,9 @@ class PresetStylist:
         out = np.empty((h, w, _rgb_channels(src)), dtype=src.dtype)
         for y in range(0, h, self.band):
             part = src[y : y + self.band]
-            x = torch.from_numpy(np.ascontiguousarray(part[..., :3], dtype=np.float32) / scale).permute(2, 0, 1)[None]
+            x = torch.from_numpy(np.ascontiguousarray(part[..., :3], dtype=np.float32) / scale).permute(
+                2, 0, 1
+            )[None]
             styled = self.preset.apply(x.to(self.device), self.strength, self.params, Placement(y, 0, h, w))
             out[y : y + self.band] = _to_output(styled[0].permute(1, 2, 0).cpu().numpy(), part, scale)
         return out
@@ -98,8 +106,15 @@ class LearnedStylist:
     tones first (the network must keep them: ``StyleNet.tones``); ``curve`` holds the print curve
     of the last image styled."""
 
-    def __init__(self, net: nn.Module, styles: list[str], style: str | dict[str, float], strength: float = 1.0,
-                 config: EngineConfig | None = None, tone: float = 0.0):  # fmt: skip
+    def __init__(
+        self,
+        net: nn.Module,
+        styles: list[str],
+        style: str | dict[str, float],
+        strength: float = 1.0,
+        config: EngineConfig | None = None,
+        tone: float = 0.0,
+    ):
         code = style_code(styles, style)
         if tone:
             learned_params(net, {"tone": tone})  # in range, and the network keeps tones (ValueError)
@@ -109,20 +124,28 @@ class LearnedStylist:
         self.batch_tiles = self.engine.batch_tiles
         self.tone, self.curve = tone, PrintCurve()
         if tone:
-            self.target = (code[:, None] * net.tones.detach().cpu().float()).sum(0)  # a mixture: quantiles mixed
+            self.target = (code[:, None] * net.tones.detach().cpu().float()).sum(
+                0
+            )  # a mixture: quantiles mixed
         self._lock = threading.Lock()  # one image's curve at a time in the shared network
 
     def process(self, images: list[np.ndarray | torch.Tensor]) -> list[Result]:
         arrays = [_as_hwc(img if isinstance(img, np.ndarray) else img.cpu().numpy()) for img in images]
-        rgb = [np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays]  # grey -> RGB: styles are colour
+        rgb = [
+            np.repeat(a, 3, axis=2) if a.shape[2] == 1 else a for a in arrays
+        ]  # grey -> RGB: styles are colour
         if not self.tone:
             return [Result(r.image, None) for r in self.engine.restore(rgb)]
         results = []
         for img in rgb:  # a curve per image, so one at a time
             with self._lock, torch.inference_mode():
-                self.curve = match_print(self.fixed.render, preview(img).to(self.device), self.target, self.tone)
+                self.curve = match_print(
+                    self.fixed.render, preview(img).to(self.device), self.target, self.tone
+                )
                 self.fixed.curve.copy_(self.curve.as_tensor())
-                results.append(Result(self.engine.restore([img])[0].image, None, {"print_curve": self.curve.as_dict()}))
+                results.append(
+                    Result(self.engine.restore([img])[0].image, None, {"print_curve": self.curve.as_dict()})
+                )
         return results
 
 
@@ -136,8 +159,10 @@ def learned_params(net: nn.Module, params: dict[str, Any] | None) -> dict[str, A
         raise ValueError(f"a learned style has no parameter(s) {sorted(unknown)}; it has: tone")
     if not getattr(net, "has_tones", lambda: False)():
         if params:
-            raise ValueError("this network keeps no tones of its exemplars (trained before them, or a user's own "
-                             "weights): it takes no tone")  # fmt: skip
+            raise ValueError(
+                "this network keeps no tones of its exemplars (trained before them, or a user's own "
+                "weights): it takes no tone"
+            )
         return {}
     try:
         tone = float(params.get("tone", TONE_DEFAULT))

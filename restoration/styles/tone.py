@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from restoration.archs.stylenet import TONE_QUANTILES
 from restoration.degrade.tone import luminance
 from restoration.engine import _dtype, _scale
 
-TONE_QUANTILES = 33  # luma quantiles kept per style
 PROBS = torch.linspace(0.01, 0.99, TONE_QUANTILES)  # the extremes are a few pixels' noise
 PREVIEW = 512  # long side of the copy the curve is fitted on
 # Beyond these a print curve distorts the picture: at gamma 3 (the fit's choice in a range to 3) a
@@ -65,7 +65,9 @@ def preview(img: np.ndarray, side: int = PREVIEW) -> torch.Tensor:
     h, w = img.shape[:2]
     step = max(1, max(h, w) // (4 * side))
     part = img[::step, ::step, :3]
-    x = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32) / _scale(_dtype(part))).permute(2, 0, 1)[None]
+    x = torch.from_numpy(np.ascontiguousarray(part, dtype=np.float32) / _scale(_dtype(part))).permute(
+        2, 0, 1
+    )[None]
     h, w = x.shape[-2:]
     if max(h, w) <= side:
         return x
@@ -115,7 +117,10 @@ def fit_curve(tones_in: np.ndarray, tones_out: np.ndarray) -> tuple[float, float
     For each gamma of a grid the curve is linear in ``tones_in ** gamma``: gain and lift come
     from a straight-line fit to the tones it does not clip; the gamma with the least error
     (clipping included) wins."""
-    x, y = np.clip(np.asarray(tones_in, np.float64), 0.0, 1.0), np.clip(np.asarray(tones_out, np.float64), 0.0, 1.0)
+    x, y = (
+        np.clip(np.asarray(tones_in, np.float64), 0.0, 1.0),
+        np.clip(np.asarray(tones_out, np.float64), 0.0, 1.0),
+    )
     inside = (y > 1e-4) & (y < 1 - 1e-4)
     if inside.sum() < 3 or np.ptp(x[inside]) < 1e-6:
         return 1.0, 1.0, 0.0
@@ -130,8 +135,9 @@ def fit_curve(tones_in: np.ndarray, tones_out: np.ndarray) -> tuple[float, float
     return best[1:]
 
 
-def match_print(render: Callable[[torch.Tensor], torch.Tensor], small: torch.Tensor, target: torch.Tensor,
-                amount: float) -> PrintCurve:  # fmt: skip
+def match_print(
+    render: Callable[[torch.Tensor], torch.Tensor], small: torch.Tensor, target: torch.Tensor, amount: float
+) -> PrintCurve:
     """The print curve, at ``amount``, that brings ``render``'s output for an image, given by its
     ``preview`` ``small``, to the luma quantiles ``target``."""
     if amount == 0:

@@ -37,10 +37,17 @@ from restoration import losses
 from restoration.checkpoints import save_checkpoint
 from restoration.data import random_crops
 from restoration.degrade.tone import luminance
+from restoration.factory import create_model
 from restoration.metrics import ssim
-from restoration.registry import create_model
 from restoration.styles.evaluate import StyleStats, eval_extractor, style_report
-from restoration.styles.features import gram_distance, grams, histogram_distance, make_extractor, tint_curve, tint_distance
+from restoration.styles.features import (
+    gram_distance,
+    grams,
+    histogram_distance,
+    make_extractor,
+    tint_curve,
+    tint_distance,
+)
 from restoration.styles.tone import collection_tones
 
 STATE = "training-state.pt"
@@ -80,8 +87,14 @@ class StyleTrainConfig:
 
 
 class StyleTrainer:
-    def __init__(self, config: StyleTrainConfig, exemplars: dict[str, list[np.ndarray]], content: list[np.ndarray],
-                 device: str = "cpu", log: Callable[[str], None] = print):  # fmt: skip
+    def __init__(
+        self,
+        config: StyleTrainConfig,
+        exemplars: dict[str, list[np.ndarray]],
+        content: list[np.ndarray],
+        device: str = "cpu",
+        log: Callable[[str], None] = print,
+    ):
         if not exemplars:
             raise ValueError("no exemplar sets: give at least one style")
         torch.manual_seed(config.seed)
@@ -96,20 +109,27 @@ class StyleTrainer:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=config.lr, betas=(0.5, 0.99))
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=config.lr, betas=(0.5, 0.99))
         rng = np.random.default_rng([config.seed, 7])
-        crops = [random_crops(exemplars[s], config.target_crops, config.crop, rng).to(self.device) for s in self.styles]
+        crops = [
+            random_crops(exemplars[s], config.target_crops, config.crop, rng).to(self.device)
+            for s in self.styles
+        ]
         self.targets = [StyleStats.of(self.features, c) for c in crops]
         self.tints = [tint_curve(c) for c in crops]
         # Per style, the mean over exemplar crops of each crop's colour mean and covariance: what
         # one image of the style looks like (pooled moments would add the spread between images).
-        self.moments = [tuple(torch.stack(m).mean(0) for m in zip(*(colour_moments(x[None]) for x in c), strict=True))
-                        for c in crops]  # fmt: skip
+        self.moments = [
+            tuple(torch.stack(m).mean(0) for m in zip(*(colour_moments(x[None]) for x in c), strict=True))
+            for c in crops
+        ]
         self.step, self.history, self.sessions = 0, [], []
 
     def _style_maps(self, idx: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         onehot = F.one_hot(idx, len(self.styles)).float()[..., None, None]
         return onehot.expand(-1, -1, *like.shape[-2:])
 
-    def losses(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    def losses(
+        self, x: torch.Tensor, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         c = self.config
         out = self.g(x, idx)
         style, colour = self.statistics_losses(out, idx)
@@ -125,7 +145,9 @@ class StyleTrainer:
             parts["g_adv"] = adv.item()
         return total, parts, out
 
-    def statistics_losses(self, out: torch.Tensor, idx: torch.Tensor, as_set: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def statistics_losses(
+        self, out: torch.Tensor, idx: torch.Tensor, as_set: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The style (Gram) and colour (histogram and moment) losses of outputs ``out`` of styles
         ``idx``: per crop, or (``as_set``, by default ``set_statistics``; one style) of the batch
         as a set."""
@@ -134,10 +156,16 @@ class StyleTrainer:
             if len(set(styles)) != 1:
                 raise ValueError("set statistics need one style per batch")
             i = styles[0]
-            style = gram_distance([g.mean(0, keepdim=True) for g in grams(self.features, out)], self.targets[i].grams).mean()
-            colour = histogram_distance(out.transpose(0, 1).reshape(1, 3, -1), self.targets[i].quantiles).mean()
+            style = gram_distance(
+                [g.mean(0, keepdim=True) for g in grams(self.features, out)], self.targets[i].grams
+            ).mean()
+            colour = histogram_distance(
+                out.transpose(0, 1).reshape(1, 3, -1), self.targets[i].quantiles
+            ).mean()
             return style, colour + moment_distance(out, [self.moments[i]], pooled=True)
-        target_grams = [torch.cat([self.targets[i].grams[k] for i in styles]) for k in range(len(self.targets[0].grams))]
+        target_grams = [
+            torch.cat([self.targets[i].grams[k] for i in styles]) for k in range(len(self.targets[0].grams))
+        ]
         style = gram_distance(grams(self.features, out), target_grams).mean()
         colour = histogram_distance(out, torch.stack([self.targets[i].quantiles for i in styles])).mean()
         return style, colour + moment_distance(out, [self.moments[i] for i in styles])
@@ -147,7 +175,9 @@ class StyleTrainer:
         rng = np.random.default_rng([c.seed, self.step])
         x = random_crops(self.content, c.batch, c.crop, rng, c.augment).to(self.device)
         n = len(self.styles)
-        idx = torch.from_numpy(np.full(c.batch, rng.integers(n)) if c.set_statistics else rng.integers(n, size=c.batch)).to(self.device)
+        idx = torch.from_numpy(
+            np.full(c.batch, rng.integers(n)) if c.set_statistics else rng.integers(n, size=c.batch)
+        ).to(self.device)
         lr = c.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * self.step / max(c.steps, 1))))
         for group in (*self.opt_g.param_groups, *self.opt_d.param_groups):
             group["lr"] = lr
@@ -157,9 +187,13 @@ class StyleTrainer:
         torch.nn.utils.clip_grad_norm_(self.g.parameters(), 1.0)
         self.opt_g.step()
         if self.step >= c.adv_start:
-            real = torch.cat([random_crops(self.exemplars[self.styles[i]], 1, c.crop, rng) for i in idx.tolist()]).to(self.device)
+            real = torch.cat(
+                [random_crops(self.exemplars[self.styles[i]], 1, c.crop, rng) for i in idx.tolist()]
+            ).to(self.device)
             maps = self._style_maps(idx, real)
-            d_loss = losses.d_hinge(self.d(torch.cat([real, maps], 1)), self.d(torch.cat([out.detach(), maps], 1)))
+            d_loss = losses.d_hinge(
+                self.d(torch.cat([real, maps], 1)), self.d(torch.cat([out.detach(), maps], 1))
+            )
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.d.parameters(), 1.0)
@@ -171,7 +205,9 @@ class StyleTrainer:
     # -- validation, state --------------------------------------------------------------------
 
     @torch.no_grad()
-    def validate(self, images: list[np.ndarray], crop: int = 256, per_image: int = 2) -> dict[str, dict[str, float]]:
+    def validate(
+        self, images: list[np.ndarray], crop: int = 256, per_image: int = 2
+    ) -> dict[str, dict[str, float]]:
         """Per style, on held-out images: distances before/after to the exemplars' statistics,
         measured with an extractor the network never trained against, and luminance SSIM."""
         rng = np.random.default_rng([self.config.seed, 10**9])
@@ -180,15 +216,27 @@ class StyleTrainer:
         self.g.eval()
         report = {}
         for i, name in enumerate(self.styles):
-            target = StyleStats.of(measure, torch.cat([random_crops(self.exemplars[name], 4, crop, rng) for _ in range(4)]).to(self.device))
+            target = StyleStats.of(
+                measure,
+                torch.cat([random_crops(self.exemplars[name], 4, crop, rng) for _ in range(4)]).to(
+                    self.device
+                ),
+            )
             report[name] = style_report(measure, target, x, self.g(x, i).clamp(0, 1))
         self.g.train()
         return report
 
     def save_state(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step, "g": self.g.state_dict(), "d": self.d.state_dict(), "opt_g": self.opt_g.state_dict(),
-                 "opt_d": self.opt_d.state_dict(), "history": self.history, "sessions": self.sessions}  # fmt: skip
+        state = {
+            "step": self.step,
+            "g": self.g.state_dict(),
+            "d": self.d.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "history": self.history,
+            "sessions": self.sessions,
+        }
         torch.save(state, directory / (STATE + ".tmp"))
         (directory / (STATE + ".tmp")).replace(directory / STATE)
 
@@ -201,7 +249,9 @@ class StyleTrainer:
         self.step, self.history, self.sessions = state["step"], state["history"], state["sessions"]
         return True
 
-    def run(self, directory: Path, resume: bool = True, state_every: int = 250, session: dict | None = None) -> None:
+    def run(
+        self, directory: Path, resume: bool = True, state_every: int = 250, session: dict | None = None
+    ) -> None:
         c = self.config
         if resume and self.load_state(directory):
             self.log(f"resumed at step {self.step}")
@@ -229,14 +279,18 @@ def colour_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, centred @ centred.T / flat.shape[1]
 
 
-def moment_distance(out: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]], pooled: bool = False) -> torch.Tensor:
+def moment_distance(
+    out: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]], pooled: bool = False
+) -> torch.Tensor:
     """Mean over images of |mean - target mean|₁/3 + |cov - target cov|₁/9 (covariances are small:
     scaled by 10 to weigh like the means); ``pooled``: of the images' mean moments, one target."""
     moments = [colour_moments(img[None]) for img in out]
     if pooled:
         moments = [tuple(torch.stack(m).mean(0) for m in zip(*moments, strict=True))]
-    terms = [(mean - mean_t).abs().mean() + 10 * (cov - cov_t).abs().mean()
-             for (mean, cov), (mean_t, cov_t) in zip(moments, targets, strict=True)]  # fmt: skip
+    terms = [
+        (mean - mean_t).abs().mean() + 10 * (cov - cov_t).abs().mean()
+        for (mean, cov), (mean_t, cov_t) in zip(moments, targets, strict=True)
+    ]
     return torch.stack(terms).mean()
 
 

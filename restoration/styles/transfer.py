@@ -27,9 +27,18 @@ def _fit(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(max(8, round(h * scale)), max(8, round(w * scale))), mode="area")
 
 
-def transfer(content: torch.Tensor, reference: torch.Tensor, extractor: torch.nn.Module, steps: int = 200,
-             size: int = 384, style_weight: float = 1.0, colour_weight: float = 4.0, content_weight: float = 1.0,
-             lr: float = 0.05, progress: Callable[[int, float], None] | None = None) -> torch.Tensor:  # fmt: skip
+def transfer(
+    content: torch.Tensor,
+    reference: torch.Tensor,
+    extractor: torch.nn.Module,
+    steps: int = 200,
+    size: int = 384,
+    style_weight: float = 1.0,
+    colour_weight: float = 4.0,
+    content_weight: float = 1.0,
+    lr: float = 0.05,
+    progress: Callable[[int, float], None] | None = None,
+) -> torch.Tensor:
     """``content`` [1, 3, H, W] and ``reference`` [1, 3, h, w] in [0, 1] -> [1, 3, H, W]."""
     small, ref = _fit(content, size), _fit(reference, size)
     with torch.no_grad():
@@ -41,7 +50,10 @@ def transfer(content: torch.Tensor, reference: torch.Tensor, extractor: torch.nn
         feats = extractor(x)
         style = gram_distance([gram(f) for f in feats], target_grams).mean()
         colour = histogram_distance(x, target_q).mean()
-        deep = sum(F.mse_loss(f, c) / c.pow(2).mean().clamp_min(1e-8) for f, c in zip(feats[2:], content_feats, strict=True))
+        deep = sum(
+            F.mse_loss(f, c) / c.pow(2).mean().clamp_min(1e-8)
+            for f, c in zip(feats[2:], content_feats, strict=True)
+        )
         structure = 1 - ssim(luminance(x), luminance(small)).mean()
         loss = style_weight * style + colour_weight * colour + content_weight * (0.1 * deep + structure)
         opt.zero_grad(set_to_none=True)
@@ -55,4 +67,3 @@ def transfer(content: torch.Tensor, reference: torch.Tensor, extractor: torch.nn
     if change.shape[-2:] != content.shape[-2:]:
         change = F.interpolate(change, size=content.shape[-2:], mode="bicubic", align_corners=False)
     return (content + change).clamp(0, 1)
-

@@ -35,12 +35,15 @@ def upgrade() -> None:
             batch.add_column(sa.Column(name, sa.Text(), nullable=True))
         batch.add_column(sa.Column("restored_model_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("styled", sa.Boolean(), server_default=sa.text("false"), nullable=False))
-        batch.create_foreign_key("fk_items_restored_model_id_model_versions", "model_versions",
-                                 ["restored_model_id"], ["id"])  # fmt: skip
+        batch.create_foreign_key(
+            "fk_items_restored_model_id_model_versions", "model_versions", ["restored_model_id"], ["id"]
+        )
         facets = ["collection_id", "status", "date_from", "restored_model_id", "styled"]
         batch.create_index("ix_items_facets", facets, unique=False)
         batch.create_index("ix_items_id_facets", ["id", *facets], unique=False)
-        batch.create_index("ix_items_dates", ["date_from", "date_to", *(c for c in facets if c != "date_from")], unique=False)
+        batch.create_index(
+            "ix_items_dates", ["date_from", "date_to", *(c for c in facets if c != "date_from")], unique=False
+        )
     # The widest date range in the catalogue, read from an index: it bounds date-range scans.
     op.execute("CREATE INDEX ix_items_date_span ON items ((date_to - date_from))")
     with op.batch_alter_table("derivatives") as batch:
@@ -64,36 +67,51 @@ CURRENT_COLUMNS = (
 
 
 def _sqlite_current_triggers() -> None:
-    for name, when, row in (("insert", "AFTER INSERT", "new"), ("delete", "AFTER DELETE", "old"),
-                            ("update", "AFTER UPDATE OF is_current, kind, model_version_id, item_id", "new")):  # fmt: skip
-        op.execute(f"CREATE TRIGGER derivatives_current_{name} {when} ON derivatives BEGIN "
-                   f"UPDATE items SET {CURRENT_COLUMNS.format(item=row + '.item_id')} WHERE id = {row}.item_id; END")
+    for name, when, row in (
+        ("insert", "AFTER INSERT", "new"),
+        ("delete", "AFTER DELETE", "old"),
+        ("update", "AFTER UPDATE OF is_current, kind, model_version_id, item_id", "new"),
+    ):
+        op.execute(
+            f"CREATE TRIGGER derivatives_current_{name} {when} ON derivatives BEGIN "
+            f"UPDATE items SET {CURRENT_COLUMNS.format(item=row + '.item_id')} WHERE id = {row}.item_id; END"
+        )
 
 
 def _postgres_current_triggers() -> None:
     op.execute(f"""CREATE FUNCTION items_current_derivatives() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE target integer := CASE WHEN TG_OP = 'DELETE' THEN OLD.item_id ELSE NEW.item_id END;
         BEGIN
-            UPDATE items SET {CURRENT_COLUMNS.format(item='target')} WHERE id = target;
+            UPDATE items SET {CURRENT_COLUMNS.format(item="target")} WHERE id = target;
             RETURN NULL;
         END $$""")
-    op.execute("CREATE TRIGGER derivatives_current AFTER INSERT OR DELETE OR UPDATE OF is_current, kind, "
-               "model_version_id, item_id ON derivatives FOR EACH ROW EXECUTE FUNCTION items_current_derivatives()")
+    op.execute(
+        "CREATE TRIGGER derivatives_current AFTER INSERT OR DELETE OR UPDATE OF is_current, kind, "
+        "model_version_id, item_id ON derivatives FOR EACH ROW EXECUTE FUNCTION items_current_derivatives()"
+    )
 
 
 def _sqlite_fts() -> None:
     cols = ", ".join(TEXT_COLUMNS)
     new = ", ".join(f"new.{c}" for c in TEXT_COLUMNS)
     old = ", ".join(f"old.{c}" for c in TEXT_COLUMNS)
-    op.execute(f"CREATE VIRTUAL TABLE items_fts USING fts5({cols}, content='items', content_rowid='id', "
-               "tokenize='unicode61 remove_diacritics 2')")
-    op.execute(f"CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN "
-               f"INSERT INTO items_fts(rowid, {cols}) VALUES (new.id, {new}); END")
-    op.execute(f"CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN "
-               f"INSERT INTO items_fts(items_fts, rowid, {cols}) VALUES ('delete', old.id, {old}); END")
-    op.execute(f"CREATE TRIGGER items_fts_update AFTER UPDATE OF {cols} ON items BEGIN "
-               f"INSERT INTO items_fts(items_fts, rowid, {cols}) VALUES ('delete', old.id, {old}); "
-               f"INSERT INTO items_fts(rowid, {cols}) VALUES (new.id, {new}); END")
+    op.execute(
+        f"CREATE VIRTUAL TABLE items_fts USING fts5({cols}, content='items', content_rowid='id', "
+        "tokenize='unicode61 remove_diacritics 2')"
+    )
+    op.execute(
+        f"CREATE TRIGGER items_fts_insert AFTER INSERT ON items BEGIN "
+        f"INSERT INTO items_fts(rowid, {cols}) VALUES (new.id, {new}); END"
+    )
+    op.execute(
+        f"CREATE TRIGGER items_fts_delete AFTER DELETE ON items BEGIN "
+        f"INSERT INTO items_fts(items_fts, rowid, {cols}) VALUES ('delete', old.id, {old}); END"
+    )
+    op.execute(
+        f"CREATE TRIGGER items_fts_update AFTER UPDATE OF {cols} ON items BEGIN "
+        f"INSERT INTO items_fts(items_fts, rowid, {cols}) VALUES ('delete', old.id, {old}); "
+        f"INSERT INTO items_fts(rowid, {cols}) VALUES (new.id, {new}); END"
+    )
     op.execute("INSERT INTO items_fts(items_fts) VALUES ('rebuild')")
 
 
@@ -103,8 +121,10 @@ def _postgres_fts() -> None:
     parts = " || ' ' || ".join(
         f"regexp_replace(coalesce({c}, ''), '[^[:alnum:]]+', ' ', 'g')" for c in TEXT_COLUMNS
     )
-    op.execute(f"ALTER TABLE items ADD COLUMN search_doc tsvector GENERATED ALWAYS AS "
-               f"(to_tsvector('simple'::regconfig, {parts})) STORED")
+    op.execute(
+        f"ALTER TABLE items ADD COLUMN search_doc tsvector GENERATED ALWAYS AS "
+        f"(to_tsvector('simple'::regconfig, {parts})) STORED"
+    )
     op.execute("CREATE INDEX ix_items_search_doc ON items USING gin (search_doc)")
 
 
@@ -127,6 +147,17 @@ def downgrade() -> None:
         for index in ("ix_items_dates", "ix_items_id_facets", "ix_items_facets"):
             batch.drop_index(index)
         batch.drop_constraint("fk_items_restored_model_id_model_versions", type_="foreignkey")
-        for name in ("styled", "restored_model_id", "rights", "subjects", "place", "creator", "date_to", "date_from", "date_text",
-                     "description", "title"):  # fmt: skip
+        for name in (
+            "styled",
+            "restored_model_id",
+            "rights",
+            "subjects",
+            "place",
+            "creator",
+            "date_to",
+            "date_from",
+            "date_text",
+            "description",
+            "title",
+        ):
             batch.drop_column(name)

@@ -34,12 +34,16 @@ def _sqlite_check(old: str, new: str) -> None:
     is not part of the stored rows, so SQLite documents editing the schema text for such changes
     ("Making Other Kinds Of Table Schema Changes", https://www.sqlite.org/lang_altertable.html)."""
     conn = op.get_bind()
-    sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'").scalar()
+    sql = conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+    ).scalar()
     if old not in sql:
         raise RuntimeError(f"the runs table's definition lacks the expected CHECK ({old})")
     version = conn.exec_driver_sql("PRAGMA schema_version").scalar()
     conn.exec_driver_sql("PRAGMA writable_schema = ON")
-    conn.exec_driver_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'runs'", (sql.replace(old, new),))
+    conn.exec_driver_sql(
+        "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'runs'", (sql.replace(old, new),)
+    )
     conn.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
     conn.exec_driver_sql("PRAGMA writable_schema = OFF")
 

@@ -23,15 +23,22 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-events = sa.table("events", sa.column("id", sa.Integer), sa.column("type", sa.String), sa.column("derivative_id", sa.Integer),
-                  sa.column("detail", JsonType))  # fmt: skip
+events = sa.table(
+    "events",
+    sa.column("id", sa.Integer),
+    sa.column("type", sa.String),
+    sa.column("derivative_id", sa.Integer),
+    sa.column("detail", JsonType),
+)
 derivatives = sa.table("derivatives", sa.column("id", sa.Integer), sa.column("kind", sa.String))
 
 
 def _moves(conn):
-    query = (sa.select(events.c.id, events.c.type, events.c.derivative_id, events.c.detail, derivatives.c.kind)
-             .join(derivatives, derivatives.c.id == events.c.derivative_id)
-             .where(events.c.type.in_(("promotion", "rollback"))))  # fmt: skip
+    query = (
+        sa.select(events.c.id, events.c.type, events.c.derivative_id, events.c.detail, derivatives.c.kind)
+        .join(derivatives, derivatives.c.id == events.c.derivative_id)
+        .where(events.c.type.in_(("promotion", "rollback")))
+    )
     return conn.execute(query).all()
 
 
@@ -45,8 +52,13 @@ def upgrade() -> None:
             made_current, replaced = derivative_id, detail.get("from_derivative_id")
         else:
             made_current, replaced = detail.get("to_derivative_id"), derivative_id
-        new = {"kind": kind, "version": detail["to_version"], "note": "", "replaced": replaced,
-               "replaced_version": detail.get("from_version")}  # fmt: skip
+        new = {
+            "kind": kind,
+            "version": detail["to_version"],
+            "note": "",
+            "replaced": replaced,
+            "replaced_version": detail.get("from_version"),
+        }
         conn.execute(events.update().where(events.c.id == id_).values(derivative_id=made_current, detail=new))
 
 
@@ -57,9 +69,18 @@ def downgrade() -> None:
         if "replaced_version" not in detail or detail.get("note"):  # a curator's move: kept as it is
             continue
         if type_ == "promotion":
-            old = {"to_version": detail["version"], "from_version": detail["replaced_version"],
-                   "from_derivative_id": detail["replaced"]}  # fmt: skip
+            old = {
+                "to_version": detail["version"],
+                "from_version": detail["replaced_version"],
+                "from_derivative_id": detail["replaced"],
+            }
             conn.execute(events.update().where(events.c.id == id_).values(detail=old))
         elif detail.get("replaced") is not None:
-            old = {"from_version": detail["replaced_version"], "to_version": detail["version"], "to_derivative_id": derivative_id}
-            conn.execute(events.update().where(events.c.id == id_).values(derivative_id=detail["replaced"], detail=old))
+            old = {
+                "from_version": detail["replaced_version"],
+                "to_version": detail["version"],
+                "to_derivative_id": derivative_id,
+            }
+            conn.execute(
+                events.update().where(events.c.id == id_).values(derivative_id=detail["replaced"], detail=old)
+            )

@@ -16,10 +16,9 @@ from PIL import Image
 from archive_db.models import Derivative, Item
 from archive_db.web.media import MediaMissing, media_type
 from flows.errors import ArchiveError
-from flows.fetch import cached_store
-from flows.imageio import read_image
+from flows.imaging.io import read_image
 from flows.settings import Settings
-from flows.store import read_all
+from flows.storage.store import cached_store, read_all
 
 PREVIEWS_CACHED = 64
 
@@ -41,7 +40,7 @@ class StoreMedia:
         output = cached_store(self.settings.store.output, self.settings.store, 8)
         for prefix in (output.uri.rstrip("/") + "/", root):
             if uri.startswith(prefix):
-                return uri[len(prefix):]
+                return uri[len(prefix) :]
         raise MediaMissing("the file is not in the configured output store")
 
     def thumbnail(self, item: Item) -> bytes:
@@ -77,9 +76,15 @@ class StoreMedia:
 
 # EXIF orientation -> the turn that shows the picture upright (the access copies keep the tag,
 # which browsers obey, so the preview of the master must be turned the same way).
-_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-            8: Image.Transpose.ROTATE_90}  # fmt: skip
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def _jpeg_preview(data: bytes, px: int, orientation: int | None = None) -> bytes:

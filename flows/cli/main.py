@@ -12,8 +12,15 @@ from flows.errors import ArchiveError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db_url", metavar="URL", help="Catalogue URL (default: $ARCHIVE_DB__URL or sqlite:///./archive.db).")
-@click.option("--output", metavar="URI", help="Output store for derivatives and access copies (file://… or s3://…).")
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="Catalogue URL (default: $ARCHIVE_DB__URL or sqlite:///./archive.db).",
+)
+@click.option(
+    "--output", metavar="URI", help="Output store for derivatives and access copies (file://… or s3://…)."
+)
 @click.option("--endpoint-url", metavar="URL", help="S3 endpoint (MinIO, Ceph RGW, …).")
 @click.pass_context
 def cli(ctx: click.Context, db_url: str | None, output: str | None, endpoint_url: str | None) -> None:
@@ -34,16 +41,24 @@ def cli(ctx: click.Context, db_url: str | None, output: str | None, endpoint_url
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if settings.prefect.api_url:
         os.environ["PREFECT_API_URL"] = settings.prefect.api_url
-    if not os.environ.get("PREFECT_API_URL") and ctx.invoked_subcommand not in (None, "db", "models", "collections"):
+    if not os.environ.get("PREFECT_API_URL") and ctx.invoked_subcommand not in (
+        None,
+        "db",
+        "models",
+        "collections",
+    ):
         from flows import watchdog
 
         watchdog.start()  # no API server given: Prefect starts one in a child process; it must die with us
     ctx.obj = settings
 
 
-from flows import commands  # noqa: E402  (registers the sub-commands on `cli`)
+# The group hands itself to each command module (``commands`` first: it makes the ``train`` group
+# that the stage and style modules extend).
+from flows.cli import commands, curate, stages, styles  # noqa: E402
 
-commands.register(cli)
+for _module in (commands, curate, stages, styles):
+    _module.register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("ARCHIVE_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        click.echo(f"error: unexpected {type(exc).__name__}: {msg} (set ARCHIVE_DEBUG=1 for a traceback)", err=True)
+        click.echo(
+            f"error: unexpected {type(exc).__name__}: {msg} (set ARCHIVE_DEBUG=1 for a traceback)", err=True
+        )
         return 1
     return code if isinstance(code, int) else 0
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from flows.imaging import tiff_bits
+from flows.imaging.inspect import tiff_bits
 
 
 @dataclass
@@ -42,8 +42,10 @@ def read_image(source: Path | bytes, gpu: Any = None, max_pixels: int | None = N
     Image.MAX_IMAGE_PIXELS = None  # Pillow's process-wide default gives way to the catalogue's limit
     with Image.open(opened()) as img:
         if img.width * img.height > limit:
-            raise ValueError(f"{img.width}x{img.height} = {img.width * img.height:,} pixels is over the limit of "
-                             f"{limit:,} (ARCHIVE_INGEST__MAX_PIXELS); not decoded")  # fmt: skip
+            raise ValueError(
+                f"{img.width}x{img.height} = {img.width * img.height:,} pixels is over the limit of "
+                f"{limit:,} (ARCHIVE_INGEST__MAX_PIXELS); not decoded"
+            )
         info = {k: img.info[k] for k in ("icc_profile", "dpi") if k in img.info}
         fmt, mode = img.format, img.mode
         if gpu is not None and fmt == "JPEG" and mode in ("L", "RGB"):
@@ -80,20 +82,30 @@ def _png16_pixels(source: Path | bytes) -> np.ndarray:
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3:
         raise ValueError("a 16-bit colour PNG that OpenCV cannot decode at 16 bits")
-    return np.ascontiguousarray(cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB))
+    return np.ascontiguousarray(
+        cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    )
 
 
 def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:
     """Write ``pixels`` in the original's format and mode, with its ICC profile and DPI."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if pixels.dtype == np.uint16 and pixels.ndim == 3 and like.format == "PNG":
-        path.write_bytes(png16(pixels, like.info.get("dpi")))  # a 16-bit colour PNG (or a grey one styled in colour)
+        path.write_bytes(
+            png16(pixels, like.info.get("dpi"))
+        )  # a 16-bit colour PNG (or a grey one styled in colour)
         return
     if like.mode.endswith(";16") and pixels.ndim == 3:
         import tifffile
 
-        tifffile.imwrite(path, pixels, photometric="rgb", iccprofile=like.info.get("icc_profile"),
-                         resolution=like.info.get("dpi"), resolutionunit="INCH" if like.info.get("dpi") else None)  # fmt: skip
+        tifffile.imwrite(
+            path,
+            pixels,
+            photometric="rgb",
+            iccprofile=like.info.get("icc_profile"),
+            resolution=like.info.get("dpi"),
+            resolutionunit="INCH" if like.info.get("dpi") else None,
+        )
         return
     img = Image.fromarray(pixels)
     kwargs = {k: v for k, v in like.info.items() if v}
@@ -126,7 +138,12 @@ def png16(pixels: np.ndarray, dpi: tuple | None = None) -> bytes:
     h, w, c = pixels.shape
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     rows = np.ascontiguousarray(pixels.astype(">u2")).view(np.uint8).reshape(h, w * c * 2)
     raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter byte 0 per row

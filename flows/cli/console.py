@@ -58,6 +58,11 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return t
 
 
+def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A run summary's rows (measure, value) as a table."""
+    return table(title, ["measure", "value"], [list(r) for r in rows])
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
@@ -73,7 +78,10 @@ def each_file(inputs, verb: str, work) -> int:
             written = work(Path(name))
         except Exception as exc:  # one line per unreadable input; the rest go on
             failed += 1
-            err.print(f"failed {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", markup=False)
+            err.print(
+                f"failed {name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                markup=False,
+            )
             continue
         out.print(f"{verb} {name} -> {written}", markup=False, highlight=False)
     return 1 if failed else 0

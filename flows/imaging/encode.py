@@ -76,13 +76,18 @@ class History:
             return quoteattr(value)[1:-1]
 
         packet = XMP_TEMPLATE.format(
-            tool=quoteattr(self.software), when=quoteattr(self.when),
+            tool=quoteattr(self.software),
+            when=quoteattr(self.when),
             document=quoteattr(f"recipe:{self.recipe_hash}:sha256:{self.master_sha256}"),
             instance=quoteattr(f"recipe:{self.recipe_hash}"),
-            master_id=text(f"sha256:{self.master_sha256}"), master_key=text(self.master_key),
-            when_text=text(self.when), tool_text=text(self.software), parameters=text(self.summary),
-            instance_text=text(f"recipe:{self.recipe_hash}"), description=text(self.description()),
-        )  # fmt: skip
+            master_id=text(f"sha256:{self.master_sha256}"),
+            master_key=text(self.master_key),
+            when_text=text(self.when),
+            tool_text=text(self.software),
+            parameters=text(self.summary),
+            instance_text=text(f"recipe:{self.recipe_hash}"),
+            description=text(self.description()),
+        )
         return packet.encode("utf-8")
 
     def description(self) -> str:
@@ -108,7 +113,9 @@ class Encoded:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def preservation(pixels: np.ndarray, stem: str, icc: bytes | None, dpi: tuple | None, history: History) -> Encoded:
+def preservation(
+    pixels: np.ndarray, stem: str, icc: bytes | None, dpi: tuple | None, history: History
+) -> Encoded:
     """The lossless image: 16-bit TIFF for uint16 pixels, PNG for 8-bit (grey, RGB, RGBA)."""
     if pixels.dtype == np.uint16:
         return Encoded(f"{stem}.tif", _tiff16(pixels, icc, dpi, history), "image/tiff")
@@ -132,17 +139,24 @@ def _tiff16(pixels: np.ndarray, icc: bytes | None, dpi: tuple | None, history: H
         extratags.append((34675, 7, None, icc, True))  # ICC profile, as UNDEFINED
     buf = io.BytesIO()
     tifffile.imwrite(
-        buf, pixels, photometric="rgb" if pixels.ndim == 3 and pixels.shape[2] in (3, 4) else "minisblack",
+        buf,
+        pixels,
+        photometric="rgb" if pixels.ndim == 3 and pixels.shape[2] in (3, 4) else "minisblack",
         extrasamples=("unassalpha",) if pixels.ndim == 3 and pixels.shape[2] == 4 else None,
-        compression="zlib", software=history.software, description=history.description(),
-        resolution=tuple(float(d) for d in dpi) if dpi else None, resolutionunit="INCH" if dpi else None,
-        extratags=extratags, metadata=None,
-    )  # fmt: skip
+        compression="zlib",
+        software=history.software,
+        description=history.description(),
+        resolution=tuple(float(d) for d in dpi) if dpi else None,
+        resolutionunit="INCH" if dpi else None,
+        extratags=extratags,
+        metadata=None,
+    )
     return buf.getvalue()
 
 
-def access_copy(pixels: np.ndarray, icc: bytes | None, dpi: tuple | None, history: History, max_px: int,
-                quality: int = 90) -> Encoded:  # fmt: skip
+def access_copy(
+    pixels: np.ndarray, icc: bytes | None, dpi: tuple | None, history: History, max_px: int, quality: int = 90
+) -> Encoded:
     """A JPEG for viewing: 8-bit, at most ``max_px`` on the long side, alpha flattened on white."""
     img = Image.fromarray(pixels if pixels.dtype == np.uint8 else (pixels >> 8).astype(np.uint8))
     if img.mode == "RGBA":
@@ -163,9 +177,13 @@ def access_copy(pixels: np.ndarray, icc: bytes | None, dpi: tuple | None, histor
 
 def mask_png(mask: np.ndarray) -> Encoded:
     buf = io.BytesIO()
-    Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(buf, "PNG", compress_level=1)
+    Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(
+        buf, "PNG", compress_level=1
+    )
     return Encoded("mask.png", buf.getvalue(), "image/png")
 
 
 def sidecar(metadata: dict[str, Any]) -> Encoded:
-    return Encoded("metadata.json", (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode(), "application/json")
+    return Encoded(
+        "metadata.json", (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode(), "application/json"
+    )

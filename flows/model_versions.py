@@ -14,7 +14,7 @@ from archive_db.models import ModelVersion
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
-from flows.store import open_store, read_all
+from flows.storage.store import open_store, read_all
 from restoration.checkpoints import CARD, WEIGHTS
 
 SHIPPED = Path(__file__).resolve().parents[1] / "restoration" / "weights"
@@ -49,10 +49,16 @@ def register(settings: Settings, directory: Path, status: str = "candidate") -> 
             with open(directory / filename, "rb") as fh:
                 output.put(f"{prefix}/{filename}", fh)
         row = ModelVersion(
-            name=name, version=version, task=card.get("task", "restore"), architecture=card["architecture"],
-            config=card["config"], weights_uri=f"{output.uri}/{prefix}/{WEIGHTS}",
-            weights_sha256=card["weights_sha256"], metrics=card.get("metrics"), status=status,
-        )  # fmt: skip
+            name=name,
+            version=version,
+            task=card.get("task", "restore"),
+            architecture=card["architecture"],
+            config=card["config"],
+            weights_uri=f"{output.uri}/{prefix}/{WEIGHTS}",
+            weights_sha256=card["weights_sha256"],
+            metrics=card.get("metrics"),
+            status=status,
+        )
         session.add(row)
         if status == "production":
             _demote_others(session, row)
@@ -135,9 +141,13 @@ def ensure_shipped(settings: Settings) -> None:
             continue
         status = manifest.get(f"{card['name']}/{card['version']}", card.get("shipped_status", "candidate"))
         if status == "production" and card["name"] in in_production and known:
-            log.warning("%s@%s ships with this release; registered as a candidate because %s already has a "
-                        "production version (reprocess with it, then `archive models promote`)",
-                        card["name"], card["version"], card["name"])  # fmt: skip
+            log.warning(
+                "%s@%s ships with this release; registered as a candidate because %s already has a "
+                "production version (reprocess with it, then `archive models promote`)",
+                card["name"],
+                card["version"],
+                card["name"],
+            )
             status = "candidate"
         try:
             register(settings, card_path.parent, status=status)

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path("demo-archive")
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "old-photos"
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "old-photos"
 CLEAN = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "clock", "hubble_deep_field")
 
 
@@ -32,8 +32,19 @@ def clean_images() -> dict[str, Image.Image]:
 
 
 # Old prints, mostly: toned, faded, grainy, scratched and dusty; some torn or cracked.
-DEMO_AGING = {"sepia": 0.7, "fading": 0.9, "yellowing": 0.4, "film_grain": 0.8, "gaussian_blur": 0.6,
-              "vignette": 0.6, "scratches": 0.8, "dust": 0.8, "cracks": 0.3, "tears": 0.2, "jpeg": 0.3}  # fmt: skip
+DEMO_AGING = {
+    "sepia": 0.7,
+    "fading": 0.9,
+    "yellowing": 0.4,
+    "film_grain": 0.8,
+    "gaussian_blur": 0.6,
+    "vignette": 0.6,
+    "scratches": 0.8,
+    "dust": 0.8,
+    "cracks": 0.3,
+    "tears": 0.2,
+    "jpeg": 0.3,
+}
 
 
 def age(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -91,7 +102,7 @@ aged/grace_hopper.jpg,Rear Admiral Grace Hopper,1984,James S. Davis,Arlington,po
 
 
 def main() -> int:
-    from flows.cli import main as archive
+    from flows.cli.main import main as archive
 
     inbox = ROOT / "inbox"
     print(f"Building the demo inbox in {inbox} ...")
@@ -120,7 +131,9 @@ def main() -> int:
     manifest = ROOT / "manifest.csv"
     write_if_changed(manifest, MANIFEST.encode())
     print(f"== Describe the prints: archive import-metadata {manifest} --collection demo")
-    code = archive([*base, "import-metadata", str(manifest), "--collection", "demo", "--user", "demo curator"])
+    code = archive(
+        [*base, "import-metadata", str(manifest), "--collection", "demo", "--user", "demo curator"]
+    )
     if code:
         return code
     print()
@@ -128,12 +141,16 @@ def main() -> int:
     print("\n== Search the catalogue: archive search portrait --date 1980..1989")
     archive([*base, "search", "portrait", "--date", "1980..1989", "--no-facets"])
     derivatives = ROOT / "store" / "derivatives" / "demo"
-    print(f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)")
+    print(
+        f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)"
+    )
     print(f"Styled versions:    {derivatives}/<item>/style:albumen/v1/, …/style:period-styles.cyanotype/v1/")
     print(f"Look closer:        .venv/bin/archive {' '.join(base)} show demo/real-scans/old_b.png")
     print(f"Audit:              .venv/bin/archive {' '.join(base)} audit --collection demo")
-    print(f"Serve the catalogue: .venv/bin/archive {' '.join(base)} serve   (then open http://127.0.0.1:8000/;"
-          " set ARCHIVE_WEB__TOKEN=… to allow approvals and edits)")
+    print(
+        f"Serve the catalogue: .venv/bin/archive {' '.join(base)} serve   (then open http://127.0.0.1:8000/;"
+        " set ARCHIVE_WEB__TOKEN=… to allow approvals and edits)"
+    )
     return 0
 
 

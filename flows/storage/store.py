@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -147,7 +148,9 @@ class LocalStore:
         (self.root / self.TMP).mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.root / self.TMP)
         try:
-            os.fchmod(fd, 0o666 & ~_UMASK)  # as any file the user writes (mkstemp's 0600 would hide it from a web server)
+            os.fchmod(
+                fd, 0o666 & ~_UMASK
+            )  # as any file the user writes (mkstemp's 0600 would hide it from a web server)
             with os.fdopen(fd, "wb") as out:
                 if isinstance(data, bytes | bytearray | memoryview):
                     out.write(data)
@@ -226,9 +229,7 @@ class S3Store:
         from botocore.exceptions import BotoCoreError, ClientError
 
         full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=full_prefix
-        )
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full_prefix)
         try:
             for page in pages:
                 for obj in page.get("Contents", []):
@@ -289,7 +290,9 @@ class S3Store:
         except StoreError:
             # The upload's own success is the confirmation: a HEAD after it that fails (a 503, a
             # dropped connection) must not report a stored object as a failed write.
-            return ObjectInfo(key, len(data) if isinstance(data, bytes | bytearray | memoryview) else -1, None)
+            return ObjectInfo(
+                key, len(data) if isinstance(data, bytes | bytearray | memoryview) else -1, None
+            )
 
 
 def open_store(uri: str, settings: StoreSettings, create: bool = False, max_pool: int = 16) -> ObjectStore:
@@ -305,3 +308,19 @@ def open_store(uri: str, settings: StoreSettings, create: bool = False, max_pool
     if parsed.scheme == "":
         return LocalStore(Path(uri), create=create)
     raise ConfigError(f"unsupported store URI {uri!r}: use file://PATH, a folder path or s3://bucket/prefix")
+
+
+_stores: dict[tuple, ObjectStore] = {}
+_stores_lock = threading.Lock()
+
+
+def cached_store(source: str, settings: StoreSettings, pool_size: int) -> ObjectStore:
+    """One store (and S3 connection pool) per source per process, reused across batches."""
+    secrets = tuple(
+        s.get_secret_value() if s else None for s in (settings.access_key_id, settings.secret_access_key)
+    )
+    key = (source, settings.model_dump_json(), *secrets)
+    with _stores_lock:
+        if key not in _stores:
+            _stores[key] = open_store(source, settings, max_pool=pool_size + 2)
+        return _stores[key]

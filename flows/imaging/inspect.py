@@ -9,7 +9,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from flows.exif import capture_date, make_model, read_exif
+from flows.imaging.exif import capture_date, make_model, read_exif
 
 MAX_PAGES_LISTED = 1000
 MODE_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
@@ -42,7 +42,9 @@ def inspect_image(fh: IO[bytes], size: int, max_pixels: int, thumb_px: int) -> I
     fh.seek(0)
     meta |= _exif_fields(fh, meta["technical"])
     if img.info.get("exif") and not meta["exif"] and "exif_error" not in meta["technical"]:
-        meta["technical"]["exif_error"] = f"EXIF segment of {len(img.info['exif'])} bytes holds no readable tags"
+        meta["technical"]["exif_error"] = (
+            f"EXIF segment of {len(img.info['exif'])} bytes holds no readable tags"
+        )
     if meta["format"] == "PNG":
         meta |= _png_depth(fh)
     try:
@@ -106,7 +108,9 @@ def _basic_fields(img: Image.Image, first: Image.Image, n_frames: int, pages: li
     if n_frames > 1:
         technical["pages"] = pages
         technical["animated"] = bool(getattr(img, "is_animated", False))
-        technical["page_choice"] = f"frame 1 of {n_frames} describes the item; every frame was decoded and is listed"
+        technical["page_choice"] = (
+            f"frame 1 of {n_frames} describes the item; every frame was decoded and is listed"
+        )
     if "transparency" in img.info or first.mode in ("RGBA", "LA", "PA"):
         technical["transparency"] = True
     dpi_x, dpi_y = _dpi(img.info.get("dpi"))

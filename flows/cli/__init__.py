@@ -1,0 +1,1 @@
+"""The ``archive`` command line: click only (parse, call one flow or service, render)."""

@@ -1,0 +1,211 @@
+"""`archive train stage` and `archive train pipeline`: the staged restorer's stages, each trained
+on its own (resumable), then assembled into one model version whose card vouches for each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from flows.cli.console import err, out, table
+
+
+@click.command("stage")
+@click.option("--stage", type=click.Choice(["detect", "inpaint"]), required=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Where model.safetensors and card.json go; the resumable state goes to OUT.training/.",
+)
+@click.option(
+    "--architecture", default=None, help="Default: damage_detector (detect), gated_inpainter (inpaint)."
+)
+@click.option(
+    "--arch-config", default="{}", show_default=True, help="JSON keyword arguments of the architecture."
+)
+@click.option("--steps", type=click.IntRange(1), default=8000, show_default=True)
+@click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--crop", type=click.IntRange(32), default=128, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(0), default=1, show_default=True, help="Processes that build batches."
+)
+@click.option(
+    "--photos/--no-photos",
+    default=True,
+    show_default=True,
+    help="Also train on the Debian mate-backgrounds photographs (apt-get install mate-backgrounds).",
+)
+@click.option("--name", default="restore-pipeline", show_default=True)
+@click.option("--version", default="v1-stage", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def train_stage(
+    stage: str,
+    out_dir: str,
+    architecture: str | None,
+    arch_config: str,
+    steps: int,
+    batch: int,
+    crop: int,
+    lr: float,
+    workers: int,
+    photos: bool,
+    name: str,
+    version: str,
+    seed: int,
+    device: str,
+) -> None:
+    """Train one stage of the staged restorer (detect or inpaint) on synthetic realistic damage."""
+    import sys
+    import time
+
+    import torch
+
+    from flows.versions import code_version, software_versions
+    from restoration import photos as debian
+    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
+    from restoration.engine import resolve_device
+    from restoration.stage_training import StageConfig, StageTrainer, export
+
+    if photos and not debian.available():
+        raise click.UsageError(
+            f"--photos: {debian.ROOT} lacks the mate-backgrounds photographs "
+            "(apt-get install mate-backgrounds), or pass --no-photos"
+        )
+    dev = resolve_device(device)
+    train_set = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
+    val_set = bundled_images(VALIDATION_IMAGES) | (debian.load(debian.HELD_OUT) if photos else {})
+    arch = architecture or {"detect": "damage_detector", "inpaint": "gated_inpainter"}[stage]
+    config = StageConfig(
+        stage=stage,
+        architecture=arch,
+        arch_config=json.loads(arch_config),
+        steps=steps,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        workers=workers,
+        seed=seed,
+    )
+    started = time.monotonic()
+    trainer = StageTrainer(
+        config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print
+    )
+    target = Path(out_dir)
+    how = {
+        "command": "archive " + " ".join(sys.argv[1:]),
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+        "code_version": code_version(),
+    }  # the code that trains, read before it does
+    trainer.run(target.with_name(target.name + ".training"), session=how)
+    metrics = trainer.validate()
+    card = export(
+        trainer,
+        target,
+        {
+            "name": name,
+            "version": version,
+            "metrics": metrics,
+            "code_version": code_version(),
+            "how": how | {"wall_seconds_this_session": round(time.monotonic() - started)},
+            "software": software_versions() | {"torch": torch.__version__},
+            "data": {
+                "train": sorted(train_set),
+                "train_digest": digest(train_set),
+                "validation": sorted(val_set),
+                "validation_digest": digest(val_set),
+                "photographs": debian.card_entries(debian.TRAIN + debian.HELD_OUT) if photos else [],
+            },
+        },
+    )
+    out.print(
+        table(
+            f"{stage} stage: validation", ["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()]
+        )
+    )
+    out.print(f"wrote {target / card['weights']} (sha256 {card['weights_sha256'][:16]}…) and card.json")
+
+
+@click.command("pipeline")
+@click.option(
+    "--detect",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="The detect stage's checkpoint.",
+)
+@click.option(
+    "--inpaint",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="The inpaint stage's checkpoint.",
+)
+@click.option(
+    "--denoise",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="A unet_restorer checkpoint for the denoise stage (none: no denoising).",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--name", default="restore-pipeline", show_default=True)
+@click.option("--version", required=True)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Damage probability filled.",
+)
+@click.option(
+    "--grow",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="Pixels the fill reaches past the mask.",
+)
+@click.option(
+    "--max-width",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Fill only marks narrower than this many pixels (0: all): broad ones are left for a curator's mask.",
+)
+def train_pipeline(
+    detect: str,
+    inpaint: str,
+    denoise: str | None,
+    out_dir: str,
+    name: str,
+    version: str,
+    threshold: float,
+    grow: int,
+    max_width: int,
+) -> None:
+    """Assemble stage checkpoints into one restore model version (each stage's digest in its card)."""
+    from flows.versions import code_version
+    from restoration.stages import assemble
+
+    dirs = {"detect": Path(detect), "inpaint": Path(inpaint)} | (
+        {"denoise": Path(denoise)} if denoise else {}
+    )
+    card = assemble(
+        dirs,
+        Path(out_dir),
+        {"name": name, "version": version, "code_version": code_version()},
+        threshold=threshold,
+        grow=grow,
+        max_width=max_width,
+    )
+    out.print(
+        f"wrote {Path(out_dir) / card['weights']} (sha256 {card['weights_sha256'][:16]}…): "
+        + ", ".join(f"{k} {v['architecture']}" for k, v in card["stages"].items())
+    )
+
+
+def register(cli: click.Group) -> None:
+    for command in (train_stage, train_pipeline):
+        cli.commands["train"].add_command(command)

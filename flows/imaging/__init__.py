@@ -1,0 +1,1 @@
+"""Reading, inspecting and encoding images: masters in, preservation and access copies out."""
