@@ -34,6 +34,7 @@ def test_deployments_name_importable_flows_on_the_right_pools(prefect_yaml):
         "stylize-collection",
         "reprocess",
         "fixity-audit",
+        "train-stage",
     }
     flow_names = {}
     for name, d in deployments.items():
@@ -51,6 +52,7 @@ def test_deployments_name_importable_flows_on_the_right_pools(prefect_yaml):
     assert deployments["restore-batch"]["work_pool"]["name"] == "gpu"
     assert deployments["restore-collection"]["parameters"]["pool"] == "gpu"
     assert deployments["ingest"]["schedules"] and deployments["fixity-audit"]["schedules"]
+    assert deployments["train-stage"]["work_pool"]["name"] == "gpu"  # training is schedulable like any flow
 
 
 @pytest.mark.parametrize(

@@ -59,76 +59,45 @@ def train_stage(
     seed: int,
     device: str,
 ) -> None:
-    """Train one stage of the staged restorer (detect or inpaint) on synthetic realistic damage."""
+    """Train one stage of the staged restorer (detect or inpaint) on synthetic realistic damage
+    (the ``train-stage`` flow, which a deployment can schedule on the GPU pool)."""
     import sys
-    import time
 
-    import torch
-
-    from flows.versions import code_version, software_versions
     from restoration import photos as debian
-    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
-    from restoration.engine import resolve_device
-    from restoration.stage_training import StageConfig, StageTrainer, export
 
     if photos and not debian.available():
         raise click.UsageError(
             f"--photos: {debian.ROOT} lacks the mate-backgrounds photographs "
             "(apt-get install mate-backgrounds), or pass --no-photos"
         )
-    dev = resolve_device(device)
-    train_set = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
-    val_set = bundled_images(VALIDATION_IMAGES) | (debian.load(debian.HELD_OUT) if photos else {})
-    arch = architecture or {"detect": "damage_detector", "inpaint": "gated_inpainter"}[stage]
-    config = StageConfig(
+    from flows.train import train_stage as train_stage_flow
+
+    result = train_stage_flow(
         stage=stage,
-        architecture=arch,
+        out=out_dir,
+        architecture=architecture,
         arch_config=json.loads(arch_config),
         steps=steps,
         batch=batch,
         crop=crop,
         lr=lr,
         workers=workers,
+        photos=photos,
+        name=name,
+        version=version,
         seed=seed,
-    )
-    started = time.monotonic()
-    trainer = StageTrainer(
-        config, list(train_set.values()), list(val_set.values()), device=str(dev), log=err.print
-    )
-    target = Path(out_dir)
-    how = {
-        "command": "archive " + " ".join(sys.argv[1:]),
-        "threads": torch.get_num_threads(),
-        "device": str(dev),
-        "code_version": code_version(),
-    }  # the code that trains, read before it does
-    trainer.run(target.with_name(target.name + ".training"), session=how)
-    metrics = trainer.validate()
-    card = export(
-        trainer,
-        target,
-        {
-            "name": name,
-            "version": version,
-            "metrics": metrics,
-            "code_version": code_version(),
-            "how": how | {"wall_seconds_this_session": round(time.monotonic() - started)},
-            "software": software_versions() | {"torch": torch.__version__},
-            "data": {
-                "train": sorted(train_set),
-                "train_digest": digest(train_set),
-                "validation": sorted(val_set),
-                "validation_digest": digest(val_set),
-                "photographs": debian.card_entries(debian.TRAIN + debian.HELD_OUT) if photos else [],
-            },
-        },
+        device=device,
+        command="archive " + " ".join(sys.argv[1:]),
+        log=err.print,
     )
     out.print(
         table(
-            f"{stage} stage: validation", ["metric", "value"], [[k, f"{v:.4f}"] for k, v in metrics.items()]
+            f"{stage} stage: validation",
+            ["metric", "value"],
+            [[k, f"{v:.4f}"] for k, v in result["metrics"].items()],
         )
     )
-    out.print(f"wrote {target / card['weights']} (sha256 {card['weights_sha256'][:16]}…) and card.json")
+    out.print(f"wrote {result['checkpoint']} (sha256 {result['weights_sha256'][:16]}…) and card.json")
 
 
 @click.command("pipeline")

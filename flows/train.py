@@ -1,0 +1,112 @@
+"""Training as Prefect flows, so that a training can be scheduled, run on the GPU work pool and
+seen in the Prefect UI like any other run. ``archive train stage`` calls the same flow.
+
+The flow trains one stage of the staged restorer (detect or inpaint) on synthetic realistic damage
+of the bundled and Debian photographs, resumably (the state goes to ``OUT.training/``), and writes
+the checkpoint with its card. Registering it as a model version stays a person's step
+(``archive models register``): a training run never changes what the archive restores with.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from flows.errors import ConfigError
+
+STAGE_ARCHITECTURES = {"detect": "damage_detector", "inpaint": "gated_inpainter"}
+
+
+@flow(name="train-stage", validate_parameters=False)
+def train_stage(
+    stage: str,
+    out: str,
+    architecture: str | None = None,
+    arch_config: dict[str, Any] | None = None,
+    steps: int = 8000,
+    batch: int = 8,
+    crop: int = 128,
+    lr: float = 1e-3,
+    workers: int = 1,
+    photos: bool = True,
+    name: str = "restore-pipeline",
+    version: str = "v1-stage",
+    seed: int = 0,
+    device: str = "auto",
+    command: str | None = None,
+    log=None,
+) -> dict[str, Any]:
+    """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
+    ``OUT.training/``.
+    ``command`` is what the card records as how it was started (the CLI passes its own)."""
+    import torch
+
+    from flows.versions import code_version, software_versions
+    from restoration import photos as debian
+    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
+    from restoration.engine import resolve_device
+    from restoration.stage_training import StageConfig, StageTrainer, export
+
+    if stage not in STAGE_ARCHITECTURES:
+        raise ConfigError(f"stage must be one of {', '.join(STAGE_ARCHITECTURES)}, not {stage!r}")
+    if photos and not debian.available():
+        raise ConfigError(
+            f"photos: {debian.ROOT} lacks the mate-backgrounds photographs "
+            "(apt-get install mate-backgrounds); or train without them"
+        )
+    log = log or _prefect_log
+    dev = resolve_device(device)
+    train_set = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
+    val_set = bundled_images(VALIDATION_IMAGES) | (debian.load(debian.HELD_OUT) if photos else {})
+    config = StageConfig(
+        stage=stage,
+        architecture=architecture or STAGE_ARCHITECTURES[stage],
+        arch_config=arch_config or {},
+        steps=steps,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        workers=workers,
+        seed=seed,
+    )
+    started = time.monotonic()
+    trainer = StageTrainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=log)
+    target = Path(out)
+    how = {
+        "command": command or f"prefect flow train-stage (stage={stage}, out={out}, steps={steps})",
+        "threads": torch.get_num_threads(),
+        "device": str(dev),
+        "code_version": code_version(),
+    }  # the code that trains, read before it does
+    trainer.run(target.with_name(target.name + ".training"), session=how)
+    metrics = trainer.validate()
+    card = export(
+        trainer,
+        target,
+        {
+            "name": name,
+            "version": version,
+            "metrics": metrics,
+            "code_version": code_version(),
+            "how": how | {"wall_seconds_this_session": round(time.monotonic() - started)},
+            "software": software_versions() | {"torch": torch.__version__},
+            "data": {
+                "train": sorted(train_set),
+                "train_digest": digest(train_set),
+                "validation": sorted(val_set),
+                "validation_digest": digest(val_set),
+                "photographs": debian.card_entries(debian.TRAIN + debian.HELD_OUT) if photos else [],
+            },
+        },
+    )
+    weights = target / card["weights"]
+    return {"metrics": metrics, "checkpoint": str(weights), "weights_sha256": card["weights_sha256"]}
+
+
+def _prefect_log(message: str) -> None:
+    from prefect import get_run_logger
+
+    get_run_logger().info(message)
