@@ -22,11 +22,13 @@ from archive_db.derivatives import items_needing, made_beside_current, stale_ite
 from archive_db.models import REPROCESSING, Agent, Derivative, Item, ModelVersion
 from archive_db.queries import collection_by_name
 from flows.db import ensure_schema, sessions_for, writing
+from flows.derive.dispatch import DeriveSummary, dispatch
+from flows.derive.operations import takes_masks
 from flows.errors import NotFound
 from flows.imaging.io import read_image
 from flows.model_versions import agent_of, resolve
 from flows.report import artifact_key
-from flows.restore import KIND, RestoreSummary, dispatch, prepare, takes_masks
+from flows.restore import KIND, prepare
 from flows.settings import Settings
 from flows.storage.store import cached_store, open_store, read_all
 
@@ -44,7 +46,7 @@ class Change:
 
 @dataclass
 class ReprocessReport:
-    summary: RestoreSummary
+    summary: DeriveSummary
     changes: list[Change] = field(default_factory=list)
     report_prefix: str = ""
 

@@ -1,6 +1,6 @@
 """Styling a collection: a period style applied to each item's current restored version (or to
 the master), written as kind ``style:<name>`` through the same batches, workers and immutable
-versions as restoration (flows/restore.py), with the parent derivative in the catalogue and the
+versions as restoration (the shared engine in flows/derive/), with the parent derivative in the catalogue and the
 sidecar.
 
 A style is named as on the command line: a preset (``albumen``) or a learned style
@@ -15,8 +15,6 @@ makes a new version (awaiting promotion) rather than colliding with the old one.
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +24,8 @@ from archive_db import queries
 from archive_db.derivatives import Recipe, recipe_hashes_made, stale_styled, style_candidates
 from archive_db.models import ModelVersion
 from flows.db import ensure_schema, sessions_for, writing
+from flows.derive.dispatch import dispatch
+from flows.derive.inputs import item_hash
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
 
@@ -178,13 +178,6 @@ def prepare(
     return coll.id, row, recipe
 
 
-def item_hash(recipe: Recipe, parent_id: int | None) -> str:
-    """A styled derivative's recipe hash: the collection's recipe and the parent it was made from."""
-    return hashlib.sha256(
-        f"{recipe.hash}:{parent_id if parent_id is not None else 'master'}".encode()
-    ).hexdigest()
-
-
 def plan(
     settings: Settings,
     collection: str,
@@ -211,85 +204,6 @@ def plan(
     return StylePlan(coll_id, row, recipe, [r[:5] for r in todo], without)
 
 
-# -- the worker's side -----------------------------------------------------------------------------
-
-
-@dataclass
-class Input:
-    """What a styled version is made from: the parent derivative's file (or the master)."""
-
-    parent_id: int | None
-    uri: str  # the store holding it
-    key: str
-    sha256: str
-    recipe_hash: str  # the derivative's own recipe hash (recipe + parent)
-
-
-def inputs_for(session, item_ids: list[int], recipe: Recipe, output_uri: str) -> dict[int, Input]:
-    """Per item still to do: its input. Items whose current source moved on since the batch was
-    planned are styled from the new current source (the hash follows)."""
-    rows, _ = style_candidates(session, recipe.params.get("from", "restored"), item_ids=item_ids)
-    done = recipe_hashes_made(session, recipe.kind, item_ids=item_ids)
-    found = {}
-    for item_id, key, sha, _w, _h, parent_id, parent_uri, parent_sha in rows:
-        h = item_hash(recipe, parent_id)
-        if (item_id, h) in done:
-            continue
-        if parent_id is None:
-            found[item_id] = Input(None, "", key, sha, h)
-        elif not parent_uri.startswith(output_uri + "/"):
-            raise ConfigError(f"derivative {parent_id} lies outside the output store {output_uri}")
-        else:
-            found[item_id] = Input(
-                parent_id, output_uri, parent_uri.removeprefix(output_uri + "/"), parent_sha, h
-            )
-    return found
-
-
-_stylists: dict[tuple, Any] = {}
-_lock = threading.Lock()
-
-
-def stylist(settings: Settings, row: ModelVersion, recipe: Recipe):
-    """One stylist per process, model version and recipe (presets are cheap; networks load once)."""
-    from restoration.engine import EngineConfig, resolve_device
-    from restoration.styles.presets import get_preset
-    from restoration.styles.runner import LearnedStylist, PresetStylist
-
-    device = resolve_device(settings.device.device)
-    key = (row.id, row.weights_sha256, recipe.hash, str(device), settings.device.dtype, settings.restore.tile)
-    with _lock:
-        if key not in _stylists:
-            p = recipe.params
-            if row.architecture == "preset":
-                preset = get_preset(p["style"])
-                if preset.digest != row.weights_sha256:
-                    raise ConfigError(f"preset {preset.name} in this code is not {row.name}@{row.version}")
-                _stylists[key] = (PresetStylist(preset, p["strength"], p["params"], device=str(device)), {})
-            else:
-                from flows.model_versions import load
-
-                net, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
-                config = EngineConfig(
-                    tile=settings.restore.tile,
-                    overlap=min(64, settings.restore.tile // 4 - 1),
-                    device=str(device),
-                    dtype=settings.device.dtype,
-                )
-                _stylists[key] = (
-                    LearnedStylist(
-                        net,
-                        card["styles"],
-                        p["style"],
-                        p["strength"],
-                        config,
-                        tone=p["params"].get("tone", 0.0),
-                    ),
-                    card,
-                )
-        return _stylists[key]
-
-
 # -- the flow ------------------------------------------------------------------------------------
 
 
@@ -305,8 +219,6 @@ def stylize_collection(
     settings: Settings | None = None,
 ):
     """Style every item of ``collection`` whose current source lacks this recipe's version."""
-    from flows.restore import dispatch
-
     settings = settings or Settings()
     p = plan(settings, collection, style, strength, source, params, limit)
     summary = dispatch(settings, "stylize", collection, p.collection_id, style, p.row, p.recipe, p.todo, pool)

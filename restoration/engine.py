@@ -24,7 +24,9 @@ from torch import nn
 @dataclass(frozen=True)
 class EngineConfig:
     tile: int = 768  # largest tile side; tiles shrink to spread evenly over each image
-    overlap: int = 64  # must cover the model's receptive field: the outer quarter is discarded
+    # Must cover the model's receptive field. None: the rule, min(64, tile // 4) (the outer quarter
+    # of a tile is blended away); callers give a tile and let the engine choose.
+    overlap: int | None = None
     batch_tiles: int = 0  # 0: by device (16 tiles on CUDA; 1 on CPU, where activations share RAM)
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     dtype: str = "auto"  # auto (bf16/fp16 on CUDA, float32 on CPU), float32, bfloat16, float16
@@ -32,6 +34,8 @@ class EngineConfig:
     compile: bool = False  # torch.compile the model (worth it for long runs on one tile shape)
 
     def __post_init__(self) -> None:
+        if self.overlap is None:
+            object.__setattr__(self, "overlap", min(64, self.tile // 4))
         if not 0 <= self.overlap < self.tile // 2:
             raise ValueError(f"overlap {self.overlap} must be between 0 and half the tile ({self.tile})")
 

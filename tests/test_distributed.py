@@ -100,7 +100,7 @@ def test_restore_collection_on_a_real_server_and_process_worker(pg_server, s3_se
         )
         deploy = (
             "from prefect import flow\n"
-            f"flow.from_source(source={str(REPO)!r}, entrypoint='flows/restore.py:restore_batch')"
+            f"flow.from_source(source={str(REPO)!r}, entrypoint='flows/derive/worker.py:restore_batch')"
             ".deploy(name='restore-batch', work_pool_name='gpu', print_next_steps=False)\n"
         )
         done = subprocess.run(

@@ -21,9 +21,10 @@ from sqlalchemy import select
 from archive_db.derivatives import current_derivatives, items_needing, stale_items, versions_of
 from archive_db.models import Derivative, Event, Item, Run
 from flows.db import sessions_for
+from flows.derive.dispatch import plan_batches
 from flows.ingest import ingest_collection
 from flows.model_versions import register
-from flows.restore import plan_batches, restore_collection
+from flows.restore import restore_collection
 from flows.storage.store import open_store, read_all
 from flows.versions import git_version
 from restoration.checkpoints import save_checkpoint
@@ -327,7 +328,7 @@ def test_a_killed_worker_rerun_leaves_one_version_per_item_and_no_orphans(settin
     out.put(f"derivatives/letters/{ids[0]}/restored/v1/stray.png", b"half a file")
 
     script = (
-        "import sys, json\nfrom dataclasses import asdict\nfrom flows.restore import restore_batch\n"
+        "import sys, json\nfrom dataclasses import asdict\nfrom flows.derive.worker import restore_batch\n"
         "from flows.settings import Settings\n"
         "restore_batch(json.loads(sys.argv[1]), json.loads(sys.argv[2]), None, Settings())\n"
     )
@@ -392,7 +393,7 @@ def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_vers
     from prefect.settings import PREFECT_API_URL
 
     from archive_db import ledger
-    from flows.restore import batch_outcome
+    from flows.derive.dispatch import batch_outcome
 
     coll_id, recipe, ids = random_scans(settings, tmp_path, monkeypatch, 24, (96, 128), seed=1)
     with sessions_for(settings.db.url).begin() as s:
@@ -401,7 +402,7 @@ def test_two_processes_doing_the_same_work_at_once_never_damage_each_others_vers
     # The worker's function itself (restore_batch.fn), without Prefect's flow-run start-up, which
     # would stagger the two by a second: the race is in the writing.
     script = (
-        "import sys, json, time, pathlib\nfrom flows.restore import restore_batch\nfrom flows.settings import Settings\n"
+        "import sys, json, time, pathlib\nfrom flows.derive.worker import restore_batch\nfrom flows.settings import Settings\n"
         "settings = Settings()\npathlib.Path(sys.argv[4]).touch()\n"
         "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.005)\n"
         "print(json.dumps(restore_batch.fn(json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[5]), settings)))\n"

@@ -666,7 +666,7 @@ def restore_files(
         raise click.UsageError(
             f"--mask-dir: {row.name}@{row.version} has no inpainting stage to use a supplied mask"
         )
-    engine = Restorer(model, EngineConfig(tile=tile, overlap=min(64, tile // 4), device=str(dev)))
+    engine = Restorer(model, EngineConfig(tile=tile, device=str(dev)))
     target = Path(out_dir)
     err.print(
         f"restoring with {row.name}@{row.version} on {dev}" + (" (JPEG decode on the GPU)" if gpu else "")

@@ -137,7 +137,7 @@ def _stylist_for_files(
         tone = learned_params(net, params).get("tone", 0.0)
     except ValueError as exc:
         raise ConfigError(f"{row.name}@{row.version}: {exc}") from None
-    config = EngineConfig(tile=tile, overlap=min(64, tile // 4 - 1), device=device)
+    config = EngineConfig(tile=tile, device=device)
     described = f"{row.name}@{row.version}:{label}" + (f" (tone {tone})" if tone else "")
     return LearnedStylist(net, card["styles"], label, strength, config, tone=tone), described
 
