@@ -18,6 +18,7 @@ from flows.db import ensure_schema, writing
 from flows.errors import NotFound, StoreError
 from flows.progress import reporter
 from flows.settings import Settings
+from flows.storage.layout import collection_derivatives, split_storage_uri, version_folder_of
 from flows.storage.store import CHUNK, open_store
 from flows.versions import PACKAGE, code_version
 
@@ -192,8 +193,8 @@ def fixity_audit(collection: str, settings: Settings | None = None) -> AuditSumm
 
 def _derivative_row(item_id: int, storage_uri: str, sha256: str, derivative_id: int) -> Row:
     """A derivative file as an audit row: its store (the part before ``/derivatives/``) and key."""
-    store_uri, _, rest = storage_uri.rpartition("/derivatives/")
-    return (item_id, store_uri, f"derivatives/{rest}", sha256, derivative_id)
+    store_uri, key = split_storage_uri(storage_uri)
+    return (item_id, store_uri, key, sha256, derivative_id)
 
 
 def orphans(settings: Settings, collection: str, recorded: list[tuple[str, int]]) -> list[Check]:
@@ -205,10 +206,10 @@ def orphans(settings: Settings, collection: str, recorded: list[tuple[str, int]]
         output = open_store(settings.store.output, settings.store)
     except StoreError:  # no output store yet: nothing was ever written
         return []
-    for obj in output.list(f"derivatives/{collection}/"):
-        parts = obj.key.split("/")
-        if len(parts) >= 6 and parts[2].isdigit():
-            found.setdefault("/".join(parts[:5]), int(parts[2]))
+    for obj in output.list(collection_derivatives(collection)):
+        folder = version_folder_of(obj.key)
+        if folder is not None:
+            found.setdefault(*folder)
     return [
         Check(item_id, prefix, "orphan", error="a version folder the catalogue does not record")
         for prefix, item_id in sorted(found.items())

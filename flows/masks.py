@@ -16,6 +16,7 @@ from archive_db.queries import find_item
 from flows.db import ensure_schema, sessions_for
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
+from flows.storage.layout import version_prefix
 from flows.storage.store import open_store
 from flows.versions import code_version
 
@@ -64,7 +65,7 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
             session.expunge(same)
             return same
         version = next_version(session, item.id, MASK_KIND)
-        key = f"derivatives/{item.collection.name}/{item.id}/{MASK_KIND}/v{version}/mask.png"
+        key = f"{version_prefix(item.collection.name, item.id, MASK_KIND, version)}/mask.png"
         output.put(key, data, "image/png")
         row = Derivative(
             item_id=item.id,

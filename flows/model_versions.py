@@ -11,18 +11,15 @@ from pathlib import Path
 from archive_db import ledger, queries
 from archive_db.engine import write_first
 from archive_db.models import ModelVersion
-from flows.db import ensure_schema, sessions_for
+from flows.db import ensure_schema, sessions_for, writing
 from flows.errors import ConfigError, NotFound
 from flows.settings import Settings
+from flows.storage.layout import model_prefix
 from flows.storage.store import open_store, read_all
 from restoration.checkpoints import CARD, WEIGHTS
 
 SHIPPED = Path(__file__).resolve().parents[1] / "restoration" / "weights"
 log = logging.getLogger(__name__)
-
-
-def store_prefix(name: str, version: str) -> str:
-    return f"models/{name}/{version}"
 
 
 def register(settings: Settings, directory: Path, status: str = "candidate") -> ModelVersion:
@@ -40,7 +37,7 @@ def register(settings: Settings, directory: Path, status: str = "candidate") -> 
         raise ConfigError(f"{directory / CARD} must give the model's name and version")
     ensure_schema(settings.db.url)
     output = open_store(settings.store.output, settings.store, create=True)
-    prefix = store_prefix(name, version)
+    prefix = model_prefix(name, version)
     with sessions_for(settings.db.url).begin() as session:
         write_first(session)
         if queries.resolve_model(session, f"{name}@{version}") is not None:
@@ -99,14 +96,15 @@ def resolve(session, ref: str) -> ModelVersion:
 
 def load(settings: Settings, ref: str, device: str = "cpu"):
     """Resolve ``ref``, fetch its files from where its registration put them (the recorded
-    ``weights_uri``, not whatever the output store is today), check the digest, build the model."""
+    ``weights_uri``, not whatever the output store is today), check the digest, build the model.
+    It only reads: a worker loading a model never migrates the catalogue or registers models
+    (the edge that planned the work called :func:`ready`)."""
     from restoration.checkpoints import load_checkpoint
 
-    ensure_schema(settings.db.url)
-    ensure_shipped(settings)
+    ensure_schema(settings.db.url, create=False)
     with sessions_for(settings.db.url)() as session:
         row = resolve(session, ref)
-    prefix = store_prefix(row.name, row.version)
+    prefix = model_prefix(row.name, row.version)
     store_uri = row.weights_uri.removesuffix(f"/{prefix}/{WEIGHTS}")
     store = open_store(store_uri if store_uri != row.weights_uri else settings.store.output, settings.store)
     with tempfile.TemporaryDirectory(prefix="archive-model-") as tmp:
@@ -114,6 +112,14 @@ def load(settings: Settings, ref: str, device: str = "cpu"):
             Path(tmp, filename).write_bytes(read_all(store, f"{prefix}/{filename}"))
         model, card = load_checkpoint(Path(tmp), expected_sha256=row.weights_sha256, device=device)
     return model, card, row
+
+
+def ready(settings: Settings) -> None:
+    """Make the archive ready to use its models, at an edge (a command, a flow planning its work):
+    the catalogue at the head revision (an empty one is built) and the shipped checkpoints
+    registered."""
+    ensure_schema(settings.db.url)
+    ensure_shipped(settings)
 
 
 def ensure_shipped(settings: Settings) -> None:
@@ -164,14 +170,7 @@ def ensure_shipped(settings: Settings) -> None:
 
 
 def agent_of(settings: Settings, row: ModelVersion) -> int:
-    """The id of the catalogue agent for a model version (created on first use)."""
-    from sqlalchemy.exc import IntegrityError
-
-    for attempt in range(2):  # two workers may create it at once: the loser reads the winner's
-        try:
-            with sessions_for(settings.db.url).begin() as session:
-                return ledger.get_or_create_agent(write_first(session), "model", row.name, row.version).id
-        except IntegrityError:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    """The id of the catalogue agent for a model version (created on first use; two workers at once
+    get one row, ``archive_db.ledger.get_or_create_agent``)."""
+    with writing(settings.db.url) as session:
+        return ledger.get_or_create_agent(session, "model", row.name, row.version).id

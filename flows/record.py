@@ -21,6 +21,7 @@ from archive_db.types import utcnow
 from flows.db import sessions_for
 from flows.report import IngestSummary
 from flows.settings import Settings
+from flows.storage.layout import thumbnail_key
 from flows.storage.store import open_store
 from flows.versions import PACKAGE, code_version, version_of
 
@@ -44,10 +45,6 @@ ITEM_FIELDS = (
     "exif",
     "technical",
 )
-
-
-def thumbnail_key(collection: str, item_id: int) -> str:
-    return f"access/{collection}/{item_id}/thumb.jpg"
 
 
 @dataclass(frozen=True)

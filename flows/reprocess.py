@@ -30,6 +30,7 @@ from flows.model_versions import agent_of, resolve
 from flows.report import artifact_key
 from flows.restore import KIND, prepare
 from flows.settings import Settings
+from flows.storage.layout import reprocess_report_prefix
 from flows.storage.store import cached_store, open_store, read_all
 
 CELL = 256  # contact-sheet cell height
@@ -107,7 +108,7 @@ def reprocess_collection(
                 if r[0] in stale
             ]
     summary = dispatch(settings, "reprocess", collection, coll_id, model, row, recipe, todo, pool)
-    report = ReprocessReport(summary, report_prefix=f"reports/{collection}/reprocess-run{summary.run_id}")
+    report = ReprocessReport(summary, report_prefix=reprocess_report_prefix(collection, summary.run_id))
     pairs = _pairs(settings, [r[0] for r in todo], recipe.kind, summary.run_id)
     if pairs:
         report.changes = _compare(settings, pairs)

@@ -10,11 +10,11 @@ from prefect import flow
 from archive_db import queries
 from archive_db.derivatives import Recipe, items_needing
 from archive_db.models import ModelVersion
-from flows.db import ensure_schema, sessions_for
+from flows.db import sessions_for
 from flows.derive.dispatch import DeriveSummary, dispatch
 from flows.derive.operations import takes_masks
 from flows.errors import ConfigError, NotFound
-from flows.model_versions import ensure_shipped, resolve
+from flows.model_versions import ready, resolve
 from flows.settings import Settings
 from flows.storage.store import open_store
 
@@ -56,8 +56,7 @@ def preflight(settings: Settings, in_process: bool = True) -> None:
 
 def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple[int, ModelVersion, Recipe]:
     """The collection's id, the model version ``model`` resolves to, and the recipe."""
-    ensure_schema(settings.db.url)
-    ensure_shipped(settings)
+    ready(settings)
     with sessions_for(settings.db.url)() as session:
         coll = queries.collection_by_name(session, collection)
         if coll is None:

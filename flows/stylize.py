@@ -23,7 +23,7 @@ from prefect import flow
 from archive_db import queries
 from archive_db.derivatives import Recipe, recipe_hashes_made, stale_styled, style_candidates
 from archive_db.models import ModelVersion
-from flows.db import ensure_schema, sessions_for, writing
+from flows.db import sessions_for, writing
 from flows.derive.dispatch import dispatch
 from flows.derive.inputs import item_hash
 from flows.errors import ConfigError, NotFound
@@ -136,15 +136,14 @@ def prepare(
     source: str = "restored",
     params: dict[str, Any] | None = None,
 ) -> tuple[int, ModelVersion, Recipe]:
-    from flows.model_versions import ensure_shipped, load, resolve
+    from flows.model_versions import load, ready, resolve
 
     if source not in SOURCES:
         raise ConfigError(f"--from must be one of {', '.join(SOURCES)}")
     if not 0 <= strength <= 1:
         raise ConfigError("--strength must be between 0 and 1")
     ref = parse_style(style)
-    ensure_schema(settings.db.url)
-    ensure_shipped(settings)
+    ready(settings)
     ensure_presets(settings)
     with sessions_for(settings.db.url)() as session:
         coll = queries.collection_by_name(session, collection)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flows.errors import ConfigError, NotFound
-from flows.model_versions import load, register, set_status
+from flows.model_versions import load, ready, register, set_status
 from restoration.checkpoints import save_checkpoint
 from restoration.factory import create_model
 
@@ -116,6 +116,9 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
         json.dumps({"restore-unet/v1": "production"})
     )  # the release manifest
     monkeypatch.setattr("flows.model_versions.SHIPPED", shipped)
+    with pytest.raises(NotFound):  # loading a model only reads: a worker never registers
+        load(settings, "restore@production")
+    ready(settings)  # the first use, at an edge (a command, a flow planning its work)
     _, _, row = load(settings, "restore@production")
     assert (row.name, row.version, row.weights_sha256) == ("restore-unet", "v1", card["weights_sha256"])
 
@@ -126,6 +129,7 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
     (shipped / "shipped.json").write_text(
         json.dumps({"restore-unet/v1": "candidate", "restore-unet/v2": "production"})
     )
+    ready(settings)
     assert load(settings, "restore@production")[2].version == "v1"
     assert load(settings, "restore-unet@v2")[2].status == "candidate"
     fresh = settings.model_copy(
@@ -134,6 +138,7 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
             "store": settings.store.model_copy(update={"output": (tmp_path / "fresh").as_uri()}),
         }
     )
+    ready(fresh)
     statuses = {
         load(fresh, f"restore-unet@{v}")[2].version: load(fresh, f"restore-unet@{v}")[2].status
         for v in ("v1", "v2")

@@ -532,11 +532,10 @@ def models() -> None:
 def models_list(settings: Settings, as_json: bool) -> None:
     """Model versions in the catalogue (the shipped ones are registered on first use)."""
     from archive_db.queries import model_versions
-    from flows.db import ensure_schema, sessions_for
-    from flows.model_versions import ensure_shipped
+    from flows.db import sessions_for
+    from flows.model_versions import ready
 
-    ensure_schema(settings.db.url)
-    ensure_shipped(settings)
+    ready(settings)
     with sessions_for(settings.db.url)() as session:
         rows = model_versions(session)
         data = [
@@ -651,7 +650,7 @@ def restore_files(
     from pathlib import Path
 
     from flows.imaging.io import read_image, read_mask, save_mask, write_image
-    from flows.model_versions import load
+    from flows.model_versions import load, ready
     from restoration.checkpoints import sha256_file
     from restoration.decode import gpu_jpeg_available
     from restoration.engine import EngineConfig, Restorer, check_device, takes_mask
@@ -661,6 +660,7 @@ def restore_files(
     except ValueError as exc:
         raise click.UsageError(f"--device: {exc}") from None
     gpu = dev if gpu_jpeg_available(dev) else None  # JPEGs decode on the GPU where they can
+    ready(settings)
     model, card, row = load(settings, model_ref, device=str(dev))
     if mask_dir and not takes_mask(model):
         raise click.UsageError(

@@ -126,9 +126,10 @@ def _stylist_for_files(
             return PresetStylist(get_preset(ref.preset), strength, params, device=device), ref.preset
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    from flows.model_versions import load
+    from flows.model_versions import load, ready
     from restoration.styles.runner import learned_params
 
+    ready(settings)
     net, card, row = load(settings, ref.model, device="cpu" if device == "auto" else device)
     if card.get("task") != "style":
         raise ConfigError(f"{row.name}@{row.version} is a {card.get('task')} model, not a style")

@@ -23,6 +23,7 @@ from flows.derive.operations import operation
 from flows.imaging.encode import Encoded, History, access_copy, mask_png, preservation, sidecar
 from flows.imaging.io import Loaded
 from flows.settings import Settings
+from flows.storage.layout import version_prefix
 from flows.storage.store import ObjectStore
 from flows.versions import code_version, software_versions
 
@@ -140,7 +141,7 @@ class Writer:
                 )
                 return "skipped"
             version = next_version(session, w.id, self.rec.kind)
-            prefix = f"derivatives/{w.collection}/{w.id}/{self.rec.kind}/v{version}"
+            prefix = version_prefix(w.collection, w.id, self.rec.kind, version)
             for leftover in list(self.output.list(prefix + "/")):  # a killed attempt's, never recorded
                 self.output.delete(leftover.key)
             meta = self._sidecar(w, loaded, version, prefix, files, started, seconds)
