@@ -57,11 +57,11 @@ def on_each_database(doc: str, measure: Callable[[str, str, int], None]) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         measure("SQLite", f"sqlite:///{tmp}/catalogue.db", args.items)
     if not args.no_postgres:
-        from tests.conftest import _new_pg_database, throwaway_postgres
+        from tests.services import new_pg_database, throwaway_postgres
 
         try:
             with throwaway_postgres() as server:
-                measure("PostgreSQL", _new_pg_database(server), args.items)
+                measure("PostgreSQL", new_pg_database(server), args.items)
         except FileNotFoundError as exc:
             print(f"PostgreSQL: skipped ({exc})")
     return 0

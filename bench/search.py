@@ -288,7 +288,7 @@ def serve(sessions: sessionmaker) -> tuple[str, object]:
     import uvicorn
 
     from archive_db.web.app import create_app
-    from tests.conftest import free_port
+    from tests.services import free_port
 
     app = create_app(sessions, media=None, token=None)  # images are not part of this benchmark
     port = free_port()

@@ -13,7 +13,7 @@ import pytest
 from archive_db.migrate import head_revision
 from flows.cli.main import main
 from tests import samples
-from tests.conftest import free_port
+from tests.services import free_port
 
 ARCHIVE = str(Path(sys.executable).parent / "archive")
 

@@ -22,8 +22,8 @@ from flows.restore import restore_collection
 from flows.stylize import stylize_collection
 from restoration.checkpoints import save_checkpoint
 from restoration.factory import create_model
-from tests.test_ingest import write_folder
-from tests.test_restore import MASTERS, checkpoint, stored
+from tests.flows.test_ingest import write_folder
+from tests.flows.test_restore import MASTERS, checkpoint, stored
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

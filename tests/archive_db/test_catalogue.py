@@ -250,11 +250,11 @@ def test_migration_0004_rewrites_old_cli_promotion_events_in_the_one_vocabulary(
     from alembic import command
 
     from archive_db.migrate import alembic_config
-    from tests.conftest import _new_pg_database
+    from tests.services import new_pg_database
 
     postgres = db_url.startswith("postgresql")  # the fixture's catalogue is at head: start an empty one
     url = (
-        _new_pg_database(request.getfixturevalue("pg_server")) if postgres else f"sqlite:///{tmp_path}/old.db"
+        new_pg_database(request.getfixturevalue("pg_server")) if postgres else f"sqlite:///{tmp_path}/old.db"
     )
     engine = make_engine(url)
     upgrade(engine, "0003")

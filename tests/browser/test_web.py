@@ -25,12 +25,12 @@ from flows.media import StoreMedia
 from flows.restore import restore_collection
 from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings
 from tests import samples
-from tests.conftest import free_port
-from tests.test_ingest import write_folder
+from tests.flows.test_ingest import write_folder
+from tests.services import free_port
 
 TOKEN = "correct horse battery staple"
 XSS = '<script>alert("exif")</script><img src=x onerror=alert(1)>'
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-output"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-output"
 
 
 def _aged(name: str, seed: int) -> bytes:

@@ -152,7 +152,7 @@ def test_s3_large_writes_use_multipart(bucket, s3_settings):
 
 
 def test_s3_unreachable_endpoint_is_a_clear_error():
-    from tests.conftest import free_port
+    from tests.services import free_port
 
     settings = StoreSettings(
         endpoint_url=f"http://127.0.0.1:{free_port()}",

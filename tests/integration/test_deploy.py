@@ -14,7 +14,7 @@ from prefect import Flow
 
 from flows.settings import RestoreSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 

@@ -86,7 +86,7 @@ def test_audit_checks_every_recorded_derivative_and_finds_unrecorded_version_fol
     from archive_db.models import Derivative
     from flows.model_versions import register
     from flows.restore import restore_collection
-    from tests.test_restore import checkpoint
+    from tests.flows.test_restore import checkpoint
 
     monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     register(settings, checkpoint(tmp_path, "v1", 1), status="production")

@@ -22,7 +22,7 @@ from flows.db import sessions_for
 from flows.settings import DbSettings, RestoreSettings, Settings
 from flows.storage.store import open_store, read_all
 from tests import samples
-from tests.conftest import REPO, _new_pg_database, free_port
+from tests.services import REPO, free_port, new_pg_database
 
 pytestmark = pytest.mark.postgres
 
@@ -59,12 +59,12 @@ def wait_for(check, what: str, timeout: float = 180) -> None:
 
 
 def test_restore_collection_on_a_real_server_and_process_worker(pg_server, s3_settings, bucket, tmp_path):
-    from tests.test_restore import checkpoint
+    from tests.flows.test_restore import checkpoint
 
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     settings = Settings(
-        db=DbSettings(url=_new_pg_database(pg_server)),
+        db=DbSettings(url=new_pg_database(pg_server)),
         store=s3_settings.model_copy(update={"output": f"s3://{bucket}/output"}),
         restore=RestoreSettings(tile=64, threads=2),
     )

@@ -30,7 +30,7 @@ from flows.versions import git_version
 from restoration.checkpoints import save_checkpoint
 from restoration.factory import create_model
 from tests import samples
-from tests.test_ingest import write_folder
+from tests.flows.test_ingest import write_folder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -575,7 +575,7 @@ def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys)
 
 def test_a_curators_mask_is_used_by_the_next_restore_and_named_in_its_recipe(settings, tmp_path, monkeypatch):
     from flows.cli.main import main
-    from tests.test_models import pipeline_checkpoint
+    from tests.flows.test_models import pipeline_checkpoint
 
     monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
     settings.restore = settings.restore.model_copy(update={"tile": 128, "threads": 1})
@@ -640,7 +640,7 @@ def test_reprocessing_from_a_single_unet_to_a_staged_pipeline_reports_and_promot
     """The upgrade every archive running restore-unet v5 makes: a staged pipeline registered as a
     new version of the same model, reprocessed beside the old versions, then promoted."""
     from flows.reprocess import promote, reprocess_collection
-    from tests.test_models import pipeline_checkpoint
+    from tests.flows.test_models import pipeline_checkpoint
 
     settings = archive
     restore_collection("letters", settings=settings)

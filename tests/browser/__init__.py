@@ -1,0 +1,1 @@
+"""The web catalogue, through its API and in headless Chromium."""

@@ -1,0 +1,1 @@
+"""Tests of flows/: the flows, stores, imaging, the CLI, and the code's layout rules."""

@@ -1,0 +1,1 @@
+"""A real Prefect server and process worker; the deploy/ files."""

@@ -1,0 +1,1 @@
+"""Tests of restoration/: architectures, degradations, the engine, training."""
