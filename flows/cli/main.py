@@ -53,11 +53,11 @@ def cli(ctx: click.Context, db_url: str | None, output: str | None, endpoint_url
     ctx.obj = settings
 
 
-# The group hands itself to each command module (``commands`` first: it makes the ``train`` group
+# The group hands itself to each command module (``models`` first: it makes the ``train`` group
 # that the stage and style modules extend).
-from flows.cli import commands, curate, stages, styles  # noqa: E402
+from flows.cli import catalogue, curate, files, models, pipeline, stages, styles  # noqa: E402
 
-for _module in (commands, curate, stages, styles):
+for _module in (models, catalogue, pipeline, curate, files, stages, styles):
     _module.register(cli)
 
 
