@@ -558,6 +558,30 @@ def test_16_bit_colour_pngs_keep_their_depth_through_ingest_restore_and_restore_
     assert again.pixels.dtype == np.uint16 and again.pixels.shape == pixels.shape
     assert np.count_nonzero(again.pixels % 257) > again.pixels.size // 2
 
+    # Styling too: from the 16-bit master in the catalogue, and style-files on the file.
+    from flows.stylize import stylize_collection
+
+    assert stylize_collection("letters", "albumen", source="master", settings=settings).restored == 1
+    ((_, styled),) = [(i, d) for i, d in derivatives(settings) if d.kind == "style:albumen"]
+    with tifffile.TiffFile(io.BytesIO(stored(settings, styled.storage_uri))) as tif:
+        out = tif.pages[0].asarray()
+    assert out.dtype == np.uint16 and out.shape[:2] == pixels.shape[:2]
+    assert np.count_nonzero(out % 257) > out.size // 2
+    base = ["--db", settings.db.url, "--output", settings.store.output]
+    args = [
+        "style-files",
+        str(tmp_path / "files" / "deep.png"),
+        "--style",
+        "albumen",
+        "--out",
+        str(tmp_path / "styled"),
+    ]
+    assert main([*base, *args]) == 0
+    written = (tmp_path / "styled" / "deep.png").read_bytes()
+    assert written[24] == 16  # IHDR: 16 bits a channel
+    styled_px = read_image(written).pixels
+    assert styled_px.dtype == np.uint16 and np.count_nonzero(styled_px % 257) > styled_px.size // 2
+
 
 def test_cli_refuses_an_unknown_collection_or_model_in_one_line(archive, capsys):
     from flows.cli.main import main
