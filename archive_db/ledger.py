@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -83,28 +84,57 @@ def start_run(
         code_version=code_version,
         collection_id=collection_id,
         flow_run_id=flow_run_id,
-        timings={"host": socket.gethostname(), "pid": os.getpid()},  # so a later run can tell it died
+        # So that a later run can tell it died: on this host by its pid, from another by its heartbeat.
+        timings={"host": socket.gethostname(), "pid": os.getpid(), "heartbeat": utcnow().isoformat()},
     )
     session.add(run)
     session.flush()
     return run
 
 
+HEARTBEAT_SECONDS = 60  # a running flow's process records it is alive this often (flows.db.heartbeat)
+STALE_AFTER = timedelta(minutes=10)  # ten missed heartbeats: the run's process is gone
+
+
+def beat(session: Session, run_id: int) -> None:
+    """Record that a run's process is alive (while the run is ``running``)."""
+    run = session.get(Run, run_id)
+    if run is not None and run.status == "running":
+        run.timings = (run.timings or {}) | {"heartbeat": utcnow().isoformat()}
+
+
 def abandon_dead_runs(session: Session, collection_id: int | None) -> list[int]:
-    """Mark ``abandoned`` the collection's runs still ``running`` whose process, on this host, is
-    gone (killed, or its machine restarted it): they would otherwise stay running for good.
-    Runs started on another host are left to a run there."""
-    host = socket.gethostname()
+    """Mark ``abandoned`` the collection's runs still ``running`` whose process is gone (killed, or
+    its machine restarted): they would otherwise stay running for good. On this host a run's pid
+    tells; a run started on another host is gone when its heartbeat is older than
+    ``STALE_AFTER`` (a run from older code, without one, is left alone)."""
+    host, now = socket.gethostname(), utcnow()
     found = []
     for run in session.scalars(
         select(Run).where(Run.status == "running", Run.collection_id == collection_id)
     ):
         where = run.timings or {}
-        if where.get("host") == host and isinstance(where.get("pid"), int) and not _alive(where["pid"]):
-            run.status, run.finished_at = "abandoned", utcnow()
-            run.timings = where | {"abandoned": "its process was gone when a later run started"}
-            found.append(run.id)
+        if where.get("host") == host and isinstance(where.get("pid"), int):
+            if _alive(where["pid"]):
+                continue
+            reason = "its process was gone when a later run started"
+        else:
+            last = _when(where.get("heartbeat"))
+            if last is None or now - last <= STALE_AFTER:
+                continue
+            reason = f"no heartbeat from {where.get('host')} since {last.isoformat(timespec='seconds')}"
+        run.status, run.finished_at = "abandoned", now
+        run.timings = where | {"abandoned": reason}
+        found.append(run.id)
     return found
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        found = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
 
 
 def _alive(pid: int) -> bool:

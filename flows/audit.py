@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 
 from archive_db import ledger, queries
 from flows.batching import chunks, pipelined
-from flows.db import ensure_schema, writing
+from flows.db import ensure_schema, heartbeat, writing
 from flows.errors import NotFound, StoreError
 from flows.progress import reporter
 from flows.settings import Settings
@@ -174,12 +174,13 @@ def fixity_audit(collection: str, settings: Settings | None = None) -> AuditSumm
                 summary.failures.append(c)
 
     try:
-        pipelined(
-            chunks(rows, settings.ingest.batch_size),
-            submit=lambda batch: check_batch.submit(list(batch), settings),
-            consume=consume,
-            in_flight=settings.ingest.batches_in_flight,
-        )
+        with heartbeat(settings.db.url, run_id):  # so a run elsewhere can tell if this one dies
+            pipelined(
+                chunks(rows, settings.ingest.batch_size),
+                submit=lambda batch: check_batch.submit(list(batch), settings),
+                consume=consume,
+                in_flight=settings.ingest.batches_in_flight,
+            )
         consume(orphans(settings, collection, [(uri, d_id) for _, uri, _, d_id in recorded]))
     except BaseException:
         _finish(settings, summary, "failed")

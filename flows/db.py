@@ -61,3 +61,33 @@ def ensure_schema(url: str, create: bool = True) -> None:
         f"the catalogue at {engine.url!r} is at revision {revision or 'none'}, "
         f"not {head_revision()}: run `archive db upgrade`"
     )
+
+
+@contextmanager
+def heartbeat(url: str, run_id: int, every: float | None = None) -> Iterator[None]:
+    """While the block runs, record every ``every`` seconds that run ``run_id``'s process is alive
+    (``archive_db.ledger.beat``): a run on another host whose heartbeats stopped is marked
+    abandoned by the next run there. A failed beat is logged, never the run's failure."""
+    import logging
+    import threading
+
+    from archive_db import ledger
+
+    every = ledger.HEARTBEAT_SECONDS if every is None else every
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                with writing(url) as session:
+                    ledger.beat(session, run_id)
+            except Exception as exc:  # the catalogue is briefly unreachable: the next beat may do
+                logging.getLogger(__name__).warning("run %s: heartbeat not recorded: %s", run_id, exc)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-run-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

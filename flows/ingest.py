@@ -12,7 +12,7 @@ from prefect.utilities.annotations import quote
 
 from archive_db import ledger, queries
 from flows.batching import Opaque, chunks, pipelined
-from flows.db import ensure_schema, writing
+from flows.db import ensure_schema, heartbeat, writing
 from flows.errors import ConfigError
 from flows.fetch import Fetched, fetch_batch
 from flows.progress import reporter
@@ -64,14 +64,17 @@ def ingest_collection(source: str, collection: str, settings: Settings | None = 
     progress.advance(summary.unchanged)
 
     try:
-        pipelined(
-            chunks(todo, settings.ingest.batch_size),
-            submit=lambda batch: inspect_batch.submit(source_uri, quote(list(batch)), settings),
-            consume=lambda fetched: summary.add(
-                record_batch(settings, collection_id, run_id, source_uri, collection, quote(fetched.value))
-            ),
-            in_flight=settings.ingest.batches_in_flight,
-        )
+        with heartbeat(settings.db.url, run_id):  # so a run elsewhere can tell if this one dies
+            pipelined(
+                chunks(todo, settings.ingest.batch_size),
+                submit=lambda batch: inspect_batch.submit(source_uri, quote(list(batch)), settings),
+                consume=lambda fetched: summary.add(
+                    record_batch(
+                        settings, collection_id, run_id, source_uri, collection, quote(fetched.value)
+                    )
+                ),
+                in_flight=settings.ingest.batches_in_flight,
+            )
     except BaseException:
         _finish(settings, run_id, summary, "failed")
         raise

@@ -18,7 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from archive_db import ledger, queries
 from archive_db.derivatives import Recipe
 from archive_db.models import ModelVersion
-from flows.db import sessions_for, writing
+from flows.db import heartbeat, sessions_for, writing
 from flows.derive.operations import operation
 from flows.derive.worker import restore_batch
 from flows.errors import ConfigError
@@ -159,12 +159,13 @@ def dispatch(
 
     status = "failed"
     try:
-        if pool is None:
-            for ids in batches:
-                restore_batch(ids, asdict(recipe), summary.run_id, settings)
-                gather(ids)
-        else:
-            _on_pool(settings, pool, batches, asdict(recipe), summary.run_id, gather)
+        with heartbeat(settings.db.url, summary.run_id):  # so a run elsewhere can tell if this one dies
+            if pool is None:
+                for ids in batches:
+                    restore_batch(ids, asdict(recipe), summary.run_id, settings)
+                    gather(ids)
+            else:
+                _on_pool(settings, pool, batches, asdict(recipe), summary.run_id, gather)
         status = "completed" if summary.failed == summary.not_done == 0 else "partial"
     finally:
         summary.seconds = round(time.perf_counter() - started, 3)

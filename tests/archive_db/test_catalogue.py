@@ -209,6 +209,50 @@ def test_a_run_whose_process_died_is_marked_abandoned_when_the_next_one_starts(d
         assert s.get(Run, alive).status == "running"
 
 
+def test_a_run_on_another_host_is_abandoned_when_its_heartbeat_stops(db_url):
+    """A run's pid means nothing on another machine: there the heartbeat tells. A running flow's
+    process beats (flows.db.heartbeat); a run from another host whose last beat is older than
+    ledger.STALE_AFTER is marked abandoned by the next run, one that beat recently is left alone."""
+    import time
+    from datetime import timedelta
+
+    from archive_db.types import utcnow
+    from flows.db import ensure_schema, heartbeat, sessions_for
+
+    ensure_schema(db_url)
+    with sessions_for(db_url).begin() as s:
+        coll = ledger.get_or_create_collection(s, "letters").id
+        mine = ledger.start_run(s, "restore", {}, "test", coll).id
+    first = _timings(db_url, mine)["heartbeat"]
+    with heartbeat(db_url, mine, every=0.05):
+        time.sleep(0.5)
+    assert _timings(db_url, mine)["heartbeat"] > first  # this process beat while the block ran
+
+    def elsewhere(minutes_ago: float) -> int:
+        with sessions_for(db_url).begin() as s:
+            run = ledger.start_run(s, "restore", {}, "test", coll)
+            when = (utcnow() - timedelta(minutes=minutes_ago)).isoformat()
+            run.timings = {"host": "worker-7.elsewhere", "pid": 1, "heartbeat": when}
+            return run.id
+
+    silent, beating = elsewhere(ledger.STALE_AFTER.total_seconds() / 60 + 5), elsewhere(1)
+    with sessions_for(db_url).begin() as s:
+        ledger.start_run(s, "restore", {}, "test", coll)
+    with sessions_for(db_url)() as s:
+        gone = s.get(Run, silent)
+        assert (
+            gone.status == "abandoned" and "no heartbeat from worker-7.elsewhere" in gone.timings["abandoned"]
+        )
+        assert s.get(Run, beating).status == "running" and s.get(Run, mine).status == "running"
+
+
+def _timings(url: str, run_id: int) -> dict:
+    from flows.db import sessions_for
+
+    with sessions_for(url)() as s:
+        return dict(s.get(Run, run_id).timings)
+
+
 def test_a_collection_and_an_agent_created_by_two_processes_at_once_are_one_row_each(db_url):
     """PostgreSQL: while one transaction has inserted collection "race" (not yet committed), a
     second one asks for it. The second waits on the unique index, then reads the row the first
