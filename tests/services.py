@@ -79,3 +79,90 @@ def new_pg_database(server: str) -> str:
     ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{server}/{name}"
+
+
+class FaultyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (moto's S3 server) that fails a share of
+    the requests the way S3 does under load: 503 SlowDown, 500 InternalError, or a connection
+    dropped without an answer. ``rate`` may be changed while it runs; ``only(method, path)`` limits
+    the faults to some requests; ``counts`` says what it did."""
+
+    ERRORS = (
+        (503, "SlowDown", "Please reduce your request rate."),
+        (500, "InternalError", "We encountered an internal error. Please try again."),
+    )
+
+    def __init__(self, upstream: str, rate: float, seed: int = 0, only=None):
+        import http.client
+        import random
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        self.rate, self.counts = rate, {"forwarded": 0, "503": 0, "500": 0, "dropped": 0}
+        rng, lock, target, proxy = random.Random(seed), threading.Lock(), urlparse(upstream), self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    draw, pick = rng.random(), rng.randrange(3)
+                if draw < proxy.rate and (only is None or only(self.command, self.path)):
+                    if pick == 2:
+                        with lock:
+                            proxy.counts["dropped"] += 1
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    status, code, message = FaultyProxy.ERRORS[pick]
+                    with lock:
+                        proxy.counts[str(status)] += 1
+                    xml = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(xml)))
+                    self.end_headers()
+                    self.wfile.write(xml)
+                    return
+                conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "expect")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status, answer.reason)
+                for k, v in answer.getheaders():
+                    if k.lower() not in (
+                        "connection",
+                        "transfer-encoding",
+                        "content-length",
+                        "server",
+                        "date",
+                    ):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+                with lock:
+                    proxy.counts["forwarded"] += 1
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultyProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -403,3 +404,53 @@ def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tm
     assert (
         read_all(open_store(settings.store.output, settings.store), item.thumbnail_key)[:2] == b"\xff\xd8"
     )  # a JPEG
+
+
+def test_thumbnail_writes_failing_at_40_percent_through_a_real_proxy_are_counted_and_a_clean_rerun_repairs_them(
+    settings, tmp_path, s3_endpoint, s3_settings, bucket
+):
+    """The output store is moto's S3 server behind a proxy on 127.0.0.1 that answers 40% of the
+    thumbnail uploads with 503 SlowDown, 500 or a dropped connection (boto3 tries twice). Every
+    upload that still fails is an error in the summary and the run (partial), with a note on its
+    item; the masters are all catalogued once. With the faults gone, the next ingest writes exactly
+    the missing thumbnails and the run is complete."""
+    from tests.services import FaultyProxy
+
+    rng = np.random.default_rng(40)
+    files = {
+        f"box/scan-{i:02d}.png": samples.encode(
+            Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)), "PNG"
+        )
+        for i in range(40)
+    }
+    write_folder(tmp_path / "inbox", files)
+    thumbnail_puts = lambda method, path: method == "PUT" and "/access/" in path  # noqa: E731
+    with FaultyProxy(s3_endpoint, rate=0.4, seed=7, only=thumbnail_puts) as proxy:
+        settings.store = s3_settings.model_copy(
+            update={"endpoint_url": proxy.url, "output": f"s3://{bucket}/output", "max_attempts": 2}
+        )
+        faulty = ingest_collection(str(tmp_path / "inbox"), "letters", settings)
+        faults = proxy.counts["503"] + proxy.counts["500"] + proxy.counts["dropped"]
+        assert faults > 0 and proxy.counts["forwarded"] > 0
+        with sessions_for(settings.db.url)() as s:
+            items = s.scalars(select(Item)).all()
+            run = s.scalars(select(Run).where(Run.flow == "ingest")).one()
+        lacking = [i for i in items if i.thumbnail_key is None]
+        assert len(items) == 40 and faulty.new == 40  # every master catalogued, once
+        assert 0 < len(lacking) == faulty.errors == run.counts["errors"] and run.status == "partial"
+        assert all("thumbnail_error" in (i.technical or {}) for i in lacking)
+        assert sorted(k for k, what, _ in faulty.problems if what == "thumbnail") == sorted(
+            i.source_key for i in lacking
+        )
+
+        proxy.rate = 0.0  # the store is healthy again
+        clean = ingest_collection(str(tmp_path / "inbox"), "letters", settings)
+    assert clean.errors == 0 and clean.new == 0
+    with sessions_for(settings.db.url)() as s:
+        items = s.scalars(select(Item)).all()
+        rerun = s.scalars(select(Run).where(Run.flow == "ingest").order_by(Run.id.desc())).first()
+    assert rerun.status == "completed" and len(items) == 40
+    out = open_store(f"s3://{bucket}/output", s3_settings)
+    for item in items:
+        assert item.thumbnail_key and "thumbnail_error" not in (item.technical or {})
+        assert read_all(out, item.thumbnail_key)[:2] == b"\xff\xd8"  # a JPEG
