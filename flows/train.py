@@ -46,7 +46,7 @@ def train_stage(
 
     from flows.versions import code_version, software_versions
     from restoration import photos as debian
-    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
+    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, data_card
     from restoration.engine import resolve_device
     from restoration.stage_training import StageConfig, StageTrainer, export
 
@@ -94,10 +94,7 @@ def train_stage(
             "how": how | {"wall_seconds_this_session": round(time.monotonic() - started)},
             "software": software_versions() | {"torch": torch.__version__},
             "data": {
-                "train": sorted(train_set),
-                "train_digest": digest(train_set),
-                "validation": sorted(val_set),
-                "validation_digest": digest(val_set),
+                **data_card(train_set, val_set),
                 "photographs": debian.card_entries(debian.TRAIN + debian.HELD_OUT) if photos else [],
             },
         },

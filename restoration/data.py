@@ -48,6 +48,16 @@ def bundled_images(names: tuple[str, ...]) -> dict[str, np.ndarray]:
     return out
 
 
+def data_card(train: dict[str, np.ndarray], validation: dict[str, np.ndarray]) -> dict[str, object]:
+    """What a checkpoint's card records of its data: the images' names and each set's digest."""
+    return {
+        "train": sorted(train),
+        "train_digest": digest(train),
+        "validation": sorted(validation),
+        "validation_digest": digest(validation),
+    }
+
+
 def digest(images: dict[str, np.ndarray]) -> str:
     """sha256 over the names and pixels of a data set: the card's training-data digest."""
     h = hashlib.sha256()

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from restoration import photos
-from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, digest
+from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, data_card, digest
 
 # The denoise stage's mixture: what is left once damage is inpainted (no damage, no tone).
 DENOISE_PROBABILITIES = {
@@ -94,10 +94,7 @@ def train(args: argparse.Namespace) -> None:
         "code_version": args.code_version,
         "software": {"torch": torch.__version__, "python": sys.version.split()[0]},
         "data": {
-            "train": sorted(train_set),
-            "train_digest": digest(train_set),
-            "validation": sorted(val_set),
-            "validation_digest": digest(val_set),
+            **data_card(train_set, val_set),
             "photographs": photos.card_entries(photos.TRAIN + photos.HELD_OUT) if args.photos else [],
         },
     }

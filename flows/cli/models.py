@@ -106,7 +106,7 @@ def train_restore(
     import torch
 
     from flows.versions import code_version, software_versions
-    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, digest
+    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, data_card
     from restoration.engine import resolve_device
     from restoration.training import Trainer, export
 
@@ -163,10 +163,7 @@ def train_restore(
             "software": software_versions() | {"torch": torch.__version__},
             "init_from": parent,
             "data": {
-                "train": sorted(train_set),
-                "train_digest": digest(train_set),
-                "validation": sorted(val_set),
-                "validation_digest": digest(val_set),
+                **data_card(train_set, val_set),
             },
         },
     )
