@@ -91,3 +91,14 @@ def heartbeat(url: str, run_id: int, every: float | None = None) -> Iterator[Non
     finally:
         stop.set()
         thread.join()
+
+
+def collection_named(session: Session, name: str):
+    """The catalogue's collection ``name``; NotFound (one line for the CLI) when there is none."""
+    from archive_db.queries import collection_by_name
+    from flows.errors import NotFound
+
+    found = collection_by_name(session, name)
+    if found is None:
+        raise NotFound(f"no collection {name!r} in the catalogue (see `archive collections`)")
+    return found

@@ -20,11 +20,9 @@ from prefect.artifacts import create_markdown_artifact
 from archive_db import curation, ledger
 from archive_db.derivatives import items_needing, made_beside_current, stale_items
 from archive_db.models import REPROCESSING, Agent, Derivative, Item, ModelVersion
-from archive_db.queries import collection_by_name
-from flows.db import ensure_schema, sessions_for, writing
+from flows.db import collection_named, ensure_schema, sessions_for, writing
 from flows.derive.dispatch import DeriveSummary, dispatch
 from flows.derive.operations import takes_masks
-from flows.errors import NotFound
 from flows.imaging.io import read_image
 from flows.model_versions import agent_of, resolve
 from flows.report import artifact_key
@@ -241,9 +239,7 @@ def rollback(settings: Settings, collection: str, model: str, kind: str = KIND) 
 def _move(settings: Settings, collection: str, model: str, kind: str, action: str) -> int:
     ensure_schema(settings.db.url, create=False)
     with writing(settings.db.url) as session:
-        coll = collection_by_name(session, collection)
-        if coll is None:
-            raise NotFound(f"no collection {collection!r} in the catalogue")
+        coll = collection_named(session, collection)
         row = resolve(session, model)
         agent = ledger.get_or_create_agent(session, "model", row.name, row.version)
         move = curation.promote_model if action == "promotion" else curation.rollback_model

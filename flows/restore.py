@@ -7,13 +7,12 @@ from typing import Any
 
 from prefect import flow
 
-from archive_db import queries
 from archive_db.derivatives import Recipe, items_needing
 from archive_db.models import ModelVersion
-from flows.db import sessions_for
+from flows.db import collection_named, sessions_for
 from flows.derive.dispatch import DeriveSummary, dispatch
 from flows.derive.operations import takes_masks
-from flows.errors import ConfigError, NotFound
+from flows.errors import ConfigError
 from flows.model_versions import ready, resolve
 from flows.settings import Settings
 from flows.storage.store import open_store
@@ -58,9 +57,7 @@ def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple
     """The collection's id, the model version ``model`` resolves to, and the recipe."""
     ready(settings)
     with sessions_for(settings.db.url)() as session:
-        coll = queries.collection_by_name(session, collection)
-        if coll is None:
-            raise NotFound(f"no collection {collection!r} in the catalogue (see `archive collections`)")
+        coll = collection_named(session, collection)
         row = resolve(session, model)
         session.expunge(row)
         return coll.id, row, recipe_for(row, kind)

@@ -23,10 +23,10 @@ from prefect import flow
 from archive_db import queries
 from archive_db.derivatives import Recipe, recipe_hashes_made, stale_styled, style_candidates
 from archive_db.models import ModelVersion
-from flows.db import sessions_for, writing
+from flows.db import collection_named, sessions_for, writing
 from flows.derive.dispatch import dispatch
 from flows.derive.inputs import item_hash
-from flows.errors import ConfigError, NotFound
+from flows.errors import ConfigError
 from flows.settings import Settings
 
 SOURCES = ("restored", "master")
@@ -146,9 +146,7 @@ def prepare(
     ready(settings)
     ensure_presets(settings)
     with sessions_for(settings.db.url)() as session:
-        coll = queries.collection_by_name(session, collection)
-        if coll is None:
-            raise NotFound(f"no collection {collection!r} in the catalogue (see `archive collections`)")
+        coll = collection_named(session, collection)
         row = resolve(session, ref.model_ref)
         session.expunge(row)
     if row.task != "style":

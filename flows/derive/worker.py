@@ -42,6 +42,7 @@ def restore_batch(
     settings = settings or Settings()
     rec = Recipe(**recipe)
     op = operation(rec.operation)
+    output = open_store(settings.store.output, settings.store, create=True)  # once per batch
     sessions = sessions_for(settings.db.url)
     with sessions() as session:
         row = resolve(session, rec.model)
@@ -50,11 +51,10 @@ def restore_batch(
                 f"{rec.model} has weights {row.weights_sha256[:12]}…, the recipe asks for "
                 f"{rec.weights_sha256[:12]}…"
             )
-        work = _work_of(session, item_ids, rec, settings, op, takes_masks(row))
+        work = _work_of(session, item_ids, rec, output.uri, op, takes_masks(row))
     engine, card = processor(settings, row, rec, op.build)
     torch.manual_seed(SEED)
     gpu = engine.device if gpu_jpeg_available(engine.device) else None
-    output = open_store(settings.store.output, settings.store, create=True)
     writer = Writer(settings, output, rec, row, card, engine, run_id)
     counts = {"restored": 0, "failed": 0, "skipped": len(item_ids) - len(work)}
     threads = settings.restore.threads
@@ -120,11 +120,10 @@ class _Executor(ThreadPoolExecutor):
 
 
 def _work_of(
-    session, item_ids: list[int], rec: Recipe, settings: Settings, op: Operation, with_masks: bool = False
+    session, item_ids: list[int], rec: Recipe, output_uri: str, op: Operation, with_masks: bool = False
 ) -> list[WorkItem]:
     """The batch's items that still lack the recipe's version (re-running a batch is a no-op), each
     with what the operation makes it from or with."""
-    output_uri = open_store(settings.store.output, settings.store, create=True).uri
     todo = op.todo(session, item_ids, rec, output_uri, with_masks)
     rows = queries.masters_to_read(session, list(todo))
     return [WorkItem(*r, input=todo[r[0]][0], mask=todo[r[0]][1]) for r in rows]
