@@ -85,14 +85,16 @@ class FaultyProxy:
     """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (moto's S3 server) that fails a share of
     the requests the way S3 does under load: 503 SlowDown, 500 InternalError, or a connection
     dropped without an answer. ``rate`` may be changed while it runs; ``only(method, path)`` limits
-    the faults to some requests; ``counts`` says what it did."""
+    the faults to some requests; ``always(method, path)`` fails those on every attempt while
+    ``rate`` > 0 (so that some requests fail for certain, whatever a client's retries); ``counts``
+    says what it did."""
 
     ERRORS = (
         (503, "SlowDown", "Please reduce your request rate."),
         (500, "InternalError", "We encountered an internal error. Please try again."),
     )
 
-    def __init__(self, upstream: str, rate: float, seed: int = 0, only=None):
+    def __init__(self, upstream: str, rate: float, seed: int = 0, only=None, always=None):
         import http.client
         import random
         import threading
@@ -112,7 +114,8 @@ class FaultyProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
                     draw, pick = rng.random(), rng.randrange(3)
-                if draw < proxy.rate and (only is None or only(self.command, self.path)):
+                certain = always is not None and proxy.rate > 0 and always(self.command, self.path)
+                if certain or (draw < proxy.rate and (only is None or only(self.command, self.path))):
                     if pick == 2:
                         with lock:
                             proxy.counts["dropped"] += 1
