@@ -50,10 +50,10 @@ def main() -> int:
         tophat = tophat_restore(scan.astype(np.float32) / 255)[1]
         changed = np.abs(result.image.astype(int) - scan).max(axis=2) > 8
         print(
-            f"{path.name:24s} {scan.shape[1]:4d}x{scan.shape[0]:<4d} {(result.mask > 0.5).mean():10.1%} "
+            f"{path.name:24s} {scan.shape[1]:4d}x{scan.shape[0]:<4d} {(result.mask > 127).mean():10.1%} "
             f"{tophat.mean():8.1%} {changed.mean():8.1%}"
         )
-        mask = np.repeat((np.clip(result.mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+        mask = np.repeat(result.mask[..., None], 3, axis=2)  # uint8, 0..255
         columns = [scan, mask, result.image]
         if takes_mask(model):
             columns.append(engine.restore([scan], masks=[tophat])[0].image)

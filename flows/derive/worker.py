@@ -55,17 +55,19 @@ def restore_batch(
     engine, card = processor(settings, row, rec, op.build)
     torch.manual_seed(SEED)
     gpu = engine.device if gpu_jpeg_available(engine.device) else None
-    writer = Writer(settings, output, rec, row, card, engine, run_id)
     counts = {"restored": 0, "failed": 0, "skipped": len(item_ids) - len(work)}
     threads = settings.restore.threads
-    # On a GPU the encoding and writing overlap the model in threads. On a CPU they would only
-    # take cores from the model (measured: the model ran 39% slower beside them), so they run
-    # in turn with it.
-    write_threads = threads if engine.device.type != "cpu" else 0
+    # Items are written in threads, and each item's files are encoded at once in a pool as large
+    # as the worker's cores. On a GPU that overlaps the model. On a CPU it would only take cores
+    # from the model (measured: the model ran 39% slower beside it), so a group's writes finish
+    # before the next group starts.
+    overlap = engine.device.type != "cpu"
     with (
         ThreadPoolExecutor(threads, thread_name_prefix="decode") as decode,
-        _Executor(write_threads, thread_name_prefix="write") as write,
+        ThreadPoolExecutor(threads, thread_name_prefix="write") as write,
+        ThreadPoolExecutor(worker_cores(), thread_name_prefix="encode") as encoder,
     ):
+        writer = Writer(settings, output, rec, row, card, engine, run_id, encoder)
         for w in work:
             w.loaded = decode.submit(_fetch_decode, settings, w, gpu)
         pending: list[Future] = []
@@ -96,27 +98,20 @@ def restore_batch(
                 write.submit(writer.write, w, loaded, result, seconds)
                 for (w, loaded), result in zip(ready, results, strict=True)
             ]
+            if not overlap:
+                for f in pending:
+                    counts[f.result()] += 1
+                pending = []
         for f in pending:
             counts[f.result()] += 1
     return counts
 
 
-class _Executor(ThreadPoolExecutor):
-    """A thread pool, or with no threads, one that runs each call at once in the caller."""
+def worker_cores() -> int:
+    """The cores this process may run on (a container's or a scheduler's share, not the machine's)."""
+    import os
 
-    def __init__(self, threads: int, thread_name_prefix: str = ""):
-        self.inline = threads == 0
-        super().__init__(max(threads, 1), thread_name_prefix=thread_name_prefix)
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        if not self.inline:
-            return super().submit(fn, *args, **kwargs)
-        done: Future = Future()
-        try:
-            done.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            done.set_exception(exc)
-        return done
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _work_of(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import asdict
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from archive_db import ledger
@@ -31,6 +34,13 @@ AGENT = "photo-archive"
 SEED = 0  # every operation runs seeded; the sidecar records it
 
 
+def encode_all(jobs: list[Callable[[], Encoded]], pool: Executor | None = None) -> list[Encoded]:
+    """Run encoding jobs, in ``pool`` at once where there is one; the files are the same."""
+    if pool is None:
+        return [job() for job in jobs]
+    return [f.result() for f in [pool.submit(job) for job in jobs]]
+
+
 def execution_of(engine) -> dict[str, Any]:
     """How an engine ran (provenance, not part of the recipe): device, dtype, and tiles or bands."""
     config = getattr(engine, "config", None)
@@ -54,10 +64,19 @@ class Writer:
         card: dict,
         engine,
         run_id,
+        encoder: Executor | None = None,
     ):
+        """``encoder``: a pool the files of a version are encoded in at once (zlib and libjpeg
+        release the GIL); without one they are encoded in turn, to the same bytes."""
         from flows.model_versions import agent_of
 
-        self.settings, self.output, self.rec, self.run_id = settings, output, rec, run_id
+        self.settings, self.output, self.rec, self.run_id, self.encoder = (
+            settings,
+            output,
+            rec,
+            run_id,
+            encoder,
+        )
         self.op = operation(rec.operation)
         self.sessions = sessions_for(settings.db.url)
         self.model = {
@@ -116,12 +135,13 @@ class Writer:
         if result.image.ndim == 3 and result.image.shape[2] >= 3 and loaded.mode in ("L", "I;16"):
             icc = None  # a grey master styled in colour: its grey ICC profile would not fit
         stem = w.key.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"
-        files = [
-            preservation(result.image, stem, icc, dpi, history),
-            access_copy(result.image, icc, dpi, history, self.settings.restore.access_px),
+        jobs = [
+            partial(preservation, result.image, stem, icc, dpi, history),
+            partial(access_copy, result.image, icc, dpi, history, self.settings.restore.access_px),
         ]
         if result.mask is not None:
-            files.append(mask_png(result.mask))
+            jobs.append(partial(mask_png, result.mask))
+        files = encode_all(jobs, self.encoder)
         # One writer at a time per item and kind, across processes, from choosing the version to
         # recording it: a concurrent run of the same work waits, then finds the version made.
         with self.sessions.begin() as session:

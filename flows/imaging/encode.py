@@ -20,6 +20,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from flows.imaging.io import mask_levels
+
 XMP_TEMPLATE = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
@@ -177,9 +179,7 @@ def access_copy(
 
 def mask_png(mask: np.ndarray) -> Encoded:
     buf = io.BytesIO()
-    Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(
-        buf, "PNG", compress_level=1
-    )
+    Image.fromarray(mask_levels(mask), "L").save(buf, "PNG", compress_level=1)
     return Encoded("mask.png", buf.getvalue(), "image/png")
 
 

@@ -125,8 +125,15 @@ def read_mask(source: Path | bytes) -> np.ndarray:
     return arr[..., :3].max(axis=2)
 
 
+def mask_levels(mask: np.ndarray) -> np.ndarray:
+    """A damage mask as uint8 0..255: the engine's own (uint8) as it is, a float one (0..1) rounded."""
+    if mask.dtype == np.uint8:
+        return mask
+    return (np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def save_mask(path: Path, mask: np.ndarray) -> None:
-    Image.fromarray((np.clip(mask, 0, 1) * 255 + 0.5).astype(np.uint8), "L").save(path, "PNG")
+    Image.fromarray(mask_levels(mask), "L").save(path, "PNG")
 
 
 def png16(pixels: np.ndarray, dpi: tuple | None = None) -> bytes:

@@ -99,3 +99,49 @@ def test_one_pixel_limit_from_ingest_to_restoration_and_previews(monkeypatch):
         ValueError, match=r"13420x13340 = 179,022,800 pixels is over the limit of 100,000,000"
     ):
         read_image(buffer.getvalue())
+
+
+@pytest.mark.parametrize(
+    "shape, dtype",
+    [((90, 120, 3), np.uint8), ((90, 120, 3), np.uint16), ((90, 120, 4), np.uint8), ((90, 120), np.uint8)],
+)
+def test_the_worker_pool_encodes_a_version_to_the_same_bytes_as_encoding_in_turn(shape, dtype):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from functools import partial
+
+    from flows.derive.worker import worker_cores
+    from flows.derive.writer import encode_all
+    from flows.imaging.encode import History, access_copy, mask_png, preservation
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=np.int64).astype(dtype)
+    mask = (rng.random(shape[:2]) > 0.9).astype(np.uint8) * 255
+    history = History(
+        "scans/a.tif", "0" * 64, "1" * 64, "photo-archive test", "restore", "2026-01-01T00:00:00Z", 6
+    )
+    ran_in: list[str] = []
+
+    def job(fn, *args):
+        ran_in.append(threading.current_thread().name)
+        return fn(*args)
+
+    jobs = [
+        partial(job, preservation, pixels, "a", None, (300, 300), history),
+        partial(job, access_copy, pixels, None, (300, 300), history, 64),
+        partial(job, mask_png, mask),
+    ]
+    serial = encode_all(jobs)
+    with ThreadPoolExecutor(max(worker_cores(), 2), thread_name_prefix="encode") as pool:
+        parallel = encode_all(jobs, pool)
+    assert (
+        [f.name for f in parallel]
+        == [f.name for f in serial]
+        == [
+            "a.tif" if dtype == np.uint16 else "a.png",
+            "access.jpg",
+            "mask.png",
+        ]
+    )
+    assert [f.data for f in parallel] == [f.data for f in serial]
+    assert ran_in[:3] == ["MainThread"] * 3 and all(name.startswith("encode") for name in ran_in[3:])
