@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from archive_db.curation import event_dict, lineage
 from archive_db.derivatives import item_derivatives
+from archive_db.disclosure import disclosure_of
 from archive_db.models import DESCRIPTIVE_FIELDS, Collection, Derivative, Item, ModelVersion, Run
 from archive_db.queries import collection_summaries, item_events
 from archive_db.search import Page, SearchQuery, search
@@ -114,6 +115,7 @@ def _version(d: Derivative, model: ModelVersion | None) -> dict[str, Any]:
         "current": d.is_current,
         "review": d.review,
         "model": f"{model.name}@{model.version}" if model else None,
+        "disclosure": disclosure_of(model.task, model.architecture).as_dict() if model else None,
         "recipe_hash": d.recipe_hash,
         "recipe": d.recipe,
         "sha256": d.sha256,

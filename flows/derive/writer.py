@@ -18,6 +18,7 @@ from archive_db.derivatives import (
     next_version,
     version_lock,
 )
+from archive_db.disclosure import disclosure_of
 from archive_db.engine import write_first
 from archive_db.models import Agent, Derivative, ModelVersion
 from flows.db import sessions_for
@@ -87,6 +88,7 @@ class Writer:
             "model_version_id": row.id,
         }
         self.execution = execution_of(engine)
+        self.disclosure = disclosure_of(row.task, row.architecture)
         self.software = software_versions() | {"torch": __import__("torch").__version__}
         self.tool = f"{AGENT} {code_version()}"
         self.agent_id = agent_of(settings, row)
@@ -130,7 +132,9 @@ class Writer:
         started = datetime.now(UTC)
         when = started.isoformat(timespec="seconds").replace("+00:00", "Z")
         made = self.op.made(self.rec, w)
-        history = History(w.key, w.sha256, self._hash(w), self.tool, made, when, w.orientation)
+        history = History(
+            w.key, w.sha256, self._hash(w), self.tool, made, when, w.orientation, self.disclosure.uri
+        )
         icc, dpi = loaded.info.get("icc_profile"), loaded.info.get("dpi")
         if result.image.ndim == 3 and result.image.shape[2] >= 3 and loaded.mode in ("L", "I;16"):
             icc = None  # a grey master styled in colour: its grey ICC profile would not fit
@@ -258,6 +262,7 @@ class Writer:
                 else {}
             ),
             "model": self.model,
+            "disclosure": self.disclosure.as_dict(),  # also in each file's XMP (DigitalSourceType)
             "parameters": self.rec.params,
             "seed": SEED,
             "execution": self.execution | {"model_seconds": round(seconds, 4)},

@@ -4,7 +4,8 @@
 Preservation images are lossless: 16-bit TIFF (zlib) for 16-bit masters, PNG otherwise. They keep
 the master's ICC profile and DPI, and say where they come from inside the file: XMP
 ``xmpMM:DerivedFrom`` (the master's sha256) and ``xmpMM:History`` (one ``derived`` event with the
-software and the recipe), EXIF ``Software`` and ``ImageDescription``. The access copy is a JPEG
+software and the recipe), IPTC ``Iptc4xmpExt:DigitalSourceType`` (how it was made: see
+``archive_db.disclosure``), EXIF ``Software`` and ``ImageDescription``. The access copy is a JPEG
 of at most ``access_px`` on its long side with the same embedded history.
 """
 
@@ -31,6 +32,7 @@ XMP_TEMPLATE = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
     xmlns:stRef="http://ns.adobe.com/xap/1.0/sType/ResourceRef#"
     xmlns:stEvt="http://ns.adobe.com/xap/1.0/sType/ResourceEvent#"
     xmlns:dc="http://purl.org/dc/elements/1.1/"
+    xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"{source_type}
     xmp:CreatorTool={tool}
     xmp:CreateDate={when}
     xmpMM:DocumentID={document}
@@ -72,12 +74,17 @@ class History:
     summary: str  # "restored with restore-unet@v1 (weights sha256 …)"
     when: str  # ISO 8601 UTC
     orientation: int | None = None  # the master's EXIF orientation: pixels are kept as stored
+    source_type: str | None = None  # IPTC Digital Source Type URI (archive_db.disclosure)
 
     def xmp(self) -> bytes:
         def text(value: str) -> str:
             return quoteattr(value)[1:-1]
 
+        source_type = (
+            f"\n    Iptc4xmpExt:DigitalSourceType={quoteattr(self.source_type)}" if self.source_type else ""
+        )
         packet = XMP_TEMPLATE.format(
+            source_type=source_type,
             tool=quoteattr(self.software),
             when=quoteattr(self.when),
             document=quoteattr(f"recipe:{self.recipe_hash}:sha256:{self.master_sha256}"),

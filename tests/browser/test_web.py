@@ -105,6 +105,11 @@ def test_api_behind_the_pages(catalogue):
     assert item["descriptive"]["title"] == "Coffee on the harbour front"
     [version] = item["versions"]
     assert version["current"] and version["model"].startswith("restore-unet@")
+    assert version["disclosure"] == {
+        "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicallyEnhanced",
+        "label": "AI-restored",
+        "ai": True,
+    }
     assert [e["type"] for e in item["events"]][:1] == ["ingestion"] and "restoration" in {
         e["type"] for e in item["events"]
     }
@@ -321,6 +326,10 @@ def test_curator_flow_in_a_real_browser(catalogue, server, browser):
 
     page.click(".hit a >> text=The harbour master's cat")
     page.wait_for_selector("#slider")
+    # the restored layer says how it was made, where the curator looks: beside it and in the table
+    assert page.locator(".compare figcaption mark.disclosure.ai").inner_text() == "AI-restored"
+    assert page.locator(".compare figcaption mark.disclosure").is_visible()
+    assert page.locator("table mark.disclosure").first.inner_text() == "AI-restored"
     wait_until(page, "document.querySelectorAll('.compare img')[1].naturalWidth > 0")
     page.fill("#slider", "20")
     assert (

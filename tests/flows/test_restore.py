@@ -204,6 +204,40 @@ def test_embedded_history_icc_dpi_and_bit_depth(archive):
     assert out.mode == "RGBA"
 
 
+def xmp_source_type(packet: bytes | str) -> str:
+    """IPTC DigitalSourceType of an XMP packet (an attribute of its rdf:Description)."""
+    root = ET.fromstring(packet if isinstance(packet, bytes) else packet.encode())
+    [description] = root.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description")
+    return description.get("{http://iptc.org/std/Iptc4xmpExt/2008-02-29/}DigitalSourceType")
+
+
+ENHANCED = "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicallyEnhanced"
+
+
+def test_every_written_format_and_the_sidecar_disclose_an_ai_restoration(archive):
+    """PNG, 16-bit TIFF and the access JPEG each carry IPTC's Digital Source Type in their XMP,
+    read back as a viewer would; the sidecar says the same, with the label."""
+    settings = archive
+    restore_collection("letters", settings=settings)
+    by_key = {item.source_key: d for item, d in derivatives(settings)}
+    seen = set()
+    for key in ("box1/rgb-icc.png", "box1/rgb16.tif", "box2/alpha.png"):
+        d = by_key[key]
+        data = stored(settings, d.storage_uri)
+        if d.storage_uri.endswith(".tif"):
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                assert xmp_source_type(tif.pages[0].tags[700].value) == ENHANCED
+        else:
+            assert xmp_source_type(Image.open(io.BytesIO(data)).info["xmp"]) == ENHANCED
+        seen.add(d.storage_uri.rsplit(".", 1)[1])
+        prefix = d.storage_uri.rsplit("/", 1)[0]
+        access = Image.open(io.BytesIO(stored(settings, prefix + "/access.jpg")))
+        assert access.format == "JPEG" and xmp_source_type(access.info["xmp"]) == ENHANCED
+        meta = json.loads(stored(settings, prefix + "/metadata.json"))
+        assert meta["disclosure"] == {"digital_source_type": ENHANCED, "label": "AI-restored", "ai": True}
+    assert seen == {"png", "tif"}
+
+
 def test_rerun_does_nothing_and_a_new_model_adds_versions_beside_the_old(archive, tmp_path):
     settings = archive
     restore_collection("letters", settings=settings)

@@ -5,11 +5,13 @@ registered checkpoint, and restyling after a newer restored version, with promot
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sqlalchemy import select
 
 from archive_db.models import Derivative, Event, ModelVersion
@@ -78,6 +80,11 @@ def test_stylize_versions_each_restored_item_with_its_parent_and_recipe(restored
         assert meta["recipe"]["hash"] == d.recipe_hash and meta["parameters"]["style"] == "albumen"
         assert meta["parameters"]["strength"] == 0.9 and meta["parameters"]["params"]["foxing"] == 0.08
         assert meta["model"]["weights_sha256"] == preset.weights_sha256
+        assert meta["disclosure"] == {  # a fixed recipe of curves and grain: algorithmic, not AI
+            "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicallyEnhanced",
+            "label": "Algorithmically styled (preset, not AI)",
+            "ai": False,
+        }
         assert "mask.png" not in meta["derivative"]["files"]
         assert hashlib.sha256(stored(settings, d.storage_uri)).hexdigest() == d.sha256
     with sessions_for(settings.db.url)() as s:
@@ -129,6 +136,14 @@ def test_a_learned_style_and_restyling_after_a_new_restored_version(restored, tm
     learned = rows(settings, "style:tiny-styles.brown")
     assert len(learned) == 5
     meta = sidecar(settings, learned[0])
+    composite = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+    assert meta["disclosure"] == {"digital_source_type": composite, "label": "AI-styled", "ai": True}
+    from tests.flows.test_restore import xmp_source_type
+
+    png = next(d for d in learned if d.storage_uri.endswith(".png"))
+    image = Image.open(io.BytesIO(stored(settings, png.storage_uri)))
+    access = Image.open(io.BytesIO(stored(settings, png.storage_uri.rsplit("/", 1)[0] + "/access.jpg")))
+    assert xmp_source_type(image.info["xmp"]) == xmp_source_type(access.info["xmp"]) == composite
     assert meta["parameters"]["style"] == "brown" and meta["parameters"]["params"] == {
         "tone": 1.0
     }  # printed to its tones
