@@ -204,3 +204,24 @@ def events_since(
             query.join(Item, Item.id == Event.item_id).join(Collection).where(Collection.name == collection)
         )
     return list(session.scalars(query.order_by(Event.occurred_at, Event.id).limit(limit)))
+
+
+def export_page(
+    session: Session,
+    *,
+    collection_id: int | None = None,
+    item_ids: list[int] | None = None,
+    run_id: int | None = None,
+    after_id: int = 0,
+    limit: int = 200,
+) -> list[Item]:
+    """The next page (by id, after ``after_id``) of the items an export takes: a collection's, the
+    ones listed, or those a run touched (it recorded an event on them)."""
+    query = select(Item).where(Item.id > after_id)
+    if collection_id is not None:
+        query = query.where(Item.collection_id == collection_id)
+    if item_ids is not None:
+        query = query.where(Item.id.in_(item_ids))
+    if run_id is not None:
+        query = query.where(Item.id.in_(select(Event.item_id).where(Event.run_id == run_id)))
+    return list(session.scalars(query.order_by(Item.id).limit(limit)))
