@@ -1,11 +1,14 @@
 """One command that checks and times every CUDA path of the restorer on a lent GPU machine.
 
 It needs nothing but the ``restoration`` package and its shipped weights (a lent machine has
-torch, torchvision, numpy, Pillow, safetensors and scikit-image, but not Prefect or SQLAlchemy,
-and reaches no network), prints as it goes (run it with PYTHONUNBUFFERED=1; a pipe's buffer is
+torch, torchvision, numpy, Pillow, safetensors, scikit-image, SciPy and OpenCV, but not Prefect
+or SQLAlchemy, and reaches no network), prints as it goes (run it with PYTHONUNBUFFERED=1; a pipe's buffer is
 lost when a command is killed), rewrites the JSON file after every section, and prints a table
 last. Sections:
 
+- types: uint8, uint16, float, grey and RGBA through the engine on the device against the CPU (a
+  null model exactly, the production restorer within a level), float masks, and a uint8 tensor
+  already on the device against the same pixels as a numpy array;
 - parity: each shipped model through the engine with autocast (bf16, fp16) and float32 on the
   device, against float32 on the CPU: max abs difference in 8-bit levels and PSNR;
 - tiles: tiled against whole on the device, in the engine's default dtype;
@@ -19,8 +22,8 @@ last. Sections:
   (and the restorer with CUDA graphs) while the budget lasts;
 - memory: peak device memory of each section.
 
-    PYTHONUNBUFFERED=1 python bench/gpu_check.py --json $OUT/gpu_check.json     # a lent GPU, < 4 min
-    python bench/gpu_check.py --device cpu --small --json /tmp/gpu_check.json    # anywhere, < 1 min
+    PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --json $OUT/gpu_check.json    # a lent GPU, < 4 min
+    python3 bench/gpu_check.py --device cpu --small --json /tmp/gpu_check.json   # anywhere, < 1 min
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -230,8 +234,20 @@ def _naive(
         out.float().clamp_(0, 1).mul_(255).round_().byte().cpu()
 
 
-def speed(check: Check, device: torch.device, small: bool) -> None:
-    """MP/s of the model alone, the engine, a naive forward and the engine's own overhead."""
+def _shape(engine, h: int, w: int) -> tuple[int, int, int]:
+    """(tiles per image, tile height, tile width) the engine cuts an h x w image into."""
+    from restoration.engine import _layout
+
+    inner = getattr(engine, "engine", engine)  # a style's Restorer
+    ys, th = _layout(h, inner.config.tile, inner.config.overlap, inner.align)
+    xs, tw = _layout(w, inner.config.tile, inner.config.overlap, inner.align)
+    return len(ys) * len(xs), th, tw
+
+
+def speed(check: Check, device: torch.device, small: bool, compile_small: bool = False) -> None:
+    """MP/s of the model alone, the engine, a naive forward and the engine's own overhead; eager for
+    the production and candidate models, then compiled (CUDA graphs first) for the production
+    ones while the budget lasts, with their pixels against eager's."""
     n, h, w = (2, 240, 360) if small else (8, 2000, 3000)
     images = photographs(n, h, w)
     mp = n * h * w / 1e6
@@ -245,53 +261,129 @@ def speed(check: Check, device: torch.device, small: bool) -> None:
         mp / _timed(device, lambda: null.restore(images), repeats),
         "MP/s",
     )
-    wanted = [(n, v, status) for n, v, status in shipped() if status in ("production", "candidate")]
+    null = None  # its buffers go before the models' runs
+    wanted = [(n_, v, status) for n_, v, status in shipped() if status in ("production", "candidate")]
     for name, version, status in wanted:
         modes = [False]  # compiled: the production models (a compilation takes a minute)
-        if not small and status == "production":
-            modes += [True, "reduce-overhead"] if device.type == "cuda" and "unet" in name else [True]
+        if (not small or compile_small) and status == "production":
+            modes += ["reduce-overhead", True] if device.type == "cuda" and "unet" in name else [True]
+        eager_out, per_image, batch = None, 0, 0
         for mode in modes:
             label = {False: "eager", True: "compiled", "reduce-overhead": "compiled, CUDA graphs"}[mode]
-            if mode and check.left() < 90:
+            if mode and check.left() < 120:
                 check.row("speed", f"{name}/{version} {label}", "skipped", "", "time budget spent")
                 continue
             reset_peak(device)
-            engine, _ = processor(name, version, EngineConfig(tile=tile, device=str(device), compile=mode))
-            inner = engine.engine if hasattr(engine, "engine") else engine  # a style's Restorer
-            batch = torch.rand(inner.batch_tiles, 3, tile, tile, device=device).contiguous(
-                memory_format=torch.channels_last
-            )
+            config = EngineConfig(tile=tile, device=str(device), compile=mode)
+            if mode:  # one batch shape to compile: as many tiles as divide the run's, within memory
+                total = n * per_image
+                config = replace(config, batch_tiles=max(b for b in range(1, batch + 1) if total % b == 0))
+            engine, _ = processor(name, version, config)
+            inner = getattr(engine, "engine", engine)  # a style's Restorer
+            per_image, th, tw = _shape(engine, h, w)
+            batch = inner.batch_tiles
+            tiles = [
+                images[i % n][(i * 97) % (h - th + 1) :][:th, (i * 131) % (w - tw + 1) :][:, :tw]
+                for i in range(batch)
+            ]
+            x = torch.from_numpy(np.stack(tiles)).to(device).permute(0, 3, 1, 2).float().div_(255)
+            x = x.contiguous(memory_format=torch.channels_last)  # real photographs: a detector has work
 
-            def alone(inner=inner, batch=batch):
+            def alone(inner=inner, x=x):
                 with (
                     torch.inference_mode(),
                     torch.autocast(device.type, dtype=inner.dtype, enabled=inner.dtype != torch.float32),
                 ):
-                    inner.model(batch)
+                    inner.model(x)
 
-            tiles_mp = inner.batch_tiles * tile * tile / 1e6
             check.row(
                 "speed",
-                f"{name}/{version} {label}: model alone, {inner.batch_tiles} tiles of {tile}",
-                tiles_mp / _timed(device, alone, repeats),
+                f"{name}/{version} {label}: model alone, {batch} tiles of {th}x{tw}",
+                batch * th * tw / 1e6 / _timed(device, alone, repeats),
                 "MP/s",
             )
-            engine_mps = mp / _timed(device, lambda engine=engine: engine.process(images), repeats)
+            results = []
+            engine_mps = mp / _timed(device, lambda e=engine, r=results: r.append(e.process(images)), repeats)
             check.row(
                 "speed",
                 f"{name}/{version} {label}: engine, {n} photographs {w}x{h} uint8",
                 engine_mps,
                 "MP/s",
             )
+            out = results[-1][0].image
+            if not mode:
+                eager_out = out
+            else:
+                worst, psnr = levels(out, eager_out)
+                ok = "ok" if psnr >= 40 else "CHECK"
+                check.row("speed", f"{name}/{version} {label} vs eager: max", worst, "levels", ok)
+                check.row("speed", f"{name}/{version} {label} vs eager: PSNR", psnr, "dB", ok)
             if not mode and not hasattr(engine, "engine"):
                 naive = mp / _timed(
                     device, lambda inner=inner: _naive(inner.model, images, device, inner.dtype), repeats
                 )
                 check.row("speed", f"{name}/{version} {label}: naive full-frame forward", naive, "MP/s")
             check.row("speed", f"{name}/{version} {label}: peak device memory", peak_mb(device), "MB")
-            del engine, inner, batch
+            del engine, inner, x, alone, out
+            results.clear()
+            if mode:
+                torch.compiler.reset()  # its graphs and their memory pool go with it
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+
+
+def types(check: Check, device: torch.device, small: bool) -> None:
+    """Every pixel type and layout through the engine on the device against the CPU, float32 both:
+    the identity exactly, the production restorer within a level; a tensor already on the device
+    as a numpy array; float masks."""
+    img = photographs(1, 150 if small else 700, 200 if small else 900)[0]
+    variants = {
+        "uint8 RGB": img,
+        "uint16 RGB": img.astype(np.uint16) * 257,
+        "float32 RGB": img.astype(np.float32) / 255,
+        "uint8 grey": img[..., 0].copy(),
+        "uint8 RGBA": np.dstack([img, img[..., :1]]),
+    }
+    v5 = next(v for n_, v, status in shipped() if n_ == "restore-unet" and status == "production")
+    makers = {
+        "null model": NullModel,
+        f"restore-unet/{v5}": lambda: load_checkpoint(WEIGHTS / "restore-unet" / v5, device="cpu")[0],
+    }
+    tile = 96 if small else 256
+    for model_name, make in makers.items():
+        for kind, pixels in variants.items():
+            cpu = Restorer(make(), EngineConfig(tile=tile, device="cpu", dtype="float32")).restore([pixels])[
+                0
+            ]
+            on = Restorer(
+                make(), EngineConfig(tile=tile, device=str(device), dtype="float32", mask="float32")
+            )
+            got = on.restore([pixels])[0]
+            top = 65535 if pixels.dtype == np.uint16 else 255 if pixels.dtype == np.uint8 else 1
+            worst = (
+                float(np.abs(got.image.astype(np.float64) - cpu.image.astype(np.float64)).max()) / top * 255
+            )
+            same_type = got.image.dtype == pixels.dtype and got.image.shape == pixels.shape
+            alpha = (
+                pixels.ndim == 2 or pixels.shape[2] != 4 or np.array_equal(got.image[..., 3], pixels[..., 3])
+            )
+            masks = got.mask.dtype == np.float32 and float(np.abs(got.mask * 255 - cpu.mask).max()) <= 1
+            limit = 0 if model_name == "null model" else 1
+            ok = "ok" if same_type and alpha and masks and worst <= limit else "CHECK"
+            check.row("types", f"{model_name}, {kind}: {device} vs cpu, max", worst, "levels", ok)
+        if model_name == "null model":
+            continue
+        engine = Restorer(make(), EngineConfig(tile=tile, device=str(device)))
+        from_array = engine.restore([img])[0].image
+        from_tensor = engine.restore([torch.from_numpy(img).to(device)])[0].image
+        ok = "ok" if np.array_equal(from_array, from_tensor) else "CHECK"
+        check.row(
+            "types",
+            f"{model_name}: uint8 tensor on {device} vs numpy array, max",
+            levels(from_tensor, from_array)[0],
+            "levels",
+            ok,
+        )
 
 
 def train(check: Check, device: torch.device, small: bool) -> None:
@@ -357,7 +449,7 @@ def main() -> int:
         "--budget", type=float, default=200.0, help="seconds; compiled runs are skipped past it"
     )
     parser.add_argument(
-        "--sections", default="parity,tiles,jpeg,train,speed"
+        "--sections", default="parity,types,tiles,jpeg,train,speed"
     )  # speed last: it keeps the budget
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -374,9 +466,9 @@ def main() -> int:
     for name in args.sections.split(","):
         started = time.perf_counter()
         try:
-            {"parity": parity, "tiles": tiles, "jpeg": jpeg, "speed": speed, "train": train}[name](
-                check, device, args.small
-            )
+            {"parity": parity, "types": types, "tiles": tiles, "jpeg": jpeg, "speed": speed, "train": train}[
+                name
+            ](check, device, args.small)
         except Exception as exc:  # one broken path must not hide the others' figures
             failed.append(name)
             check.row(

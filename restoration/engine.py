@@ -194,16 +194,24 @@ def tiles_for_budget(
 def activation_bytes_per_pixel(
     model: nn.Module, device: torch.device, dtype: torch.dtype, side: int = 256
 ) -> float:
-    """The model's peak activation memory per input pixel on a CUDA device, measured on one tile."""
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    base = torch.cuda.memory_allocated(device)
-    x = torch.rand(2, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        out = model(x)
-    del out
-    torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - base) / (2 * side * side)
+    """The model's peak activation memory per input pixel on a CUDA device: the slope between two
+    tile sizes after a warm-up, so one-time allocations (workspaces, autocast's weight copies) do
+    not count as per-pixel."""
+
+    def peak(s: int) -> int:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        x = torch.rand(2, 3, s, s, device=device).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            out = model(x)
+        del out, x
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+
+    peak(side)  # warm-up
+    small, large = peak(side), peak(side * 3 // 2)
+    return max(large - small, 1) / (2 * ((side * 3 // 2) ** 2 - side * side))
 
 
 @dataclass
@@ -223,15 +231,17 @@ class _Staging:
     sets take turns, so the host fills one while the other is still being copied up; a set is only
     refilled once its upload has finished. ``allocations`` counts the sets made."""
 
-    KEPT = 8  # batch shapes kept (a worker meets scans of every size: the oldest shape is dropped)
+    KEPT = 3  # tile shapes kept (a worker meets scans of every size: the oldest shape is dropped)
 
-    def __init__(self, device: torch.device):
-        self.device, self.cuda = device, device.type == "cuda"
+    def __init__(self, device: torch.device, batch: int):
+        self.device, self.cuda, self.batch = device, device.type == "cuda", batch
         self.sets: OrderedDict[tuple, list[dict]] = OrderedDict()
         self.turn: dict[tuple, int] = {}
         self.allocations = 0
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype, on_device: bool = False) -> dict:
+        """The set for tiles of ``shape`` (h, w, channels), each buffer ``batch`` tiles long: a
+        batch uses the first of them, so a shorter last batch needs no set of its own."""
         key = (shape, dtype, on_device)
         sets = self.sets.setdefault(key, [])
         self.sets.move_to_end(key)
@@ -248,24 +258,25 @@ class _Staging:
             if s["sent"] is not None:
                 s["sent"].synchronize()  # the host buffer is read by an upload still in flight
             return s
-        b, h, w, _ = shape
+        b, (h, w, c) = self.batch, shape
         host = device_buffer = None  # on a CPU, tiles go straight into the float batch
         if self.cuda or on_device:
-            host = device_buffer = torch.empty(shape, dtype=dtype, device=self.device)
+            host = device_buffer = torch.empty((b, h, w, c), dtype=dtype, device=self.device)
         if self.cuda and not on_device:
-            host = torch.empty(shape, dtype=dtype, pin_memory=True)
+            host = torch.empty((b, h, w, c), dtype=dtype, pin_memory=True)
         batch = torch.empty((b, 3, h, w), device=self.device).contiguous(memory_format=torch.channels_last)
         probability = torch.empty((b, h, w), device=self.device)
         sets.append({"host": host, "device": device_buffer, "float": batch, "p": probability, "sent": None})
         self.allocations += 1
         return sets[-1]
 
-    def upload(self, s: dict) -> torch.Tensor:
+    def upload(self, s: dict, n: int) -> torch.Tensor:
+        """The first ``n`` tiles of the set's host buffer, on the device."""
         if s["host"] is not s["device"]:
-            s["device"].copy_(s["host"], non_blocking=True)
+            s["device"][:n].copy_(s["host"][:n], non_blocking=True)
             s["sent"] = torch.cuda.Event()
-            s["sent"].record()
-        return s["device"]
+            s["sent"].record(torch.cuda.current_stream(self.device))
+        return s["device"][:n]
 
 
 def _torch_dtype(dtype: np.dtype) -> torch.dtype:
@@ -301,7 +312,7 @@ class Restorer:
             mode = None if self.config.compile is True else self.config.compile
             model = torch.compile(model, dynamic=False, mode=mode)
         self.model = model
-        self.staging = _Staging(self.device)
+        self.staging = _Staging(self.device, self.batch_tiles)
         self.bands = _Bands(self.device)
         # On a CPU, what only one tile covers goes straight to the output; False blends everything in
         # the band, as on CUDA (tests run that path here)
@@ -327,7 +338,8 @@ class Restorer:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             restored, mask_logits = self.model(x, *extra)
         restored = restored.float().clamp_(0, 1)  # the model's own output (or its input): ours to change
-        return restored, torch.sigmoid(mask_logits[:, 0], out=self.probability[: len(x)])
+        # ``restored`` (perhaps a CUDA graph's output buffer) is used up before the model runs again
+        return restored, torch.sigmoid(mask_logits[:, 0], out=self.probability)
 
     @torch.inference_mode()
     def _upload(self, canvases: list[_Canvas], batch: list[_Tile]) -> torch.Tensor:
@@ -342,19 +354,20 @@ class Restorer:
             dtype = torch.float32
         elif dtype == torch.uint16:  # few operators take uint16 on CUDA; int32 is still half of float
             dtype = torch.int32
-        s = self.staging.take((len(batch), batch[0].h, batch[0].w, channels), dtype, on_device)
-        self.probability = s["p"]
+        n = len(batch)
+        s = self.staging.take((batch[0].h, batch[0].w, channels), dtype, on_device)
+        self.probability, batch_float = s["p"][:n], s["float"][:n]  # slices stay channels_last
         # on a CPU the tiles are gathered straight into the float batch (a grey tile to each channel)
-        gather = s["host"] if s["host"] is not None else s["float"].permute(0, 2, 3, 1)
+        gather = s["host"] if s["host"] is not None else batch_float.permute(0, 2, 3, 1)
         for i, t in enumerate(batch):
             part = canvases[t.image].image[t.y : t.y + t.h, t.x : t.x + t.w, :channels]
             gather[i].copy_(part if isinstance(part, torch.Tensor) else _host_view(part))
         if s["host"] is None:
-            return s["float"] if first.scale == 1.0 else s["float"].mul_(1.0 / first.scale)
-        tiles = self.staging.upload(s).permute(0, 3, 1, 2)
+            return batch_float if first.scale == 1.0 else batch_float.mul_(1.0 / first.scale)
+        tiles = self.staging.upload(s, n).permute(0, 3, 1, 2)
         if channels == 1:  # grey: the model sees it as RGB
             tiles = tiles.expand(-1, 3, -1, -1)
-        return s["float"].copy_(tiles).mul_(1.0 / first.scale)  # twice as fast as mul(out=) (measured)
+        return batch_float.copy_(tiles).mul_(1.0 / first.scale)  # twice as fast as mul(out=) (measured)
 
     @torch.inference_mode()
     def restore(
@@ -364,6 +377,14 @@ class Restorer:
         a numpy array, or a uint8 [H, W, C] tensor on any device (a JPEG decoded on the GPU).
         ``masks`` (one per image, or None) are a curator's own damage masks [H, W] (nonzero =
         damaged), used instead of the model's detector; only models that take a mask accept them."""
+        if self.device.type == "cuda":  # copies and events on this engine's device, whichever is current
+            with torch.cuda.device(self.device):
+                return self._restore(images, masks)
+        return self._restore(images, masks)
+
+    def _restore(
+        self, images: list[np.ndarray | torch.Tensor], masks: list[np.ndarray | None] | None
+    ) -> list[Result]:
         originals = [img if isinstance(img, torch.Tensor) else np.asarray(img) for img in images]
         arrays = [_as_hwc(img) for img in originals]
         masks = list(masks) if masks is not None else [None] * len(arrays)
@@ -654,7 +675,7 @@ class _Canvas:
         host[0].copy_(rgb, non_blocking=True)
         host[1].copy_(damage, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(torch.cuda.current_stream(self.device))
         self.pending.append((done, host, top, end))
         while self.pending and self.pending[0][0].query():
             self._land()
