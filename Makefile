@@ -10,6 +10,9 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constra
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[dev]'
+	# iiif-prezi3 validates the IIIF manifests in the tests; it pins Pillow <= 12.0 for helpers the
+	# tests do not use, so it comes without its dependencies (pydantic and requests are here).
+	$(PIP) --no-deps 'iiif-prezi3>=3.1'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -7,8 +7,10 @@ in-memory cache."""
 from __future__ import annotations
 
 import io
+import tempfile
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -28,6 +30,8 @@ class StoreMedia:
         self.settings = settings
         self._previews: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self.pyramids = Path(settings.web.iiif_cache or Path(tempfile.gettempdir()) / "photo-archive-iiif")
+        self._building: dict[str, threading.Lock] = {}
 
     def _read(self, uri: str, key: str) -> bytes:
         try:
@@ -72,6 +76,28 @@ class StoreMedia:
     def derivative_file(self, derivative: Derivative) -> tuple[bytes, str]:
         key = self._output_key(derivative.storage_uri)
         return self._read(self.settings.store.output, key), media_type(key)
+
+    def derivative_sidecar(self, derivative: Derivative) -> tuple[bytes, str]:
+        folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
+        return self._read(self.settings.store.output, f"{folder}/metadata.json"), "application/json"
+
+    def pyramid(self, row: Item | Derivative, orientation: int | None):
+        """The row's file as a tiled pyramid in the local cache, made from the store on first use
+        (by one thread; others wait for it). Keyed by the file's sha256: a file and its pyramid
+        never change, and the same bytes anywhere share one."""
+        from flows.imaging.pyramid import Pyramid, build
+
+        path = self.pyramids / f"{row.sha256}-o{orientation or 1}.tif"
+        with self._lock:
+            lock = self._building.setdefault(path.name, threading.Lock())
+        with lock:
+            if not path.exists():
+                data, _ = self.master(row) if isinstance(row, Item) else self.derivative_file(row)
+                try:
+                    build(data, orientation, path)
+                except Exception as exc:  # libvips could not read it: like a missing file
+                    raise MediaMissing(f"no pyramid can be made: {str(exc).splitlines()[0][:200]}") from None
+        return Pyramid(path)
 
 
 # EXIF orientation -> the turn that shows the picture upright (the access copies keep the tag,

@@ -57,6 +57,9 @@ class WebSettings(BaseModel):
     # one the web catalogue is read-only.
     token: SecretStr | None = None
     preview_px: int = Field(default=1600, ge=128, le=8192, description="long side of the before/after views")
+    # Where IIIF's tiled pyramids are kept (one per master and version, made on first view);
+    # empty: a folder in the system's temporary directory.
+    iiif_cache: str = ""
 
 
 class Settings(BaseSettings):

@@ -63,9 +63,17 @@ def api_search(request: Request, cat: Catalogue = CatalogueDep) -> dict:
 
 
 @router.get("/api/items/{item_id}")
-def api_item(item_id: int, cat: Catalogue = CatalogueDep) -> dict:
+def api_item(item_id: int, request: Request, cat: Catalogue = CatalogueDep) -> dict:
     with cat.read() as session:
-        return views.item_view(session, get_item(session, item_id))
+        item = views.item_view(session, get_item(session, item_id))
+    root = str(request.base_url).rstrip("/")  # IIIF wants absolute URLs
+    item["manifest"] = root + item["manifest"]
+    item["iiif"] = {"master": root + item["iiif"]["master"]} | {
+        str(v["id"]): root + v["iiif"] for v in item["versions"]
+    }
+    for v in item["versions"]:
+        v["iiif"] = root + v["iiif"]
+    return item
 
 
 @router.get("/api/items/{item_id}/lineage")
@@ -133,6 +141,12 @@ def media_master(item_id: int, cat: Catalogue = CatalogueDep) -> Response:
 def media_derivative_preview(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
     d = _row(cat, get_derivative, derivative_id)
     return _image(cat.media.derivative_preview, d, f"access copy of derivative {derivative_id}")
+
+
+@router.get("/media/derivatives/{derivative_id}/metadata.json")
+def media_derivative_sidecar(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
+    d = _row(cat, get_derivative, derivative_id)
+    return _image(cat.media.derivative_sidecar, d, f"sidecar of derivative {derivative_id}")
 
 
 @router.get("/media/derivatives/{derivative_id}/file")

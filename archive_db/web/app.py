@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from archive_db.web import api, pages
+from archive_db.web import api, iiif, pages
 from archive_db.web.core import HERE, Catalogue, HTTPProblem
 from archive_db.web.media import MediaSource
 
@@ -45,6 +45,7 @@ def create_app(
     app.state.catalogue.templates.env.globals["site_title"] = title
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
+    app.include_router(iiif.router)
     app.include_router(pages.router)
 
     @app.middleware("http")
@@ -62,7 +63,7 @@ def create_app(
 
     @app.exception_handler(HTTPProblem)
     async def problem(request: Request, exc: HTTPProblem) -> Response:
-        if request.url.path.startswith(("/api/", "/media/")):
+        if request.url.path.startswith(("/api/", "/media/", "/iiif/")):
             return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
         return pages.error_page(request, exc.status, exc.message)
 

@@ -5,6 +5,7 @@ reads only from the configured stores."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from archive_db.models import Derivative, Item
@@ -12,6 +13,32 @@ from archive_db.models import Derivative, Item
 
 class MediaMissing(Exception):
     """The catalogue names a file the stores do not have (or will not give)."""
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One IIIF image request, checked (``web.iiif``): a region of the full image, the output size,
+    then a mirror, a turn (a multiple of 90), a quality and a format."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    out_w: int
+    out_h: int
+    mirror: bool = False
+    turn: int = 0
+    quality: str = "default"
+    format: str = "jpg"
+
+
+class Pyramid(Protocol):
+    width: int
+    height: int
+
+    def scale_factors(self) -> list[int]: ...
+
+    def render(self, cut: Cut) -> bytes: ...
 
 
 class MediaSource(Protocol):
@@ -27,6 +54,12 @@ class MediaSource(Protocol):
         """The master's bytes, as scanned, and their media type."""
 
     def derivative_file(self, derivative: Derivative) -> tuple[bytes, str]: ...
+
+    def derivative_sidecar(self, derivative: Derivative) -> tuple[bytes, str]:
+        """The version's metadata.json sidecar."""
+
+    def pyramid(self, row: Item | Derivative, orientation: int | None) -> Pyramid:
+        """The tiled pyramid of a master or a version, upright, made on first use."""
 
 
 MEDIA_TYPES = {

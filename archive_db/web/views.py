@@ -102,6 +102,10 @@ def item_view(session: Session, item: Item) -> dict[str, Any]:
         "technical": technical,
         "exif": item.exif or {},
         "current": current.id if current else None,
+        # IIIF: the item's manifest, and the Image API base of its master and of each version
+        # (relative to the catalogue's root; the API makes them absolute)
+        "manifest": f"/iiif/presentation/items/{item.id}/manifest.json",
+        "iiif": {"master": f"/iiif/3/master-{item.id}"},
         "versions": [_version(d, models.get(d.model_version_id)) for d in derivatives],
         "events": [event_dict(e) for e in item_events(session, item.id)],
     }
@@ -115,6 +119,7 @@ def _version(d: Derivative, model: ModelVersion | None) -> dict[str, Any]:
         "current": d.is_current,
         "review": d.review,
         "model": f"{model.name}@{model.version}" if model else None,
+        "iiif": f"/iiif/3/derivative-{d.id}",
         "disclosure": disclosure_of(model.task, model.architecture).as_dict() if model else None,
         "recipe_hash": d.recipe_hash,
         "recipe": d.recipe,
@@ -176,3 +181,16 @@ def runs_view(session: Session, limit: int = 100) -> list[dict[str, Any]]:
         }
         for r, name in rows
     ]
+
+
+def collection_items(session: Session, name: str) -> list[tuple[int, str]] | None:
+    """(id, title or source key) of a collection's viewable items, by id; None: no such collection."""
+    found = session.scalars(select(Collection).where(Collection.name == name)).one_or_none()
+    if found is None:
+        return None
+    rows = session.execute(
+        select(Item.id, Item.title, Item.source_key)
+        .where(Item.collection_id == found.id, Item.status != "quarantined")
+        .order_by(Item.id)
+    )
+    return [(i, title or key) for i, title, key in rows]

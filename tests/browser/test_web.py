@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from flows.restore import restore_collection
 from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings
 from tests import samples
 from tests.flows.test_ingest import write_folder
-from tests.services import free_port
 
 TOKEN = "correct horse battery staple"
 XSS = '<script>alert("exif")</script><img src=x onerror=alert(1)>'
@@ -244,21 +242,11 @@ def test_writes_need_the_token(catalogue):
 
 @pytest.fixture(scope="module")
 def server(catalogue):
-    import uvicorn
-
     from archive_db.web.app import create_app
+    from tests.services import serving
 
-    app = create_app(sessions_for(catalogue.db.url), StoreMedia(catalogue), TOKEN)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with serving(create_app(sessions_for(catalogue.db.url), StoreMedia(catalogue), TOKEN)) as host:
+        yield f"http://{host}"
 
 
 @pytest.fixture(scope="module")
