@@ -5,7 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test venv bench clean
+# The item page's IIIF viewer: OpenSeadragon (BSD-3-Clause) from the npm registry, unpacked into
+# the web app's static files (npm checks the tarball's integrity); never fetched from a CDN.
+OSD_VERSION := 6.1.1
+VIEWER := archive_db/web/static/vendor/openseadragon/openseadragon.min.js
+
+.PHONY: demo test venv viewer bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +20,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) --no-deps 'iiif-prezi3>=3.1'
 	touch $(STAMP)
 
-venv: $(STAMP)
+$(VIEWER):
+	rm -rf build/osd && mkdir -p build/osd archive_db/web/static/vendor
+	cd build/osd && npm pack --silent openseadragon@$(OSD_VERSION) >/dev/null && tar xzf openseadragon-$(OSD_VERSION).tgz
+	rm -rf archive_db/web/static/vendor/openseadragon
+	mkdir -p archive_db/web/static/vendor/openseadragon
+	cp -r build/osd/package/build/openseadragon/openseadragon.min.js build/osd/package/build/openseadragon/images \
+		build/osd/package/LICENSE.txt archive_db/web/static/vendor/openseadragon/
+	rm -rf build/osd
 
-demo: $(STAMP)
+viewer: $(VIEWER)
+
+venv: $(STAMP) $(VIEWER)
+
+demo: $(STAMP) $(VIEWER)
 	$(BIN)/python -m flows.cli.demo
 
-test: $(STAMP)
+test: $(STAMP) $(VIEWER)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -39,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/search.py
 
 clean:
-	rm -rf $(VENV) demo-archive archive.db archive.db-* archive-store
+	rm -rf $(VENV) demo-archive archive.db archive.db-* archive-store archive_db/web/static/vendor

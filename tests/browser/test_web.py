@@ -359,3 +359,35 @@ def test_curator_flow_in_a_real_browser(catalogue, server, browser):
             select(Event).where(Event.type == "metadata modification").order_by(Event.id.desc())
         ).first()
         assert edit.detail["changes"] == {"place": {"old": "Whitby", "new": "Whitby, North Yorkshire"}}
+
+
+def test_the_iiif_viewer_shows_tiles_of_the_master_and_the_restored_layer(catalogue, server, browser):
+    """OpenSeadragon, from the app's own static files, opens the item's manifest and draws tiles
+    of both layers from the catalogue's Image API; the slider fades the restored layer; no
+    request fails and the Content-Security-Policy refuses nothing."""
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    problems, tiles = [], {"master": 0, "derivative": 0}
+
+    def seen(response):
+        if response.status >= 400:
+            problems.append(f"{response.status} {response.url}")
+        elif "/iiif/3/" in response.url and not response.url.endswith("info.json"):
+            tiles["master" if "/iiif/3/master-" in response.url else "derivative"] += 1
+
+    page.on("response", seen)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    iid = item_id(catalogue, "box2/cat.jpg")
+    page.goto(f"{server}/items/{iid}")
+    page.wait_for_selector("#iiif-viewer canvas")
+    wait_until(page, "document.getElementById('iiif-viewer').dataset.loaded === '2'")  # both layers open
+    deadline = time.monotonic() + 20
+    while (tiles["master"] == 0 or tiles["derivative"] == 0) and time.monotonic() < deadline:
+        page.wait_for_timeout(200)  # tiles come as the viewer draws
+    assert tiles["master"] > 0 and tiles["derivative"] > 0, tiles
+    [button] = page.locator("#iiif-layers button").all()
+    assert button.inner_text().startswith("AI-restored")
+    page.fill("#iiif-opacity", "0")
+    assert page.evaluate("document.getElementById('iiif-opacity').value") == "0"
+    assert not problems, problems
+    page.close()
