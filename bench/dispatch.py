@@ -45,6 +45,26 @@ def scans(n: int, size: int) -> list[bytes]:
     return out
 
 
+def untrained(directory: Path, architecture: str):
+    """An untrained restorer saved as the checkpoint bench-unet@v1 (weights do not change speed)."""
+    import torch
+
+    from restoration.checkpoints import save_checkpoint
+    from restoration.factory import create_model
+
+    torch.manual_seed(0)
+    model = create_model(architecture)
+    card = {
+        "architecture": architecture,
+        "config": {},
+        "name": "bench-unet",
+        "version": "v1",
+        "task": "restore",
+    }
+    save_checkpoint(model, directory, card | {"metrics": {}})
+    return model
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -59,29 +79,14 @@ def main() -> int:
     from flows.model_versions import register
     from flows.restore import restore_collection
     from flows.settings import DbSettings, RestoreSettings, Settings, StoreSettings
-    from restoration.checkpoints import save_checkpoint
     from restoration.engine import EngineConfig, Restorer
-    from restoration.factory import create_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     inbox = tmp / "inbox"
     inbox.mkdir()
     for i, data in enumerate(scans(args.n, args.size)):
         (inbox / f"scan-{i:04d}.png").write_bytes(data)
-    torch.manual_seed(0)
-    model = create_model("unet_restorer")
-    save_checkpoint(
-        model,
-        tmp / "model",
-        {
-            "architecture": "unet_restorer",
-            "config": {},
-            "name": "bench-unet",
-            "version": "v1",
-            "task": "restore",
-            "metrics": {},
-        },
-    )
+    model = untrained(tmp / "model", "unet_restorer")
     settings = Settings(
         db=DbSettings(url=f"sqlite:///{tmp}/catalogue.db"),
         store=StoreSettings(output=(tmp / "out").as_uri()),

@@ -69,34 +69,19 @@ def main() -> int:
         child(db, output, out, export == "1")
         return 0
 
-    import torch
-    from dispatch import scans
+    from dispatch import scans, untrained
 
     from flows.ingest import ingest_collection
     from flows.model_versions import register
     from flows.restore import restore_collection
     from flows.settings import DbSettings, Settings, StoreSettings
-    from restoration.checkpoints import save_checkpoint
-    from restoration.factory import create_model
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-bag-"))
     inbox = tmp / "inbox"
     inbox.mkdir()
     for i, data in enumerate(scans(args.n, args.size)):
         (inbox / f"scan-{i:04d}.png").write_bytes(data)
-    torch.manual_seed(0)
-    save_checkpoint(
-        create_model("unet_restorer_test"),
-        tmp / "model",
-        {
-            "architecture": "unet_restorer_test",
-            "config": {},
-            "name": "bench-unet",
-            "version": "v1",
-            "task": "restore",
-            "metrics": {},
-        },
-    )
+    untrained(tmp / "model", "unet_restorer_test")
     db, output = f"sqlite:///{tmp}/catalogue.db", (tmp / "out").as_uri()
     settings = Settings(db=DbSettings(url=db), store=StoreSettings(output=output))
     register(settings, tmp / "model", status="production")

@@ -5,6 +5,8 @@ way archives move collections between systems (Archivematica, Islandora, Samvera
     <out>/data/<collection>/<item id>/
         item.json              the catalogue's record (descriptive, technical, EXIF, versions)
         events.json            the item's events, PREMIS 3 semantic units in JSON
+        manifest.json          its IIIF Presentation 3.0 manifest, with --iiif-base (the catalogue's
+                               URL, which the manifest's image services point to)
         master/<file>          the master, with --masters
         <kind>/v<N>/<files>    each current version (or all, with --versions all): image, access
                                copy, mask, metadata.json sidecar, as written
@@ -129,6 +131,7 @@ def export_bag(
     run_id: int | None = None,
     masters: bool = False,
     versions: str = "current",
+    iiif_base: str | None = None,
 ) -> BagSummary:
     """Write the bag; see the module docstring."""
     import bagit
@@ -155,7 +158,7 @@ def export_bag(
         after = 0
         while page := queries.export_page(session, after_id=after, limit=PAGE, **scope):
             for item in page:
-                _export_item(session, item, partial, copier, masters, versions)
+                _export_item(session, item, partial, copier, masters, versions, iiif_base)
                 summary.items += 1
             after = page[-1].id
             session.expunge_all()  # memory holds one page
@@ -170,6 +173,7 @@ def export_bag(
         "Payload-Items": str(summary.items),
         "Export-Versions": versions,
         "Export-Masters": "yes" if masters else "no",
+        "Export-IIIF-Base": iiif_base or "none",
     }
     bagit.make_bag(str(partial), info, processes=1, checksums=["sha256"])
     partial.rename(out)
@@ -184,7 +188,9 @@ def _scope_text(collection: str | None, item_ids: list[int] | None, run_id: int 
     return f"items {', '.join(map(str, item_ids or []))}"
 
 
-def _export_item(session, item, root: Path, copier: _Copier, masters: bool, versions: str) -> None:
+def _export_item(
+    session, item, root: Path, copier: _Copier, masters: bool, versions: str, iiif_base: str | None
+) -> None:
     base = root / safe_name(item.collection.name) / str(item.id)
     base.mkdir(parents=True, exist_ok=True)
     record = item_view(session, item)
@@ -193,6 +199,11 @@ def _export_item(session, item, root: Path, copier: _Copier, masters: bool, vers
     (base / "events.json").write_text(
         json.dumps({"premis:version": "3.0", "events": events}, indent=2) + "\n"
     )
+    if iiif_base and item.status != "quarantined":
+        from archive_db.web.iiif import manifest
+
+        iiif = manifest(iiif_base.rstrip("/"), record, versions)
+        (base / "manifest.json").write_text(json.dumps(iiif, indent=2) + "\n")
     if masters:
         name = safe_name(item.source_key.rsplit("/", 1)[-1])
         copier.copy(item.source_uri, item.source_key, base / "master" / name, item.sha256)

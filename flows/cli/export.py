@@ -24,6 +24,11 @@ from flows.settings import Settings
     show_default=True,
     help="Each kind's current version, or every version.",
 )
+@click.option(
+    "--iiif-base",
+    metavar="URL",
+    help="The web catalogue's URL: each item also gets its IIIF manifest, pointing to its image services.",
+)
 @click.pass_obj
 def export_bag(
     settings: Settings,
@@ -33,6 +38,7 @@ def export_bag(
     out: Path,
     masters: bool,
     versions: str,
+    iiif_base: str | None,
 ) -> int:
     """Write a BagIt bag (sha256 manifests): each item's catalogue record, its events (PREMIS) and
     its versions' files and sidecars, checked against their recorded sha256 on the way; exit 1 if
@@ -41,7 +47,7 @@ def export_bag(
     from flows.export import export_bag as export
 
     ensure_schema(settings.db.url, create=False)
-    summary = export(settings, out, collection, list(items) or None, run_id, masters, versions)
+    summary = export(settings, out, collection, list(items) or None, run_id, masters, versions, iiif_base)
     for line in summary.failed:  # one line each, never wrapped: a script reads them
         click.echo(f"left out: {line}", err=True)
     click.echo(summary.headline(), err=bool(summary.failed))

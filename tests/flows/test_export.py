@@ -62,7 +62,8 @@ def test_a_collection_exports_as_a_valid_bag_with_records_events_versions_and_ma
 ):
     settings = restored
     out = tmp_path / "bag"
-    assert cli(settings, "export-bag", "--collection", "letters", "--out", str(out), "--masters") == 0
+    args = ("--out", str(out), "--masters", "--iiif-base", "https://archive.example.org")
+    assert cli(settings, "export-bag", "--collection", "letters", *args) == 0
     assert "3 items" in capsys.readouterr().out
     bag = bagit.Bag(str(out))
     bag.validate()  # bagit's own validator: every payload file against manifest-sha256.txt
@@ -91,6 +92,11 @@ def test_a_collection_exports_as_a_valid_bag_with_records_events_versions_and_ma
         assert (
             record["sha256"] == item.sha256 and record["versions"][0]["disclosure"]["label"] == "AI-restored"
         )
+        from iiif_prezi3 import Manifest
+
+        iiif = json.loads((out / "data" / base / "manifest.json").read_text())
+        Manifest(**iiif)
+        assert iiif["id"] == f"https://archive.example.org/iiif/presentation/items/{item.id}/manifest.json"
         events = json.loads((out / "data" / base / "events.json").read_text())["events"]
         assert [e["eventType"] for e in events][:1] == ["ingestion"] and "restoration" in {
             e["eventType"] for e in events
