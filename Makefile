@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/catalogue.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/export_bag.py
 
 clean:
 	rm -rf $(VENV) demo-archive archive.db archive.db-* archive-store archive_db/web/static/vendor

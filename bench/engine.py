@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -26,6 +25,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bulk import peak_rss_mb  # noqa: E402
 
 from restoration.engine import EngineConfig, NullModel, Restorer, resolve_device  # noqa: E402
 from restoration.factory import create_model  # noqa: E402
@@ -82,7 +84,7 @@ def big_scan(megapixels: float, device: str) -> None:
     engine = Restorer(create_model("unet_restorer"), EngineConfig(device=device))
     t = time.perf_counter()
     engine.restore([scan])
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_mb() * 1024
     print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": peak_kb / 1024, "side": side}))
 
 

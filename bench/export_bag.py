@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 def child(db: str, output: str, out: str, export: bool) -> None:
     """Export (or, for the baseline, only open the catalogue), then report time and peak memory."""
+    from _bulk import peak_rss_mb
+
     from flows.db import sessions_for
     from flows.export import export_bag
     from flows.settings import DbSettings, Settings, StoreSettings
@@ -51,7 +52,7 @@ def child(db: str, output: str, out: str, export: bool) -> None:
             session.execute(__import__("sqlalchemy").text("select count(*) from items")).scalar()
     result |= {
         "seconds": time.perf_counter() - started,
-        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_mb": peak_rss_mb(),
     }
     print(json.dumps(result))
 
@@ -86,7 +87,7 @@ def main() -> int:
     settings = Settings(db=DbSettings(url=db), store=StoreSettings(output=output))
     register(settings, tmp / "model", status="production")
     ingest_collection(str(inbox), "bench", settings)
-    restore_collection("bench", settings=settings)
+    restore_collection("bench", "bench-unet@v1", settings=settings)
 
     def run(out: str, export: bool) -> dict:
         done = subprocess.run(
