@@ -6,7 +6,9 @@ in-memory cache."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import tempfile
 import threading
 from collections import OrderedDict
@@ -81,6 +83,22 @@ class StoreMedia:
         folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
         return self._read(self.settings.store.output, f"{folder}/metadata.json"), "application/json"
 
+    def _recorded_pyramid(self, derivative: Derivative, path: Path) -> bool:
+        """Copy the pyramid written with a version (listed in its sidecar) into the cache, checked
+        against its recorded sha256; False if the version has none (older versions)."""
+        from flows.imaging.pyramid import save
+
+        sidecar, _ = self.derivative_sidecar(derivative)
+        listed = json.loads(sidecar)["derivative"]["files"].get("pyramid.tif")
+        if listed is None:
+            return False
+        folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
+        data = self._read(self.settings.store.output, f"{folder}/pyramid.tif")
+        if hashlib.sha256(data).hexdigest() != listed["sha256"]:
+            raise MediaMissing(f"the pyramid of derivative {derivative.id} does not match its sidecar")
+        save(path, lambda tmp: Path(tmp).write_bytes(data))
+        return True
+
     def pyramid(self, row: Item | Derivative, orientation: int | None):
         """The row's file as a tiled pyramid in the local cache, made from the store on first use
         (by one thread; others wait for it). Keyed by the file's sha256: a file and its pyramid
@@ -91,6 +109,8 @@ class StoreMedia:
         with self._lock:
             lock = self._building.setdefault(path.name, threading.Lock())
         with lock:
+            if not path.exists() and isinstance(row, Derivative) and self._recorded_pyramid(row, path):
+                return Pyramid(path)
             if not path.exists():
                 data, _ = self.master(row) if isinstance(row, Item) else self.derivative_file(row)
                 try:

@@ -24,7 +24,15 @@ from archive_db.models import Agent, Derivative, ModelVersion
 from flows.db import sessions_for
 from flows.derive.inputs import WorkItem
 from flows.derive.operations import operation
-from flows.imaging.encode import Encoded, History, access_copy, mask_png, preservation, sidecar
+from flows.imaging.encode import (
+    Encoded,
+    History,
+    access_copy,
+    mask_png,
+    preservation,
+    pyramid,
+    sidecar,
+)
 from flows.imaging.io import Loaded
 from flows.settings import Settings
 from flows.storage.layout import version_prefix
@@ -145,7 +153,8 @@ class Writer:
         ]
         if result.mask is not None:
             jobs.append(partial(mask_png, result.mask))
-        files = encode_all(jobs, self.encoder)
+        jobs.append(partial(pyramid, result.image, w.orientation))  # for IIIF deep zoom
+        files = [f for f in encode_all(jobs, self.encoder) if f is not None]
         # One writer at a time per item and kind, across processes, from choosing the version to
         # recording it: a concurrent run of the same work waits, then finds the version made.
         with self.sessions.begin() as session:

@@ -184,6 +184,18 @@ def access_copy(
     return Encoded("access.jpg", buf.getvalue(), "image/jpeg")
 
 
+def pyramid(pixels: np.ndarray, orientation: int | None) -> Encoded | None:
+    """The version as a tiled pyramid for the IIIF Image API (``imaging.pyramid``), an access
+    derivative written and recorded with it; None where libvips cannot be loaded (the web
+    catalogue then makes one when the version is first viewed)."""
+    try:
+        from flows.imaging.pyramid import from_pixels
+
+        return Encoded("pyramid.tif", from_pixels(pixels, orientation), "image/tiff")
+    except (ImportError, OSError):
+        return None
+
+
 def mask_png(mask: np.ndarray) -> Encoded:
     buf = io.BytesIO()
     Image.fromarray(mask_levels(mask), "L").save(buf, "PNG", compress_level=1)

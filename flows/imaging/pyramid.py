@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from archive_db.web.media import Cut
 
 TILE = 256
@@ -29,11 +31,18 @@ _UPRIGHT = {
 }
 
 
-def build(data: bytes, orientation: int | None, path: Path) -> None:
-    """Write the pyramid of an image file's bytes to ``path`` (atomically: a reader never sees half)."""
-    import pyvips
+SAVE = {
+    "tile": True,
+    "tile_width": TILE,
+    "tile_height": TILE,
+    "pyramid": True,
+    "compression": "jpeg",
+    "Q": 90,
+}
 
-    img = pyvips.Image.new_from_buffer(data, "", access="sequential")
+
+def _viewable(img, orientation: int | None):
+    """An image as a viewer shows it: 8-bit sRGB or grey, alpha flattened on white, upright."""
     grey = img.bands in (1, 2)
     img = img.colourspace("b-w" if grey else "srgb")  # CMYK, 16-bit and the like, as 8-bit viewing
     if img.hasalpha():
@@ -42,20 +51,38 @@ def build(data: bytes, orientation: int | None, path: Path) -> None:
         img = img.cast("uchar")
     for turn in _UPRIGHT.get(orientation or 1, ()):
         img = getattr(img, turn)()
+    return img
+
+
+def from_pixels(pixels: np.ndarray, orientation: int | None) -> bytes:
+    """The pyramid (pyramidal TIFF bytes) of a version's pixels ([H, W] or [H, W, C], uint8 or
+    uint16): written with the version and recorded in its sidecar."""
+    import pyvips
+
+    array = np.ascontiguousarray(pixels if pixels.ndim == 3 else pixels[..., None])
+    h, w, bands = array.shape
+    fmt = "ushort" if array.dtype == np.uint16 else "uchar"
+    img = pyvips.Image.new_from_memory(array.tobytes(), w, h, bands, fmt)
+    grey = bands in (1, 2)
+    kind = ("grey16" if grey else "rgb16") if fmt == "ushort" else ("b-w" if grey else "srgb")
+    return _viewable(img.copy(interpretation=kind), orientation).tiffsave_buffer(**SAVE, strip=True)
+
+
+def build(data: bytes, orientation: int | None, path: Path) -> None:
+    """Write the pyramid of an image file's bytes to ``path``."""
+    import pyvips
+
+    img = _viewable(pyvips.Image.new_from_buffer(data, "", access="sequential"), orientation)
+    save(path, lambda tmp: img.tiffsave(tmp, **SAVE, strip=True))
+
+
+def save(path: Path, write) -> None:
+    """Call ``write(a temporary path)``, then move the file to ``path``: a reader never sees half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tif.partial")
     os.close(fd)
     try:
-        img.tiffsave(
-            tmp,
-            tile=True,
-            tile_width=TILE,
-            tile_height=TILE,
-            pyramid=True,
-            compression="jpeg",
-            Q=90,
-            strip=True,
-        )
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

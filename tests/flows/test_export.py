@@ -169,4 +169,6 @@ def test_masters_in_s3_export_like_masters_in_a_folder(settings, tmp_path, s3_se
     bagit.Bag(str(out)).validate()
     masters = sorted(p.name for p in (out / "data").rglob("master/*"))
     assert masters == sorted(k.rsplit("/", 1)[1] for k in MASTERS)
-    assert len([p for p in files_of(out) if "/restored/v1/" in p]) == 3 * 4  # image, access, mask, sidecar
+    assert (
+        len([p for p in files_of(out) if "/restored/v1/" in p]) == 3 * 5
+    )  # image, access, mask, pyramid, sidecar

@@ -184,6 +184,14 @@ def test_manifests_and_collections_parse_with_iiif_prezi3_and_offer_both_layers(
         urllib.request.urlopen(next(s["id"] for s in data["seeAlso"] if "metadata.json" in s["id"])).read()
     )
     assert sidecar["disclosure"]["label"] == "AI-restored"
+    # the version's pyramid was written and recorded with it, and is what the Image API serves from
+    import hashlib
+
+    recorded = sidecar["derivative"]["files"]["pyramid.tif"]
+    with sessions_for(settings.db.url)() as s:
+        image_sha = s.get(Derivative, derivative).sha256
+    cached = Path(settings.web.iiif_cache) / f"{image_sha}-o1.tif"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == recorded["sha256"]
     listing = json.loads(
         urllib.request.urlopen(f"http://{server}/iiif/presentation/collections/squares.json").read()
     )
