@@ -152,8 +152,8 @@ class Writer:
             partial(access_copy, result.image, icc, dpi, history, self.settings.restore.access_px),
         ]
         if result.mask is not None:
-            jobs.append(partial(mask_png, result.mask))
-        jobs.append(partial(pyramid, result.image, w.orientation))  # for IIIF deep zoom
+            jobs.append(partial(mask_png, result.mask, history))
+        jobs.append(partial(pyramid, result.image, w.orientation, history))  # for IIIF deep zoom
         files = [f for f in encode_all(jobs, self.encoder) if f is not None]
         # One writer at a time per item and kind, across processes, from choosing the version to
         # recording it: a concurrent run of the same work waits, then finds the version made.

@@ -184,21 +184,26 @@ def access_copy(
     return Encoded("access.jpg", buf.getvalue(), "image/jpeg")
 
 
-def pyramid(pixels: np.ndarray, orientation: int | None) -> Encoded | None:
+def pyramid(pixels: np.ndarray, orientation: int | None, history: History | None = None) -> Encoded | None:
     """The version as a tiled pyramid for the IIIF Image API (``imaging.pyramid``), an access
     derivative written and recorded with it; None where libvips cannot be loaded (the web
     catalogue then makes one when the version is first viewed)."""
     try:
         from flows.imaging.pyramid import from_pixels
 
-        return Encoded("pyramid.tif", from_pixels(pixels, orientation), "image/tiff")
+        xmp = history.xmp() if history else None
+        return Encoded("pyramid.tif", from_pixels(pixels, orientation, xmp), "image/tiff")
     except (ImportError, OSError):
         return None
 
 
-def mask_png(mask: np.ndarray) -> Encoded:
+def mask_png(mask: np.ndarray, history: History | None = None) -> Encoded:
+    """The damage mask the model found (or the curator's it used), with the version's XMP."""
     buf = io.BytesIO()
-    Image.fromarray(mask_levels(mask), "L").save(buf, "PNG", compress_level=1)
+    info = PngImagePlugin.PngInfo()
+    if history:
+        info.add_itxt("XML:com.adobe.xmp", history.xmp().decode("utf-8"))
+    Image.fromarray(mask_levels(mask), "L").save(buf, "PNG", compress_level=1, pnginfo=info)
     return Encoded("mask.png", buf.getvalue(), "image/png")
 
 

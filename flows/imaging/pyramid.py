@@ -54,7 +54,7 @@ def _viewable(img, orientation: int | None):
     return img
 
 
-def from_pixels(pixels: np.ndarray, orientation: int | None) -> bytes:
+def from_pixels(pixels: np.ndarray, orientation: int | None, xmp: bytes | None = None) -> bytes:
     """The pyramid (pyramidal TIFF bytes) of a version's pixels ([H, W] or [H, W, C], uint8 or
     uint16): written with the version and recorded in its sidecar."""
     import pyvips
@@ -65,7 +65,12 @@ def from_pixels(pixels: np.ndarray, orientation: int | None) -> bytes:
     img = pyvips.Image.new_from_memory(array.tobytes(), w, h, bands, fmt)
     grey = bands in (1, 2)
     kind = ("grey16" if grey else "rgb16") if fmt == "ushort" else ("b-w" if grey else "srgb")
-    return _viewable(img.copy(interpretation=kind), orientation).tiffsave_buffer(**SAVE, strip=True)
+    img = _viewable(img.copy(interpretation=kind), orientation)
+    if xmp is None:
+        return img.tiffsave_buffer(**SAVE, strip=True)
+    img = img.copy()
+    img.set_type(pyvips.GValue.blob_type, "xmp-data", xmp)  # the version's history and disclosure
+    return img.tiffsave_buffer(**SAVE)
 
 
 def build(data: bytes, orientation: int | None, path: Path) -> None:

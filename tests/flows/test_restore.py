@@ -215,8 +215,9 @@ ENHANCED = "http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicallyEnhanc
 
 
 def test_every_written_format_and_the_sidecar_disclose_an_ai_restoration(archive):
-    """PNG, 16-bit TIFF and the access JPEG each carry IPTC's Digital Source Type in their XMP,
-    read back as a viewer would; the sidecar says the same, with the label."""
+    """Every file of a version (PNG or 16-bit TIFF, access JPEG, mask PNG, IIIF pyramid TIFF)
+    carries IPTC's Digital Source Type in its XMP, read back as a viewer would; the sidecar says
+    the same, with the label."""
     settings = archive
     restore_collection("letters", settings=settings)
     by_key = {item.source_key: d for item, d in derivatives(settings)}
@@ -233,6 +234,10 @@ def test_every_written_format_and_the_sidecar_disclose_an_ai_restoration(archive
         prefix = d.storage_uri.rsplit("/", 1)[0]
         access = Image.open(io.BytesIO(stored(settings, prefix + "/access.jpg")))
         assert access.format == "JPEG" and xmp_source_type(access.info["xmp"]) == ENHANCED
+        mask = Image.open(io.BytesIO(stored(settings, prefix + "/mask.png")))
+        assert mask.format == "PNG" and xmp_source_type(mask.info["xmp"]) == ENHANCED
+        with tifffile.TiffFile(io.BytesIO(stored(settings, prefix + "/pyramid.tif"))) as tif:  # IIIF's
+            assert tif.pages[0].is_tiled and xmp_source_type(tif.pages[0].tags[700].value) == ENHANCED
         meta = json.loads(stored(settings, prefix + "/metadata.json"))
         assert meta["disclosure"] == {"digital_source_type": ENHANCED, "label": "AI-restored", "ai": True}
     assert seen == {"png", "tif"}
