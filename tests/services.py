@@ -86,18 +86,20 @@ class FaultyProxy:
     the requests the way S3 does under load: 503 SlowDown, 500 InternalError, or a connection
     dropped without an answer. ``rate`` may be changed while it runs; ``only(method, path)`` limits
     the faults to some requests; ``always(method, path)`` fails those on every attempt while
-    ``rate`` > 0 (so that some requests fail for certain, whatever a client's retries); ``counts``
-    says what it did."""
+    ``rate`` > 0 (so that some requests fail for certain, whatever a client's retries); ``delay``
+    seconds pass before each answer (an object store's first-byte latency, for benchmarks);
+    ``counts`` says what it did."""
 
     ERRORS = (
         (503, "SlowDown", "Please reduce your request rate."),
         (500, "InternalError", "We encountered an internal error. Please try again."),
     )
 
-    def __init__(self, upstream: str, rate: float, seed: int = 0, only=None, always=None):
+    def __init__(self, upstream: str, rate: float, seed: int = 0, only=None, always=None, delay: float = 0.0):
         import http.client
         import random
         import threading
+        import time
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         from urllib.parse import urlparse
 
@@ -112,6 +114,8 @@ class FaultyProxy:
 
             def _any(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if delay:
+                    time.sleep(delay)
                 with lock:
                     draw, pick = rng.random(), rng.randrange(3)
                 certain = always is not None and proxy.rate > 0 and always(self.command, self.path)
