@@ -65,16 +65,3 @@ def on_each_database(doc: str, measure: Callable[[str, str, int], None]) -> int:
         except FileNotFoundError as exc:
             print(f"PostgreSQL: skipped ({exc})")
     return 0
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM), in MB. Not ``getrusage``'s ru_maxrss: Linux
-    carries the parent's high-water mark into a child across fork and exec, so a child started
-    by a large process reports the parent's peak, whatever it used itself."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bulk import peak_rss_mb  # noqa: E402
+from _memory import peak_rss_mb  # noqa: E402
 
 from restoration.engine import EngineConfig, NullModel, Restorer, resolve_device  # noqa: E402
 from restoration.factory import create_model  # noqa: E402

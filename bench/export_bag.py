@@ -30,7 +30,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 def child(db: str, output: str, out: str, export: bool) -> None:
     """Export (or, for the baseline, only open the catalogue), then report time and peak memory."""
-    from _bulk import peak_rss_mb
+    from _memory import peak_rss_mb
 
     from flows.db import sessions_for
     from flows.export import export_bag

@@ -244,7 +244,7 @@ def _shape(engine, h: int, w: int) -> tuple[int, int, int]:
     return len(ys) * len(xs), th, tw
 
 
-def speed(check: Check, device: torch.device, small: bool, compile_small: bool = False) -> None:
+def speed(check: Check, device: torch.device, small: bool) -> None:
     """MP/s of the model alone, the engine, a naive forward and the engine's own overhead; eager for
     the production and candidate models, then compiled (CUDA graphs first) for the production
     ones while the budget lasts, with their pixels against eager's."""
@@ -265,7 +265,7 @@ def speed(check: Check, device: torch.device, small: bool, compile_small: bool =
     wanted = [(n_, v, status) for n_, v, status in shipped() if status in ("production", "candidate")]
     for name, version, status in wanted:
         modes = [False]  # compiled: the production models (a compilation takes a minute)
-        if (not small or compile_small) and status == "production":
+        if not small and status == "production":
             modes += ["reduce-overhead", True] if device.type == "cuda" and "unet" in name else [True]
         eager_out, per_image, batch = None, 0, 0
         for mode in modes:

@@ -33,7 +33,8 @@ class StoreMedia:
         self._previews: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._lock = threading.Lock()
         self.pyramids = Path(settings.web.iiif_cache or Path(tempfile.gettempdir()) / "photo-archive-iiif")
-        self._building: dict[str, threading.Lock] = {}
+        self._opened: OrderedDict[Path, object] = OrderedDict()  # pyramids opened, newest last
+        self._build_lock = threading.Lock()  # one pyramid made at a time (each decodes a whole file)
 
     def _read(self, uri: str, key: str) -> bytes:
         try:
@@ -106,18 +107,23 @@ class StoreMedia:
         from flows.imaging.pyramid import Pyramid, build
 
         path = self.pyramids / f"{row.sha256}-o{orientation or 1}.tif"
-        with self._lock:
-            lock = self._building.setdefault(path.name, threading.Lock())
-        with lock:
-            if not path.exists() and isinstance(row, Derivative) and self._recorded_pyramid(row, path):
-                return Pyramid(path)
-            if not path.exists():
+        with self._lock:  # a viewer asks for dozens of tiles at once: the opened pyramid is kept
+            if path in self._opened:
+                self._opened.move_to_end(path)
+                return self._opened[path]
+        with self._build_lock:
+            if not path.exists() and not (isinstance(row, Derivative) and self._recorded_pyramid(row, path)):
                 data, _ = self.master(row) if isinstance(row, Item) else self.derivative_file(row)
                 try:
                     build(data, orientation, path)
                 except Exception as exc:  # libvips could not read it: like a missing file
                     raise MediaMissing(f"no pyramid can be made: {str(exc).splitlines()[0][:200]}") from None
-        return Pyramid(path)
+        pyramid = Pyramid(path)
+        with self._lock:
+            self._opened[path] = pyramid
+            while len(self._opened) > PREVIEWS_CACHED:
+                self._opened.popitem(last=False)
+        return pyramid
 
 
 # EXIF orientation -> the turn that shows the picture upright (the access copies keep the tag,

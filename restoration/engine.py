@@ -329,9 +329,10 @@ class Restorer:
 
     @torch.inference_mode()
     def _forward(
-        self, x: torch.Tensor, supplied: torch.Tensor | None = None
+        self, x: torch.Tensor, probability: torch.Tensor, supplied: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Restored tiles clamped to [0, 1] and damage probabilities, float32 on the device."""
+        """Restored tiles clamped to [0, 1], and damage probabilities written into ``probability``
+        (a reused buffer), float32 on the device."""
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         extra = () if supplied is None else (supplied.to(self.device, non_blocking=True),)
@@ -339,12 +340,13 @@ class Restorer:
             restored, mask_logits = self.model(x, *extra)
         restored = restored.float().clamp_(0, 1)  # the model's own output (or its input): ours to change
         # ``restored`` (perhaps a CUDA graph's output buffer) is used up before the model runs again
-        return restored, torch.sigmoid(mask_logits[:, 0], out=self.probability)
+        return restored, torch.sigmoid(mask_logits[:, 0], out=probability)
 
     @torch.inference_mode()
-    def _upload(self, canvases: list[_Canvas], batch: list[_Tile]) -> torch.Tensor:
+    def _upload(self, canvases: list[_Canvas], batch: list[_Tile]) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's tiles as float [B, 3, h, w] in [0, 1] on the device: gathered in their own
-        type (uint8 is a quarter of float32) into a reused buffer, sent up, converted there."""
+        type (uint8 is a quarter of float32) into a reused buffer, sent up, converted there; and the
+        reused buffer [B, h, w] its damage probabilities go into."""
         first = canvases[batch[0].image]
         source = first.image
         channels = 1 if source.shape[2] == 1 else 3
@@ -356,18 +358,18 @@ class Restorer:
             dtype = torch.int32
         n = len(batch)
         s = self.staging.take((batch[0].h, batch[0].w, channels), dtype, on_device)
-        self.probability, batch_float = s["p"][:n], s["float"][:n]  # slices stay channels_last
+        probability, batch_float = s["p"][:n], s["float"][:n]  # slices stay channels_last
         # on a CPU the tiles are gathered straight into the float batch (a grey tile to each channel)
         gather = s["host"] if s["host"] is not None else batch_float.permute(0, 2, 3, 1)
         for i, t in enumerate(batch):
             part = canvases[t.image].image[t.y : t.y + t.h, t.x : t.x + t.w, :channels]
             gather[i].copy_(part if isinstance(part, torch.Tensor) else _host_view(part))
         if s["host"] is None:
-            return batch_float if first.scale == 1.0 else batch_float.mul_(1.0 / first.scale)
+            return (batch_float if first.scale == 1.0 else batch_float.mul_(1.0 / first.scale)), probability
         tiles = self.staging.upload(s, n).permute(0, 3, 1, 2)
         if channels == 1:  # grey: the model sees it as RGB
             tiles = tiles.expand(-1, 3, -1, -1)
-        return batch_float.copy_(tiles).mul_(1.0 / first.scale)  # twice as fast as mul(out=) (measured)
+        return batch_float.copy_(tiles).mul_(1.0 / first.scale), probability  # 2x mul(out=) (measured)
 
     @torch.inference_mode()
     def restore(
@@ -397,10 +399,10 @@ class Restorer:
             for i, (a, m) in enumerate(zip(arrays, masks, strict=True))
         ]
         for batch in self._batches(canvases):
-            x = self._upload(canvases, batch)
+            x, probability = self._upload(canvases, batch)
             given = canvases[batch[0].image].given is not None  # batches never mix (see _batches)
             supplied = torch.stack([canvases[t.image].patch_mask(t) for t in batch]) if given else None
-            restored, probability = self._forward(x, supplied)
+            restored, probability = self._forward(x, probability, supplied)
             for t, rgb, p in zip(batch, restored, probability, strict=True):
                 canvases[t.image].add(t, rgb, p)
         for c in canvases:

@@ -361,21 +361,12 @@ def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tm
         return real_put(self, key, data, content_type)
 
     monkeypatch.setattr(LocalStore, "put", put)
-    assert (
-        main(
-            [
-                "--db",
-                settings.db.url,
-                "--output",
-                settings.store.output,
-                "ingest",
-                str(tmp_path / "inbox"),
-                "--collection",
-                "letters",
-            ]
-        )
-        == 1
-    )
+
+    def ingest_cli() -> int:
+        args = ["ingest", str(tmp_path / "inbox"), "--collection", "letters"]
+        return main(["--db", settings.db.url, "--output", settings.store.output, *args])
+
+    assert ingest_cli() == 1
     with sessions_for(settings.db.url)() as s:
         run = s.scalars(select(Run).where(Run.flow == "ingest")).one()
         item = s.get(Item, 1)
@@ -383,21 +374,7 @@ def test_a_thumbnail_that_could_not_be_written_is_a_counted_failure(settings, tm
     assert "disk full" in item.technical["thumbnail_error"] and item.thumbnail_key is None
 
     monkeypatch.setattr(LocalStore, "put", real_put)  # the disk has room again: the next run makes it
-    assert (
-        main(
-            [
-                "--db",
-                settings.db.url,
-                "--output",
-                settings.store.output,
-                "ingest",
-                str(tmp_path / "inbox"),
-                "--collection",
-                "letters",
-            ]
-        )
-        == 0
-    )
+    assert ingest_cli() == 0
     with sessions_for(settings.db.url)() as s:
         item = s.get(Item, 1)
         assert item.thumbnail_key and "thumbnail_error" not in (item.technical or {})
