@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, null, select, update
 from sqlalchemy.orm import Session, aliased
 
 from archive_db.engine import exclusive
@@ -83,17 +84,22 @@ def items_needing(
     after_id: int = 0,
     limit: int | None = None,
     with_masks: bool = False,
+    stale_of: ModelVersion | None = None,
 ) -> list[tuple[int, str, str, int, int]]:
     """Ingested items of a collection without a derivative of ``kind`` made by the recipe, as
     (id, source key, sha256, width, height), in id order from ``after_id`` (keyset paging).
 
     ``with_masks`` (a recipe whose model takes a curator's mask): an item with a current mask
-    needs the version made with that mask (:func:`masked_hash`), not the plain recipe's."""
+    needs the version made with that mask (:func:`masked_hash`), not the plain recipe's.
+    ``stale_of`` (a reprocess): only items whose current ``kind`` version that model's name made
+    in an older version (:func:`stale_items`)."""
     done = exists().where(
         Derivative.item_id == Item.id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash
     )
     columns = (Item.id, Item.source_key, Item.sha256, Item.width, Item.height)
-    where = (Item.collection_id == collection_id, Item.status == "ingested", Item.id > after_id)
+    where: tuple = (Item.collection_id == collection_id, Item.status == "ingested", Item.id > after_id)
+    if stale_of is not None:
+        where += (_stale(kind, stale_of),)
     masked = aliased(Derivative)
     has_mask = exists().where(masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current)
     query = (
@@ -115,6 +121,28 @@ def items_needing(
     made = made_hashes(session, list(wanted), kind)
     rows += [tuple(row[:5]) for row in candidates if (row[0], wanted[row[0]]) not in made]
     return sorted(rows)[:limit] if limit is not None else sorted(rows)
+
+
+def keyset_pages(fetch: Callable[[int], list[tuple]]) -> Iterator[list[tuple]]:
+    """Every page ``fetch(after_id)`` gives, each from the last id of the one before, until an
+    empty one: rows in id order, each once, and rows added behind the cursor meanwhile too."""
+    after = 0
+    while rows := fetch(after):
+        yield rows
+        after = rows[-1][0]
+
+
+def _stale(kind: str, model: ModelVersion) -> ColumnElement[bool]:
+    """The item's current ``kind`` version was made by an older version of ``model``'s name."""
+    older = aliased(ModelVersion)
+    return exists().where(
+        Derivative.item_id == Item.id,
+        Derivative.kind == kind,
+        Derivative.is_current,
+        older.id == Derivative.model_version_id,
+        older.name == model.name,
+        older.id < model.id,
+    )
 
 
 def stale_items(session: Session, collection_id: int, kind: str, model: ModelVersion) -> list[int]:
@@ -217,45 +245,66 @@ def derivatives_by_model(
 
 
 def made_beside_current(
-    session: Session, item_ids: list[int], kind: str, run_id: int
+    session: Session, collection_id: int, kind: str, run_id: int, after_id: int = 0, limit: int | None = None
 ) -> list[tuple[Item, Derivative, Derivative]]:
-    """(item, current version, the version run ``run_id`` made) for each of ``item_ids`` that has
-    both: what a reprocessing run compares."""
-    rows = session.scalars(
-        select(Derivative).where(Derivative.item_id.in_(item_ids), Derivative.kind == kind)
-    ).all()
-    items = {i.id: i for i in session.scalars(select(Item).where(Item.id.in_(item_ids)))}
-    current = {d.item_id: d for d in rows if d.is_current}
-    new = {d.item_id: d for d in rows if d.run_id == run_id and not d.is_current}
-    return [(items[i], current[i], new[i]) for i in item_ids if i in current and i in new]
+    """(item, current version, the version run ``run_id`` made) for each item of the collection
+    that has both, in item order from ``after_id`` (keyset paging): what a reprocessing run compares."""
+    current, new = aliased(Derivative), aliased(Derivative)
+    query = (
+        select(Item, current, new)
+        .join(new, and_(new.item_id == Item.id, new.kind == kind, new.run_id == run_id, ~new.is_current))
+        .join(current, and_(current.item_id == Item.id, current.kind == kind, current.is_current))
+        .where(Item.collection_id == collection_id, Item.id > after_id)
+        .order_by(Item.id)
+        .limit(limit)
+    )
+    return [tuple(r) for r in session.execute(query)]
 
 
 def style_candidates(
-    session: Session, source: str, collection_id: int | None = None, item_ids: list[int] | None = None
+    session: Session,
+    source: str,
+    collection_id: int | None = None,
+    item_ids: list[int] | None = None,
+    after_id: int = 0,
+    limit: int | None = None,
 ) -> tuple[list[tuple], int]:
     """(id, key, sha256, width, height, parent id, parent URI, parent sha256) for the ingested items
     of a collection (or of ``item_ids``), with the current version of kind ``source`` (None for
-    ``"master"``); items without one are left out of the rows and counted."""
+    ``"master"``); items without one are left out of the rows and counted. ``after_id`` and
+    ``limit``: one keyset page of the collection's items (see :func:`style_candidate_rows`)."""
+    rows = style_candidate_rows(session, source, collection_id, item_ids, after_id, limit)
+    if source == "master":
+        return rows, 0
+    with_parent = [r for r in rows if r[5] is not None]
+    return with_parent, len(rows) - len(with_parent)
+
+
+def style_candidate_rows(
+    session: Session,
+    source: str,
+    collection_id: int | None = None,
+    item_ids: list[int] | None = None,
+    after_id: int = 0,
+    limit: int | None = None,
+) -> list[tuple]:
+    """The rows of :func:`style_candidates` in id order from ``after_id``, at most ``limit``, those
+    without a current ``source`` version included (their parent columns None)."""
     cols = [Item.id, Item.source_key, Item.sha256, Item.width, Item.height]
-    where = [Item.status == "ingested"]
+    where = [Item.status == "ingested", Item.id > after_id]
     where.append(Item.collection_id == collection_id if item_ids is None else Item.id.in_(item_ids))
     if source == "master":
-        return [
-            (*r, None, None, None) for r in session.execute(select(*cols).where(*where).order_by(Item.id))
-        ], 0
-    parent = (
-        select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256)
-        .where(Derivative.kind == source, Derivative.is_current)
-        .subquery()
-    )
-    rows = session.execute(
-        select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256)
-        .outerjoin(parent, parent.c.item_id == Item.id)
-        .where(*where)
-        .order_by(Item.id)
-    ).all()
-    with_parent = [tuple(r) for r in rows if r[5] is not None]
-    return with_parent, len(rows) - len(with_parent)
+        query = select(*cols, *(null() for _ in range(3)))
+    else:
+        parent = (
+            select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256)
+            .where(Derivative.kind == source, Derivative.is_current)
+            .subquery()
+        )
+        query = select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256).outerjoin(
+            parent, parent.c.item_id == Item.id
+        )
+    return [tuple(r) for r in session.execute(query.where(*where).order_by(Item.id).limit(limit))]
 
 
 def _scope(query, collection_id: int | None, item_ids: list[int] | None):
@@ -278,10 +327,15 @@ def recipe_hashes_made(
 
 
 def stale_styled(
-    session: Session, collection_id: int, kind: str, model: ModelVersion, source: str
+    session: Session,
+    collection_id: int,
+    kind: str,
+    model: ModelVersion,
+    source: str,
+    item_ids: list[int] | None = None,
 ) -> set[int]:
     """Items whose current ``kind`` version was made by an older version of the model, or from a
-    parent that is no longer the current ``source`` version."""
+    parent that is no longer the current ``source`` version (of a collection, or of ``item_ids``)."""
     older_ids = set(
         session.scalars(
             select(ModelVersion.id).where(ModelVersion.name == model.name, ModelVersion.id < model.id)
@@ -293,7 +347,7 @@ def stale_styled(
                 Derivative.kind == kind, Derivative.is_current
             ),
             collection_id,
-            None,
+            item_ids,
         )
     ).all()
     parents = (
@@ -306,7 +360,7 @@ def stale_styled(
                         Derivative.kind == source, Derivative.is_current
                     ),
                     collection_id,
-                    None,
+                    item_ids,
                 )
             ).all()
         )

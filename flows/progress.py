@@ -9,12 +9,16 @@ from typing import Protocol
 
 
 class Reporter(Protocol):
-    def start(self, description: str, total: int) -> None: ...
+    def start(self, description: str, total: int | None) -> None: ...  # None: not known yet
+    def grow(self, n: int) -> None: ...  # ``n`` more to do (work selected a page at a time)
     def advance(self, n: int = 1) -> None: ...
 
 
 class _Silent:
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: int | None) -> None:
+        pass
+
+    def grow(self, n: int) -> None:
         pass
 
     def advance(self, n: int = 1) -> None:

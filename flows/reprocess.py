@@ -8,7 +8,9 @@ makes the versions current again that were current before the promotion. Nothing
 from __future__ import annotations
 
 import csv
+import heapq
 import io
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -18,15 +20,14 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from archive_db import curation, ledger
-from archive_db.derivatives import items_needing, made_beside_current, stale_items
-from archive_db.models import REPROCESSING, Agent, Derivative, Item, ModelVersion
+from archive_db.derivatives import keyset_pages, made_beside_current
+from archive_db.models import REPROCESSING, Agent, ModelVersion
 from flows.db import collection_named, ensure_schema, sessions_for, writing
 from flows.derive.dispatch import DeriveSummary, dispatch
-from flows.derive.operations import takes_masks
 from flows.imaging.io import read_image
 from flows.model_versions import agent_of, resolve
 from flows.report import artifact_key
-from flows.restore import KIND, prepare
+from flows.restore import KIND, prepare, work_pages
 from flows.settings import Settings
 from flows.storage.layout import reprocess_report_prefix
 from flows.storage.store import cached_store, open_store, read_all
@@ -43,30 +44,36 @@ class Change:
     mean_abs_change: float  # in [0, 1]: mean over pixels and channels of |new - previous|
 
 
+TOP = 20  # the largest changes a report keeps in memory and lists; every one is in changes.csv
+
+
 @dataclass
 class ReprocessReport:
     summary: DeriveSummary
-    changes: list[Change] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)  # the largest (at most TOP), largest first
     report_prefix: str = ""
+    compared: int = 0  # items whose new version was compared with the current one
+    total_change: float = 0.0  # the sum of their mean absolute changes
+    sheet_rows: list = field(default_factory=list, repr=False)  # (change, pair) of the contact sheet
 
     def headline(self) -> str:
-        if not self.changes:
+        if not self.compared:
             return self.summary.headline()
-        mean = float(np.mean([c.mean_abs_change for c in self.changes]))
         return (
             f"{self.summary.headline()} Mean absolute change against the previous versions: "
-            f"{mean:.4f}; report in {self.report_prefix}/."
+            f"{self.total_change / self.compared:.4f}; report in {self.report_prefix}/."
         )
 
     def markdown(self) -> str:
         lines = [self.summary.markdown(), "## Change against the previous version", ""]
         lines += ["| item | key | from | to | mean abs change |", "|---|---|---|---|---|"]
-        for c in sorted(self.changes, key=lambda c: -c.mean_abs_change)[:20]:
+        for c in self.changes:
             lines.append(
                 f"| {c.item_id} | `{c.key}` | v{c.previous_version} | v{c.new_version} | {c.mean_abs_change:.4f} |"
             )
         lines += [
             "",
+            f"Every change: `{self.report_prefix}/changes.csv`. "
             f"Contact sheet (original, previous, new): `{self.report_prefix}/contact-sheet.jpg`",
             "",
         ]
@@ -95,39 +102,65 @@ def reprocess_collection(
         from flows.stylize import plan
 
         p = plan(settings, collection, style, strength, source, stale_only=True)
-        coll_id, row, recipe, todo, model = p.collection_id, p.row, p.recipe, p.todo, style
+        coll_id, row, recipe, pages, model = p.collection_id, p.row, p.recipe, p.pages(), style
     else:
         coll_id, row, recipe = prepare(settings, collection, model, kind)
-        with sessions_for(settings.db.url)() as session:
-            stale = set(stale_items(session, coll_id, kind, row))
-            todo = [
-                r
-                for r in items_needing(session, coll_id, kind, recipe.hash, with_masks=takes_masks(row))
-                if r[0] in stale
-            ]
-    summary = dispatch(settings, "reprocess", collection, coll_id, model, row, recipe, todo, pool)
+        pages = work_pages(settings, coll_id, row, recipe, stale_only=True)
+    summary = dispatch(settings, "reprocess", collection, coll_id, model, row, recipe, pages, pool)
     report = ReprocessReport(summary, report_prefix=reprocess_report_prefix(collection, summary.run_id))
-    pairs = _pairs(settings, [r[0] for r in todo], recipe.kind, summary.run_id)
-    if pairs:
-        report.changes = _compare(settings, pairs)
-        _record(settings, row, summary.run_id, report.changes)
-        _write_report(settings, report, pairs, sample)
+    if _compare_all(settings, report, coll_id, recipe.kind, row, sample):
+        _write_report(settings, report, sample)
     create_markdown_artifact(
         key=artifact_key("reprocess", collection), markdown=report.markdown(), description=report.headline()
     )
     return report
 
 
-def _pairs(
-    settings: Settings, item_ids: list[int], kind: str, run_id: int
-) -> list[tuple[Item, Derivative, Derivative]]:
-    """(item, current version, new version) for the items this run has made a version of."""
-    if not item_ids:
-        return []
-    with sessions_for(settings.db.url)() as session:
-        pairs = made_beside_current(session, item_ids, kind, run_id)
-        session.expunge_all()
-    return pairs
+def _compare_all(
+    settings: Settings, report: ReprocessReport, coll_id: int, kind: str, row: ModelVersion, sample: int
+) -> bool:
+    """Compare each new version this run made with the current one, a keyset page at a time:
+    events recorded and rows written to the report's changes.csv as they go; the report keeps the
+    count, the sum and the largest changes (with their items, for the contact sheet)."""
+    run_id = report.summary.run_id
+    keep = max(TOP, sample)
+    top: list[tuple[float, int, Change, tuple]] = []  # a min-heap of the largest changes
+    with tempfile.TemporaryFile("w+", newline="") as table:
+        writer = csv.writer(table)
+        writer.writerow(["item_id", "key", "previous_version", "new_version", "mean_abs_change"])
+
+        def page(after_id: int) -> list[tuple]:
+            with sessions_for(settings.db.url)() as session:
+                pairs = made_beside_current(
+                    session, coll_id, kind, run_id, after_id, settings.restore.select_page
+                )
+                session.expunge_all()
+            return [(item.id, (item, old, new)) for item, old, new in pairs]
+
+        for rows in keyset_pages(page):
+            pairs = [pair for _, pair in rows]
+            changes = _compare(settings, pairs)
+            _record(settings, row, run_id, changes)
+            for c, pair in zip(changes, pairs, strict=True):
+                writer.writerow(
+                    [c.item_id, c.key, c.previous_version, c.new_version, f"{c.mean_abs_change:.6f}"]
+                )
+                report.compared += 1
+                report.total_change += c.mean_abs_change
+                entry = (c.mean_abs_change, -c.item_id, c, pair)
+                if len(top) < keep:
+                    heapq.heappush(top, entry)
+                elif entry[:2] > top[0][:2]:
+                    heapq.heapreplace(top, entry)
+        if not report.compared:
+            return False
+        ranked = sorted(top, key=lambda e: e[:2], reverse=True)
+        report.changes = [c for _, _, c, _ in ranked[:TOP]]
+        report.sheet_rows = [(c, pair) for _, _, c, pair in ranked[:sample]]
+        table.seek(0)
+        output = open_store(settings.store.output, settings.store, create=True)
+        output.put(f"{report.report_prefix}/changes.csv", table.read().encode(), "text/csv")
+    return True
 
 
 def _pixels(settings: Settings, storage_uri: str) -> np.ndarray:
@@ -169,18 +202,11 @@ def _record(settings: Settings, row: ModelVersion, run_id: int, changes: list[Ch
             )
 
 
-def _write_report(settings: Settings, report: ReprocessReport, pairs, sample: int) -> None:
+def _write_report(settings: Settings, report: ReprocessReport, sample: int) -> None:
     output = open_store(settings.store.output, settings.store, create=True)
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(["item_id", "key", "previous_version", "new_version", "mean_abs_change"])
-    for c in report.changes:
-        writer.writerow([c.item_id, c.key, c.previous_version, c.new_version, f"{c.mean_abs_change:.6f}"])
-    output.put(f"{report.report_prefix}/changes.csv", table.getvalue().encode(), "text/csv")
     output.put(f"{report.report_prefix}/report.md", report.markdown().encode(), "text/markdown")
-    ranked = sorted(zip(report.changes, pairs, strict=True), key=lambda cp: -cp[0].mean_abs_change)[:sample]
-    if ranked:
-        sheet = contact_sheet(settings, [(c, p) for c, p in ranked])
+    if report.sheet_rows:
+        sheet = contact_sheet(settings, report.sheet_rows)
         output.put(f"{report.report_prefix}/contact-sheet.jpg", sheet, "image/jpeg")
 
 

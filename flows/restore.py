@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow
 
-from archive_db.derivatives import Recipe, items_needing
+from archive_db.derivatives import Recipe, items_needing, keyset_pages
 from archive_db.models import ModelVersion
 from flows.db import collection_named, sessions_for
 from flows.derive.dispatch import DeriveSummary, dispatch
@@ -31,9 +32,30 @@ def restore_collection(
     """Restore every ingested item of ``collection`` that lacks ``model``'s output; see the module."""
     settings = settings or Settings()
     coll_id, row, recipe = prepare(settings, collection, model, kind)
-    with sessions_for(settings.db.url)() as session:
-        todo = items_needing(session, coll_id, kind, recipe.hash, with_masks=takes_masks(row))
-    return dispatch(settings, "restore", collection, coll_id, model, row, recipe, todo, pool)
+    pages = work_pages(settings, coll_id, row, recipe)
+    return dispatch(settings, "restore", collection, coll_id, model, row, recipe, pages, pool)
+
+
+def work_pages(
+    settings: Settings, coll_id: int, row: ModelVersion, recipe: Recipe, stale_only: bool = False
+) -> Iterator[list[tuple]]:
+    """The items lacking ``recipe``'s version, a keyset page at a time (with ``stale_only``, only
+    those whose current version an older version of the model made): memory stays flat."""
+
+    def page(after_id: int) -> list[tuple]:
+        with sessions_for(settings.db.url)() as session:
+            return items_needing(
+                session,
+                coll_id,
+                recipe.kind,
+                recipe.hash,
+                after_id=after_id,
+                limit=settings.restore.select_page,
+                with_masks=takes_masks(row),
+                stale_of=row if stale_only else None,
+            )
+
+    return keyset_pages(page)
 
 
 def preflight(settings: Settings, in_process: bool = True) -> None:

@@ -34,6 +34,9 @@ class RestoreSettings(BaseModel):
     batch_pixels: int = Field(default=48_000_000, ge=1, description="pixels per batch sent to a worker")
     batch_items: int = Field(default=256, ge=1, le=5000, description="most images per batch")
     batches_in_flight: int = Field(default=2, ge=1, le=256, description="batches running at once on a pool")
+    select_page: int = Field(
+        default=5000, ge=1, le=100_000, description="items a run selects from the catalogue at a time"
+    )
     threads: int = Field(
         default=4, ge=1, le=64, description="fetch/decode and encode/write threads per worker"
     )

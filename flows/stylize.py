@@ -15,13 +15,20 @@ makes a new version (awaiting promotion) rather than colliding with the old one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from prefect import flow
 
 from archive_db import queries
-from archive_db.derivatives import Recipe, recipe_hashes_made, stale_styled, style_candidates
+from archive_db.derivatives import (
+    Recipe,
+    keyset_pages,
+    recipe_hashes_made,
+    stale_styled,
+    style_candidate_rows,
+)
 from archive_db.models import ModelVersion
 from flows.db import collection_named, sessions_for, writing
 from flows.derive.dispatch import dispatch
@@ -121,11 +128,56 @@ def ensure_presets(settings: Settings) -> None:
 
 @dataclass
 class StylePlan:
+    """The items to style, selected a keyset page at a time as :meth:`pages` is read."""
+
     collection_id: int
     row: ModelVersion
     recipe: Recipe
-    todo: list[tuple]  # (id, key, sha256, width, height) as restore's dispatcher takes them
-    without_source: int = 0  # items with no current restored version to style
+    db_url: str
+    page: int  # items selected at a time
+    limit: int | None = None  # at most this many items
+    stale_only: bool = False
+    without_source: int = 0  # items with no current source version to style (counted while paging)
+
+    def pages(self) -> Iterator[list[tuple]]:
+        """(id, key, sha256, width, height) rows, as restore's dispatcher takes them, a page at a
+        time in item order: memory stays flat with the collection's size."""
+        self.without_source, left = 0, self.limit
+        for rows in keyset_pages(self._candidates):
+            todo = self._todo(rows)
+            if left is not None:
+                todo, left = todo[:left], left - min(left, len(todo))
+            if todo:
+                yield todo
+            if left == 0:
+                return
+
+    def _candidates(self, after_id: int) -> list[tuple]:
+        with sessions_for(self.db_url)() as session:
+            return style_candidate_rows(
+                session, self.source, self.collection_id, after_id=after_id, limit=self.page
+            )
+
+    @property
+    def source(self) -> str:
+        return self.recipe.params.get("from", "restored")
+
+    def _todo(self, rows: list[tuple]) -> list[tuple]:
+        if self.source != "master":
+            self.without_source += sum(r[5] is None for r in rows)
+            rows = [r for r in rows if r[5] is not None]
+        ids = [r[0] for r in rows]
+        if not ids:
+            return []
+        with sessions_for(self.db_url)() as session:
+            done = recipe_hashes_made(session, self.recipe.kind, item_ids=ids)
+            rows = [r for r in rows if (r[0], item_hash(self.recipe, r[5])) not in done]
+            if self.stale_only:
+                stale = stale_styled(
+                    session, self.collection_id, self.recipe.kind, self.row, self.source, item_ids=ids
+                )
+                rows = [r for r in rows if r[0] in stale]
+        return [r[:5] for r in rows]
 
 
 def prepare(
@@ -189,16 +241,7 @@ def plan(
     With ``stale_only`` (a reprocess), only items that already have a current version of the
     kind, made by an older model version or from a parent that is no longer current."""
     coll_id, row, recipe = prepare(settings, collection, style, strength, source, params)
-    with sessions_for(settings.db.url)() as session:
-        source_kind = recipe.params.get("from", "restored")
-        rows, without = style_candidates(session, source_kind, collection_id=coll_id)
-        done = recipe_hashes_made(session, recipe.kind, collection_id=coll_id)
-        todo = [r for r in rows if (r[0], item_hash(recipe, r[5])) not in done]
-        if stale_only:
-            stale = stale_styled(session, coll_id, recipe.kind, row, source)
-            todo = [r for r in todo if r[0] in stale]
-    todo = todo[:limit] if limit else todo
-    return StylePlan(coll_id, row, recipe, [r[:5] for r in todo], without)
+    return StylePlan(coll_id, row, recipe, settings.db.url, settings.restore.select_page, limit, stale_only)
 
 
 # -- the flow ------------------------------------------------------------------------------------
@@ -218,6 +261,8 @@ def stylize_collection(
     """Style every item of ``collection`` whose current source lacks this recipe's version."""
     settings = settings or Settings()
     p = plan(settings, collection, style, strength, source, params, limit)
-    summary = dispatch(settings, "stylize", collection, p.collection_id, style, p.row, p.recipe, p.todo, pool)
+    summary = dispatch(
+        settings, "stylize", collection, p.collection_id, style, p.row, p.recipe, p.pages(), pool
+    )
     summary.without_source = p.without_source
     return summary

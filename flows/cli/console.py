@@ -39,10 +39,15 @@ class RichReporter:
     def __exit__(self, *exc) -> None:
         self.bar.stop()
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: int | None) -> None:
         if self.task is not None:
             self.bar.remove_task(self.task)
         self.task = self.bar.add_task(description, total=total)
+
+    def grow(self, n: int) -> None:
+        if self.task is not None:
+            total = next((t.total for t in self.bar.tasks if t.id == self.task), None)
+            self.bar.update(self.task, total=(total or 0) + n)
 
     def advance(self, n: int = 1) -> None:
         if self.task is not None:

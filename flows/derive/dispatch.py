@@ -8,8 +8,10 @@ worker that died is seen as the items it left undone.
 
 from __future__ import annotations
 
+import itertools
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -120,31 +122,38 @@ def dispatch(
     ref: str,
     row: ModelVersion,
     recipe: Recipe,
-    todo: list[tuple],
+    pages: Iterable[list[tuple]],
     pool: str | None,
 ) -> DeriveSummary:
-    """Batch ``todo`` by pixel budget, run the batches in-process or on ``pool``, gather the outcome
-    from the catalogue, and record the run."""
+    """Batch the ``pages`` of work (keyset pages of (id, key, sha256, width, height) rows, read as
+    the batches go, so a million-item collection is never in memory at once) by pixel budget, run
+    the batches in-process or on ``pool``, gather the outcome from the catalogue, record the run."""
     started = time.perf_counter()
-    summary = DeriveSummary(
-        collection, f"{row.name}@{row.version}", recipe.hash, selected=len(todo), operation=recipe.operation
-    )
+    summary = DeriveSummary(collection, f"{row.name}@{row.version}", recipe.hash, operation=recipe.operation)
     summary.run_id = _begin(settings, flow_name, coll_id, recipe, ref, pool)
-    batches = plan_batches(todo, settings.restore.batch_pixels, settings.restore.batch_items)
-    summary.batches = len(batches)
     progress = reporter()
-    progress.start(f"{flow_name} {collection}", len(todo))
-    keys = {r[0]: r[1] for r in todo}
-    pixels = {r[0]: (r[3] or 0) * (r[4] or 0) for r in todo}
+    progress.start(f"{flow_name} {collection}", None)
+    in_flight: dict[int, tuple[str, int]] = {}  # item id -> (key, pixels) of the batches not gathered
+
+    def batches() -> Iterator[list[int]]:
+        for page in pages:
+            summary.selected += len(page)
+            progress.grow(len(page))
+            for r in page:
+                in_flight[r[0]] = (r[1], (r[3] or 0) * (r[4] or 0))
+            for ids in plan_batches(page, settings.restore.batch_pixels, settings.restore.batch_items):
+                summary.batches += 1
+                yield ids
 
     def gather(ids: list[int]) -> None:
         outcome = batch_outcome(settings, summary.run_id, ids, recipe)
+        rows = {i: in_flight.pop(i) for i in ids}  # (key, pixels)
         summary.restored += len(outcome["restored"])
-        summary.pixels += sum(pixels[i] for i in outcome["restored"])
+        summary.pixels += sum(rows[i][1] for i in outcome["restored"])
         summary.failed += len(outcome["failed"])
         summary.made_elsewhere += len(outcome["skipped"])
         summary.problems += [
-            (keys[i], reason) for i, reason in [*outcome["failed"].items(), *outcome["skipped"].items()]
+            (rows[i][0], reason) for i, reason in [*outcome["failed"].items(), *outcome["skipped"].items()]
         ]
         undone = [
             i
@@ -153,7 +162,7 @@ def dispatch(
         ]
         summary.not_done += len(undone)
         summary.problems += [
-            (keys[i], "not done: the batch's worker ended without recording it") for i in undone
+            (rows[i][0], "not done: the batch's worker ended without recording it") for i in undone
         ]
         progress.advance(len(ids))
 
@@ -161,11 +170,11 @@ def dispatch(
     try:
         with heartbeat(settings.db.url, summary.run_id):  # so a run elsewhere can tell if this one dies
             if pool is None:
-                for ids in batches:
+                for ids in batches():
                     restore_batch(ids, asdict(recipe), summary.run_id, settings)
                     gather(ids)
             else:
-                _on_pool(settings, pool, batches, asdict(recipe), summary.run_id, gather)
+                _on_pool(settings, pool, batches(), asdict(recipe), summary.run_id, gather)
         status = "completed" if summary.failed == summary.not_done == 0 else "partial"
     finally:
         summary.seconds = round(time.perf_counter() - started, 3)
@@ -198,9 +207,10 @@ def _begin(
 
 
 def _on_pool(
-    settings: Settings, pool: str, batches: list[list[int]], recipe: dict, run_id: int, gather
+    settings: Settings, pool: str, batches: Iterator[list[int]], recipe: dict, run_id: int, gather
 ) -> None:
-    """Each batch as a run of the restore-batch deployment; at most ``batches_in_flight`` at once."""
+    """Each batch as a run of the restore-batch deployment; at most ``batches_in_flight`` at once,
+    the next batch taken from ``batches`` (and so the next page selected) only as one ends."""
     from prefect.deployments import run_deployment
 
     _check_pool(settings.restore.deployment, pool)
@@ -214,9 +224,14 @@ def _on_pool(
         )
         return ids
 
-    with ThreadPoolExecutor(settings.restore.batches_in_flight, thread_name_prefix="dispatch") as workers:
-        for done in [workers.submit(one, ids) for ids in batches]:
-            gather(done.result())
+    width = settings.restore.batches_in_flight
+    with ThreadPoolExecutor(width, thread_name_prefix="dispatch") as workers:
+        running = {workers.submit(one, ids) for ids in itertools.islice(batches, width)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for done in finished:
+                gather(done.result())
+                running |= {workers.submit(one, ids) for ids in itertools.islice(batches, 1)}
 
 
 def _check_pool(deployment: str, pool: str) -> None:
