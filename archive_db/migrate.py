@@ -11,9 +11,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# Full-text search objects the migrations make per database (FTS5 tables, the tsvector column
+# Search objects the migrations make per database (FTS5 tables, the tsvector column, the facet key
 # and its index): not in the ORM models, so autogenerate must not see them.
-SEARCH_OBJECTS = ("items_fts", "search_doc", "ix_items_search_doc", "ix_items_date_span")
+SEARCH_OBJECTS = (
+    "items_fts",
+    "search_doc",
+    "ix_items_search_doc",
+    "ix_items_date_span",
+    "facet_key",
+    "ix_items_facet_key",
+    "ix_items_date_order",
+    "ix_items_sample",
+)
 
 
 def include_object(obj, name: str | None, type_: str, reflected: bool, compare_to) -> bool:

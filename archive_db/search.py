@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, exists, func, literal_column, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
 from archive_db.models import MAX_ID, Collection, Derivative, Event, Item, ModelVersion
@@ -87,6 +90,10 @@ class Page:
     next_cursor: str | None
     facets: dict[str, list[tuple[Any, int]]] = field(default_factory=dict)
     total: int | None = None
+    # None: the total and the facets are exact. Else they are estimated from a 1-in-SAMPLE sample
+    # of the matches (PostgreSQL, a full-text search above ESTIMATE_ABOVE), and the total is
+    # within this fraction of the exact one at 95% confidence.
+    estimate: float | None = None
 
 
 # -- filters --------------------------------------------------------------------------------
@@ -97,13 +104,21 @@ def fts_terms(text_query: str) -> list[str]:
     return re.findall(r"\w+", text_query.lower())
 
 
-def _text_filter(session: Session, words: list[str]) -> ColumnElement[bool]:
-    """Items matching every word, as a prefix ("harb" finds "harbour")."""
+def typing_last_word(text_query: str) -> bool:
+    """Whether the query's last word may still be being typed (searched as a prefix): it is, unless
+    a space or punctuation follows it."""
+    return bool(re.search(r"\w$", text_query))
+
+
+def _text_filter(session: Session, words: list[str], prefix_last: bool) -> ColumnElement[bool]:
+    """Items matching every word: whole words, but the last as a prefix while it is being typed
+    ("harbour whi" finds "Whitby harbour"; "harb" finds "harbour", "harb whitby" does not)."""
+    prefix = [prefix_last and i == len(words) - 1 for i in range(len(words))]
     if session.get_bind().dialect.name == "postgresql":
-        query = " & ".join(f"{w}:*" for w in words)
+        query = " & ".join(f"{w}:*" if p else w for w, p in zip(words, prefix, strict=True))
         return text("items.search_doc @@ to_tsquery('simple', :fts)").bindparams(fts=query)
     if session.get_bind().dialect.name == "sqlite":
-        query = " ".join(f'"{w}"*' for w in words)
+        query = " ".join(f'"{w}"*' if p else f'"{w}"' for w, p in zip(words, prefix, strict=True))
         matching = (
             select(literal_column("rowid"))
             .select_from(text("items_fts"))
@@ -155,7 +170,7 @@ def where_clause(session: Session, q: SearchQuery) -> list[ColumnElement[bool]] 
     """The WHERE clause of a search, or None if it cannot match anything (unknown collection)."""
     where: list[ColumnElement[bool]] = []
     if q.text and (words := fts_terms(q.text)):
-        where.append(_text_filter(session, words))
+        where.append(_text_filter(session, words, typing_last_word(q.text)))
     if q.collection:
         cid = session.scalar(select(Collection.id).where(Collection.name == q.collection))
         if cid is None:
@@ -165,7 +180,7 @@ def where_clause(session: Session, q: SearchQuery) -> list[ColumnElement[bool]] 
         where.append(Item.date_to >= q.year_from)
         # No item's range is wider than the widest one: this bound lets the date_from index
         # narrow the scan (an overlap test alone cannot use an index).
-        span = session.scalar(select(func.max(Item.date_to - Item.date_from)))
+        span = _widest_span(session)
         if span is not None:
             where.append(Item.date_from >= q.year_from - span)
     if q.year_to is not None:
@@ -190,6 +205,11 @@ def where_clause(session: Session, q: SearchQuery) -> list[ColumnElement[bool]] 
             else _current(Derivative.model_version_id == mv.id)
         )
     return where
+
+
+def _widest_span(session: Session) -> int | None:
+    """The widest date range of any item, in years (read from the ix_items_date_span index)."""
+    return session.scalar(select(func.max(Item.date_to - Item.date_from)))
 
 
 # -- sorting and cursors --------------------------------------------------------------------
@@ -236,17 +256,43 @@ def decode_cursor(cursor: str, sort: str = "id") -> list[Any]:
     return values
 
 
-def _page_query(q: SearchQuery, where: list[ColumnElement[bool]]) -> Select:
+def _page_query(
+    q: SearchQuery, where: list[ColumnElement[bool]], by_id: bool = False, walk_dates: bool = False
+) -> Select:
+    """The page's items. ``by_id``: the WHERE clause picks items by id (full-text matches).
+    ``walk_dates`` (PostgreSQL): a date-sorted search with a first year, in two parts (below)."""
     key, desc = _sort_key(q.sort)
-    query = select(Item, Collection.name).join(Collection, Collection.id == Item.collection_id).where(*where)
+    ids = select(Item.id).where(*where)
+    if walk_dates and q.sort == "date" and q.year_to is not None:  # implied by the date filters:
+        ids = ids.where(key <= q.year_to)  # a bound on the sort's expression, where a walk can stop
     if q.after:
         last, last_id = decode_cursor(q.after, q.sort)
         if q.sort in ("id", "newest"):
-            query = query.where(Item.id < last_id if desc else Item.id > last_id)
+            ids = ids.where(Item.id < last_id if desc else Item.id > last_id)
         else:
-            query = query.where(or_(key > last, and_(key == last, Item.id > last_id)))
+            ids = ids.where(or_(key > last, and_(key == last, Item.id > last_id)))
     order = (key.desc(), Item.id.desc()) if desc else (key, Item.id)
-    return query.order_by(*order).limit(q.limit + 1)
+    if by_id and q.sort in ("id", "newest"):  # full-text matches: their filters from one index
+        ids = ids.with_hint(Item, "INDEXED BY ix_items_facet_key", "sqlite")
+    n = q.limit + 1
+    if walk_dates and q.sort == "date" and q.year_from is not None:
+        # Ranges that begin before the search's first year (the few that reach into it: found by
+        # the date index) sort before all those that begin in it, which a walk along the date
+        # sort's index (ix_items_date_order) gives in order from its first year, stopping after a
+        # page. One walk from the earliest possible start would pass every range that ends early.
+        # (SQLite's planner does better without: the full-text matches, then a sort.)
+        parts = [
+            ids.add_columns(key.label("k")).where(w).order_by(*order).limit(n).subquery()
+            for w in (Item.date_from < q.year_from, key >= q.year_from)
+        ]
+        both = union_all(*(select(p.c.id, p.c.k) for p in parts)).subquery()
+        page_ids = select(both.c.id).order_by(both.c.k, both.c.id).limit(n)
+    else:
+        page_ids = ids.order_by(*order).limit(n)
+    # The page's ids first, then their items: the rows of all the other matches are never read.
+    # Items alone: joined to the collections, SQLite may loop over them outside and scan the date
+    # index once per collection (147 ms a page at 1,000,000 items instead of 18).
+    return select(Item).where(Item.id.in_(page_ids)).order_by(*order)
 
 
 def _cursor_of(item: Item, sort: str) -> str:
@@ -270,14 +316,17 @@ def search(session: Session, q: SearchQuery, with_facets: bool = True) -> Page:
         return Page(
             [], None, {name: [] for name in FACETS} if with_facets else {}, 0 if with_facets else None
         )
-    rows = session.execute(_page_query(q, where)).all()
-    more = len(rows) > q.limit
-    rows = rows[: q.limit]
-    hits = [_hit(item, name) for item, name in rows]
-    cursor = _cursor_of(rows[-1][0], q.sort) if more else None
+    postgres = session.get_bind().dialect.name == "postgresql"
+    query = _page_query(q, where, by_id=bool(q.text and fts_terms(q.text)), walk_dates=postgres)
+    items = session.scalars(query).all()
+    more = len(items) > q.limit
+    items = items[: q.limit]
+    names = dict(session.execute(select(Collection.id, Collection.name)).all())
+    hits = [_hit(item, names[item.collection_id]) for item in items]
+    cursor = _cursor_of(items[-1], q.sort) if more else None
     page = Page(hits, cursor)
     if with_facets:
-        page.facets = facets(session, q, where)
+        page.facets, page.estimate = counted_facets(session, q, where)
         page.total = sum(n for _, n in page.facets["collection"])
     return page
 
@@ -304,31 +353,87 @@ def _hit(item: Item, collection: str) -> Hit:
 # -- facets ---------------------------------------------------------------------------------
 #
 # All four facets come from one grouped scan of the matching items over (collection, status,
-# decade, restoring model, styled): a small "cube" summed up in Python. The cube of the whole
-# catalogue is kept per process and reused until the catalogue changes (a new event, item or
-# derivative), so browsing by collection and status does not rescan a million rows each time.
+# decade, restoring model, styled): a small "cube" summed up in Python. Two caches keep the
+# scans off most pages, both valid until the catalogue changes (a new event, item or
+# derivative moves its change marker):
+# - the cube of the whole catalogue, by collection, status, exact date range, model and styled,
+#   from which every search without text, model or kind is summed (dates by overlap), and
+# - each search's facets, so its next pages (and the same search again) count nothing.
 
 FACETS = ("collection", "decade", "status", "model")
-_DIMS = ("collection_id", "status", "decade", "model_id", "styled")
+SEARCHES_KEPT = 256  # searches whose facets are kept, per catalogue
+# PostgreSQL reads each full-text match's row from the table to count it (about 3 µs each, 150 ms
+# for 50,000): above ESTIMATE_ABOVE matches, a search's facets and total are estimated from one
+# item in SAMPLE, chosen by a hash of the id (not its residue: scans alternating recto and verso
+# must not all fall on one side), through the partial index ix_items_sample (migration 0005), and
+# the page says so. The condition must read exactly as the index's.
+SAMPLE = 16
+SAMPLED = "(hashint4(items.id) & 15) = 0"
+ESTIMATE_ABOVE = 10_000
 
 
-def _cube(session: Session, where: list[ColumnElement[bool]]) -> list[tuple]:
-    decade = (Item.date_from // 10) * 10
-    query = (
-        select(Item.collection_id, Item.status, decade, Item.restored_model_id, Item.styled, func.count())
-        .where(*where)
-        .group_by(Item.collection_id, Item.status, decade, Item.restored_model_id, Item.styled)
+def _cube(session: Session, where: list[ColumnElement[bool]], by_id: bool = False) -> list[tuple]:
+    """(collection id, status, decade, model id, styled, count) over the matching items, grouped by
+    the one integer that packs them (``items.facet_key``, migration 0005). ``by_id``: the WHERE
+    clause picks items by id (full-text matches), read from the (id, facet_key) index alone."""
+    key = literal_column("items.facet_key")
+    query = select(key, func.count()).select_from(Item).where(*where).group_by(key)
+    if by_id:  # SQLite's planner reads the table for each id otherwise (twice the time)
+        query = query.with_hint(Item, "INDEXED BY ix_items_facet_key", "sqlite")
+    return [(*unpack_facet_key(k), n) for k, n in session.execute(query)]
+
+
+_MODEL_BITS, _DECADE_BITS, _STATUS_BITS = 20, 15, 3
+_STATUS_CODES = {1: "ingested", 2: "quarantined", 0: "other"}
+
+
+def unpack_facet_key(key: int) -> tuple[int, str, int | None, int | None, bool]:
+    """(collection id, status, decade, model id, styled) of a facet key (migration 0005)."""
+    styled, key = bool(key & 1), key >> 1
+    model, key = (key & ((1 << _MODEL_BITS) - 1)) - 1, key >> _MODEL_BITS
+    decade, key = key & ((1 << _DECADE_BITS) - 1), key >> _DECADE_BITS
+    status, collection = key & ((1 << _STATUS_BITS) - 1), key >> _STATUS_BITS
+    return (
+        collection,
+        _STATUS_CODES[status],
+        None if decade == 0 else (decade - 10001) * 10,
+        None if model < 0 else model,
+        styled,
     )
-    return [tuple(r) for r in session.execute(query)]
+
+
+def _whole_rows(session: Session) -> list[tuple]:
+    """(collection id, status, date_from, date_to, model id, styled, count) of the whole catalogue."""
+    cols = (
+        Item.collection_id,
+        Item.status,
+        Item.date_from,
+        Item.date_to,
+        Item.restored_model_id,
+        Item.styled,
+    )
+    return [tuple(r) for r in session.execute(select(*cols, func.count()).group_by(*cols))]
+
+
+def _decade(year: int | None) -> int | None:
+    """The decade the database's ``(date_from / 10) * 10`` gives: integer division truncates."""
+    return None if year is None else int(year / 10) * 10
 
 
 @dataclass
-class _CubeCache:
-    marker: tuple | None = None
-    rows: list[tuple] = field(default_factory=list)
+class _Cache:
+    """What a catalogue's searches keep, each value with the change marker it was counted at."""
+
+    whole: tuple[tuple, list[tuple]] | None = None
+    searches: OrderedDict = field(default_factory=OrderedDict)  # key -> (when, facets, estimate)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_whole: dict[str, _CubeCache] = {}
+_caches: dict[str, _Cache] = {}
+
+
+def _cache_of(session: Session) -> _Cache:
+    return _caches.setdefault(session.get_bind().url.render_as_string(hide_password=True), _Cache())
 
 
 def _change_marker(session: Session) -> tuple:
@@ -336,36 +441,90 @@ def _change_marker(session: Session) -> tuple:
     return tuple(session.scalar(select(func.max(col))) for col in (Event.id, Item.id, Derivative.id))
 
 
-def _whole_cube(session: Session) -> list[tuple]:
-    key = session.get_bind().url.render_as_string(hide_password=True)
-    cache = _whole.setdefault(key, _CubeCache())
-    marker = _change_marker(session)
-    if cache.marker != marker:
-        cache.rows, cache.marker = _cube(session, []), marker
-    return cache.rows
+def _whole_cube(session: Session, marker: tuple) -> tuple[list[tuple], list[tuple]]:
+    """The whole catalogue's cube, by exact date range and (summed up) by decade."""
+    cache = _cache_of(session)
+    whole = cache.whole
+    if whole is None or whole[0] != marker:
+        by_dates = _whole_rows(session)
+        sums: dict[tuple, int] = {}
+        for coll, status, date_from, _, model_id, styled, n in by_dates:
+            key = (coll, status, _decade(date_from), model_id, styled)
+            sums[key] = sums.get(key, 0) + n
+        whole = cache.whole = (marker, (by_dates, [(*k, n) for k, n in sums.items()]))
+    return whole[1]
+
+
+def _search_key(q: SearchQuery) -> tuple:
+    words = tuple(fts_terms(q.text or ""))
+    typing = bool(words) and typing_last_word(q.text or "")
+    return (words, typing, q.collection, q.year_from, q.year_to, q.status, q.model, q.kind)
 
 
 def facets(
     session: Session, q: SearchQuery, where: list[ColumnElement[bool]]
 ) -> dict[str, list[tuple[Any, int]]]:
     """Counts per collection, decade, status and model version over the matching items."""
-    cube_only = not (q.text or q.year_from is not None or q.year_to is not None or q.model or q.kind)
-    if cube_only:  # collection and status filters select rows of the cached whole-catalogue cube
-        rows = _whole_cube(session)
-        stale = set(stale_model_ids(session))
-        cid = (
-            session.scalar(select(Collection.id).where(Collection.name == q.collection))
-            if q.collection
-            else None
-        )
-        rows = [
-            r
-            for r in rows
-            if (cid is None or r[0] == cid) and (not q.status or _has_status(r, q.status, stale))
-        ]
-    else:
-        rows = _cube(session, where)
-    return _sum_facets(session, rows)
+    return counted_facets(session, q, where)[0]
+
+
+def counted_facets(
+    session: Session, q: SearchQuery, where: list[ColumnElement[bool]]
+) -> tuple[dict[str, list[tuple[Any, int]]], float | None]:
+    """The facets, and None if they are exact, else their estimate's margin (see Page.estimate)."""
+    cache, key, marker = _cache_of(session), _search_key(q), _change_marker(session)
+    # A model version retired or put in production moves no marker, but changes what is stale.
+    counted_at = (marker, tuple(stale_model_ids(session)))
+    with cache.lock:
+        kept = cache.searches.get(key)
+        if kept is not None and kept[0] == counted_at:
+            cache.searches.move_to_end(key)
+            return {name: list(counts) for name, counts in kept[1].items()}, kept[2]
+    rows, estimate = _facet_rows(session, q, where, marker)
+    result = _sum_facets(session, rows)
+    with cache.lock:
+        cache.searches[key] = (counted_at, result, estimate)
+        cache.searches.move_to_end(key)
+        while len(cache.searches) > SEARCHES_KEPT:
+            cache.searches.popitem(last=False)
+    return result, estimate
+
+
+def _facet_rows(
+    session: Session, q: SearchQuery, where: list[ColumnElement[bool]], marker: tuple
+) -> tuple[list[tuple], float | None]:
+    """(collection id, status, decade, model id, styled, count) of the matching items, and the
+    estimate's margin if they were estimated: summed from the whole catalogue's cube where the
+    filters are its dimensions, else counted (or, see ESTIMATE_ABOVE, estimated)."""
+    if (full_text := bool(fts_terms(q.text or ""))) or q.model or q.kind:
+        if full_text and session.get_bind().dialect.name == "postgresql":
+            sample = _cube(session, [*where, text(SAMPLED)])
+            seen = sum(r[-1] for r in sample)
+            if seen * SAMPLE > ESTIMATE_ABOVE:
+                margin = 1.96 * math.sqrt((1 - 1 / SAMPLE) / seen)  # binomial, 95%
+                return [(*r[:-1], r[-1] * SAMPLE) for r in sample], round(margin, 4)
+        return _cube(session, where, by_id=full_text), None
+    stale = set(stale_model_ids(session))
+    cid = (
+        session.scalar(select(Collection.id).where(Collection.name == q.collection)) if q.collection else None
+    )
+    by_dates, by_decade = _whole_cube(session, marker)
+
+    def wanted(row: tuple) -> bool:
+        return (cid is None or row[0] == cid) and (not q.status or _has_status(row, q.status, stale))
+
+    if q.year_from is None and q.year_to is None:
+        return [row for row in by_decade if wanted(row)], None
+    rows = []
+    for coll, status, date_from, date_to, model_id, styled, n in by_dates:  # the WHERE clause's tests
+        if q.year_from is not None and (date_to is None or date_to < q.year_from):
+            continue
+        if q.year_to is not None and (date_from is None or date_from > q.year_to):
+            continue
+        row = (coll, status, _decade(date_from), model_id, styled, n)
+        if wanted(row):
+            rows.append(row)
+    return rows, None
 
 
 def _has_status(row: tuple, status: str, stale: set[int]) -> bool:

@@ -14,7 +14,7 @@ from archive_db.derivatives import item_derivatives
 from archive_db.disclosure import disclosure_of
 from archive_db.models import DESCRIPTIVE_FIELDS, Collection, Derivative, Item, ModelVersion, Run
 from archive_db.queries import collection_summaries, item_events
-from archive_db.search import Page, SearchQuery, search
+from archive_db.search import SAMPLE, Page, SearchQuery, search
 
 STRIP = 8  # thumbnails per collection on the overview
 
@@ -59,6 +59,10 @@ def search_view(session: Session, q: SearchQuery) -> dict[str, Any]:
     return {
         "query": q.filters() | {"sort": q.sort},
         "total": page.total,
+        # None: the total and the facets are exact; else estimated from one in ``sample`` of the
+        # matches, the total within this fraction of the exact one at 95% confidence
+        "estimate": page.estimate,
+        "sample": SAMPLE,
         "hits": [asdict(h) for h in page.hits],
         "facets": {k: [{"value": v, "count": n} for v, n in vs] for k, vs in page.facets.items()},
         "next_cursor": page.next_cursor,

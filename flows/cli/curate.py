@@ -103,6 +103,7 @@ def search(
             {
                 "query": query.filters(),
                 "total": page.total,
+                "estimate": page.estimate,
                 "hits": hits,
                 "facets": {k: [{"value": v, "count": n} for v, n in vs] for k, vs in page.facets.items()},
                 "next_cursor": page.next_cursor,
@@ -127,6 +128,8 @@ def search(
         for h in hits
     ]
     title = f"{page.total} items" if page.total is not None else f"{len(hits)} items"
+    if page.estimate:
+        title = f"about {title} (estimated, within {page.estimate:.0%} at 95% confidence)"
     out.print(table(title, ["id", "collection", "key", "title", "date", "status"], rows))
     for name, values in page.facets.items():
         if values:
