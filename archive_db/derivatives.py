@@ -85,6 +85,7 @@ def items_needing(
     limit: int | None = None,
     with_masks: bool = False,
     stale_of: ModelVersion | None = None,
+    until_id: int | None = None,
 ) -> list[tuple[int, str, str, int, int]]:
     """Ingested items of a collection without a derivative of ``kind`` made by the recipe, as
     (id, source key, sha256, width, height), in id order from ``after_id`` (keyset paging).
@@ -92,14 +93,19 @@ def items_needing(
     ``with_masks`` (a recipe whose model takes a curator's mask): an item with a current mask
     needs the version made with that mask (:func:`masked_hash`), not the plain recipe's.
     ``stale_of`` (a reprocess): only items whose current ``kind`` version that model's name made
-    in an older version (:func:`stale_items`)."""
+    in an older version (:func:`stale_items`). ``until_id``: only items up to that id (a window)."""
+    window = _window(Derivative.item_id, after_id, until_id)
     done = exists().where(
-        Derivative.item_id == Item.id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash
+        Derivative.item_id == Item.id, Derivative.kind == kind, Derivative.recipe_hash == recipe_hash, *window
     )
     columns = (Item.id, Item.source_key, Item.sha256, Item.width, Item.height)
-    where: tuple = (Item.collection_id == collection_id, Item.status == "ingested", Item.id > after_id)
+    where: tuple = (
+        Item.collection_id == collection_id,
+        Item.status == "ingested",
+        *_window(Item.id, after_id, until_id),
+    )
     if stale_of is not None:
-        where += (_stale(kind, stale_of),)
+        where += (_stale(kind, stale_of, window),)
     masked = aliased(Derivative)
     has_mask = exists().where(masked.item_id == Item.id, masked.kind == MASK_KIND, masked.is_current)
     query = (
@@ -123,19 +129,35 @@ def items_needing(
     return sorted(rows)[:limit] if limit is not None else sorted(rows)
 
 
-def keyset_pages(fetch: Callable[[int], list[tuple]]) -> Iterator[list[tuple]]:
-    """Every page ``fetch(after_id)`` gives, each from the last id of the one before, until an
-    empty one: rows in id order, each once, and rows added behind the cursor meanwhile too."""
+def id_windows(
+    fetch: Callable[[int, int], list[tuple]], last_id: Callable[[], int | None], window: int
+) -> Iterator[list[tuple]]:
+    """The rows ``fetch(after, until)`` gives for each window of ``window`` ids (after < id <=
+    until) in turn, the non-empty ones: rows in id order, each once, a window at most in memory.
+    The last id is read again before each window, so items added meanwhile are reached too. Both
+    ends bound every query (and its joins: PostgreSQL scanned every remaining derivative for a
+    page bounded below only, 70 s to select 1,000,000 items)."""
     after = 0
-    while rows := fetch(after):
-        yield rows
-        after = rows[-1][0]
+    while after < (last_id() or 0):
+        if rows := fetch(after, after + window):
+            yield rows
+        after += window
 
 
-def _stale(kind: str, model: ModelVersion) -> ColumnElement[bool]:
+def last_item_id(session: Session) -> int | None:
+    return session.scalar(select(func.max(Item.id)))
+
+
+def _window(column, after_id: int, until_id: int | None) -> tuple:
+    """``after_id < column <= until_id`` (no upper bound for None)."""
+    return (column > after_id,) if until_id is None else (column > after_id, column <= until_id)
+
+
+def _stale(kind: str, model: ModelVersion, window: tuple = ()) -> ColumnElement[bool]:
     """The item's current ``kind`` version was made by an older version of ``model``'s name."""
     older = aliased(ModelVersion)
     return exists().where(
+        *window,
         Derivative.item_id == Item.id,
         Derivative.kind == kind,
         Derivative.is_current,
@@ -245,18 +267,24 @@ def derivatives_by_model(
 
 
 def made_beside_current(
-    session: Session, collection_id: int, kind: str, run_id: int, after_id: int = 0, limit: int | None = None
+    session: Session,
+    collection_id: int,
+    kind: str,
+    run_id: int,
+    after_id: int = 0,
+    until_id: int | None = None,
 ) -> list[tuple[Item, Derivative, Derivative]]:
     """(item, current version, the version run ``run_id`` made) for each item of the collection
-    that has both, in item order from ``after_id`` (keyset paging): what a reprocessing run compares."""
+    that has both, in item order, of the items after ``after_id`` up to ``until_id`` (a window of
+    :func:`id_windows`): what a reprocessing run compares."""
     current, new = aliased(Derivative), aliased(Derivative)
     query = (
         select(Item, current, new)
         .join(new, and_(new.item_id == Item.id, new.kind == kind, new.run_id == run_id, ~new.is_current))
         .join(current, and_(current.item_id == Item.id, current.kind == kind, current.is_current))
-        .where(Item.collection_id == collection_id, Item.id > after_id)
+        .where(Item.collection_id == collection_id, *_window(Item.id, after_id, until_id))
+        .where(*_window(new.item_id, after_id, until_id), *_window(current.item_id, after_id, until_id))
         .order_by(Item.id)
-        .limit(limit)
     )
     return [tuple(r) for r in session.execute(query)]
 
@@ -267,13 +295,13 @@ def style_candidates(
     collection_id: int | None = None,
     item_ids: list[int] | None = None,
     after_id: int = 0,
-    limit: int | None = None,
+    until_id: int | None = None,
 ) -> tuple[list[tuple], int]:
     """(id, key, sha256, width, height, parent id, parent URI, parent sha256) for the ingested items
     of a collection (or of ``item_ids``), with the current version of kind ``source`` (None for
     ``"master"``); items without one are left out of the rows and counted. ``after_id`` and
-    ``limit``: one keyset page of the collection's items (see :func:`style_candidate_rows`)."""
-    rows = style_candidate_rows(session, source, collection_id, item_ids, after_id, limit)
+    ``until_id``: one window of the collection's items (see :func:`style_candidate_rows`)."""
+    rows = style_candidate_rows(session, source, collection_id, item_ids, after_id, until_id)
     if source == "master":
         return rows, 0
     with_parent = [r for r in rows if r[5] is not None]
@@ -286,12 +314,12 @@ def style_candidate_rows(
     collection_id: int | None = None,
     item_ids: list[int] | None = None,
     after_id: int = 0,
-    limit: int | None = None,
+    until_id: int | None = None,
 ) -> list[tuple]:
-    """The rows of :func:`style_candidates` in id order from ``after_id``, at most ``limit``, those
-    without a current ``source`` version included (their parent columns None)."""
+    """The rows of :func:`style_candidates` in id order, of the items after ``after_id`` up to
+    ``until_id``, those without a current ``source`` version included (parent columns None)."""
     cols = [Item.id, Item.source_key, Item.sha256, Item.width, Item.height]
-    where = [Item.status == "ingested", Item.id > after_id]
+    where = [Item.status == "ingested", *_window(Item.id, after_id, until_id)]
     where.append(Item.collection_id == collection_id if item_ids is None else Item.id.in_(item_ids))
     if source == "master":
         query = select(*cols, *(null() for _ in range(3)))
@@ -299,12 +327,13 @@ def style_candidate_rows(
         parent = (
             select(Derivative.item_id, Derivative.id, Derivative.storage_uri, Derivative.sha256)
             .where(Derivative.kind == source, Derivative.is_current)
+            .where(*_window(Derivative.item_id, after_id, until_id))
             .subquery()
         )
         query = select(*cols, parent.c.id, parent.c.storage_uri, parent.c.sha256).outerjoin(
             parent, parent.c.item_id == Item.id
         )
-    return [tuple(r) for r in session.execute(query.where(*where).order_by(Item.id).limit(limit))]
+    return [tuple(r) for r in session.execute(query.where(*where).order_by(Item.id))]
 
 
 def _scope(query, collection_id: int | None, item_ids: list[int] | None):

@@ -20,14 +20,14 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from archive_db import curation, ledger
-from archive_db.derivatives import keyset_pages, made_beside_current
+from archive_db.derivatives import id_windows, made_beside_current
 from archive_db.models import REPROCESSING, Agent, ModelVersion
 from flows.db import collection_named, ensure_schema, sessions_for, writing
 from flows.derive.dispatch import DeriveSummary, dispatch
 from flows.imaging.io import read_image
 from flows.model_versions import agent_of, resolve
 from flows.report import artifact_key
-from flows.restore import KIND, prepare, work_pages
+from flows.restore import KIND, last_id, prepare, work_pages
 from flows.settings import Settings
 from flows.storage.layout import reprocess_report_prefix
 from flows.storage.store import cached_store, open_store, read_all
@@ -119,7 +119,7 @@ def reprocess_collection(
 def _compare_all(
     settings: Settings, report: ReprocessReport, coll_id: int, kind: str, row: ModelVersion, sample: int
 ) -> bool:
-    """Compare each new version this run made with the current one, a keyset page at a time:
+    """Compare each new version this run made with the current one, a window of item ids at a time:
     events recorded and rows written to the report's changes.csv as they go; the report keeps the
     count, the sum and the largest changes (with their items, for the contact sheet)."""
     run_id = report.summary.run_id
@@ -129,15 +129,13 @@ def _compare_all(
         writer = csv.writer(table)
         writer.writerow(["item_id", "key", "previous_version", "new_version", "mean_abs_change"])
 
-        def page(after_id: int) -> list[tuple]:
+        def window(after_id: int, until_id: int) -> list[tuple]:
             with sessions_for(settings.db.url)() as session:
-                pairs = made_beside_current(
-                    session, coll_id, kind, run_id, after_id, settings.restore.select_page
-                )
+                pairs = made_beside_current(session, coll_id, kind, run_id, after_id, until_id)
                 session.expunge_all()
             return [(item.id, (item, old, new)) for item, old, new in pairs]
 
-        for rows in keyset_pages(page):
+        for rows in id_windows(window, lambda: last_id(settings), settings.restore.select_page):
             pairs = [pair for _, pair in rows]
             changes = _compare(settings, pairs)
             _record(settings, row, run_id, changes)

@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow
 
-from archive_db.derivatives import Recipe, items_needing, keyset_pages
+from archive_db.derivatives import Recipe, id_windows, items_needing, last_item_id
 from archive_db.models import ModelVersion
 from flows.db import collection_named, sessions_for
 from flows.derive.dispatch import DeriveSummary, dispatch
@@ -39,10 +39,11 @@ def restore_collection(
 def work_pages(
     settings: Settings, coll_id: int, row: ModelVersion, recipe: Recipe, stale_only: bool = False
 ) -> Iterator[list[tuple]]:
-    """The items lacking ``recipe``'s version, a keyset page at a time (with ``stale_only``, only
-    those whose current version an older version of the model made): memory stays flat."""
+    """The items lacking ``recipe``'s version, a window of ``select_page`` ids at a time (with
+    ``stale_only``, only those whose current version an older version of the model made): memory
+    stays flat with the collection's size."""
 
-    def page(after_id: int) -> list[tuple]:
+    def window(after_id: int, until_id: int) -> list[tuple]:
         with sessions_for(settings.db.url)() as session:
             return items_needing(
                 session,
@@ -50,12 +51,18 @@ def work_pages(
                 recipe.kind,
                 recipe.hash,
                 after_id=after_id,
-                limit=settings.restore.select_page,
+                until_id=until_id,
                 with_masks=takes_masks(row),
                 stale_of=row if stale_only else None,
             )
 
-    return keyset_pages(page)
+    return id_windows(window, lambda: last_id(settings), settings.restore.select_page)
+
+
+def last_id(settings: Settings) -> int | None:
+    """The catalogue's last item id (where a run's windows of ids end)."""
+    with sessions_for(settings.db.url)() as session:
+        return last_item_id(session)
 
 
 def preflight(settings: Settings, in_process: bool = True) -> None:

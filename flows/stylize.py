@@ -24,7 +24,7 @@ from prefect import flow
 from archive_db import queries
 from archive_db.derivatives import (
     Recipe,
-    keyset_pages,
+    id_windows,
     recipe_hashes_made,
     stale_styled,
     style_candidate_rows,
@@ -34,6 +34,7 @@ from flows.db import collection_named, sessions_for, writing
 from flows.derive.dispatch import dispatch
 from flows.derive.inputs import item_hash
 from flows.errors import ConfigError
+from flows.restore import last_id
 from flows.settings import Settings
 
 SOURCES = ("restored", "master")
@@ -128,22 +129,24 @@ def ensure_presets(settings: Settings) -> None:
 
 @dataclass
 class StylePlan:
-    """The items to style, selected a keyset page at a time as :meth:`pages` is read."""
+    """The items to style, selected a window of ids at a time as :meth:`pages` is read."""
 
     collection_id: int
     row: ModelVersion
     recipe: Recipe
-    db_url: str
-    page: int  # items selected at a time
+    settings: Settings
+    page: int  # ids selected at a time
     limit: int | None = None  # at most this many items
     stale_only: bool = False
-    without_source: int = 0  # items with no current source version to style (counted while paging)
+    # items with no current source version to style, in the windows read (all of them, unless a
+    # ``limit`` was reached first)
+    without_source: int = 0
 
     def pages(self) -> Iterator[list[tuple]]:
-        """(id, key, sha256, width, height) rows, as restore's dispatcher takes them, a page at a
-        time in item order: memory stays flat with the collection's size."""
+        """(id, key, sha256, width, height) rows, as restore's dispatcher takes them, a window of
+        ids at a time in item order: memory stays flat with the collection's size."""
         self.without_source, left = 0, self.limit
-        for rows in keyset_pages(self._candidates):
+        for rows in id_windows(self._candidates, lambda: last_id(self.settings), self.page):
             todo = self._todo(rows)
             if left is not None:
                 todo, left = todo[:left], left - min(left, len(todo))
@@ -152,10 +155,10 @@ class StylePlan:
             if left == 0:
                 return
 
-    def _candidates(self, after_id: int) -> list[tuple]:
-        with sessions_for(self.db_url)() as session:
+    def _candidates(self, after_id: int, until_id: int) -> list[tuple]:
+        with sessions_for(self.settings.db.url)() as session:
             return style_candidate_rows(
-                session, self.source, self.collection_id, after_id=after_id, limit=self.page
+                session, self.source, self.collection_id, after_id=after_id, until_id=until_id
             )
 
     @property
@@ -169,7 +172,7 @@ class StylePlan:
         ids = [r[0] for r in rows]
         if not ids:
             return []
-        with sessions_for(self.db_url)() as session:
+        with sessions_for(self.settings.db.url)() as session:
             done = recipe_hashes_made(session, self.recipe.kind, item_ids=ids)
             rows = [r for r in rows if (r[0], item_hash(self.recipe, r[5])) not in done]
             if self.stale_only:
@@ -241,7 +244,7 @@ def plan(
     With ``stale_only`` (a reprocess), only items that already have a current version of the
     kind, made by an older model version or from a parent that is no longer current."""
     coll_id, row, recipe = prepare(settings, collection, style, strength, source, params)
-    return StylePlan(coll_id, row, recipe, settings.db.url, settings.restore.select_page, limit, stale_only)
+    return StylePlan(coll_id, row, recipe, settings, settings.restore.select_page, limit, stale_only)
 
 
 # -- the flow ------------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ def dispatch(
     pages: Iterable[list[tuple]],
     pool: str | None,
 ) -> DeriveSummary:
-    """Batch the ``pages`` of work (keyset pages of (id, key, sha256, width, height) rows, read as
+    """Batch the ``pages`` of work (windows of (id, key, sha256, width, height) rows by item id, read as
     the batches go, so a million-item collection is never in memory at once) by pixel budget, run
     the batches in-process or on ``pool``, gather the outcome from the catalogue, record the run."""
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Runs select their work in keyset pages (memory flat with the collection's size): each item
+"""Runs select their work a window of ids at a time (memory flat with the collection's size): each item
 once across page boundaries while other processes add items and make versions meanwhile, on
 SQLite and PostgreSQL; and whole runs whose work spans several pages."""
 
