@@ -65,7 +65,9 @@ def fetch_batch(
 ) -> list[Fetched]:
     """Fetch and inspect a batch; ``concurrency`` is shared by the batches in flight."""
     threads = max(1, cfg.concurrency // cfg.batches_in_flight)
-    store = cached_store(source, settings, threads)
+    # One store (and connection pool) per source is shared by every batch in flight: its pool holds
+    # all their threads' connections (sized by one batch's, connections were dropped and reopened).
+    store = cached_store(source, settings, cfg.concurrency)
 
     def one(obj: ObjectInfo) -> Fetched:
         result = fetch_and_inspect(store, obj, cfg)
