@@ -14,6 +14,10 @@ blended there with weights divided beforehand so that they sum to one (a weighte
 division, no weight canvas). On CUDA only finished rows come back, converted to the output's
 type, without waiting; on a CPU the part of a tile no other tile covers is written to the output
 at once. ``NullModel`` measures what this costs (bench/engine.py --null-model).
+
+A model that enlarges (super-resolution) says so with a ``scale`` attribute (2, 4): tiles are cut
+from the input as usual, and their outputs, ``scale`` times larger, are blended on an output
+canvas ``scale`` times the input's size with weights (and overlaps) scaled alike, a band at a time.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ class EngineConfig:
 
 @dataclass
 class Result:
-    image: np.ndarray  # same shape and dtype as the input (RGB for a grey input styled)
+    # the input's shape (× the model's scale in height and width) and dtype (RGB for a grey input styled)
+    image: np.ndarray
     # [H, W] probability of damage, uint8 0..255 (EngineConfig.mask "float32": 0..1); None from a style
     mask: np.ndarray | None
     derived: dict | None = None  # values derived from this image by the recipe (a style's print curve)
@@ -233,8 +238,8 @@ class _Staging:
 
     KEPT = 3  # tile shapes kept (a worker meets scans of every size: the oldest shape is dropped)
 
-    def __init__(self, device: torch.device, batch: int):
-        self.device, self.cuda, self.batch = device, device.type == "cuda", batch
+    def __init__(self, device: torch.device, batch: int, scale: int = 1):
+        self.device, self.cuda, self.batch, self.scale = device, device.type == "cuda", batch, scale
         self.sets: OrderedDict[tuple, list[dict]] = OrderedDict()
         self.turn: dict[tuple, int] = {}
         self.allocations = 0
@@ -265,7 +270,7 @@ class _Staging:
         if self.cuda and not on_device:
             host = torch.empty((b, h, w, c), dtype=dtype, pin_memory=True)
         batch = torch.empty((b, 3, h, w), device=self.device).contiguous(memory_format=torch.channels_last)
-        probability = torch.empty((b, h, w), device=self.device)
+        probability = torch.empty((b, h * self.scale, w * self.scale), device=self.device)
         sets.append({"host": host, "device": device_buffer, "float": batch, "p": probability, "sent": None})
         self.allocations += 1
         return sets[-1]
@@ -304,6 +309,11 @@ class Restorer:
         self.device = resolve_device(self.config.device)
         self.dtype = resolve_dtype(self.config.dtype, self.device)
         self.align = int(getattr(model, "alignment", 1))  # the model's downsampling factor
+        # An enlarging model (super-resolution) declares its factor: outputs are ``scale`` times the
+        # input's size, blended on an output canvas that much larger, still a band at a time.
+        self.scale = int(getattr(model, "scale", 1))
+        if self.scale < 1:
+            raise ValueError(f"a model's scale must be a positive integer, not {self.scale}")
         model = model.eval().to(self.device)
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -312,7 +322,7 @@ class Restorer:
             mode = None if self.config.compile is True else self.config.compile
             model = torch.compile(model, dynamic=False, mode=mode)
         self.model = model
-        self.staging = _Staging(self.device, self.batch_tiles)
+        self.staging = _Staging(self.device, self.batch_tiles, self.scale)
         self.bands = _Bands(self.device)
         # On a CPU, what only one tile covers goes straight to the output; False blends everything in
         # the band, as on CUDA (tests run that path here)
@@ -395,7 +405,17 @@ class Restorer:
                 f"{type(self.model).__name__} cannot restore with a supplied mask (a staged pipeline can)"
             )
         canvases = [
-            _Canvas(i, a, self.config, self.device, self.bands, self.align, _mask_array(m, a), self.direct)
+            _Canvas(
+                i,
+                a,
+                self.config,
+                self.device,
+                self.bands,
+                self.align,
+                _mask_array(m, a),
+                self.direct,
+                self.scale,
+            )
             for i, (a, m) in enumerate(zip(arrays, masks, strict=True))
         ]
         for batch in self._batches(canvases):
@@ -408,7 +428,8 @@ class Restorer:
         for c in canvases:
             c.finish()
         return [
-            Result(c.out.reshape(tuple(o.shape)), c.mask) for o, c in zip(originals, canvases, strict=True)
+            Result(c.out.reshape(c.out.shape[:2] + tuple(o.shape[2:])), c.mask)
+            for o, c in zip(originals, canvases, strict=True)
         ]
 
     def process(
@@ -517,23 +538,27 @@ class _Canvas:
         align: int = 1,
         given: np.ndarray | None = None,
         direct: bool = True,
+        enlarge: int = 1,
     ):
         self.index, self.image, self.device, self.given = index, image, device, given
         dtype = _dtype(image)
         self.scale = _scale(dtype)
         self.on_device = isinstance(image, torch.Tensor) and image.device.type != "cpu"
-        self.h, self.w = image.shape[:2]
-        self.ys, self.th = _layout(self.h, config.tile, config.overlap, align)
-        self.xs, self.tw = _layout(self.w, config.tile, config.overlap, align)
+        # Tiles are cut from the input (``in_ys``, ``in_th``...); everything else is in the output's
+        # pixels, ``enlarge`` times the input's (an enlarging model's factor; 1 otherwise).
+        self.enlarge = enlarge
+        h, w = image.shape[:2]
+        self.in_ys, self.in_th = _layout(h, config.tile, config.overlap, align)
+        self.in_xs, self.in_tw = _layout(w, config.tile, config.overlap, align)
+        self.h, self.w, overlap = h * enlarge, w * enlarge, config.overlap * enlarge
+        self.ys, self.th = [y * enlarge for y in self.in_ys], self.in_th * enlarge
+        self.xs, self.tw = [x * enlarge for x in self.in_xs], self.in_tw * enlarge
         self.wy = [
-            torch.from_numpy(w).to(device)[:, None, None]
-            for w in _weights(self.ys, self.th, self.h, config.overlap)
+            torch.from_numpy(w).to(device)[:, None, None] for w in _weights(self.ys, self.th, self.h, overlap)
         ]
         # across a row as [1, w, 3], repeated over the channels: broadcasting over the innermost
         # dimension is four times slower on a CPU (measured)
-        wx = [
-            np.repeat(w[None, :, None], 3, axis=2) for w in _weights(self.xs, self.tw, self.w, config.overlap)
-        ]
+        wx = [np.repeat(w[None, :, None], 3, axis=2) for w in _weights(self.xs, self.tw, self.w, overlap)]
         integer = np.issubdtype(dtype, np.integer)
         self.offset = 0.5 if integer else 0.0  # + 0.5 then truncation: rounding to nearest
         self.out_dtype = _torch_dtype(dtype)
@@ -541,7 +566,7 @@ class _Canvas:
             self.out_dtype = torch.int32  # cast on the host: few CUDA operators take uint16
         self.mask_float = config.mask == "float32"
         self.mask_scale, self.mask_offset = (1.0, 0.0) if self.mask_float else (255.0, 0.5)
-        self.out = np.empty(tuple(image.shape), dtype=dtype)
+        self.out = np.empty((self.h, self.w, image.shape[2]), dtype=dtype)
         self.mask = np.empty((self.h, self.w), dtype=np.float32 if self.mask_float else np.uint8)
         self.out_view, self.mask_view = torch.from_numpy(self.out), torch.from_numpy(self.mask)
         self.bands = bands
@@ -565,9 +590,9 @@ class _Canvas:
         self.pending: list[tuple] = []  # rows on their way to the host (CUDA)
 
     def tiles(self) -> Iterator[list[_Tile]]:
-        """One row of tiles at a time."""
-        for r, y in enumerate(self.ys):
-            yield [_Tile(self.index, r, c, y, x, self.th, self.tw) for c, x in enumerate(self.xs)]
+        """One row of tiles at a time (in the input's pixels)."""
+        for r, y in enumerate(self.in_ys):
+            yield [_Tile(self.index, r, c, y, x, self.in_th, self.in_tw) for c, x in enumerate(self.in_xs)]
 
     def patch_mask(self, t: _Tile) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(self.given[t.y : t.y + t.h, t.x : t.x + t.w]))[None]
@@ -576,6 +601,8 @@ class _Canvas:
         """Add one restored tile ([3, h, w] in [0, 1]) and its damage probabilities ([h, w])."""
         if t.row != self.row:  # tiles of one image have one shape, so batches keep their order
             raise RuntimeError(f"tile of row {t.row} arrived while row {self.row} is open")
+        if self.enlarge != 1:  # where its output goes
+            t = replace(t, y=self.ys[t.row], x=self.xs[t.col], h=self.th, w=self.tw)
         wy = self.wy[t.row]
         # the tile's own outputs, in place: (value × scale + offset) × its weight across the row
         hwc, (gain, lift), (mask_gain, mask_lift) = rgb.permute(1, 2, 0), self.wx[t.col], self.mask_wx[t.col]
@@ -694,7 +721,10 @@ class _Canvas:
             self._land()
         if self.out.shape[2] == 4:
             alpha = self.image[..., 3]
-            self.out[..., 3] = alpha.cpu().numpy() if isinstance(alpha, torch.Tensor) else alpha
+            alpha = alpha.cpu().numpy() if isinstance(alpha, torch.Tensor) else alpha
+            if self.enlarge != 1:  # alpha is a matte, not a picture: enlarged by repeating its pixels
+                alpha = np.repeat(np.repeat(alpha, self.enlarge, axis=0), self.enlarge, axis=1)
+            self.out[..., 3] = alpha
         self.bands.give((self.rgb, self.damage))
         self.rgb = self.damage = None
 

@@ -198,3 +198,49 @@ def test_tiles_per_batch_follow_the_memory_budget():
     assert tiles_for_budget(80 * gib, 500, 768) == 64  # capped
     assert tiles_for_budget(gib // 4, 2000, 768) == 1  # never none
     assert Restorer(model(), EngineConfig()).batch_tiles == 1  # CPU: one tile at a time
+
+
+class TinyEnlarger(torch.nn.Module):
+    """A small ×2 super-resolution model (two 3×3 convolutions, a pixel shuffle, plus the input
+    repeated): enough to make tiling errors visible; its receptive field is well inside the overlap."""
+
+    scale = 2
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 16, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(16, 12, 3, padding=1),
+            torch.nn.PixelShuffle(2),
+        )
+
+    def forward(self, x):
+        up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest") + self.body(x)
+        return up, torch.full((x.shape[0], 1, *up.shape[2:]), -30.0, device=x.device)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_an_enlarging_model_gets_scaled_outputs_equal_to_the_whole_image(photo, direct):
+    """Tiles of a ×2 model blended on a canvas twice the size, a band at a time, agree with one
+    forward pass over the whole image (to 1/255), for every mode and bit depth; alpha is enlarged."""
+    net = TinyEnlarger()
+    whole = Restorer(net, EngineConfig(tile=1024, overlap=0))
+    tiled = Restorer(net, EngineConfig(tile=80, overlap=24, batch_tiles=3))
+    tiled.direct = direct  # on a CPU: the part only one tile covers written at once, or all in the band
+    h, w = photo.shape[:2]
+    grey = photo.mean(axis=2).astype(np.uint8)
+    rgba = np.dstack([photo, np.linspace(0, 255, w, dtype=np.uint8)[None].repeat(h, 0)])
+    deep = photo.astype(np.uint16) * 257
+    for image in (photo, grey, rgba, deep, photo.astype(np.float32) / 255):
+        a, b = whole.restore([image])[0], tiled.restore([image])[0]
+        assert b.image.shape == (2 * h, 2 * w, *image.shape[2:]) and b.image.dtype == image.dtype
+        top = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(image.dtype, 1.0)
+        diff = np.abs(a.image.astype(np.float64) - b.image.astype(np.float64)) / top
+        assert diff.max() <= 1 / 255 + 1e-6, image.dtype
+        naive = np.repeat(np.repeat(image.astype(np.float64), 2, 0), 2, 1) / top
+        assert np.abs(naive - b.image / top).mean() > 0.01  # the model did something
+        assert b.mask.shape == (2 * h, 2 * w) and b.mask.max() == 0
+    out = tiled.restore([rgba])[0].image
+    assert np.array_equal(out[..., 3], np.repeat(np.repeat(rgba[..., 3], 2, 0), 2, 1))
