@@ -130,22 +130,35 @@ def items_needing(
 
 
 def id_windows(
-    fetch: Callable[[int, int], list[tuple]], last_id: Callable[[], int | None], window: int
+    fetch: Callable[[int, int], list[tuple]], bounds: Callable[[], tuple[int | None, int | None]], window: int
 ) -> Iterator[list[tuple]]:
     """The rows ``fetch(after, until)`` gives for each window of ``window`` ids (after < id <=
-    until) in turn, the non-empty ones: rows in id order, each once, a window at most in memory.
-    The last id is read again before each window, so items added meanwhile are reached too. Both
-    ends bound every query (and its joins: PostgreSQL scanned every remaining derivative for a
-    page bounded below only, 70 s to select 1,000,000 items)."""
-    after = 0
-    while after < (last_id() or 0):
-        if rows := fetch(after, after + window):
-            yield rows
-        after += window
+    until) from the first id ``bounds()`` gives to its last, the non-empty ones: rows in id order,
+    each once, a window at most in memory. At the end the last id is read again, so items added
+    meanwhile are reached too. Both ends bound every query (and its joins: PostgreSQL scanned
+    every remaining derivative for a page bounded below only, 70 s to select 1,000,000 items)."""
+    first, last = bounds()
+    if first is None:
+        return
+    after = first - 1
+    while True:
+        while after < last:
+            if rows := fetch(after, after + window):
+                yield rows
+            after += window
+        _, now = bounds()
+        if now is None or now <= last:
+            return
+        after, last = max(after, last), now
 
 
-def last_item_id(session: Session) -> int | None:
-    return session.scalar(select(func.max(Item.id)))
+def item_id_bounds(session: Session, collection_id: int) -> tuple[int | None, int | None]:
+    """The first and last item ids of a collection."""
+    return tuple(
+        session.execute(
+            select(func.min(Item.id), func.max(Item.id)).where(Item.collection_id == collection_id)
+        ).one()
+    )
 
 
 def _window(column, after_id: int, until_id: int | None) -> tuple:

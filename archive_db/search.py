@@ -222,7 +222,9 @@ def _sort_key(sort: str) -> tuple[ColumnElement, bool]:
     return {
         "id": (Item.id, False),
         "newest": (Item.id, True),
-        "date": (func.coalesce(Item.date_from, _NO_DATE), False),
+        # the constant written into the SQL (not a parameter): the expression index ix_items_date_order
+        # matches it only so, on SQLite always, on PostgreSQL once a statement is prepared
+        "date": (func.coalesce(Item.date_from, literal_column(str(_NO_DATE))), False),
         "key": (Item.source_key, False),
     }[sort]
 
@@ -272,8 +274,6 @@ def _page_query(
         else:
             ids = ids.where(or_(key > last, and_(key == last, Item.id > last_id)))
     order = (key.desc(), Item.id.desc()) if desc else (key, Item.id)
-    if by_id and q.sort in ("id", "newest"):  # full-text matches: their filters from one index
-        ids = ids.with_hint(Item, "INDEXED BY ix_items_facet_key", "sqlite")
     n = q.limit + 1
     if walk_dates and q.sort == "date" and q.year_from is not None:
         # Ranges that begin before the search's first year (the few that reach into it: found by
@@ -378,8 +378,6 @@ def _cube(session: Session, where: list[ColumnElement[bool]], by_id: bool = Fals
     clause picks items by id (full-text matches), read from the (id, facet_key) index alone."""
     key = literal_column("items.facet_key")
     query = select(key, func.count()).select_from(Item).where(*where).group_by(key)
-    if by_id:  # SQLite's planner reads the table for each id otherwise (twice the time)
-        query = query.with_hint(Item, "INDEXED BY ix_items_facet_key", "sqlite")
     return [(*unpack_facet_key(k), n) for k, n in session.execute(query)]
 
 
@@ -427,6 +425,7 @@ class _Cache:
     whole: tuple[tuple, list[tuple]] | None = None
     searches: OrderedDict = field(default_factory=OrderedDict)  # key -> (when, facets, estimate)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    building: threading.Lock = field(default_factory=threading.Lock)  # the whole cube's count
 
 
 _caches: dict[str, _Cache] = {}
@@ -437,22 +436,30 @@ def _cache_of(session: Session) -> _Cache:
 
 
 def _change_marker(session: Session) -> tuple:
-    """Moves whenever the catalogue changes: every write appends an event, item or derivative."""
-    return tuple(session.scalar(select(func.max(col))) for col in (Event.id, Item.id, Derivative.id))
+    """Moves whenever the catalogue changes: every write appends an event, item or derivative.
+    On PostgreSQL ids are taken before commit, so a transaction holding a lower id can commit
+    after a higher one was seen: the snapshot (which writing transactions are running, and the
+    next transaction id) is part of the marker there, so that commit moves it too."""
+    marker = tuple(session.scalar(select(func.max(col))) for col in (Event.id, Item.id, Derivative.id))
+    if session.get_bind().dialect.name == "postgresql":
+        marker += (session.scalar(text("SELECT pg_current_snapshot()::text")),)
+    return marker
 
 
 def _whole_cube(session: Session, marker: tuple) -> tuple[list[tuple], list[tuple]]:
     """The whole catalogue's cube, by exact date range and (summed up) by decade."""
     cache = _cache_of(session)
-    whole = cache.whole
-    if whole is None or whole[0] != marker:
+    with cache.building:  # concurrent requests after a change wait for one count, not each their own
+        whole = cache.whole
+        if whole is not None and whole[0] == marker:
+            return whole[1]
         by_dates = _whole_rows(session)
         sums: dict[tuple, int] = {}
         for coll, status, date_from, _, model_id, styled, n in by_dates:
             key = (coll, status, _decade(date_from), model_id, styled)
             sums[key] = sums.get(key, 0) + n
-        whole = cache.whole = (marker, (by_dates, [(*k, n) for k, n in sums.items()]))
-    return whole[1]
+        cache.whole = (marker, (by_dates, [(*k, n) for k, n in sums.items()]))
+        return cache.whole[1]
 
 
 def _search_key(q: SearchQuery) -> tuple:
@@ -474,7 +481,7 @@ def counted_facets(
     """The facets, and None if they are exact, else their estimate's margin (see Page.estimate)."""
     cache, key, marker = _cache_of(session), _search_key(q), _change_marker(session)
     # A model version retired or put in production moves no marker, but changes what is stale.
-    counted_at = (marker, tuple(stale_model_ids(session)))
+    counted_at = (marker, tuple(sorted(stale_model_ids(session))))
     with cache.lock:
         kept = cache.searches.get(key)
         if kept is not None and kept[0] == counted_at:

@@ -27,7 +27,7 @@ from flows.derive.dispatch import DeriveSummary, dispatch
 from flows.imaging.io import read_image
 from flows.model_versions import agent_of, resolve
 from flows.report import artifact_key
-from flows.restore import KIND, last_id, prepare, work_pages
+from flows.restore import KIND, id_bounds, prepare, work_pages
 from flows.settings import Settings
 from flows.storage.layout import reprocess_report_prefix
 from flows.storage.store import cached_store, open_store, read_all
@@ -135,7 +135,8 @@ def _compare_all(
                 session.expunge_all()
             return [(item.id, (item, old, new)) for item, old, new in pairs]
 
-        for rows in id_windows(window, lambda: last_id(settings), settings.restore.select_page):
+        bounds = lambda: id_bounds(settings, coll_id)  # noqa: E731
+        for rows in id_windows(window, bounds, settings.restore.select_page):
             pairs = [pair for _, pair in rows]
             changes = _compare(settings, pairs)
             _record(settings, row, run_id, changes)

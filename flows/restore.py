@@ -8,7 +8,7 @@ from typing import Any
 
 from prefect import flow
 
-from archive_db.derivatives import Recipe, id_windows, items_needing, last_item_id
+from archive_db.derivatives import Recipe, id_windows, item_id_bounds, items_needing
 from archive_db.models import ModelVersion
 from flows.db import collection_named, sessions_for
 from flows.derive.dispatch import DeriveSummary, dispatch
@@ -56,13 +56,13 @@ def work_pages(
                 stale_of=row if stale_only else None,
             )
 
-    return id_windows(window, lambda: last_id(settings), settings.restore.select_page)
+    return id_windows(window, lambda: id_bounds(settings, coll_id), settings.restore.select_page)
 
 
-def last_id(settings: Settings) -> int | None:
-    """The catalogue's last item id (where a run's windows of ids end)."""
+def id_bounds(settings: Settings, coll_id: int) -> tuple[int | None, int | None]:
+    """A collection's first and last item ids (where a run's windows of ids begin and end)."""
     with sessions_for(settings.db.url)() as session:
-        return last_item_id(session)
+        return item_id_bounds(session, coll_id)
 
 
 def preflight(settings: Settings, in_process: bool = True) -> None:

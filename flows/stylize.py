@@ -34,7 +34,7 @@ from flows.db import collection_named, sessions_for, writing
 from flows.derive.dispatch import dispatch
 from flows.derive.inputs import item_hash
 from flows.errors import ConfigError
-from flows.restore import last_id
+from flows.restore import id_bounds
 from flows.settings import Settings
 
 SOURCES = ("restored", "master")
@@ -146,7 +146,8 @@ class StylePlan:
         """(id, key, sha256, width, height) rows, as restore's dispatcher takes them, a window of
         ids at a time in item order: memory stays flat with the collection's size."""
         self.without_source, left = 0, self.limit
-        for rows in id_windows(self._candidates, lambda: last_id(self.settings), self.page):
+        bounds = lambda: id_bounds(self.settings, self.collection_id)  # noqa: E731
+        for rows in id_windows(self._candidates, bounds, self.page):
             todo = self._todo(rows)
             if left is not None:
                 todo, left = todo[:left], left - min(left, len(todo))

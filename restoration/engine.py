@@ -311,9 +311,11 @@ class Restorer:
         self.align = int(getattr(model, "alignment", 1))  # the model's downsampling factor
         # An enlarging model (super-resolution) declares its factor: outputs are ``scale`` times the
         # input's size, blended on an output canvas that much larger, still a band at a time.
-        self.scale = int(getattr(model, "scale", 1))
-        if self.scale < 1:
-            raise ValueError(f"a model's scale must be a positive integer, not {self.scale}")
+        self.scale = getattr(model, "scale", 1)
+        if isinstance(self.scale, bool) or not isinstance(self.scale, int) or self.scale < 1:
+            raise ValueError(
+                f"a model's scale (its enlargement) must be a whole number >= 1, not {self.scale!r}"
+            )
         model = model.eval().to(self.device)
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
