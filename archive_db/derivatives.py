@@ -307,14 +307,11 @@ def style_candidates(
     source: str,
     collection_id: int | None = None,
     item_ids: list[int] | None = None,
-    after_id: int = 0,
-    until_id: int | None = None,
 ) -> tuple[list[tuple], int]:
     """(id, key, sha256, width, height, parent id, parent URI, parent sha256) for the ingested items
     of a collection (or of ``item_ids``), with the current version of kind ``source`` (None for
-    ``"master"``); items without one are left out of the rows and counted. ``after_id`` and
-    ``until_id``: one window of the collection's items (see :func:`style_candidate_rows`)."""
-    rows = style_candidate_rows(session, source, collection_id, item_ids, after_id, until_id)
+    ``"master"``); items without one are left out of the rows and counted."""
+    rows = style_candidate_rows(session, source, collection_id, item_ids)
     if source == "master":
         return rows, 0
     with_parent = [r for r in rows if r[5] is not None]

@@ -258,11 +258,8 @@ def decode_cursor(cursor: str, sort: str = "id") -> list[Any]:
     return values
 
 
-def _page_query(
-    q: SearchQuery, where: list[ColumnElement[bool]], by_id: bool = False, walk_dates: bool = False
-) -> Select:
-    """The page's items. ``by_id``: the WHERE clause picks items by id (full-text matches).
-    ``walk_dates`` (PostgreSQL): a date-sorted search with a first year, in two parts (below)."""
+def _page_query(q: SearchQuery, where: list[ColumnElement[bool]], walk_dates: bool = False) -> Select:
+    """The page's items. ``walk_dates`` (PostgreSQL): a date-sorted search with a first year, in two parts (below)."""
     key, desc = _sort_key(q.sort)
     ids = select(Item.id).where(*where)
     if walk_dates and q.sort == "date" and q.year_to is not None:  # implied by the date filters:
@@ -317,7 +314,7 @@ def search(session: Session, q: SearchQuery, with_facets: bool = True) -> Page:
             [], None, {name: [] for name in FACETS} if with_facets else {}, 0 if with_facets else None
         )
     postgres = session.get_bind().dialect.name == "postgresql"
-    query = _page_query(q, where, by_id=bool(q.text and fts_terms(q.text)), walk_dates=postgres)
+    query = _page_query(q, where, walk_dates=postgres)
     items = session.scalars(query).all()
     more = len(items) > q.limit
     items = items[: q.limit]
@@ -372,10 +369,9 @@ SAMPLED = "(hashint4(items.id) & 15) = 0"
 ESTIMATE_ABOVE = 10_000
 
 
-def _cube(session: Session, where: list[ColumnElement[bool]], by_id: bool = False) -> list[tuple]:
+def _cube(session: Session, where: list[ColumnElement[bool]]) -> list[tuple]:
     """(collection id, status, decade, model id, styled, count) over the matching items, grouped by
-    the one integer that packs them (``items.facet_key``, migration 0005). ``by_id``: the WHERE
-    clause picks items by id (full-text matches), read from the (id, facet_key) index alone."""
+    the one integer that packs them (``items.facet_key``, migration 0005)."""
     key = literal_column("items.facet_key")
     query = select(key, func.count()).select_from(Item).where(*where).group_by(key)
     return [(*unpack_facet_key(k), n) for k, n in session.execute(query)]
@@ -468,17 +464,11 @@ def _search_key(q: SearchQuery) -> tuple:
     return (words, typing, q.collection, q.year_from, q.year_to, q.status, q.model, q.kind)
 
 
-def facets(
-    session: Session, q: SearchQuery, where: list[ColumnElement[bool]]
-) -> dict[str, list[tuple[Any, int]]]:
-    """Counts per collection, decade, status and model version over the matching items."""
-    return counted_facets(session, q, where)[0]
-
-
 def counted_facets(
     session: Session, q: SearchQuery, where: list[ColumnElement[bool]]
 ) -> tuple[dict[str, list[tuple[Any, int]]], float | None]:
-    """The facets, and None if they are exact, else their estimate's margin (see Page.estimate)."""
+    """Counts per collection, decade, status and model version over the matching items, and None
+    if they are exact, else their estimate's margin (see Page.estimate)."""
     cache, key, marker = _cache_of(session), _search_key(q), _change_marker(session)
     # A model version retired or put in production moves no marker, but changes what is stale.
     counted_at = (marker, tuple(sorted(stale_model_ids(session))))
@@ -510,7 +500,7 @@ def _facet_rows(
             if seen * SAMPLE > ESTIMATE_ABOVE:
                 margin = 1.96 * math.sqrt((1 - 1 / SAMPLE) / seen)  # binomial, 95%
                 return [(*r[:-1], r[-1] * SAMPLE) for r in sample], round(margin, 4)
-        return _cube(session, where, by_id=full_text), None
+        return _cube(session, where), None
     stale = set(stale_model_ids(session))
     cid = (
         session.scalar(select(Collection.id).where(Collection.name == q.collection)) if q.collection else None

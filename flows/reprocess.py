@@ -133,11 +133,10 @@ def _compare_all(
             with sessions_for(settings.db.url)() as session:
                 pairs = made_beside_current(session, coll_id, kind, run_id, after_id, until_id)
                 session.expunge_all()
-            return [(item.id, (item, old, new)) for item, old, new in pairs]
+            return pairs
 
         bounds = lambda: id_bounds(settings, coll_id)  # noqa: E731
-        for rows in id_windows(window, bounds, settings.restore.select_page):
-            pairs = [pair for _, pair in rows]
+        for pairs in id_windows(window, bounds, settings.restore.select_page):
             changes = _compare(settings, pairs)
             _record(settings, row, run_id, changes)
             for c, pair in zip(changes, pairs, strict=True):
