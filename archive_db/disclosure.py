@@ -6,7 +6,8 @@ A restoration by a trained model is ``algorithmicallyEnhanced`` (the scan, impro
 algorithm) and labelled AI-restored; a learned style paints a trained network's output over the
 photograph, ``compositeWithTrainedAlgorithmicMedia``, labelled AI-styled; a preset style is a
 fixed, deterministic recipe of curves and grain: ``algorithmicallyEnhanced`` too, labelled as
-algorithmic, not AI. https://cv.iptc.org/newscodes/digitalsourcetype/
+algorithmic, not AI. An enlargement by a trained model keeps the scan's content but makes up its
+finest detail: ``algorithmicallyEnhanced``, labelled AI-enlarged. https://cv.iptc.org/newscodes/digitalsourcetype/
 """
 
 from __future__ import annotations
@@ -37,4 +38,8 @@ def disclosure_of(task: str, architecture: str) -> Disclosure:
         return Disclosure("algorithmicallyEnhanced", "Algorithmically styled (preset, not AI)", False)
     if task == "style":
         return Disclosure("compositeWithTrainedAlgorithmicMedia", "AI-styled", True)
+    if task == "upscale":  # the scan's content, enlarged; the finest detail is the model's guess
+        return Disclosure(
+            "algorithmicallyEnhanced", "AI-enlarged (fine detail made by a trained model)", True
+        )
     return Disclosure("algorithmicallyEnhanced", "AI-restored", True)

@@ -55,3 +55,33 @@ def head_revision() -> str:
 
 def is_up_to_date(engine: Engine) -> bool:
     return current_revision(engine) == head_revision()
+
+
+def replace_check(table: str, name: str, old: str, new: str) -> None:
+    """In a migration: replace the CHECK constraint ``ck_<table>_<name>`` (``old``) with ``new``.
+
+    On SQLite the CHECK is rewritten in the table's stored definition. Recreating the table
+    (Alembic's batch mode) fails on a catalogue whose rows are referenced from other tables:
+    SQLite's foreign keys are on, and cannot be turned off inside the migration's transaction. A
+    CHECK constraint is not part of the stored rows, so SQLite documents editing the schema text
+    for such changes ("Making Other Kinds Of Table Schema Changes",
+    https://www.sqlite.org/lang_altertable.html)."""
+    from alembic import op
+
+    conn = op.get_bind()
+    if conn.dialect.name != "sqlite":
+        op.drop_constraint(op.f(f"ck_{table}_{name}"), table, type_="check")
+        op.create_check_constraint(op.f(f"ck_{table}_{name}"), table, new)
+        return
+    sql = conn.exec_driver_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).scalar()
+    if old not in sql:
+        raise RuntimeError(f"the {table} table's definition lacks the expected CHECK ({old})")
+    version = conn.exec_driver_sql("PRAGMA schema_version").scalar()
+    conn.exec_driver_sql("PRAGMA writable_schema = ON")
+    conn.exec_driver_sql(
+        "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (sql.replace(old, new), table)
+    )
+    conn.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
+    conn.exec_driver_sql("PRAGMA writable_schema = OFF")

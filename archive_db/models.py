@@ -41,6 +41,7 @@ INGESTION, DIGEST, VALIDATION, EXTRACTION = (
 )
 QUARANTINE, FIXITY, DAMAGE_MASK = "quarantine", "fixity check", "damage mask"
 RESTORATION, STYLE_TRANSFER, REPROCESSING = "restoration", "style transfer", "reprocessing"
+UPSCALING = "enlargement"
 PROMOTION, ROLLBACK, REVIEW, METADATA_MODIFICATION = (
     "promotion",
     "rollback",
@@ -57,6 +58,7 @@ EVENT_TYPES = (
     DAMAGE_MASK,
     RESTORATION,
     STYLE_TRANSFER,
+    UPSCALING,
     REPROCESSING,
     PROMOTION,
     ROLLBACK,
@@ -215,7 +217,7 @@ class ModelVersion(Base):
     __table_args__ = (
         UniqueConstraint("name", "version"),
         CheckConstraint(f"status IN {MODEL_STATUSES!r}", name="status"),
-        CheckConstraint("task IN ('restore', 'style')", name="task"),
+        CheckConstraint("task IN ('restore', 'style', 'upscale')", name="task"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -64,6 +64,49 @@ def register(settings: Settings, directory: Path, status: str = "candidate") -> 
         return row
 
 
+# Architectures a user's own published checkpoint can be imported as, and the task each serves.
+IMPORTABLE = {"srvgg_compact": "upscale", "rrdbnet": "upscale"}
+
+
+def import_weights(
+    settings: Settings,
+    weights: Path,
+    architecture: str,
+    arch_config: dict,
+    name: str,
+    version: str,
+    status: str = "candidate",
+) -> ModelVersion:
+    """Register a user's checkpoint of a supported architecture (e.g. Real-ESRGAN's published
+    ``.pth``, weights under ``params_ema`` or ``params``, read tensors-only): loaded strictly, so a
+    layout that does not fit is refused, then written as safetensors with a card that records the
+    original file's name and sha256."""
+    from restoration.checkpoints import load_foreign_state_dict, save_checkpoint, sha256_file
+    from restoration.factory import create_model
+
+    if architecture not in IMPORTABLE:
+        raise ConfigError(f"importable architectures are {', '.join(IMPORTABLE)}, not {architecture!r}")
+    try:
+        model = create_model(architecture, **arch_config)
+        model.load_state_dict(load_foreign_state_dict(weights), strict=True)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{weights} is not a {architecture} checkpoint with {arch_config}: {first}"
+        ) from None
+    card = {
+        "name": name,
+        "version": version,
+        "task": IMPORTABLE[architecture],
+        "architecture": architecture,
+        "config": arch_config,
+        "imported": {"file": weights.name, "sha256": sha256_file(weights)},
+    }
+    with tempfile.TemporaryDirectory(prefix="archive-import-") as tmp:
+        save_checkpoint(model, Path(tmp), card)
+        return register(settings, Path(tmp), status=status)
+
+
 def set_status(settings: Settings, ref: str, status: str) -> ModelVersion:
     """Promote (one production version per task and name) or retire a version."""
     ensure_schema(settings.db.url, create=False)

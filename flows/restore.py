@@ -89,7 +89,9 @@ def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple
         coll = collection_named(session, collection)
         row = resolve(session, model)
         session.expunge(row)
-        return coll.id, row, recipe_for(row, kind)
+    if row.task != "restore":
+        raise ConfigError(f"{row.name}@{row.version} is a {row.task} model, not a restorer")
+    return coll.id, row, recipe_for(row, kind)
 
 
 def recipe_for(row: ModelVersion, kind: str, params: dict[str, Any] | None = None) -> Recipe:

@@ -129,7 +129,8 @@ def ensure_presets(settings: Settings) -> None:
 
 @dataclass
 class StylePlan:
-    """The items to style, selected a window of ids at a time as :meth:`pages` is read."""
+    """The items to make a version of from their current source (a style; an enlargement), selected
+    a window of ids at a time as :meth:`pages` is read."""
 
     collection_id: int
     row: ModelVersion

@@ -17,7 +17,16 @@ from prefect import flow
 
 from flows.errors import ConfigError
 
-STAGE_ARCHITECTURES = {"detect": "damage_detector", "inpaint": "gated_inpainter"}
+STAGE_ARCHITECTURES = {"detect": "damage_detector", "inpaint": "gated_inpainter", "upscale": "rrdbnet"}
+# An enlarger's default size per architecture. A small RRDBNet (581,000 parameters, 0.41 s a step
+# of 16 crops on 2 CPU cores, its body at half the input's resolution, so a wide view) learned
+# faster than SRVGGNetCompact of 32 features and 8 convolutions (79,000 parameters, 0.18 s a
+# step, everything at the input's resolution): +0.4 dB over bicubic after 2000 steps.
+UPSCALE_CONFIG = {
+    "rrdbnet": {"num_feat": 32, "num_block": 3, "num_grow_ch": 16},
+    "srvgg_compact": {"num_feat": 32, "num_conv": 8},
+}
+_SCALE_ARGUMENT = {"srvgg_compact": "upscale", "rrdbnet": "scale"}
 
 
 @flow(name="train-stage", validate_parameters=False)
@@ -38,10 +47,16 @@ def train_stage(
     device: str = "auto",
     command: str | None = None,
     log=None,
+    scale: int = 2,
+    adv_weight: float = 0.0,
+    warmup_steps: int = 0,
+    disc_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
     ``OUT.training/``.
-    ``command`` is what the card records as how it was started (the CLI passes its own)."""
+    ``command`` is what the card records as how it was started (the CLI passes its own). The
+    upscale stage (an enlarger by ``scale``) is adversarial after ``warmup_steps`` when
+    ``adv_weight`` > 0."""
     import torch
 
     from flows.versions import code_version, software_versions
@@ -59,18 +74,26 @@ def train_stage(
         )
     log = log or _prefect_log
     dev = resolve_device(device)
+    architecture = architecture or STAGE_ARCHITECTURES[stage]
+    arch_config = (
+        enlarger_config(architecture, arch_config, scale) if stage == "upscale" else arch_config or {}
+    )
     train_set = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
     val_set = bundled_images(VALIDATION_IMAGES) | (debian.load(debian.HELD_OUT) if photos else {})
     config = StageConfig(
         stage=stage,
-        architecture=architecture or STAGE_ARCHITECTURES[stage],
-        arch_config=arch_config or {},
+        architecture=architecture,
+        arch_config=arch_config,
         steps=steps,
         batch=batch,
         crop=crop,
         lr=lr,
         workers=workers,
         seed=seed,
+        scale=scale,
+        adv_weight=adv_weight if stage == "upscale" else 0.0,
+        warmup_steps=warmup_steps,
+        disc_config=disc_config or {},
     )
     started = time.monotonic()
     trainer = StageTrainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=log)
@@ -101,6 +124,18 @@ def train_stage(
     )
     weights = target / card["weights"]
     return {"metrics": metrics, "checkpoint": str(weights), "weights_sha256": card["weights_sha256"]}
+
+
+def enlarger_config(architecture: str, arch_config: dict[str, Any] | None, scale: int) -> dict[str, Any]:
+    """An enlarger's architecture arguments (the default size for SRVGGNetCompact), with its scale
+    argument set to ``scale``; one that names another scale is refused."""
+    if architecture not in _SCALE_ARGUMENT:
+        raise ConfigError(f"an enlarger is one of {', '.join(_SCALE_ARGUMENT)}, not {architecture!r}")
+    config = dict(arch_config or UPSCALE_CONFIG[architecture])
+    key = _SCALE_ARGUMENT[architecture]
+    if config.setdefault(key, scale) != scale:
+        raise ConfigError(f"--arch-config: {architecture}'s {key} is {config[key]}, not the scale {scale}")
+    return config
 
 
 def _prefect_log(message: str) -> None:

@@ -65,6 +65,7 @@ class Result:
     # the input's shape (× the model's scale in height and width) and dtype (RGB for a grey input styled)
     image: np.ndarray
     # [H, W] probability of damage, uint8 0..255 (EngineConfig.mask "float32": 0..1); None from a style
+    # or a model that finds no damage (an enlarger)
     mask: np.ndarray | None
     derived: dict | None = None  # values derived from this image by the recipe (a style's print curve)
 
@@ -329,6 +330,7 @@ class Restorer:
         # On a CPU, what only one tile covers goes straight to the output; False blends everything in
         # the band, as on CUDA (tests run that path here)
         self.direct = True
+        self.finds_damage = True  # False once the model has given an image alone (no damage map)
 
     def _batch_for_memory(self, model: nn.Module) -> int:
         """On CUDA, as many tiles as half the free memory holds at the model's measured activation
@@ -349,9 +351,15 @@ class Restorer:
             x = x.contiguous(memory_format=torch.channels_last)
         extra = () if supplied is None else (supplied.to(self.device, non_blocking=True),)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            restored, mask_logits = self.model(x, *extra)
+            out = self.model(x, *extra)
+        # A restorer gives (image, damage logits); a model that only makes an image (an enlarger,
+        # a user's Real-ESRGAN) gives the image, and finds no damage.
+        restored, mask_logits = out if isinstance(out, tuple) else (out, None)
+        self.finds_damage = mask_logits is not None
         restored = restored.float().clamp_(0, 1)  # the model's own output (or its input): ours to change
         # ``restored`` (perhaps a CUDA graph's output buffer) is used up before the model runs again
+        if mask_logits is None:
+            return restored, probability.zero_()
         return restored, torch.sigmoid(mask_logits[:, 0], out=probability)
 
     @torch.inference_mode()
@@ -430,7 +438,7 @@ class Restorer:
         for c in canvases:
             c.finish()
         return [
-            Result(c.out.reshape(c.out.shape[:2] + tuple(o.shape[2:])), c.mask)
+            Result(c.out.reshape(c.out.shape[:2] + tuple(o.shape[2:])), c.mask if self.finds_damage else None)
             for o, c in zip(originals, canvases, strict=True)
         ]
 

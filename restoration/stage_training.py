@@ -1,4 +1,5 @@
-"""Training of the staged restorer's *detect* and *inpaint* stages, each on its own: seeded
+"""Training of the staged restorer's *detect* and *inpaint* stages, each on its own, and of the
+enlarger (*upscale*, super-resolution, SRGAN-style: L1 + SSIM warm-up, then against a PatchGAN): seeded
 (a batch is a function of seed and step), resumable, batches built in worker processes, losses
 in float32, an EMA of the weights exported as a checkpoint with its card.
 
@@ -6,6 +7,8 @@ in float32, an EMA of the weights exported as a checkpoint with its card.
 corners, flaking, foxing, tide lines, scratches, dust) over prints that are also faded, yellowed,
 grainy, stained, silvered and fingerprinted: those must not be marked. *inpaint* learns to
 recover a picture (as it was before the damage: grain and all) inside damage-shaped holes.
+*upscale* learns to make a photograph ``scale`` times larger from a small copy made the way small
+scans are (:mod:`restoration.degrade.enlarge`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from restoration import losses
 from restoration.checkpoints import save_checkpoint
 from restoration.data import batch_loader, random_crops, step_batch
 from restoration.degrade import DegradationConfig, Degraded, degrade
+from restoration.degrade.enlarge import EnlargeDegradation, make_small
 from restoration.factory import create_model
-from restoration.metrics import mask_f1, psnr, region_psnr
+from restoration.metrics import mask_f1, psnr, region_psnr, ssim
 from restoration.training import begin_session
 
 STATE = "training-state.pt"
@@ -99,12 +103,12 @@ INPAINT_HOLES = {
 
 @dataclass
 class StageConfig:
-    stage: str = "detect"  # detect | inpaint
+    stage: str = "detect"  # detect | inpaint | upscale
     architecture: str = "damage_detector"
     arch_config: dict[str, Any] = field(default_factory=dict)
     steps: int = 8000
     batch: int = 8
-    crop: int = 128
+    crop: int = 128  # upscale: the large (target) crop; the model sees crop / scale
     lr: float = 1e-3  # cosine decay to a tenth of it over the run
     clip_grad: float = 1.0
     ema_decay: float = 0.999
@@ -121,10 +125,22 @@ class StageConfig:
     ssim_weight: float = 0.2
     augment: bool = True
     workers: int = 1  # processes building batches (0: in the training process)
+    scale: int = 2  # upscale: the enlargement
+    enlarge: dict[str, Any] = field(default_factory=dict)  # upscale: EnlargeDegradation's fields
+    adv_weight: float = 0.0  # upscale: the adversarial loss's weight after warm-up (0: none)
+    warmup_steps: int = 0  # upscale: steps on L1 + SSIM alone before the discriminator joins
+    discriminator: str = "patchgan"
+    disc_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.stage not in ("detect", "inpaint"):
-            raise ValueError(f"stage must be detect or inpaint, not {self.stage!r}")
+        if self.stage not in ("detect", "inpaint", "upscale"):
+            raise ValueError(f"stage must be detect, inpaint or upscale, not {self.stage!r}")
+        if self.stage == "upscale" and self.crop % self.scale:
+            raise ValueError(f"the crop ({self.crop}) must be a multiple of the scale ({self.scale})")
+
+    def small(self) -> EnlargeDegradation:
+        """upscale: how the small inputs are made."""
+        return EnlargeDegradation(**({"scale": self.scale} | self.enlarge))
 
 
 def inpaint_batch(
@@ -147,11 +163,29 @@ def inpaint_batch(
     return Degraded(picture, picture, mask, damaged.params)
 
 
+def enlarge_batch(
+    images: list[np.ndarray],
+    seed: int,
+    batch: int,
+    size: int,
+    config: EnlargeDegradation,
+    augment: bool,
+    step: int,
+) -> Degraded:
+    """Clean ``size``-pixel crops (the targets) and their small copies (``degraded``); no mask."""
+    rng = np.random.default_rng([seed, step])
+    large = random_crops(images, batch, size, rng, augment)
+    small, plans = make_small(large, rng, config)
+    return Degraded(small, large, torch.zeros(batch, 1, 1, 1), plans)
+
+
 def batch_maker(
     c: StageConfig, images: list[np.ndarray], size: int | None = None, validation: bool = False
 ) -> Callable[[int], Degraded]:
     size = size or c.crop
     augment = c.augment and not validation
+    if c.stage == "upscale":
+        return functools.partial(enlarge_batch, images, c.seed, c.batch, size, c.small(), augment)
     if c.stage == "detect":
         config = DegradationConfig(dict(c.degradation), untouched=0.0 if validation else c.untouched)
         return functools.partial(
@@ -185,6 +219,12 @@ class StageTrainer:
         self.net = create_model(config.architecture, **config.arch_config).to(self.device)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
+        self.d = self.opt_d = None
+        if config.stage == "upscale" and config.adv_weight > 0:
+            self.d = create_model(config.discriminator, **config.disc_config).to(self.device)
+            self.opt_d = torch.optim.AdamW(
+                self.d.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0
+            )
         self.amp = self.device.type == "cuda"
         self.step = 0
         self.history: list[dict[str, float]] = []
@@ -195,29 +235,60 @@ class StageTrainer:
         self.net.load_state_dict(model.state_dict(), strict=True)
         self.ema.load_state_dict(model.state_dict(), strict=True)
 
-    def loss(self, net: torch.nn.Module, batch: Degraded) -> torch.Tensor:
+    def loss(self, net: torch.nn.Module, batch: Degraded) -> tuple[torch.Tensor, dict[str, float]]:
+        """The generator's loss on a batch, and its parts (for the log)."""
+        c = self.config
         x, y, m = (t.to(self.device, non_blocking=True) for t in (batch.degraded, batch.clean, batch.mask))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            if self.config.stage == "detect":
-                return losses.mask_loss(net(x), m)
-            return losses.reconstruction(net(x, m), y, self.config.ssim_weight, m, self.config.hole_weight)
+            if c.stage == "detect":
+                loss = losses.mask_loss(net(x), m)
+                return loss, {"loss": loss.item()}
+            if c.stage == "inpaint":
+                loss = losses.reconstruction(net(x, m), y, c.ssim_weight, m, c.hole_weight)
+                return loss, {"loss": loss.item()}
+            large = net(x)
+            loss = rec = losses.reconstruction(large, y, c.ssim_weight)
+            parts = {"loss": rec.item()}
+            if self.adversarial:
+                adv = losses.g_hinge(self.d(large).float())
+                loss = rec + c.adv_weight * adv
+                parts["g_adv"] = adv.item()
+                self._made = large.detach()
+            return loss, parts
+
+    @property
+    def adversarial(self) -> bool:
+        return self.d is not None and self.step >= self.config.warmup_steps
 
     def train_step(self, batch: Degraded) -> dict[str, float]:
         c = self.config
         lr = c.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * self.step / max(c.steps, 1))))
-        for group in self.opt.param_groups:
+        for group in (*self.opt.param_groups, *(self.opt_d.param_groups if self.opt_d else ())):
             group["lr"] = lr
-        loss = self.loss(self.net, batch)
+        adversarial = self.adversarial
+        if adversarial:
+            self.d.requires_grad_(False)  # the generator's step does not train the discriminator
+        loss, parts = self.loss(self.net, batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.clip_grad)
         self.opt.step()
+        if adversarial:
+            self.d.requires_grad_(True)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                real = batch.clean.to(self.device, non_blocking=True)
+                d_loss = losses.d_hinge(self.d(real).float(), self.d(self._made).float())
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.d.parameters(), c.clip_grad)
+            self.opt_d.step()
+            parts["d"] = d_loss.item()
         with torch.no_grad():
             decay = min(c.ema_decay, (1 + self.step) / (10 + self.step))
             for e, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)
         self.step += 1
-        return {"loss": loss.item()}
+        return parts
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -233,6 +304,7 @@ class StageTrainer:
             "net": self.net.state_dict(),
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
+            **({"d": self.d.state_dict(), "opt_d": self.opt_d.state_dict()} if self.d is not None else {}),
             "history": self.history,
             "sessions": self.sessions,
         }
@@ -245,7 +317,7 @@ class StageTrainer:
         if not path.exists():
             return False
         state = torch.load(path, map_location=self.device, weights_only=True)
-        for name in ("net", "ema", "opt"):
+        for name in ("net", "ema", "opt") + (("d", "opt_d") if self.d is not None else ()):
             getattr(self, name).load_state_dict(state[name])
         self.step, self.history, self.sessions = state["step"], state["history"], state["sessions"]
         return True
@@ -269,12 +341,13 @@ class StageTrainer:
         ):
             running.append(self.train_step(batch))
             if self.step % 50 == 0 or self.step == c.steps:
-                mean = float(np.mean([r["loss"] for r in running]))
+                means = {k: float(np.mean([r[k] for r in running if k in r])) for k in running[-1]}
                 self.log(
-                    f"step {self.step}/{c.steps} loss={mean:.4f} "
-                    f"({len(running) / (time.perf_counter() - started):.2f} steps/s)"
+                    f"step {self.step}/{c.steps} "
+                    + " ".join(f"{k}={v:.4f}" for k, v in means.items())
+                    + f" ({len(running) / (time.perf_counter() - started):.2f} steps/s)"
                 )
-                self.history.append({"step": self.step, "loss": mean})
+                self.history.append({"step": self.step} | means)
                 running, started = [], time.perf_counter()
             if self.step % c.val_every == 0 and self.step < c.steps:
                 self.log("validation " + " ".join(f"{k}={v:.4f}" for k, v in self.validate().items()))
@@ -292,8 +365,21 @@ class StageTrainer:
 def evaluate_stage(
     net: torch.nn.Module, stage: str, batches: list[Degraded], device: torch.device
 ) -> dict[str, float]:
-    """detect: mask F1 at 0.5; inpaint: PSNR inside the holes, and over the whole crops."""
+    """detect: mask F1 at 0.5; inpaint: PSNR inside the holes, and over the whole crops; upscale:
+    PSNR and SSIM of the enlargements, and of bicubic enlargement for comparison."""
     net.eval()
+    if stage == "upscale":
+        made = torch.cat([net(b.degraded.to(device)).float().clamp(0, 1).cpu() for b in batches])
+        clean = torch.cat([b.clean for b in batches])
+        size = clean.shape[-2:]
+        bicubic = torch.cat(
+            [F.interpolate(b.degraded, size=size, mode="bicubic").clamp(0, 1) for b in batches]
+        )
+        return {
+            "psnr": psnr(made, clean).mean().item(),
+            "ssim": ssim(made, clean).mean().item(),
+            "bicubic_psnr": psnr(bicubic, clean).mean().item(),
+        }
     if stage == "detect":
         prob = torch.cat([torch.sigmoid(net(b.degraded.to(device)).float()).cpu() for b in batches])
         return {"mask_f1": mask_f1(prob, torch.cat([b.mask for b in batches])).item()}
@@ -308,9 +394,12 @@ def export(trainer: StageTrainer, directory: Path, card: dict[str, Any]) -> dict
     card = card | {
         "architecture": c.architecture,
         "config": c.arch_config,
-        "task": f"restore-{c.stage}",
+        "task": "upscale" if c.stage == "upscale" else f"restore-{c.stage}",
         "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device)},
         "history": trainer.history[-20:],
         "sessions": trainer.sessions,
     }
+    if c.stage == "upscale":  # the small inputs' recipe, field by field, and its digest
+        card["scale"] = c.scale
+        card["degradation"] = asdict(c.small()) | {"digest": c.small().digest()}
     return save_checkpoint(trainer.ema, directory, card)

@@ -250,7 +250,8 @@ def manifest(root: str, item: dict, versions: str = "current") -> dict:
             continue
         how = v["disclosure"]["label"] if v["disclosure"] else "Derived"
         label = f"{how}: {v['kind']} v{v['version']}" + (f" ({v['model']})" if v["model"] else "")
-        body = _image_body(root, f"derivative-{v['id']}", width, height, label)
+        scale = v.get("scale", 1)  # an enlargement's image is larger; it still paints the one canvas
+        body = _image_body(root, f"derivative-{v['id']}", width * scale, height * scale, label)
         if v["disclosure"]:
             body["metadata"] = [
                 {"label": _en("Digital source type"), "value": _text(v["disclosure"]["digital_source_type"])}

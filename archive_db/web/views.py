@@ -127,6 +127,8 @@ def _version(d: Derivative, model: ModelVersion | None) -> dict[str, Any]:
         "disclosure": disclosure_of(model.task, model.architecture).as_dict() if model else None,
         "recipe_hash": d.recipe_hash,
         "recipe": d.recipe,
+        # an enlargement's factor (1: the master's size), for viewers that size its image
+        "scale": int(((d.recipe or {}).get("params") or {}).get("scale", 1)),
         "sha256": d.sha256,
         "size": d.size,
         "storage_uri": d.storage_uri,

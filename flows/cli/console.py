@@ -68,6 +68,19 @@ def summary_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table(title, ["measure", "value"], [list(r) for r in rows])
 
 
+def print_outcome(title: str, summary, without_source: str = "") -> int:
+    """A derivative run's summary (``flows.derive.dispatch.DeriveSummary``): its table, the first
+    failures, ``without_source`` (what items without a source version should do) where there are
+    any, and the headline. Returns the exit status: 1 if any item failed or was not done."""
+    out.print(summary_table(title, summary.rows()))
+    for key, reason in summary.problems[:50]:
+        out.print(f"  failed {key}: {reason}", markup=False, highlight=False)
+    if summary.without_source:
+        out.print(f"  {summary.without_source} item(s) {without_source}", markup=False, highlight=False)
+    out.print(summary.headline(), markup=False, highlight=False)
+    return 1 if summary.failed or summary.not_done else 0
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 

@@ -128,6 +128,11 @@ def main() -> int:
         if code:
             return code
         print()
+    print("== Enlarge: archive upscale --collection demo --scale 2 --limit 3")
+    code = archive([*base, "upscale", "--collection", "demo", "--scale", "2", "--limit", "3"])
+    if code:
+        return code
+    print()
     manifest = ROOT / "manifest.csv"
     write_if_changed(manifest, MANIFEST.encode())
     print(f"== Describe the prints: archive import-metadata {manifest} --collection demo")
@@ -145,6 +150,7 @@ def main() -> int:
         f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)"
     )
     print(f"Styled versions:    {derivatives}/<item>/style:albumen/v1/, …/style:period-styles.cyanotype/v1/")
+    print(f"Enlarged versions:  {derivatives}/<item>/upscaled:x2/v1/  (twice the pixels, twice the DPI)")
     print(f"Look closer:        .venv/bin/archive {' '.join(base)} show demo/real-scans/old_b.png")
     print(f"Audit:              .venv/bin/archive {' '.join(base)} audit --collection demo")
     print(

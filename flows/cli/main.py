@@ -56,9 +56,9 @@ def cli(ctx: click.Context, db_url: str | None, output: str | None, endpoint_url
 
 # The group hands itself to each command module (``models`` first: it makes the ``train`` group
 # that the stage and style modules extend).
-from flows.cli import catalogue, curate, export, files, models, pipeline, stages, styles  # noqa: E402
+from flows.cli import catalogue, curate, export, files, models, pipeline, stages, styles, upscale  # noqa: E402
 
-for _module in (models, catalogue, pipeline, curate, files, stages, styles, export):
+for _module in (models, catalogue, pipeline, curate, files, stages, styles, upscale, export):
     _module.register(cli)
 
 

@@ -250,6 +250,56 @@ def models_register(settings: Settings, directory: str, promote: bool) -> None:
     out.print(f"registered {row.name}@{row.version} ({row.task}, {row.status}) at {row.weights_uri}")
 
 
+@models.command("import")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--architecture",
+    type=click.Choice(["srvgg_compact", "rrdbnet"]),
+    required=True,
+    help="SRVGGNetCompact (realesr-general-x4v3, realesr-animevideov3) or RRDBNet (RealESRGAN_x4plus, x2plus).",
+)
+@click.option(
+    "--arch-config",
+    default="{}",
+    show_default=True,
+    help='Its keyword arguments, e.g. {"num_conv": 32, "upscale": 4} or {"scale": 2}.',
+)
+@click.option("--name", required=True)
+@click.option("--version", required=True)
+@click.option("--promote", is_flag=True, help="Make it the production version at once.")
+@click.pass_obj
+def models_import(
+    settings: Settings,
+    weights: str,
+    architecture: str,
+    arch_config: str,
+    name: str,
+    version: str,
+    promote: bool,
+) -> None:
+    """Register your own checkpoint of a supported architecture (a Real-ESRGAN .pth or .safetensors),
+    loaded strictly and stored as safetensors with its original's sha256 in the card."""
+    import json
+    from pathlib import Path
+
+    from flows.model_versions import import_weights
+
+    try:
+        config = json.loads(arch_config)
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"--arch-config is not JSON: {exc}") from None
+    row = import_weights(
+        settings,
+        Path(weights),
+        architecture,
+        config,
+        name,
+        version,
+        status="production" if promote else "candidate",
+    )
+    out.print(f"registered {row.name}@{row.version} ({row.task}, {row.status}) at {row.weights_uri}")
+
+
 @models.command("promote")
 @click.argument("ref")
 @click.pass_obj

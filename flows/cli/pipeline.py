@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from flows.cli.console import RichReporter, out, summary_table
+from flows.cli.console import RichReporter, out, print_outcome, summary_table
 from flows.settings import Settings
 
 
@@ -90,11 +90,7 @@ def restore(
         settings.restore = settings.restore.model_copy(update={"batch_pixels": batch_pixels})
     with RichReporter() as bar, reporting(bar):
         summary = restore_collection(collection, model_ref, pool, settings=settings)
-    out.print(summary_table(f"restore: {collection}", summary.rows()))
-    for key, reason in summary.problems[:50]:
-        out.print(f"  failed {key}: {reason}", markup=False, highlight=False)
-    out.print(summary.headline(), markup=False, highlight=False)
-    return 1 if summary.failed or summary.not_done else 0
+    return print_outcome(f"restore: {collection}", summary)
 
 
 @click.command()

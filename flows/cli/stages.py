@@ -11,15 +11,49 @@ import click
 from flows.cli.console import err, out, table
 
 
-@click.command("stage")
-@click.option("--stage", type=click.Choice(["detect", "inpaint"]), required=True)
-@click.option(
+def _options(*decorators):
+    """Several click options as one decorator (the training commands share them)."""
+
+    def apply(f):
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+_OUT = click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
     required=True,
     help="Where model.safetensors and card.json go; the resumable state goes to OUT.training/.",
 )
+_LEARNING = _options(
+    click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True),
+    click.option(
+        "--workers",
+        type=click.IntRange(0),
+        default=1,
+        show_default=True,
+        help="Processes that build batches.",
+    ),
+    click.option(
+        "--photos/--no-photos",
+        default=True,
+        show_default=True,
+        help="Also train on the Debian mate-backgrounds photographs (apt-get install mate-backgrounds).",
+    ),
+)
+_RUN = _options(
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", default="auto", show_default=True),
+)
+
+
+@click.command("stage")
+@click.option("--stage", type=click.Choice(["detect", "inpaint"]), required=True)
+@_OUT
 @click.option(
     "--architecture", default=None, help="Default: damage_detector (detect), gated_inpainter (inpaint)."
 )
@@ -29,20 +63,10 @@ from flows.cli.console import err, out, table
 @click.option("--steps", type=click.IntRange(1), default=8000, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--crop", type=click.IntRange(32), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
-@click.option(
-    "--workers", type=click.IntRange(0), default=1, show_default=True, help="Processes that build batches."
-)
-@click.option(
-    "--photos/--no-photos",
-    default=True,
-    show_default=True,
-    help="Also train on the Debian mate-backgrounds photographs (apt-get install mate-backgrounds).",
-)
+@_LEARNING
 @click.option("--name", default="restore-pipeline", show_default=True)
 @click.option("--version", default="v1-stage", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@_RUN
 def train_stage(
     stage: str,
     out_dir: str,
@@ -61,18 +85,7 @@ def train_stage(
 ) -> None:
     """Train one stage of the staged restorer (detect or inpaint) on synthetic realistic damage
     (the ``train-stage`` flow, which a deployment can schedule on the GPU pool)."""
-    import sys
-
-    from restoration import photos as debian
-
-    if photos and not debian.available():
-        raise click.UsageError(
-            f"--photos: {debian.ROOT} lacks the mate-backgrounds photographs "
-            "(apt-get install mate-backgrounds), or pass --no-photos"
-        )
-    from flows.train import train_stage as train_stage_flow
-
-    result = train_stage_flow(
+    _train(
         stage=stage,
         out=out_dir,
         architecture=architecture,
@@ -87,8 +100,23 @@ def train_stage(
         version=version,
         seed=seed,
         device=device,
-        command="archive " + " ".join(sys.argv[1:]),
-        log=err.print,
+    )
+
+
+def _train(stage: str, **kwargs) -> None:
+    import sys
+
+    from restoration import photos as debian
+
+    if kwargs["photos"] and not debian.available():
+        raise click.UsageError(
+            f"--photos: {debian.ROOT} lacks the mate-backgrounds photographs "
+            "(apt-get install mate-backgrounds), or pass --no-photos"
+        )
+    from flows.train import train_stage as train_stage_flow
+
+    result = train_stage_flow(
+        stage=stage, command="archive " + " ".join(sys.argv[1:]), log=err.print, **kwargs
     )
     out.print(
         table(
@@ -98,6 +126,78 @@ def train_stage(
         )
     )
     out.print(f"wrote {result['checkpoint']} (sha256 {result['weights_sha256'][:16]}…) and card.json")
+
+
+@click.command("upscale")
+@click.option("--scale", type=click.Choice(["2", "4"]), default="2", show_default=True)
+@_OUT
+@click.option(
+    "--architecture",
+    type=click.Choice(["rrdbnet", "srvgg_compact"]),
+    default="rrdbnet",
+    show_default=True,
+)
+@click.option(
+    "--arch-config",
+    default=None,
+    help="JSON keyword arguments of the architecture (default: rrdbnet "
+    '{"num_feat": 32, "num_block": 3, "num_grow_ch": 16}; srvgg_compact {"num_feat": 32, "num_conv": 8}).',
+)
+@click.option("--steps", type=click.IntRange(1), default=7000, show_default=True)
+@click.option(
+    "--warmup-steps",
+    type=click.IntRange(0),
+    default=5800,
+    show_default=True,
+    help="Steps on L1 + SSIM alone before the discriminator joins.",
+)
+@click.option(
+    "--adv-weight",
+    type=click.FloatRange(0),
+    default=0.005,
+    show_default=True,
+    help="The adversarial loss's weight after warm-up (0: no discriminator).",
+)
+@click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
+@click.option(
+    "--crop",
+    type=click.IntRange(32),
+    default=96,
+    show_default=True,
+    help="The large crop (the model sees crop/scale).",
+)
+@_LEARNING
+@click.option("--name", default=None, help="Default: enlarge-xSCALE.")
+@click.option("--version", default="v1", show_default=True)
+@_RUN
+def train_upscale(
+    scale: str,
+    out_dir: str,
+    architecture: str,
+    arch_config: str | None,
+    name: str | None,
+    crop: int,
+    **kwargs,
+) -> None:
+    """Train an enlarger (super-resolution by 2 or 4), SRGAN-style: L1 + SSIM, then against a
+    PatchGAN, on clean photographs made small as small scans are (blur, resizing, noise, film grain,
+    JPEG, twice over), seeded and resumable; the card records the recipe."""
+    from flows.train import enlarger_config
+
+    if crop % int(scale):
+        raise click.UsageError(f"--crop {crop} must be a multiple of --scale {scale}")
+    config = enlarger_config(architecture, json.loads(arch_config) if arch_config else None, int(scale))
+    _train(
+        stage="upscale",
+        out=out_dir,
+        architecture=architecture,
+        arch_config=config,
+        name=name or f"enlarge-x{scale}",
+        scale=int(scale),
+        crop=crop,
+        disc_config={"ndf": 32},
+        **kwargs,
+    )
 
 
 @click.command("pipeline")
@@ -176,5 +276,5 @@ def train_pipeline(
 
 
 def register(cli: click.Group) -> None:
-    for command in (train_stage, train_pipeline):
+    for command in (train_stage, train_upscale, train_pipeline):
         cli.commands["train"].add_command(command)

@@ -11,11 +11,23 @@ from typing import Any
 import click
 import numpy as np
 
-from flows.cli.console import RichReporter, each_file, err, out, summary_table, table
+from flows.cli.console import RichReporter, each_file, err, out, print_outcome, table
 from flows.errors import ConfigError
 from flows.settings import Settings
 
-TRAIN_MAX_SIDE = 768  # exemplars and content images are scaled down to this for training
+TRAIN_MAX_SIDE = 768
+
+
+def from_option(verb: str):
+    """``--from restored|master``: what a derivative is made from (styles, enlargements)."""
+    return click.option(
+        "--from",
+        "source",
+        type=click.Choice(["restored", "master"]),
+        default="restored",
+        show_default=True,
+        help=f"{verb} the current restored version, or the master.",
+    )  # exemplars and content images are scaled down to this for training
 
 
 def _params(values: tuple[str, ...]) -> dict[str, str]:
@@ -53,14 +65,7 @@ def styles() -> None:
     "--style", required=True, help="A preset (see `archive styles`) or learned:NAME@VERSION[:STYLE]."
 )
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True)
-@click.option(
-    "--from",
-    "source",
-    type=click.Choice(["restored", "master"]),
-    default="restored",
-    show_default=True,
-    help="Style the current restored version, or the master.",
-)
+@from_option("Style")
 @click.option(
     "--param",
     "param_values",
@@ -98,18 +103,8 @@ def stylize(
         summary = stylize_collection(
             collection, style, strength, source, params, limit, pool, settings=settings
         )
-    out.print(summary_table(f"stylize: {collection}", summary.rows()))
-    for key, reason in summary.problems[:50]:
-        out.print(f"  failed {key}: {reason}", markup=False, highlight=False)
-    if summary.without_source:
-        out.print(
-            f"  {summary.without_source} item(s) have no current {source} version to style "
-            "(restore them first, or use --from master)",
-            markup=False,
-            highlight=False,
-        )
-    out.print(summary.headline(), markup=False, highlight=False)
-    return 1 if summary.failed or summary.not_done else 0
+    hint = f"have no current {source} version to style (restore them first, or use --from master)"
+    return print_outcome(f"stylize: {collection}", summary, hint)
 
 
 def _stylist_for_files(

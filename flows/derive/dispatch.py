@@ -60,7 +60,7 @@ class DeriveSummary:
             return (
                 f"Nothing to {self.operation}: every item of '{self.collection}' already has {self.model}'s output"
                 + (
-                    f" ({self.without_source} without a restored version to style)."
+                    f" ({self.without_source} without a restored version to work from)."
                     if self.without_source
                     else "."
                 )

@@ -1,7 +1,7 @@
 """The registry of derivative operations. Each entry says what the operation records (its event
 type and verb), how a batch finds its items' inputs, how its processor is built, and how a version
 describes what it was made from; the shared engine (dispatch, worker, writer) only reads entries.
-A new operation (upscaling, colour) is one ``register_operation`` call."""
+A new operation (colour, say) is one ``register_operation`` call, as enlargement's is."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archive_db.derivatives import Recipe
-from archive_db.models import RESTORATION, STYLE_TRANSFER, ModelVersion
+from archive_db.models import RESTORATION, STYLE_TRANSFER, UPSCALING, ModelVersion
 from flows.derive import inputs
 from flows.derive.inputs import Todo, WorkItem
 from flows.errors import ConfigError
@@ -77,6 +77,18 @@ def stylist(settings: Settings, row: ModelVersion, recipe: Recipe, device) -> tu
     ), card
 
 
+def enlarger(settings: Settings, row: ModelVersion, recipe: Recipe, device) -> tuple[Any, dict]:
+    """The engine over a model that enlarges by the recipe's scale (checked against the model's)."""
+    from restoration.engine import Restorer
+
+    model, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
+    if getattr(model, "scale", 1) != recipe.params["scale"]:
+        raise ConfigError(
+            f"{row.name}@{row.version} enlarges by {getattr(model, 'scale', 1)}, not {recipe.params['scale']}"
+        )
+    return Restorer(model, _config(settings, device)), card
+
+
 def takes_masks(row: ModelVersion) -> bool:
     """Whether a model version restores with a curator's mask where an item has one (a staged
     pipeline: its inpainter fills the mask instead of what the detector found)."""
@@ -87,12 +99,18 @@ def _restored_with(recipe: Recipe, w: WorkItem) -> str:
     return f"restore with {recipe.model} (weights sha256 {recipe.weights_sha256})"
 
 
+def _source(w: WorkItem) -> str:
+    return f"derivative {w.input.parent_id} (sha256 {w.input.sha256})" if w.input.parent_id else "the master"
+
+
 def _styled_from(recipe: Recipe, w: WorkItem) -> str:
-    source = (
-        f"derivative {w.input.parent_id} (sha256 {w.input.sha256})" if w.input.parent_id else "the master"
-    )
+    return f"style {recipe.params['style']} with {recipe.model} (sha256 {recipe.weights_sha256}) from {_source(w)}"
+
+
+def _enlarged_from(recipe: Recipe, w: WorkItem) -> str:
     return (
-        f"style {recipe.params['style']} with {recipe.model} (sha256 {recipe.weights_sha256}) from {source}"
+        f"enlarge x{recipe.params['scale']} with {recipe.model} (sha256 {recipe.weights_sha256}) "
+        f"from {_source(w)}"
     )
 
 
@@ -100,3 +118,5 @@ register_operation(
     Operation("restore", RESTORATION, "Restored", inputs.restore_todo, restorer, _restored_with, True)
 )
 register_operation(Operation("style", STYLE_TRANSFER, "Styled", inputs.style_todo, stylist, _styled_from))
+# An enlargement is made from a source version as a style is (the current restored one, or the master).
+register_operation(Operation("upscale", UPSCALING, "Enlarged", inputs.style_todo, enlarger, _enlarged_from))

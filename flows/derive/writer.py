@@ -33,7 +33,7 @@ from flows.imaging.encode import (
     pyramid,
     sidecar,
 )
-from flows.imaging.io import Loaded
+from flows.imaging.io import Loaded, scaled_dpi
 from flows.settings import Settings
 from flows.storage.layout import version_prefix
 from flows.storage.store import ObjectStore
@@ -143,7 +143,10 @@ class Writer:
         history = History(
             w.key, w.sha256, self._hash(w), self.tool, made, when, w.orientation, self.disclosure.uri
         )
-        icc, dpi = loaded.info.get("icc_profile"), loaded.info.get("dpi")
+        icc, dpi = (
+            loaded.info.get("icc_profile"),
+            scaled_dpi(loaded.info.get("dpi"), self.rec.params.get("scale", 1)),
+        )
         if result.image.ndim == 3 and result.image.shape[2] >= 3 and loaded.mode in ("L", "I;16"):
             icc = None  # a grey master styled in colour: its grey ICC profile would not fit
         stem = w.key.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "image"

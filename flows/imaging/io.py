@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,11 @@ class Loaded:
     format: str
     mode: str  # Pillow's mode, or "RGB;16" for 16-bit colour read with tifffile
     info: dict[str, Any] = field(default_factory=dict)  # icc_profile, dpi
+
+
+def scaled_dpi(dpi, scale: int):
+    """An enlargement's resolution: ``scale`` times the DPI, so it prints at the original's size."""
+    return tuple(float(d) * scale for d in dpi) if dpi and scale != 1 else dpi
 
 
 def pixel_limit() -> int:
@@ -87,9 +92,12 @@ def _png16_pixels(source: Path | bytes) -> np.ndarray:
     )
 
 
-def write_image(path: Path, pixels: np.ndarray, like: Loaded) -> None:
-    """Write ``pixels`` in the original's format and mode, with its ICC profile and DPI."""
+def write_image(path: Path, pixels: np.ndarray, like: Loaded, scale: int = 1) -> None:
+    """Write ``pixels`` in the original's format and mode, with its ICC profile and DPI (``scale``
+    times it for an enlargement ``scale`` times larger, so it prints at the original's size)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if scale != 1 and like.info.get("dpi"):
+        like = replace(like, info=like.info | {"dpi": scaled_dpi(like.info["dpi"], scale)})
     if pixels.dtype == np.uint16 and pixels.ndim == 3 and like.format == "PNG":
         path.write_bytes(
             png16(pixels, like.info.get("dpi"))

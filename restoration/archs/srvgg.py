@@ -32,6 +32,7 @@ class SRVGGNetCompact(nn.Module):
     ):
         super().__init__()
         self.upscale = upscale
+        self.scale = upscale  # what the engine reads: outputs are this many times larger
         self.body = nn.ModuleList([nn.Conv2d(num_in_ch, num_feat, 3, 1, 1), _activation(act_type, num_feat)])
         for _ in range(num_conv):
             self.body.append(nn.Conv2d(num_feat, num_feat, 3, 1, 1))

@@ -371,3 +371,74 @@ def test_migration_0004_rewrites_old_cli_promotion_events_in_the_one_vocabulary(
         command.downgrade(cfg, "0003")
     assert moves() == before
     engine.dispose()
+
+
+def test_migration_0006_lets_a_model_version_enlarge_on_a_catalogue_in_use(db_url, tmp_path, request):
+    """A catalogue at 0005 whose restore model version a derivative refers to: after the upgrade an
+    upscale model version can be registered (SQLite's CHECK is rewritten in place: its foreign keys
+    would refuse a rebuilt table); the downgrade refuses while one is registered, and once it is
+    gone, the old CHECK refuses the task again."""
+    from alembic import command
+
+    from archive_db.migrate import alembic_config
+    from archive_db.models import ModelVersion
+    from tests.services import new_pg_database
+
+    postgres = db_url.startswith("postgresql")
+    url = (
+        new_pg_database(request.getfixturevalue("pg_server")) if postgres else f"sqlite:///{tmp_path}/old.db"
+    )
+    engine = make_engine(url)
+    upgrade(engine, "0005")
+    factory = session_factory(engine)
+
+    def model(task: str, name: str) -> ModelVersion:
+        return ModelVersion(
+            name=name,
+            version="v1",
+            task=task,
+            architecture="srvgg_compact" if task == "upscale" else "unet_restorer",
+            config={},
+            weights_uri="x",
+            weights_sha256="0" * 64,
+            status="production",
+        )
+
+    with factory() as s, s.begin():
+        coll = ledger.get_or_create_collection(s, "c")
+        item = _item(coll.id, "a.png", "a" * 64)
+        restorer = model("restore", "restore-unet")
+        s.add_all([item, restorer])
+        s.flush()
+        s.add(
+            Derivative(
+                item_id=item.id,
+                kind="restored",
+                version=1,
+                recipe_hash="1" * 64,
+                storage_uri="x/v1",
+                sha256="1" * 64,
+                size=1,
+                is_current=True,
+                model_version_id=restorer.id,
+            )
+        )
+    with pytest.raises(IntegrityError), factory() as s, s.begin():
+        s.add(model("upscale", "enlarge-x2"))
+    upgrade(engine)
+    with factory() as s, s.begin():
+        s.add(model("upscale", "enlarge-x2"))
+    with factory() as s:
+        assert s.scalar(select(Derivative.model_version_id)) is not None  # the restorer's rows kept
+    cfg = alembic_config(url)
+    with pytest.raises(RuntimeError, match="upscale model version"), engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    with factory() as s, s.begin():
+        s.delete(s.scalars(select(ModelVersion).where(ModelVersion.task == "upscale")).one())
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    with pytest.raises(IntegrityError), factory() as s, s.begin():
+        s.add(model("upscale", "enlarge-x2"))
+    engine.dispose()

@@ -32,6 +32,7 @@ def test_deployments_name_importable_flows_on_the_right_pools(prefect_yaml):
         "restore-collection",
         "restore-batch",
         "stylize-collection",
+        "upscale-collection",
         "reprocess",
         "fixity-audit",
         "train-stage",
