@@ -133,15 +133,15 @@ def _train(stage: str, **kwargs) -> None:
 @_OUT
 @click.option(
     "--architecture",
-    type=click.Choice(["rrdbnet", "srvgg_compact"]),
-    default="rrdbnet",
+    type=click.Choice(["srvgg_compact", "rrdbnet"]),
+    default="srvgg_compact",
     show_default=True,
 )
 @click.option(
     "--arch-config",
     default=None,
-    help="JSON keyword arguments of the architecture (default: rrdbnet "
-    '{"num_feat": 32, "num_block": 3, "num_grow_ch": 16}; srvgg_compact {"num_feat": 32, "num_conv": 8}).',
+    help="JSON keyword arguments of the architecture (default: srvgg_compact "
+    '{"num_feat": 32, "num_conv": 12}; rrdbnet {"num_feat": 32, "num_block": 3, "num_grow_ch": 16}).',
 )
 @click.option("--steps", type=click.IntRange(1), default=7000, show_default=True)
 @click.option(

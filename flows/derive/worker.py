@@ -75,7 +75,7 @@ def restore_batch(
             ready: list[tuple[WorkItem, Loaded]] = []
             for w in group:
                 try:
-                    ready.append((w, w.loaded.result()))
+                    ready.append((w, _fits(settings, rec, w.loaded.result())))
                 except Exception as exc:
                     writer.fail(w, exc)
                     counts["failed"] += 1
@@ -105,6 +105,19 @@ def restore_batch(
         for f in pending:
             counts[f.result()] += 1
     return counts
+
+
+def _fits(settings: Settings, rec: Recipe, loaded: Loaded) -> Loaded:
+    """An enlargement over the archive's pixel limit is refused, item by item: no reader of the
+    archive (previews, IIIF tiles, restoration) would open it."""
+    scale = rec.params.get("scale", 1)
+    h, w = loaded.pixels.shape[:2]
+    if scale > 1 and h * w * scale * scale > settings.ingest.max_pixels:
+        raise ValueError(
+            f"an x{scale} enlargement of {w}x{h} would be {h * w * scale * scale:,} pixels, over the "
+            f"archive's pixel limit of {settings.ingest.max_pixels:,} (ARCHIVE_INGEST__MAX_PIXELS)"
+        )
+    return loaded
 
 
 def worker_cores() -> int:

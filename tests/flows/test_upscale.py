@@ -183,3 +183,19 @@ def test_the_iiif_manifest_gives_an_enlargement_its_own_size(restored, tmp_path)
         )
         info = json.loads(urllib.request.urlopen(enlarged["service"][0]["id"] + "/info.json").read())
         assert (info["width"], info["height"]) == (enlarged["width"], enlarged["height"])
+
+
+def test_an_enlargement_over_the_pixel_limit_fails_alone_and_is_counted(restored, tmp_path):  # noqa: F811
+    from archive_db.models import Item
+
+    settings = restored
+    register(settings, enlarger(tmp_path)[1], status="production")
+    with sessions_for(settings.db.url)() as s:
+        sizes = {i.id: (i.width or 0) * (i.height or 0) for i in s.scalars(select(Item))}
+    limit = 2 * max(sizes.values())  # every parent decodes; the larger ones' enlargements are over it
+    settings.ingest = settings.ingest.model_copy(update={"max_pixels": limit})
+    summary = upscale_collection("letters", 2, settings=settings)
+    over = {i for i, px in sizes.items() if 4 * px > limit}
+    assert summary.failed == len(over) >= 1 and summary.restored == summary.selected - len(over) >= 1
+    assert all("over the archive's pixel limit" in reason for _, reason in summary.problems), summary.problems
+    assert {d.item_id for d in rows(settings, "upscaled:x2")}.isdisjoint(over)
