@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/restore_quality.py
 	$(BIN)/python bench/real_scans.py
+	$(BIN)/python bench/upscale_quality.py
 	$(BIN)/python bench/style_quality.py
 	$(BIN)/python bench/style_losses.py
 	$(BIN)/python bench/dispatch.py

@@ -46,13 +46,17 @@ PLANS = 4  # realistic small copies per photograph
 
 
 def shipped_enlarger(scale: int) -> Path:
-    """The shipped enlarger of ``scale`` in production (restoration/weights/shipped.json)."""
+    """The newest shipped enlarger of ``scale``, whatever its status (restoration/weights/shipped.json)."""
     manifest = json.loads((WEIGHTS / "shipped.json").read_text())
-    for ref, status in manifest.items():
-        card = WEIGHTS / ref / "card.json"
-        if status == "production" and card.is_file() and json.loads(card.read_text()).get("scale") == scale:
-            return WEIGHTS / ref
-    raise SystemExit(f"no shipped production enlarger x{scale}; pass --checkpoint")
+    found = [
+        WEIGHTS / ref
+        for ref in manifest
+        if (WEIGHTS / ref / "card.json").is_file()
+        and json.loads((WEIGHTS / ref / "card.json").read_text()).get("scale") == scale
+    ]
+    if not found:
+        raise SystemExit(f"no shipped enlarger x{scale}; pass --checkpoint")
+    return max(found, key=lambda p: (p.parent.name, int(p.name.removeprefix("v"))))
 
 
 def as_tensor(pixels: np.ndarray) -> torch.Tensor:

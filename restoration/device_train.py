@@ -13,7 +13,9 @@ state stays on the device (a lease is short; the exported EMA weights are what c
 Each stage is trained as ``archive train stage`` (detect, inpaint) or ``archive train restore``
 (denoise: the single U-Net on noise, grain, blur and compression alone, with many untouched crops
 so that clean texture passes through) would train it, with larger batches and crops, and stops
-at ``--seconds`` wherever its schedule is; the card says how far it got.
+at ``--seconds`` wherever its schedule is; the card says how far it got. ``--stage upscale``
+trains an enlarger as ``archive train upscale`` would (``--architecture``, ``--scale``,
+``--arch-config '{"num_feat": 64, "num_conv": 16}'`` for a larger one than 2 CPU cores can train).
 """
 
 from __future__ import annotations
@@ -122,7 +124,15 @@ def train(args: argparse.Namespace) -> None:
     else:
         from restoration.stage_training import StageConfig, StageTrainer, export
 
-        arch = {"detect": "damage_detector", "inpaint": "gated_inpainter"}[args.stage]
+        arch = {"detect": "damage_detector", "inpaint": "gated_inpainter", "upscale": args.architecture}[
+            args.stage
+        ]
+        extra = {}
+        if args.stage == "upscale":  # an enlarger: its scale argument, and the SRGAN-style schedule
+            arch_config.setdefault({"srvgg_compact": "upscale", "rrdbnet": "scale"}[arch], args.scale)
+            warmup = int(args.steps * 0.83) if args.warmup_steps is None else args.warmup_steps
+            extra = {"scale": args.scale, "adv_weight": args.adv_weight, "warmup_steps": warmup}
+            extra |= {"disc_config": {"ndf": 64}, "enlarge": json.loads(args.probabilities)}
         config = StageConfig(
             stage=args.stage,
             architecture=arch,
@@ -134,10 +144,12 @@ def train(args: argparse.Namespace) -> None:
             workers=args.workers,
             val_every=args.val_every,
             seed=args.seed,
+            **extra,
         )
         config.untouched = config.untouched if args.untouched is None else args.untouched
-        mixture = "degradation" if args.stage == "detect" else "holes"
-        setattr(config, mixture, getattr(config, mixture) | json.loads(args.probabilities))
+        if args.stage != "upscale":
+            mixture = "degradation" if args.stage == "detect" else "holes"
+            setattr(config, mixture, getattr(config, mixture) | json.loads(args.probabilities))
         trainer = StageTrainer(
             config, list(train_set.values()), list(val_set.values()), device=device, log=log
         )
@@ -169,7 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("pack")
     p.add_argument("path")
     t = sub.add_parser("train")
-    t.add_argument("--stage", choices=["detect", "inpaint", "denoise"], required=True)
+    t.add_argument("--stage", choices=["detect", "inpaint", "denoise", "upscale"], required=True)
+    t.add_argument(
+        "--architecture", choices=["srvgg_compact", "rrdbnet"], default="srvgg_compact", help="upscale"
+    )
+    t.add_argument("--scale", type=int, choices=[2, 4], default=2, help="upscale: the enlargement")
+    t.add_argument("--adv-weight", type=float, default=0.005, help="upscale: after warm-up")
+    t.add_argument("--warmup-steps", type=int, default=None, help="upscale (default: 83%% of --steps)")
     t.add_argument("--images", required=True)
     t.add_argument(
         "--photos",
@@ -191,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--val-every", type=int, default=2000)
     t.add_argument("--arch-config", default="{}")
     t.add_argument(
-        "--probabilities", default="{}", help="JSON: effect probabilities to change in the stage's mixture"
+        "--probabilities",
+        default="{}",
+        help="JSON: effect probabilities to change in the stage's mixture (upscale: EnlargeDegradation fields)",
     )
     t.add_argument("--untouched", type=float, default=None, help="detect: share of crops left clean")
     t.add_argument("--init", default=None, help="a checkpoint (a stage's, or a pipeline's) to start from")

@@ -128,8 +128,11 @@ def main() -> int:
         if code:
             return code
         print()
-    print("== Enlarge: archive upscale --collection demo --scale 2 --limit 3")
-    code = archive([*base, "upscale", "--collection", "demo", "--scale", "2", "--limit", "3"])
+    # The shipped enlarger is a candidate (see its card): named, not the production default.
+    print("== Enlarge: archive upscale --collection demo --scale 2 --model enlarge-x2@v1 --limit 3")
+    code = archive(
+        [*base, "upscale", "--collection", "demo", "--scale", "2", "--model", "enlarge-x2@v1", "--limit", "3"]
+    )
     if code:
         return code
     print()

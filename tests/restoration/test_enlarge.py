@@ -125,3 +125,31 @@ def test_the_cli_trains_an_enlarger_whose_checkpoint_registers_as_an_upscale_mod
     assert card["how"]["command"].startswith("archive ") and card["degradation"]["digest"]
     base = ["--db", settings.db.url, "--output", settings.store.output]
     assert main([*base, "models", "register", str(tmp_path / "x2")]) == 0
+
+
+def test_a_lent_gpu_trains_an_enlarger_for_a_fixed_time(tmp_path):
+    """restoration.device_train --stage upscale (what a lent GPU runs, with only restoration/)."""
+    from restoration.device_train import main
+
+    rng = np.random.default_rng(0)
+    pictures = {f"train/p{i}": rng.integers(0, 256, (80, 80, 3), dtype=np.uint8) for i in range(2)}
+    np.savez_compressed(tmp_path / "photos.npz", **pictures, **{"val/v": pictures["train/p0"]})
+    args = [
+        "train",
+        "--stage",
+        "upscale",
+        "--images",
+        str(tmp_path / "photos.npz"),
+        "--out",
+        str(tmp_path / "x2"),
+    ]
+    args += ["--state", str(tmp_path / "state"), "--seconds", "4", "--steps", "100000", "--batch", "2"]
+    args += ["--crop", "32", "--workers", "0", "--arch-config", '{"num_feat": 8, "num_conv": 2}']
+    main([*args, "--code-version", "0.1.0+gtest"])
+    model, card = load_checkpoint(tmp_path / "x2")
+    assert model.scale == 2 and card["task"] == "upscale" and 0 < card["training"]["steps_done"] < 100000
+    assert card["training"]["warmup_steps"] == 83000 and set(card["metrics"]) == {
+        "psnr",
+        "ssim",
+        "bicubic_psnr",
+    }
