@@ -388,6 +388,19 @@ def evaluate_stage(
     return {"hole_psnr": region_psnr(filled, clean, holes), "psnr": psnr(filled, clean).mean().item()}
 
 
+# Configuration fields only one stage reads: a card lists its own stage's, not the others' defaults.
+_STAGE_FIELDS = {
+    "detect": {"degradation", "untouched", "visible"},
+    "inpaint": {"holes", "grow", "hole_weight"},
+    "upscale": {"scale", "enlarge", "adv_weight", "warmup_steps", "discriminator", "disc_config"},
+}
+
+
+def _own_fields(c: StageConfig) -> dict[str, Any]:
+    others = set().union(*(f for stage, f in _STAGE_FIELDS.items() if stage != c.stage))
+    return {k: v for k, v in asdict(c).items() if k not in others}
+
+
 def export(trainer: StageTrainer, directory: Path, card: dict[str, Any]) -> dict[str, Any]:
     """Save the EMA weights of one stage as a checkpoint with its card."""
     c = trainer.config
@@ -395,7 +408,7 @@ def export(trainer: StageTrainer, directory: Path, card: dict[str, Any]) -> dict
         "architecture": c.architecture,
         "config": c.arch_config,
         "task": "upscale" if c.stage == "upscale" else f"restore-{c.stage}",
-        "training": asdict(c) | {"steps_done": trainer.step, "device": str(trainer.device)},
+        "training": _own_fields(c) | {"steps_done": trainer.step, "device": str(trainer.device)},
         "history": trainer.history[-20:],
         "sessions": trainer.sessions,
     }

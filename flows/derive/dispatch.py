@@ -73,11 +73,15 @@ class DeriveSummary:
         )
 
     def rows(self) -> list[tuple[str, str]]:
-        return [(k, f"{v:,}") for k, v in self.counts().items()] + [("seconds", f"{self.seconds:.2f}")]
+        """The counts as a table shows them: what was made named by the operation's verb."""
+        made = operation(self.operation).verb.lower() if self.operation else "restored"
+        counts = [(made if k == "restored" else k, f"{v:,}") for k, v in self.counts().items()]
+        return counts + [("seconds", f"{self.seconds:.2f}")]
 
     def markdown(self) -> str:
         lines = [
-            f"# Restoration of `{self.collection}`",
+            f"# {operation(self.operation).event.capitalize() if self.operation else 'Restoration'} of "
+            f"`{self.collection}`",
             "",
             self.headline(),
             "",

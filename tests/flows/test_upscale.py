@@ -58,7 +58,8 @@ def test_upscale_versions_each_restored_item_twice_the_size_with_its_provenance(
     register(settings, folder, status="production")
     summary = upscale_collection("letters", 2, settings=settings)
     assert (summary.selected, summary.restored, summary.failed) == (5, 5, 0)
-    assert "Enlarged 5 of 5" in summary.headline()
+    assert "Enlarged 5 of 5" in summary.headline() and ("enlarged", "5") in summary.rows()
+    assert summary.markdown().startswith("# Enlargement of `letters`")
     made, parents = rows(settings, "upscaled:x2"), current_restored(settings)
     assert len(made) == 5
     with sessions_for(settings.db.url)() as s:

@@ -83,6 +83,7 @@ def test_an_enlarger_trains_with_falling_loss_goes_adversarial_resumes_exactly_a
     assert set(metrics) == {"psnr", "ssim", "bicubic_psnr"}
     card = export(straight, tmp_path / "ckpt", {"name": "enlarge-x2", "version": "t1", "metrics": metrics})
     assert card["task"] == "upscale" and card["scale"] == 2 and card["degradation"]["plain"] == 0.2
+    assert "holes" not in card["training"] and card["training"]["warmup_steps"] == 30  # its own fields
     model, _ = load_checkpoint(tmp_path / "ckpt")
     assert model.scale == 2
 
