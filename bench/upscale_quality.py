@@ -90,18 +90,7 @@ def pairs(
             continue
         for k in range(PLANS):
             rng = np.random.default_rng([2026, i, k])
-            # The plan is drawn for a square; the image's own shape replaces the sizes it names.
-            plan = [dict(s) for s in sample_plan(rng, max(h, w), config)]
-            for s in plan:
-                if s["op"] == "resize":
-                    s["size"] = (
-                        max(8, round(h * s["size"] / max(h, w))),
-                        max(8, round(w * s["size"] / max(h, w))),
-                    )
-            plan[[j for j, s in enumerate(plan) if s["op"] == "resize"][-1]]["size"] = (
-                h // scale,
-                w // scale,
-            )
+            plan = sample_plan(rng, (h, w), config)
             out.append((f"{name}#{k}", img[:h, :w], as_pixels(apply_plan(large, plan))))
     return out
 

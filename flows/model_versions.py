@@ -64,10 +64,6 @@ def register(settings: Settings, directory: Path, status: str = "candidate") -> 
         return row
 
 
-# Architectures a user's own published checkpoint can be imported as, and the task each serves.
-IMPORTABLE = {"srvgg_compact": "upscale", "rrdbnet": "upscale"}
-
-
 def import_weights(
     settings: Settings,
     weights: Path,
@@ -80,12 +76,15 @@ def import_weights(
     """Register a user's checkpoint of a supported architecture (e.g. Real-ESRGAN's published
     ``.pth``, weights under ``params_ema`` or ``params``, read tensors-only): loaded strictly, so a
     layout that does not fit is refused, then written as safetensors with a card that records the
-    original file's name and sha256."""
+    original file's name and sha256. The importable architectures are the enlargers; the card's
+    config names the scale even where ``arch_config`` left it to the architecture's default."""
     from restoration.checkpoints import load_foreign_state_dict, save_checkpoint, sha256_file
     from restoration.factory import create_model
+    from restoration.recipe import ENLARGERS, scale_of
 
-    if architecture not in IMPORTABLE:
-        raise ConfigError(f"importable architectures are {', '.join(IMPORTABLE)}, not {architecture!r}")
+    if architecture not in ENLARGERS:
+        raise ConfigError(f"importable architectures are {', '.join(ENLARGERS)}, not {architecture!r}")
+    arch_config = arch_config | {ENLARGERS[architecture]: scale_of(architecture, arch_config)}
     try:
         model = create_model(architecture, **arch_config)
         model.load_state_dict(load_foreign_state_dict(weights), strict=True)
@@ -97,7 +96,7 @@ def import_weights(
     card = {
         "name": name,
         "version": version,
-        "task": IMPORTABLE[architecture],
+        "task": "upscale",
         "architecture": architecture,
         "config": arch_config,
         "imported": {"file": weights.name, "sha256": sha256_file(weights)},

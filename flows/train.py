@@ -27,7 +27,6 @@ UPSCALE_CONFIG = {
     "srvgg_compact": {"num_feat": 32, "num_conv": 12},
     "rrdbnet": {"num_feat": 32, "num_block": 3, "num_grow_ch": 16},
 }
-_SCALE_ARGUMENT = {"srvgg_compact": "upscale", "rrdbnet": "scale"}
 
 
 @flow(name="train-stage", validate_parameters=False)
@@ -128,15 +127,16 @@ def train_stage(
 
 
 def enlarger_config(architecture: str, arch_config: dict[str, Any] | None, scale: int) -> dict[str, Any]:
-    """An enlarger's architecture arguments (the default size for SRVGGNetCompact), with its scale
+    """An enlarger's architecture arguments (its default size where none are given), with its scale
     argument set to ``scale``; one that names another scale is refused."""
-    if architecture not in _SCALE_ARGUMENT:
-        raise ConfigError(f"an enlarger is one of {', '.join(_SCALE_ARGUMENT)}, not {architecture!r}")
-    config = dict(arch_config or UPSCALE_CONFIG[architecture])
-    key = _SCALE_ARGUMENT[architecture]
-    if config.setdefault(key, scale) != scale:
-        raise ConfigError(f"--arch-config: {architecture}'s {key} is {config[key]}, not the scale {scale}")
-    return config
+    from restoration import recipe
+
+    try:
+        return recipe.enlarger_config(
+            architecture, arch_config or UPSCALE_CONFIG.get(architecture, {}), scale
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _prefect_log(message: str) -> None:

@@ -31,9 +31,10 @@ def kind_of(scale: int) -> str:
 
 
 def model_scale(row: ModelVersion) -> int:
-    """What a registered enlarger's card says it enlarges by (SRVGGNetCompact's ``upscale``,
-    RRDBNet's ``scale``)."""
-    return int(row.config.get("upscale", row.config.get("scale", 1)))
+    """What a registered enlarger's card says it enlarges by."""
+    from restoration.recipe import scale_of
+
+    return scale_of(row.architecture, row.config)
 
 
 def enlarger_for(session, scale: int, model: str | None) -> ModelVersion:

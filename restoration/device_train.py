@@ -31,6 +31,7 @@ import torch
 
 from restoration import photos
 from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, data_card, digest
+from restoration.recipe import ENLARGERS, enlarger_config
 
 # The denoise stage's mixture: what is left once damage is inpainted (no damage, no tone).
 DENOISE_PROBABILITIES = {
@@ -129,7 +130,7 @@ def train(args: argparse.Namespace) -> None:
         ]
         extra = {}
         if args.stage == "upscale":  # an enlarger: its scale argument, and the SRGAN-style schedule
-            arch_config.setdefault({"srvgg_compact": "upscale", "rrdbnet": "scale"}[arch], args.scale)
+            arch_config = enlarger_config(arch, arch_config, args.scale)
             warmup = int(args.steps * 0.83) if args.warmup_steps is None else args.warmup_steps
             extra = {"scale": args.scale, "adv_weight": args.adv_weight, "warmup_steps": warmup}
             extra |= {"disc_config": {"ndf": 64}, "enlarge": json.loads(args.probabilities)}
@@ -182,9 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("path")
     t = sub.add_parser("train")
     t.add_argument("--stage", choices=["detect", "inpaint", "denoise", "upscale"], required=True)
-    t.add_argument(
-        "--architecture", choices=["srvgg_compact", "rrdbnet"], default="srvgg_compact", help="upscale"
-    )
+    t.add_argument("--architecture", choices=list(ENLARGERS), default="srvgg_compact", help="upscale")
     t.add_argument("--scale", type=int, choices=[2, 4], default=2, help="upscale: the enlargement")
     t.add_argument("--adv-weight", type=float, default=0.005, help="upscale: after warm-up")
     t.add_argument("--warmup-steps", type=int, default=None, help="upscale (default: 83%% of --steps)")

@@ -51,3 +51,28 @@ class TrainConfig:
     untouched: float = 0.1  # share of training crops left clean, so the model learns to leave them
     augment: bool = False  # zoom-out and channel shuffles of the crops (data.random_crops); v1-v4 ran without
     workers: int = 1  # processes building batches (0: in the training process); the batches are the same
+
+
+# -- enlargers ---------------------------------------------------------------------------------
+
+# The architectures that enlarge, and the keyword argument that sets each one's scale (both
+# default to 4, as Real-ESRGAN's do).
+ENLARGERS = {"srvgg_compact": "upscale", "rrdbnet": "scale"}
+DEFAULT_SCALE = 4
+
+
+def scale_of(architecture: str, config: dict[str, Any]) -> int:
+    """How many times an enlarger of ``architecture`` built with ``config`` enlarges (1: not an enlarger)."""
+    key = ENLARGERS.get(architecture)
+    return int(config.get(key, DEFAULT_SCALE)) if key else 1
+
+
+def enlarger_config(architecture: str, config: dict[str, Any], scale: int) -> dict[str, Any]:
+    """``config`` with the enlarger's scale argument set to ``scale``; ValueError where the
+    architecture does not enlarge, or the config names another scale."""
+    if architecture not in ENLARGERS:
+        raise ValueError(f"an enlarger is one of {', '.join(ENLARGERS)}, not {architecture!r}")
+    config, key = dict(config), ENLARGERS[architecture]
+    if config.setdefault(key, scale) != scale:
+        raise ValueError(f"--arch-config: {architecture}'s {key} is {config[key]}, not the scale {scale}")
+    return config

@@ -235,17 +235,20 @@ class StageTrainer:
         self.net.load_state_dict(model.state_dict(), strict=True)
         self.ema.load_state_dict(model.state_dict(), strict=True)
 
-    def loss(self, net: torch.nn.Module, batch: Degraded) -> tuple[torch.Tensor, dict[str, float]]:
-        """The generator's loss on a batch, and its parts (for the log)."""
+    def loss(
+        self, net: torch.nn.Module, batch: Degraded
+    ) -> tuple[torch.Tensor, dict[str, float], tuple[torch.Tensor, torch.Tensor] | None]:
+        """The generator's loss on a batch, its parts (for the log), and for an enlarger what it
+        made and the target (on the device), for the discriminator's step."""
         c = self.config
         x, y, m = (t.to(self.device, non_blocking=True) for t in (batch.degraded, batch.clean, batch.mask))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             if c.stage == "detect":
                 loss = losses.mask_loss(net(x), m)
-                return loss, {"loss": loss.item()}
+                return loss, {"loss": loss.item()}, None
             if c.stage == "inpaint":
                 loss = losses.reconstruction(net(x, m), y, c.ssim_weight, m, c.hole_weight)
-                return loss, {"loss": loss.item()}
+                return loss, {"loss": loss.item()}, None
             large = net(x)
             loss = rec = losses.reconstruction(large, y, c.ssim_weight)
             parts = {"loss": rec.item()}
@@ -253,8 +256,7 @@ class StageTrainer:
                 adv = losses.g_hinge(self.d(large).float())
                 loss = rec + c.adv_weight * adv
                 parts["g_adv"] = adv.item()
-                self._made = large.detach()
-            return loss, parts
+            return loss, parts, (large.detach(), y)
 
     @property
     def adversarial(self) -> bool:
@@ -268,16 +270,16 @@ class StageTrainer:
         adversarial = self.adversarial
         if adversarial:
             self.d.requires_grad_(False)  # the generator's step does not train the discriminator
-        loss, parts = self.loss(self.net, batch)
+        loss, parts, outputs = self.loss(self.net, batch)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.clip_grad)
         self.opt.step()
         if adversarial:
             self.d.requires_grad_(True)
+            made, real = outputs
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-                real = batch.clean.to(self.device, non_blocking=True)
-                d_loss = losses.d_hinge(self.d(real).float(), self.d(self._made).float())
+                d_loss = losses.d_hinge(self.d(real).float(), self.d(made).float())
             self.opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             torch.nn.utils.clip_grad_norm_(self.d.parameters(), c.clip_grad)

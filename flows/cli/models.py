@@ -7,7 +7,7 @@ import click
 
 from flows.cli.console import err, out, print_json, table
 from flows.settings import Settings
-from restoration.recipe import TrainConfig
+from restoration.recipe import ENLARGERS, TrainConfig
 
 _TRAIN_DEFAULTS = TrainConfig()  # restoration.recipe loads no torch
 
@@ -254,7 +254,7 @@ def models_register(settings: Settings, directory: str, promote: bool) -> None:
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False))
 @click.option(
     "--architecture",
-    type=click.Choice(["srvgg_compact", "rrdbnet"]),
+    type=click.Choice(list(ENLARGERS)),
     required=True,
     help="SRVGGNetCompact (realesr-general-x4v3, realesr-animevideov3) or RRDBNet (RealESRGAN_x4plus, x2plus).",
 )

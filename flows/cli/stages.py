@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from flows.cli.console import err, out, table
+from restoration.recipe import ENLARGERS  # loads no torch
 
 
 def _options(*decorators):
@@ -133,7 +134,7 @@ def _train(stage: str, **kwargs) -> None:
 @_OUT
 @click.option(
     "--architecture",
-    type=click.Choice(["srvgg_compact", "rrdbnet"]),
+    type=click.Choice(list(ENLARGERS)),
     default="srvgg_compact",
     show_default=True,
 )

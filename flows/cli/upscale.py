@@ -75,13 +75,13 @@ def upscale_files(
 ) -> int:
     """Enlarge image files directly, without a catalogue: names, modes, bit depth and ICC kept, the
     DPI scaled. Each result gets <name>.recipe.json: the model, its weights' sha256 and the scale."""
+    import hashlib
     import json
 
     from flows.db import sessions_for
     from flows.imaging.io import read_image, write_image
     from flows.model_versions import load, ready
     from flows.upscale import enlarger_for
-    from restoration.checkpoints import sha256_file
     from restoration.engine import EngineConfig, Restorer, check_device
 
     try:
@@ -98,7 +98,8 @@ def upscale_files(
     err.print(f"enlarging x{scale} with {ref} on {dev}")
 
     def one(path: Path) -> Path:
-        loaded = read_image(path)
+        data = path.read_bytes()  # read once: decoded and hashed
+        loaded = read_image(data)
         write_image(target / path.name, engine.restore([loaded.pixels])[0].image, loaded, scale=int(scale))
         recipe = {
             "operation": "upscale",
@@ -106,7 +107,7 @@ def upscale_files(
             "weights_sha256": row.weights_sha256,
             "scale": int(scale),
             "input": path.name,
-            "input_sha256": sha256_file(path),
+            "input_sha256": hashlib.sha256(data).hexdigest(),
         }
         (target / f"{path.stem}.recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
         return target / path.name

@@ -46,10 +46,10 @@ class EnlargeDegradation:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
 
 
-def _noise(rng: np.random.Generator, c: EnlargeDegradation, h: int, w: int, weaker: float) -> dict:
+def _noise(rng: np.random.Generator, c: EnlargeDegradation, weaker: float) -> dict:
     kind = rng.random()
     if kind < c.grain:
-        return {"op": "film_grain", **tone.sample_film_grain(rng, h, w)}
+        return {"op": "film_grain", **tone.sample_film_grain(rng, 0, 0)}  # its draws need no size
     if kind < c.grain + (1 - c.grain) * 0.7:
         lo, hi = c.gaussian_sigma
         return {
@@ -65,26 +65,35 @@ def _noise(rng: np.random.Generator, c: EnlargeDegradation, h: int, w: int, weak
     }
 
 
+Size = int | tuple[int, int]  # a square's side, or (height, width)
+
+
+def _times(size: Size, factor: float) -> Size:
+    if isinstance(size, int):
+        return max(8, round(size * factor))
+    return tuple(max(8, round(s * factor)) for s in size)
+
+
 def _round(
-    rng: np.random.Generator, c: EnlargeDegradation, size: int, second: bool
-) -> tuple[list[dict], int]:
+    rng: np.random.Generator, c: EnlargeDegradation, size: Size, second: bool
+) -> tuple[list[dict], Size]:
     steps: list[dict] = []
     if rng.random() < c.blur * (0.8 if second else 1.0):
         lo, hi = c.blur_sigma
         steps.append({"op": "gaussian_blur", "sigma": float(rng.uniform(lo, hi * (0.6 if second else 1.0)))})
-    factor = float(rng.uniform(*c.resize))
-    size = max(8, round(size * factor))
+    size = _times(size, float(rng.uniform(*c.resize)))
     steps.append({"op": "resize", "size": size, "mode": str(rng.choice(MODES))})
     if rng.random() < c.noise:
-        steps.append(_noise(rng, c, size, size, 0.6 if second else 1.0))
+        steps.append(_noise(rng, c, 0.6 if second else 1.0))
     if not second and rng.random() < c.jpeg:
         steps.append({"op": "jpeg", "quality": int(rng.integers(*c.jpeg_quality))})
     return steps, size
 
 
-def sample_plan(rng: np.random.Generator, large: int, c: EnlargeDegradation) -> list[dict]:
-    """The steps that make a ``large``-pixel square crop ``c.scale`` times smaller."""
-    small = large // c.scale
+def sample_plan(rng: np.random.Generator, large: Size, c: EnlargeDegradation) -> list[dict]:
+    """The steps that make a ``large``-pixel square crop (or an image of ``(height, width)``, whose
+    sides the scale divides) ``c.scale`` times smaller."""
+    small = large // c.scale if isinstance(large, int) else (large[0] // c.scale, large[1] // c.scale)
     if rng.random() < c.plain:
         return [{"op": "resize", "size": small, "mode": "bicubic"}]
     steps, size = _round(rng, c, large, second=False)
