@@ -2,7 +2,8 @@
 trained on): a contact sheet of input | damage mask | restored, one scan a row, and the share of
 each scan's pixels the mask marks (above 0.5) beside what a white top-hat detector flags. A model
 that takes a supplied mask gets a fourth column: restored with the top-hat's mask supplied, as a
-curator's (crude) mask would be (`archive mask`, `restore-files --mask-dir`).
+curator's (crude) mask would be (`archive mask`, `restore-files --mask-dir`). A restorer with the
+tone stage gets input | mask | tone=off | tone=auto | tone=neutral instead.
 
     .venv/bin/python bench/real_scans.py [--checkpoint DIR] [--out bench/results/real-scans.png]
 """
@@ -41,12 +42,17 @@ def main() -> int:
     args = parser.parse_args()
     model, card = load_checkpoint(args.checkpoint)
     engine = Restorer(model, EngineConfig(tile=768))
+    toned = card["architecture"] == "toned_restorer"
+    if toned:
+        from restoration.tone_runner import TonedRun
+
+        runs = {tone: TonedRun(model, EngineConfig(tile=768), tone) for tone in ("off", "auto", "neutral")}
     rows = []
     print(f"{card['name']}@{card['version']} on {args.scans}")
     print(f"{'scan':24s} {'size':>9s} {'mask > 0.5':>10s} {'top-hat':>8s} {'changed':>8s}")
     for path in sorted(args.scans.glob("*.png")):
         scan = np.asarray(Image.open(path).convert("RGB"))
-        result = engine.restore([scan])[0]
+        result = runs["off"].process([scan])[0] if toned else engine.restore([scan])[0]
         tophat = tophat_restore(scan.astype(np.float32) / 255)[1]
         changed = np.abs(result.image.astype(int) - scan).max(axis=2) > 8
         print(
@@ -55,7 +61,15 @@ def main() -> int:
         )
         mask = np.repeat(result.mask[..., None], 3, axis=2)  # uint8, 0..255
         columns = [scan, mask, result.image]
-        if takes_mask(model):
+        if toned:
+            for tone in ("auto", "neutral"):
+                out = runs[tone].process([scan])[0]
+                columns.append(out.image)
+                fit = out.derived["tone"]
+                print(
+                    f"    {tone:8s} black {fit['black']:.3f} white {fit['white']:.3f} mono {fit['mono']:.2f}"
+                )
+        elif takes_mask(model):
             columns.append(engine.restore([scan], masks=[tophat])[0].image)
         strip = np.concatenate(columns, axis=1)
         width = round(strip.shape[1] * ROW / strip.shape[0])
@@ -67,6 +81,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(sheet).save(args.out, optimize=True)
     extra = " | restored with the top-hat's mask supplied" if takes_mask(model) else ""
+    extra = " (tone=off) | tone=auto | tone=neutral" if toned else extra
     print(f"wrote {args.out}: input | mask | restored{extra}, one scan a row")
     return 0
 

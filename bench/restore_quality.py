@@ -187,9 +187,17 @@ def main() -> int:
     parser.add_argument("--crops", type=int, default=6, help="crops per held-out image")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--no-per-effect", action="store_true", help="skip the table of single effects")
+    parser.add_argument(
+        "--tone",
+        type=Path,
+        default=None,
+        help="only section 5 (faded and toned prints), for this toned restorer (default: the newest shipped one)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
 
+    if args.tone is not None:
+        return tone_only(args)
     model, card = load_checkpoint(args.checkpoint)
     previous, prev_card = load_checkpoint(args.previous)
     args.shipped_name = f"{card['name']}@{card['version']}"
@@ -214,7 +222,30 @@ def main() -> int:
     )
     if not args.no_per_effect:
         per_effect(model, images, args)
+    tone_only(args, images)
     return 0
+
+
+def tone_only(args, images: dict[str, np.ndarray] | None = None) -> int:
+    from _tone import section
+
+    directory = args.tone or shipped_toned()
+    model, card = load_checkpoint(directory)
+    images = images or held_out()
+    section(model.restorer.eval(), f"{card['name']}@{card['version']}", images, args.seed)
+    return 0
+
+
+def shipped_toned() -> Path:
+    """The newest shipped restorer with the tone stage."""
+    manifest = json.loads((WEIGHTS / "shipped.json").read_text())
+    toned = [
+        r
+        for r in manifest
+        if r.startswith("restore-")
+        and json.loads((WEIGHTS / r / "card.json").read_text())["architecture"] == "toned_restorer"
+    ]
+    return WEIGHTS / max(toned, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
 
 
 def per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], args) -> None:

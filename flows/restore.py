@@ -28,10 +28,12 @@ def restore_collection(
     pool: str | None = None,
     kind: str = KIND,
     settings: Settings | None = None,
+    params: dict[str, Any] | None = None,
 ) -> DeriveSummary:
-    """Restore every ingested item of ``collection`` that lacks ``model``'s output; see the module."""
+    """Restore every ingested item of ``collection`` that lacks ``model``'s output with ``params``
+    (tone, strength: ``restoration.recipe.restore_params``); see the module."""
     settings = settings or Settings()
-    coll_id, row, recipe = prepare(settings, collection, model, kind)
+    coll_id, row, recipe = prepare(settings, collection, model, kind, params)
     pages = work_pages(settings, coll_id, row, recipe)
     return dispatch(settings, "restore", collection, coll_id, model, row, recipe, pages, pool)
 
@@ -82,8 +84,13 @@ def preflight(settings: Settings, in_process: bool = True) -> None:
             raise ConfigError(str(exc)) from None
 
 
-def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple[int, ModelVersion, Recipe]:
-    """The collection's id, the model version ``model`` resolves to, and the recipe."""
+def prepare(
+    settings: Settings, collection: str, model: str, kind: str, params: dict[str, Any] | None = None
+) -> tuple[int, ModelVersion, Recipe]:
+    """The collection's id, the model version ``model`` resolves to, and the recipe (with its
+    parameters checked: a bad one is a ConfigError)."""
+    from restoration.recipe import restore_params
+
     ready(settings)
     with sessions_for(settings.db.url)() as session:
         coll = collection_named(session, collection)
@@ -91,7 +98,11 @@ def prepare(settings: Settings, collection: str, model: str, kind: str) -> tuple
         session.expunge(row)
     if row.task != "restore":
         raise ConfigError(f"{row.name}@{row.version} is a {row.task} model, not a restorer")
-    return coll.id, row, recipe_for(row, kind)
+    try:
+        checked = restore_params(row.architecture, params)
+    except ValueError as exc:
+        raise ConfigError(f"--param: {exc}") from None
+    return coll.id, row, recipe_for(row, kind, checked)
 
 
 def recipe_for(row: ModelVersion, kind: str, params: dict[str, Any] | None = None) -> Recipe:

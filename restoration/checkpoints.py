@@ -67,8 +67,16 @@ def stage_state(state: dict[str, torch.Tensor], stage: str) -> dict[str, torch.T
 
 def check_stages(card: dict[str, Any], state: dict[str, torch.Tensor], source: Path) -> None:
     """A pipeline's card lists each stage's architecture, config and tensors' digest: every stage
-    must be exactly the one listed, and built as the pipeline's config says."""
-    built = card["config"].get("stages", {})
+    must be exactly the one listed, and built as the pipeline's config says (a toned restorer's
+    one stage is its ``restorer``)."""
+    config = card["config"]
+    built = (
+        config["stages"]
+        if "stages" in config
+        else {"restorer": config["restorer"]}
+        if "restorer" in config
+        else {}
+    )
     if set(built) != set(card["stages"]):
         raise ChecksumError(
             f"{source}: the card lists stages {sorted(card['stages'])}, the config {sorted(built)}"

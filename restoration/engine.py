@@ -473,7 +473,8 @@ class Restorer:
 def takes_mask(model: nn.Module) -> bool:
     """Whether a model's forward takes a supplied damage mask (the staged pipeline does)."""
     model = getattr(model, "_orig_mod", model)  # through torch.compile
-    return "mask" in inspect.signature(model.forward).parameters
+    said = getattr(model, "takes_mask", None)  # a wrapper says whether the model inside does
+    return said if isinstance(said, bool) else "mask" in inspect.signature(model.forward).parameters
 
 
 def _mask_array(mask: np.ndarray | None, image: np.ndarray | torch.Tensor) -> np.ndarray | None:

@@ -10,7 +10,17 @@ from restoration import registry
 
 def _load_builtin() -> None:
     # Registration is explicit: importing the architecture modules runs their decorators.
-    from restoration.archs import inpainter, patchgan, pipeline, rrdbnet, srvgg, stylenet, unet  # noqa: F401
+    from restoration.archs import (  # noqa: F401
+        inpainter,
+        patchgan,
+        pipeline,
+        rrdbnet,
+        srvgg,
+        stylenet,
+        tone_net,
+        toned,
+        unet,
+    )
 
 
 def create_model(name: str, **cfg) -> nn.Module:

@@ -76,3 +76,42 @@ def enlarger_config(architecture: str, config: dict[str, Any], scale: int) -> di
     if config.setdefault(key, scale) != scale:
         raise ValueError(f"--arch-config: {architecture}'s {key} is {config[key]}, not the scale {scale}")
     return config
+
+
+# -- restoration parameters (the tone stage and the strength) -----------------------------------
+
+TONE_MODES = ("auto", "neutral", "off")
+TONED = "toned_restorer"  # the architecture that carries the tone stage (restoration.archs.toned)
+
+
+def has_tone_stage(architecture: str) -> bool:
+    return architecture.startswith(TONED)
+
+
+def restore_params(architecture: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """A restorer's recipe parameters, checked and typed: ``tone`` (auto | neutral | off; auto by
+    default) where the model has the tone stage, and ``strength`` (0..1, the restoration's blend
+    over its input; 1 by default). A model without the stage records ``strength`` only when it is
+    not 1, so the recipes of models from before the stage keep their hashes. ValueError (one
+    line) for anything else."""
+    params = dict(params or {})
+    unknown = set(params) - {"tone", "strength"}
+    if unknown:
+        raise ValueError(f"a restorer has no parameter(s) {sorted(unknown)}; it has: tone, strength")
+    try:
+        strength = float(params.get("strength", 1.0))
+    except (TypeError, ValueError):
+        raise ValueError(f"strength must be a number between 0 and 1, not {params['strength']!r}") from None
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be between 0 and 1, not {params['strength']!r}")
+    if not has_tone_stage(architecture):
+        if params.get("tone", "off") != "off":
+            raise ValueError(
+                f"this model ({architecture}) has no tone stage: it takes no tone (a restore version "
+                "with the stage does)"
+            )
+        return {} if strength == 1.0 else {"strength": strength}
+    tone = params.get("tone", "auto")
+    if tone not in TONE_MODES:
+        raise ValueError(f"tone must be one of {', '.join(TONE_MODES)}, not {tone!r}")
+    return {"tone": tone, "strength": strength}

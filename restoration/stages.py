@@ -34,3 +34,47 @@ def assemble(
         getattr(pipeline, name).load_state_dict(model.state_dict(), strict=True)
     card = card | {"architecture": "restore_pipeline", "config": config, "task": "restore", "stages": listed}
     return save_checkpoint(pipeline, directory, card)
+
+
+def with_tone(
+    restorer_dir: Path,
+    directory: Path,
+    card: dict[str, Any],
+    estimator: str = "classical",
+    net: Any = None,
+    tone_card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build ``toned_restorer``: the restorer in ``restorer_dir`` (checked against its card) with
+    the tone stage before it (its learned estimator ``net``, a ``ToneNet``, where ``estimator``
+    is "learned"), saved to ``directory``; the card lists the restorer as a stage, with its
+    weights digest and where it came from, and what ``tone_card`` says of the estimator."""
+    model, inner = load_checkpoint(Path(restorer_dir))
+    spec = {"architecture": inner["architecture"], "config": inner["config"]}
+    tone: dict[str, Any] = {"estimator": estimator}
+    if estimator == "learned":
+        tone["net"] = {"width": net.cnn[0].out_channels, "hidden": net.head[0].out_features}
+    config = {"restorer": spec, "tone": tone}
+    toned = create_model("toned_restorer", **config)
+    toned.restorer.load_state_dict(model.state_dict(), strict=True)
+    if net is not None:
+        toned.estimator.load_state_dict(net.state_dict(), strict=True)
+    stages = {
+        "restorer": spec
+        | {
+            "tensors_sha256": tensors_sha256(model.state_dict()),
+            "from": {k: inner[k] for k in _FROM_STAGE if k in inner},
+        },
+    }
+    card = card | {
+        "architecture": "toned_restorer",
+        "config": config,
+        "task": "restore",
+        "stages": stages,
+        "tone_stage": {
+            "estimator": estimator,
+            "code": "restoration.tone_stage",
+            "runs": "first, fitted per image",
+        }
+        | (tone_card or {}),
+    }
+    return save_checkpoint(toned, directory, card)

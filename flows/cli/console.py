@@ -81,6 +81,19 @@ def print_outcome(title: str, summary, without_source: str = "") -> int:
     return 1 if summary.failed or summary.not_done else 0
 
 
+def key_values(values: tuple[str, ...]) -> dict[str, str]:
+    """``--param key=value`` pairs (typed and checked by what takes them)."""
+    import click
+
+    found = {}
+    for value in values:
+        key, eq, v = value.partition("=")
+        if not eq or not key:
+            raise click.BadParameter(f"{value!r} is not key=value", param_hint="--param")
+        found[key] = v
+    return found
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 

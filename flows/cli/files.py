@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from flows.cli.console import each_file, err
+from flows.cli.console import each_file, err, key_values
 from flows.settings import Settings
 
 
@@ -24,6 +24,13 @@ from flows.settings import Settings
 )
 @click.option("--device", default="auto", show_default=True)
 @click.option("--tile", type=click.IntRange(64), default=768, show_default=True, help="Largest tile side.")
+@click.option(
+    "--param",
+    "param_values",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="tone=auto|neutral|off (a model with the tone stage), strength=0..1. Repeatable.",
+)
 @click.pass_obj
 def restore_files(
     settings: Settings,
@@ -34,9 +41,11 @@ def restore_files(
     mask_dir: str | None,
     device: str,
     tile: int,
+    param_values: tuple[str, ...],
 ) -> int:
     """Restore image files directly, without a catalogue; names, sizes, modes and bit depth kept.
-    Each result gets <name>.recipe.json: the model, its weights' sha256 and the mask supplied, if any."""
+    Each result gets <name>.recipe.json: the model, its weights' sha256, the parameters, the tone
+    correction fitted to it and the mask supplied, if any."""
     import json
     from pathlib import Path
 
@@ -45,6 +54,8 @@ def restore_files(
     from restoration.checkpoints import sha256_file
     from restoration.decode import gpu_jpeg_available
     from restoration.engine import EngineConfig, Restorer, check_device, takes_mask
+    from restoration.recipe import restore_params
+    from restoration.tone_runner import TonedRun
 
     try:
         dev = check_device(device)
@@ -57,7 +68,15 @@ def restore_files(
         raise click.UsageError(
             f"--mask-dir: {row.name}@{row.version} has no inpainting stage to use a supplied mask"
         )
-    engine = Restorer(model, EngineConfig(tile=tile, device=str(dev)))
+    try:
+        params = restore_params(row.architecture, key_values(param_values))
+    except ValueError as exc:
+        raise click.UsageError(f"--param: {exc}") from None
+    config = EngineConfig(tile=tile, device=str(dev))
+    engine = (
+        TonedRun(model, config, params.get("tone", "off"), params.get("strength", 1.0)) if params else None
+    )
+    engine = engine or Restorer(model, config)
     target = Path(out_dir)
     err.print(
         f"restoring with {row.name}@{row.version} on {dev}" + (" (JPEG decode on the GPU)" if gpu else "")
@@ -77,13 +96,15 @@ def restore_files(
             else None
         )
         loaded = read_image(path, gpu)
-        result = engine.restore([loaded.pixels], masks=[read_mask(supplied)] if supplied else None)[0]
+        result = engine.process([loaded.pixels], masks=[read_mask(supplied)] if supplied else None)[0]
         write_image(target / path.name, result.image, loaded)
-        if masks:
+        if masks and result.mask is not None:  # strength 0 ran no model, so found no damage
             save_mask(target / f"{path.stem}.mask.png", result.mask)
         recipe = {
             "model": f"{row.name}@{row.version}",
             "weights_sha256": row.weights_sha256,
+            "params": params,
+            "derived": result.derived,
             "input": path.name,
             "supplied_mask": {"file": supplied.name, "sha256": sha256_file(supplied)} if supplied else None,
         }

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import click
 
-from flows.cli.console import RichReporter, out, print_outcome, summary_table
+from flows.cli.console import RichReporter, key_values, out, print_outcome, summary_table
 from flows.settings import Settings
+
+PARAM_HELP = (
+    "tone=auto|neutral|off (a model with the tone stage: fix fading keeping hue; also remove casts and "
+    "toning; leave tone alone), strength=0..1 (the restoration's blend over the input). Repeatable."
+)
 
 
 @click.command()
@@ -72,24 +77,30 @@ def audit(settings: Settings, collection: str) -> int:
     "--pool", help="Send batches to the restore-batch deployment on this work pool (default: in-process)."
 )
 @click.option("--batch-pixels", type=click.IntRange(1), help="Pixels per batch.")
+@click.option("--param", "param_values", multiple=True, metavar="KEY=VALUE", help=PARAM_HELP)
 @click.pass_obj
 def restore(
-    settings: Settings, collection: str, model_ref: str, pool: str | None, batch_pixels: int | None
+    settings: Settings,
+    collection: str,
+    model_ref: str,
+    pool: str | None,
+    batch_pixels: int | None,
+    param_values: tuple[str, ...],
 ) -> int:
-    """Restore the items of a collection that lack the model's output, as new versions."""
+    """Restore the items of a collection that lack the model's output (with these parameters), as
+    new versions: other parameters make other versions, as any recipe change does."""
     from flows.ingest import check_collection_name
     from flows.progress import reporting
     from flows.restore import KIND, preflight, prepare, restore_collection
 
     check_collection_name(collection)
-    prepare(
-        settings, collection, model_ref, KIND
-    )  # unknown collection or model: one line, before Prefect starts
+    params = key_values(param_values)
+    prepare(settings, collection, model_ref, KIND, params)  # a bad name or value: one line, before Prefect
     preflight(settings, in_process=pool is None)
     if batch_pixels:
         settings.restore = settings.restore.model_copy(update={"batch_pixels": batch_pixels})
     with RichReporter() as bar, reporting(bar):
-        summary = restore_collection(collection, model_ref, pool, settings=settings)
+        summary = restore_collection(collection, model_ref, pool, settings=settings, params=params)
     return print_outcome(f"restore: {collection}", summary)
 
 

@@ -276,6 +276,100 @@ def train_pipeline(
     )
 
 
+@click.command("toned")
+@click.option(
+    "--restorer",
+    type=click.Path(exists=True, file_okay=False),
+    required=True,
+    help="A restorer's checkpoint (restore-unet, a staged pipeline).",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
+@click.option("--name", default="restore-unet", show_default=True)
+@click.option("--version", required=True)
+@click.option(
+    "--estimator",
+    type=click.Choice(["classical", "learned"]),
+    default="classical",
+    show_default=True,
+    help="classical: quantile rules (measured better, see the model card); learned: a small network "
+    "trained here on aged clean photographs.",
+)
+@click.option(
+    "--steps", type=click.IntRange(1), default=2500, show_default=True, help="learned: training steps."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--state",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="learned: a resumable training state (saved as it goes; resumed if it exists).",
+)
+@click.option("--photos/--no-photos", default=True, show_default=True, help="Also train on mate-backgrounds.")
+def train_toned(
+    restorer: str,
+    out_dir: str,
+    name: str,
+    version: str,
+    estimator: str,
+    steps: int,
+    seed: int,
+    state: str | None,
+    photos: bool,
+) -> None:
+    """Put the tone stage (fading, casts, toning: fitted per picture) before a restorer, as one
+    model version that takes tone=auto|neutral|off and strength=0..1; with the learned estimator,
+    train it first (held-out photographs never seen)."""
+    import sys
+
+    from flows.versions import code_version
+    from restoration.stages import with_tone
+
+    net, tone_card = None, {}
+    if estimator == "learned":
+        net, tone_card = _train_tone_net(steps, seed, Path(state) if state else None, photos)
+        tone_card["command"] = "archive " + " ".join(sys.argv[1:])
+    card = with_tone(
+        Path(restorer),
+        Path(out_dir),
+        {"name": name, "version": version, "code_version": code_version()},
+        estimator,
+        net,
+        tone_card,
+    )
+    restorer_from = card["stages"]["restorer"]["from"]
+    out.print(
+        f"wrote {Path(out_dir) / card['weights']} (sha256 {card['weights_sha256'][:16]}…): tone ({estimator}), "
+        f"then {restorer_from.get('name')}@{restorer_from.get('version')}"
+    )
+
+
+def _train_tone_net(steps: int, seed: int, state: Path | None, photos: bool):
+    from dataclasses import asdict
+
+    from restoration import photos as debian
+    from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, data_card
+    from restoration.degrade.pipeline import DegradationConfig
+    from restoration.tone_training import ToneTrainConfig, train
+
+    if photos and not debian.available():
+        raise click.UsageError(
+            f"--photos: {debian.ROOT} lacks the mate-backgrounds photographs, or pass --no-photos"
+        )
+    images = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
+    config = ToneTrainConfig(steps=steps, seed=seed)
+    net, history = train(images, config, state, log=err.print)
+    aging = DegradationConfig(config.degradation, untouched=config.untouched)
+    return net, {
+        "training": asdict(config) | {"degradation_sha256": aging.digest()},
+        "data": data_card(images, bundled_images(VALIDATION_IMAGES))
+        | {
+            "photographs": debian.card_entries(debian.TRAIN) if photos else [],
+            "held_out": list(debian.HELD_OUT),
+        },
+        "history": history[-20:],
+    }
+
+
 def register(cli: click.Group) -> None:
-    for command in (train_stage, train_upscale, train_pipeline):
+    for command in (train_stage, train_upscale, train_pipeline, train_toned):
         cli.commands["train"].add_command(command)

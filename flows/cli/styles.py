@@ -11,7 +11,7 @@ from typing import Any
 import click
 import numpy as np
 
-from flows.cli.console import RichReporter, each_file, err, out, print_outcome, table
+from flows.cli.console import RichReporter, each_file, err, key_values, out, print_outcome, table
 from flows.errors import ConfigError
 from flows.settings import Settings
 
@@ -28,17 +28,6 @@ def from_option(verb: str):
         show_default=True,
         help=f"{verb} the current restored version, or the master.",
     )  # exemplars and content images are scaled down to this for training
-
-
-def _params(values: tuple[str, ...]) -> dict[str, str]:
-    """``--param key=value`` pairs (a preset's parameters, typed by the preset; a learned style's tone)."""
-    found = {}
-    for value in values:
-        key, eq, v = value.partition("=")
-        if not eq or not key:
-            raise click.BadParameter(f"{value!r} is not key=value", param_hint="--param")
-        found[key] = v
-    return found
 
 
 @click.command()
@@ -93,7 +82,7 @@ def stylize(
     from flows.restore import preflight
     from flows.stylize import prepare, stylize_collection
 
-    params = _params(param_values)
+    params = key_values(param_values)
     try:
         prepare(settings, collection, style, strength, source, params)  # bad names: one line, before Prefect
     except ValueError as exc:
@@ -173,7 +162,7 @@ def style_files(
     inputs come out in colour)."""
     from flows.imaging.io import read_image, write_image
 
-    stylist, label = _stylist_for_files(settings, style, strength, _params(param_values), device, tile)
+    stylist, label = _stylist_for_files(settings, style, strength, key_values(param_values), device, tile)
     target = Path(out_dir)
     err.print(f"styling with {label} at strength {strength}")
 

@@ -24,6 +24,8 @@ def test_every_architecture_has_a_test_variant():
         "damage_detector",
         "gated_inpainter",
         "restore_pipeline",
+        "toned_restorer",
+        "tone_net",
     }
     assert {name.removesuffix("_test") for name in TEST_VARIANTS} == full
 

@@ -1,0 +1,141 @@
+"""Section 5 of ``restore_quality.py``: faded, yellowed, toned and cast prints (issue 20).
+
+Whole held-out pictures (long side ``SIDE``), since the tone stage is fitted on a whole picture,
+each aged several times by fading, yellowing, sepia toning and colour casts (yellowing's draws
+include casts of other colours) plus the usual damage. Reported: the input, a classical baseline
+(per-channel auto-levels and grey-world, what an image editor's "auto" does), the tone stage
+alone, and the shipped pipeline (the stage, then the restorer) at ``tone=auto`` and ``neutral``;
+then clean photographs through the pipeline at ``auto``, with their colour difference (CIEDE2000),
+and toned monochrome prints' chroma before and after.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.color import deltaE_ciede2000, rgb2lab
+
+from restoration import tone_stage
+from restoration.degrade.pipeline import DegradationConfig, degrade
+from restoration.degrade.tone import apply_fading, apply_sepia, luminance
+from restoration.metrics import psnr
+from restoration.styles.tone import preview
+
+SIDE = 384
+AGED = DegradationConfig(
+    {
+        "fading": 0.8,
+        "yellowing": 0.6,
+        "sepia": 0.35,
+        "film_grain": 0.4,
+        "gaussian_blur": 0.3,
+        "scratches": 0.4,
+        "dust": 0.4,
+    }
+)
+
+
+def pictures(images: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Each image scaled to long side SIDE and cut to a multiple of 16 (the restorer's alignment)."""
+    out = {}
+    for name, img in images.items():
+        x = preview(img, SIDE).clamp(0, 1)
+        h, w = (s // 16 * 16 for s in x.shape[-2:])
+        out[name] = x[..., :h, :w]
+    return out
+
+
+def auto_levels_grey_world(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel levels at the 0.5% and 99.5% quantiles, then grey-world gains."""
+    flat = x.flatten(2)
+    lo, hi = flat.quantile(0.005, dim=2), flat.quantile(0.995, dim=2)
+    y = ((x - lo[..., None, None]) / (hi - lo).clamp(min=1e-3)[..., None, None]).clamp(0, 1)
+    means = y.flatten(2).mean(2)
+    return (y * (means.mean(1, keepdim=True) / means.clamp(min=1e-3))[..., None, None]).clamp(0, 1)
+
+
+def staged(mode: str, restorer=None):
+    """The tone stage fitted on the picture and applied (then the restorer, if given)."""
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        toned = tone_stage.apply(x, tone_stage.fit(x, mode).as_tensor())
+        if restorer is None:
+            return toned
+        with torch.inference_mode():
+            return restorer(toned)[0].float().clamp(0, 1)
+
+    return run
+
+
+def mean_psnr(pairs) -> float:
+    return float(np.mean([psnr(a, b).item() for a, b in pairs]))
+
+
+def section(
+    restorer: torch.nn.Module, name: str, images: dict[str, np.ndarray], seed: int, per_image: int = 6
+) -> None:
+    clean = pictures(images)
+    rng = np.random.default_rng([seed, 20])
+    aged = [(degrade(x, rng, AGED).degraded, x) for x in clean.values() for _ in range(per_image)]
+    methods = {
+        "input": lambda x: x,
+        "auto-levels + grey-world": auto_levels_grey_world,
+        "tone stage, auto": staged("auto"),
+        "tone stage, neutral": staged("neutral"),
+        f"{name}, tone=off": lambda x: staged("off", restorer)(x),
+        f"{name}, tone=auto": staged("auto", restorer),
+        f"{name}, tone=neutral": staged("neutral", restorer),
+    }
+    print(
+        f"\n5. faded, yellowed, toned and cast prints: {len(aged)} whole pictures (long side {SIDE}), "
+        f"seed {seed}; PSNR against the clean picture"
+    )
+    base = mean_psnr(aged)
+    scores = {}
+    for label, run in methods.items():
+        scores[label] = mean_psnr((run(x), c) for x, c in aged)
+        print(f"{label:34s} {scores[label]:6.2f}  {scores[label] - base:+6.2f}")
+    gain = scores[f"{name}, tone=neutral"] - base
+    print(f"goal: tone=neutral >= +5 dB over the input: {gain:+.2f} dB")
+
+    print(f"\n   clean photographs through {name} at tone=auto: PSNR against the input, mean CIEDE2000")
+    print(f"{'':24s} {'off PSNR':>9s} {'auto PSNR':>9s} {'auto dE':>8s}  black  white")
+    auto, off = staged("auto", restorer), staged("off", restorer)
+    results = []
+    for label, x in clean.items():
+        fit = tone_stage.fit(x, "auto")
+        out = auto(x)
+        de = deltaE_ciede2000(
+            rgb2lab(x[0].permute(1, 2, 0).numpy()), rgb2lab(out[0].permute(1, 2, 0).numpy())
+        )
+        results.append(psnr(out, x).item())
+        print(
+            f"{label.removeprefix('mate:'):24s} {psnr(off(x), x).item():9.2f} {results[-1]:9.2f} "
+            f"{de.mean():8.2f}  {fit.black:.3f}  {fit.white:.3f}"
+        )
+    print(
+        f"goal: >= 38 dB on clean photographs at tone=auto: mean {np.mean(results):.2f}, lowest {min(results):.2f}"
+    )
+
+    print("\n   toned monochrome prints (each picture grey, sepia-toned; and also faded): mean chroma")
+    changes = []
+    for label, x in clean.items():
+        grey = luminance(x).expand(-1, 3, -1, -1)
+        for how, toned in (
+            ("toned", apply_sepia(grey, {"strength": 1.0})),
+            (
+                "toned, faded",
+                apply_fading(apply_sepia(grey, {"strength": 1.0}), {"lift": 0.15, "contrast": 0.7}),
+            ),
+        ):
+            c0 = chroma(toned)
+            c1, c2 = chroma(auto(toned)), chroma(staged("neutral", restorer)(toned))
+            changes.append(c1 / c0 - 1)
+            print(
+                f"{label.removeprefix('mate:'):16s} {how:13s} input {c0:.4f}  auto {c1:.4f} ({c1 / c0 - 1:+.1%})  neutral {c2:.4f}"
+            )
+    print(f"goal: chroma changes by under 10% at tone=auto: largest change {max(changes, key=abs):+.1%}")
+
+
+def chroma(x: torch.Tensor) -> float:
+    return float((x - luminance(x)).abs().mean())
