@@ -77,6 +77,7 @@ def section(
     clean = pictures(images)
     rng = np.random.default_rng([seed, 20])
     aged = [(degrade(x, rng, AGED).degraded, x) for x in clean.values() for _ in range(per_image)]
+    source = [n for n in clean for _ in range(per_image)]
     methods = {
         "input": lambda x: x,
         "auto-levels + grey-world": auto_levels_grey_world,
@@ -92,9 +93,16 @@ def section(
     )
     base = mean_psnr(aged)
     scores = {}
+    short = [n.removeprefix("mate:").removesuffix(".jpg")[:11] for n in clean]
+    print(f"{'':34s} {'all':>6s}  {'gain':>6s}   " + " ".join(f"{n:>11s}" for n in short))
     for label, run in methods.items():
-        scores[label] = mean_psnr((run(x), c) for x, c in aged)
-        print(f"{label:34s} {scores[label]:6.2f}  {scores[label] - base:+6.2f}")
+        each = [psnr(run(x), c).item() for x, c in aged]
+        scores[label] = float(np.mean(each))
+        by = [np.mean([e for e, s in zip(each, source, strict=True) if s == n]) for n in clean]
+        print(
+            f"{label:34s} {scores[label]:6.2f}  {scores[label] - base:+6.2f}   "
+            + " ".join(f"{b:11.2f}" for b in by)
+        )
     gain = scores[f"{name}, tone=neutral"] - base
     print(f"goal: tone=neutral >= +5 dB over the input: {gain:+.2f} dB")
 

@@ -41,8 +41,11 @@ MAX_GAIN = 2.5  # the most contrast the levels may add (a nearly flat picture is
 ANCHOR = 0.02
 MIN_SPAN = 0.08  # a channel whose highlights are darker than this is not rebalanced
 # A print is monochrome when, within each band of luminance, 95% of its pixels' chroma is within
-# this of the band's (ramped to twice it): it is then made grey.
-MONO_CHROMA = 0.03
+# MONO_CHROMA of the band's (ramped down to none at MONO_COLOUR): it is then made grey. Measured
+# on previews: greyscale photographs 0, toned prints among the real scans 0.008-0.024 and the
+# synthetic sepia toning up to 0.041 (clipping), the real autochromes 0.048-0.055, colour
+# photographs 0.036-0.58. Pale wood (0.019) is as monochrome as a toned print, and is made grey.
+MONO_CHROMA, MONO_COLOUR = 0.025, 0.045
 
 
 @dataclass(frozen=True)
@@ -142,14 +145,14 @@ def _neutral(small: torch.Tensor) -> dict:
 def monochrome(x: torch.Tensor, bins: int = 32) -> float:
     """How surely [1, 3, h, w] is a monochrome print, toned or not (0..1): its colour is a function
     of its tone, so within each band of luminance the chroma hardly varies (95% of pixels within
-    ``MONO_CHROMA`` of their band's mean: 1, ramped to 0 at twice that)."""
+    ``MONO_CHROMA`` of their band's mean: 1, ramped to 0 at ``MONO_COLOUR``)."""
     lum = luminance(x)
     y, c = lum.flatten(), (x - lum).flatten(2)[0]
     band = (y * bins).long().clamp(0, bins - 1)
     counts = torch.bincount(band, minlength=bins).clamp(min=1)
     mean = torch.zeros(3, bins).index_add_(1, band, c) / counts
     (spread,) = quantiles((c - mean[:, band]).abs().amax(0), [0.95])
-    return float(np.clip(2.0 - spread / MONO_CHROMA, 0.0, 1.0))
+    return float(np.clip((MONO_COLOUR - spread) / (MONO_COLOUR - MONO_CHROMA), 0.0, 1.0))
 
 
 def _levels(y: torch.Tensor) -> dict:
