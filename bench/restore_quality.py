@@ -60,9 +60,14 @@ Method = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def shipped(status: str) -> Path:
-    """The shipped restorer of ``status`` ("newest": the highest version, whatever its status)."""
+    """The shipped restorer of ``status`` ("newest": the highest version, whatever its status);
+    a restorer with the tone stage is another's network with it in front (section 5 measures it)."""
     manifest = json.loads((WEIGHTS / "shipped.json").read_text())
-    refs = [ref for ref, s in manifest.items() if ref.startswith("restore-") and status in (s, "newest")]
+    refs = [
+        ref
+        for ref, s in manifest.items()
+        if ref.startswith("restore-") and status in (s, "newest") and not _toned(ref)
+    ]
     return WEIGHTS / max(refs, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
 
 
@@ -236,15 +241,14 @@ def tone_only(args, images: dict[str, np.ndarray] | None = None) -> int:
     return 0
 
 
+def _toned(ref: str) -> bool:
+    return json.loads((WEIGHTS / ref / "card.json").read_text())["architecture"] == "toned_restorer"
+
+
 def shipped_toned() -> Path:
     """The newest shipped restorer with the tone stage."""
     manifest = json.loads((WEIGHTS / "shipped.json").read_text())
-    toned = [
-        r
-        for r in manifest
-        if r.startswith("restore-")
-        and json.loads((WEIGHTS / r / "card.json").read_text())["architecture"] == "toned_restorer"
-    ]
+    toned = [ref for ref in manifest if ref.startswith("restore-") and _toned(ref)]
     return WEIGHTS / max(toned, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
 
 

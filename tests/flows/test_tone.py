@@ -57,6 +57,23 @@ def test_tone_and_strength_are_in_the_recipe_and_the_fit_in_the_sidecar(archive,
     assert not any(d.is_current for d in newer)  # beside the first, as any later version, until promoted
     assert {d.recipe_hash for d in newer}.isdisjoint({d.recipe_hash for d in made})
     assert all(sidecar(settings, d)["recipe"]["params"]["strength"] == 0.5 for d in newer)
+    from flows.reprocess import promote
+
+    assert promote(settings, "letters", "restore-toned@t1") == 5  # the newest versions it made: neutral's
+    assert all(d.is_current for _, d in derivatives(settings) if d.recipe["params"].get("tone") == "neutral")
+    page = catalogue(settings).get(f"/items/{newer[0].item_id}")  # the curator sees each version's
+    assert page.status_code == 200 and "strength=0.5, tone=neutral" in page.text
+    assert "strength=1.0, tone=auto" in page.text
+
+
+def catalogue(settings):
+    from fastapi.testclient import TestClient
+
+    from archive_db.web.app import create_app
+    from flows.db import sessions_for
+    from flows.media import StoreMedia
+
+    return TestClient(create_app(sessions_for(settings.db.url), StoreMedia(settings), "a token"))
 
 
 def test_bad_parameters_are_one_line_before_anything_runs(archive, tmp_path, capsys):  # noqa: F811
