@@ -65,3 +65,113 @@ def load(names: tuple[str, ...], root: Path = ROOT, long_side: int = LONG_SIDE) 
 def card_entries(names: tuple[str, ...]) -> list[dict]:
     """What a model card says of each photograph it was trained or validated on."""
     return [PACKAGE | {"file": str(ROOT / n), "sha256": SHA256[n]} for n in names]
+
+
+# -- KDE Plasma's wallpapers (apt-get install plasma-workspace-wallpapers) ---------------------
+# The photographs among them (the rest are drawings): several are low in contrast on purpose
+# (fog over a jetty, a lake at dusk), pictures a tone estimator must learn to leave alone.
+
+PLASMA = {
+    "package": "plasma-workspace-wallpapers",
+    "version": "4:5.27.5-2",
+    "source": "https://invent.kde.org/plasma/plasma-workspace-wallpapers",
+}
+PLASMA_ROOT = Path("/usr/share/wallpapers")
+# name: (file under PLASMA_ROOT, sha256, author, licence: the file's metadata.json)
+PLASMA_PHOTOS = {
+    "BytheWater": (
+        "BytheWater/contents/images/1920x1080.jpg",
+        "c272434ef39f2abf1ed48a15a8910088020f3165329a5092f3940ec9464bc05f",
+        "Maciej Wiklo",
+        "LGPL-3",
+    ),
+    "ColdRipple": (
+        "ColdRipple/contents/images/1920x1080.jpg",
+        "05bef6722fc0ed81292cceb3ed026c38d17e510f3c84be7d68610c2b1a723c3f",
+        "Risto Saukonpää",
+        "LGPL-3",
+    ),
+    "ColorfulCups": (
+        "ColorfulCups/contents/images/2560x1600.jpg",
+        "6e0f3a72feb5a4a9fec191b77e34874c3c69e2d93040deb3f07773e73385023d",
+        "Dmitri Popov",
+        "LGPL-3",
+    ),
+    "DarkestHour": (
+        "DarkestHour/contents/images/1920x1080.jpg",
+        "8e3703fae3a3c217b1fc2b399b706cd3720584268d071ba153e4809daa55f1ce",
+        "Risto Saukonpää",
+        "LGPL-3",
+    ),
+    "EveningGlow": (
+        "EveningGlow/contents/images/1920x1080.jpg",
+        "586682dcb362b9f620068f10138f87d0d3649939aef238adc5807cb951976a7a",
+        "Ian Hex",
+        "LGPL-3",
+    ),
+    "FallenLeaf": (
+        "FallenLeaf/contents/images/1920x1080.jpg",
+        "95603a6560c7e8d50e0e03b3f4adbe39c5258c72528e74e4ecaea1daf4e499de",
+        "Martin Klapetek",
+        "LGPL-3",
+    ),
+    "Grey": (
+        "Grey/contents/images/1920x1080.jpg",
+        "88c31d8944b7e6935d1b9a296654c692f0772cb512491713eb30a972a604c0ed",
+        "Sigi Sagi",
+        "LGPL-3",
+    ),
+    "OneStandsOut": (
+        "OneStandsOut/contents/images/1920x1080.jpg",
+        "cb507baf1dafdcae362264f3aba9483ed4be5f6c9fdd770f0ec0920c6d9e80fd",
+        "Risto Saukonpää",
+        "LGPL-3",
+    ),
+    "Path": (
+        "Path/contents/images/1920x1080.jpg",
+        "7477457d7f17b736259f1b021864778ad4ba802cf3214e6728181ff29126bba8",
+        "Risto Saukonpää",
+        "LGPL-3",
+    ),
+    "Volna": (
+        "Volna/contents/images/5120x2880.jpg",
+        "abc30b4fc6f6a83b6156e6b59ac283c067de40af820aafac8ac7c4fd83a9607c",
+        "Nikita Babin",
+        "CC-BY-SA-4.0",
+    ),
+    "summer_1am": (
+        "summer_1am/contents/images/1920x1080.jpg",
+        "c868b50789591dd42910153c768053f1ba0a98cb36bbfc2b7a96a1045d0477f8",
+        "Risto Saukonpää",
+        "LGPL-3",
+    ),
+}
+
+
+def plasma_available(root: Path = PLASMA_ROOT) -> bool:
+    return all((root / entry[0]).is_file() for entry in PLASMA_PHOTOS.values())
+
+
+def load_plasma(root: Path = PLASMA_ROOT, long_side: int = LONG_SIDE) -> dict[str, np.ndarray]:
+    """Plasma's photographs as uint8 RGB arrays (``plasma:Name``), each checked against its sha256."""
+    from PIL import Image
+
+    out = {}
+    for name, (path, sha256, _, _) in PLASMA_PHOTOS.items():
+        data = (root / path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError(f"{root / path}: not {PLASMA['package']} {PLASMA['version']}'s (sha256 differs)")
+        with Image.open(root / path) as im:
+            im = im.convert("RGB")
+            scale = long_side / max(im.size)
+            if scale < 1:
+                im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
+            out[f"plasma:{name}"] = np.asarray(im)
+    return out
+
+
+def plasma_card_entries() -> list[dict]:
+    return [
+        PLASMA | {"file": str(PLASMA_ROOT / path), "sha256": sha, "author": author, "licence": licence}
+        for path, sha, author, licence in PLASMA_PHOTOS.values()
+    ]

@@ -355,7 +355,9 @@ def _train_tone_net(steps: int, seed: int, state: Path | None, photos: bool):
         raise click.UsageError(
             f"--photos: {debian.ROOT} lacks the mate-backgrounds photographs, or pass --no-photos"
         )
+    plasma = photos and debian.plasma_available()  # KDE's photographs too, where installed
     images = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
+    images |= debian.load_plasma() if plasma else {}
     config = ToneTrainConfig(steps=steps, seed=seed)
     net, history = train(images, config, state, log=err.print)
     aging = DegradationConfig(config.degradation, untouched=config.untouched)
@@ -363,7 +365,8 @@ def _train_tone_net(steps: int, seed: int, state: Path | None, photos: bool):
         "training": asdict(config) | {"degradation_sha256": aging.digest()},
         "data": data_card(images, bundled_images(VALIDATION_IMAGES))
         | {
-            "photographs": debian.card_entries(debian.TRAIN) if photos else [],
+            "photographs": (debian.card_entries(debian.TRAIN) if photos else [])
+            + (debian.plasma_card_entries() if plasma else []),
             "held_out": list(debian.HELD_OUT),
         },
         "history": history[-20:],
