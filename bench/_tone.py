@@ -54,15 +54,16 @@ def auto_levels_grey_world(x: torch.Tensor) -> torch.Tensor:
     return (y * (means.mean(1, keepdim=True) / means.clamp(min=1e-3))[..., None, None]).clamp(0, 1)
 
 
-def staged(mode: str, restorer=None):
-    """The tone stage fitted on the picture and applied (then the restorer, if given)."""
+def staged(mode: str, toned: torch.nn.Module, restore: bool = False):
+    """The model's tone stage (its own estimator) fitted on the picture and applied, then (with
+    ``restore``) its restorer."""
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        toned = tone_stage.apply(x, tone_stage.fit(x, mode).as_tensor())
-        if restorer is None:
-            return toned
+        out = tone_stage.apply(x, toned.fit(x, mode).as_tensor())
+        if not restore:
+            return out
         with torch.inference_mode():
-            return restorer(toned)[0].float().clamp(0, 1)
+            return toned.restorer(out)[0].float().clamp(0, 1)
 
     return run
 
@@ -72,7 +73,7 @@ def mean_psnr(pairs) -> float:
 
 
 def section(
-    restorer: torch.nn.Module, name: str, images: dict[str, np.ndarray], seed: int, per_image: int = 6
+    toned: torch.nn.Module, name: str, images: dict[str, np.ndarray], seed: int, per_image: int = 6
 ) -> None:
     clean = pictures(images)
     rng = np.random.default_rng([seed, 20])
@@ -81,11 +82,11 @@ def section(
     methods = {
         "input": lambda x: x,
         "auto-levels + grey-world": auto_levels_grey_world,
-        "tone stage, auto": staged("auto"),
-        "tone stage, neutral": staged("neutral"),
-        f"{name}, tone=off": lambda x: staged("off", restorer)(x),
-        f"{name}, tone=auto": staged("auto", restorer),
-        f"{name}, tone=neutral": staged("neutral", restorer),
+        "tone stage, auto": staged("auto", toned),
+        "tone stage, neutral": staged("neutral", toned),
+        f"{name}, tone=off": staged("off", toned, restore=True),
+        f"{name}, tone=auto": staged("auto", toned, restore=True),
+        f"{name}, tone=neutral": staged("neutral", toned, restore=True),
     }
     print(
         f"\n5. faded, yellowed, toned and cast prints: {len(aged)} whole pictures (long side {SIDE}), "
@@ -108,10 +109,10 @@ def section(
 
     print(f"\n   clean photographs through {name} at tone=auto: PSNR against the input, mean CIEDE2000")
     print(f"{'':24s} {'off PSNR':>9s} {'auto PSNR':>9s} {'auto dE':>8s}  black  white")
-    auto, off = staged("auto", restorer), staged("off", restorer)
+    auto, off = staged("auto", toned, restore=True), staged("off", toned, restore=True)
     results = []
     for label, x in clean.items():
-        fit = tone_stage.fit(x, "auto")
+        fit = toned.fit(x, "auto")
         out = auto(x)
         de = deltaE_ciede2000(
             rgb2lab(x[0].permute(1, 2, 0).numpy()), rgb2lab(out[0].permute(1, 2, 0).numpy())
@@ -129,15 +130,15 @@ def section(
     changes = []
     for label, x in clean.items():
         grey = luminance(x).expand(-1, 3, -1, -1)
-        for how, toned in (
+        for how, toned_print in (
             ("toned", apply_sepia(grey, {"strength": 1.0})),
             (
                 "toned, faded",
                 apply_fading(apply_sepia(grey, {"strength": 1.0}), {"lift": 0.15, "contrast": 0.7}),
             ),
         ):
-            c0 = chroma(toned)
-            c1, c2 = chroma(auto(toned)), chroma(staged("neutral", restorer)(toned))
+            c0 = chroma(toned_print)
+            c1, c2 = chroma(auto(toned_print)), chroma(staged("neutral", toned, restore=True)(toned_print))
             changes.append(c1 / c0 - 1)
             print(
                 f"{label.removeprefix('mate:'):16s} {how:13s} input {c0:.4f}  auto {c1:.4f} ({c1 / c0 - 1:+.1%})  neutral {c2:.4f}"

@@ -237,7 +237,7 @@ def tone_only(args, images: dict[str, np.ndarray] | None = None) -> int:
     directory = args.tone or shipped_toned()
     model, card = load_checkpoint(directory)
     images = images or held_out()
-    section(model.restorer.eval(), f"{card['name']}@{card['version']}", images, args.seed)
+    section(model.eval(), f"{card['name']}@{card['version']}", images, args.seed)
     return 0
 
 

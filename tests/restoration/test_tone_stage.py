@@ -175,3 +175,11 @@ def test_the_learned_estimator_trains_resumes_and_runs_tiled_like_whole(tmp_path
     whole = TonedRun(model, WHOLE, "neutral").process([image])[0]
     assert np.abs(tiled.image.astype(int) - whole.image.astype(int)).max() <= 1
     assert tiled.derived["tone"]["estimator"] == "learned" and tiled.derived == whole.derived
+
+
+def test_a_learned_estimate_is_kept_off_light_subjects():
+    stretch = tone_stage.ToneFit(black=0.4, white=0.9, mode="auto", estimator="learned")
+    pale = torch.full((1, 3, 32, 32), 0.7) + 0.2 * torch.rand(1, 3, 32, 32)  # darkest tones at 0.7
+    assert (tone_stage.guarded(stretch, pale).black, tone_stage.guarded(stretch, pale).white) == (0.0, 1.0)
+    dark = torch.rand(1, 3, 32, 32) * 0.6 + 0.2  # darkest at 0.2: faded, not light
+    assert tone_stage.guarded(stretch, dark) == stretch
