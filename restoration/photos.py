@@ -43,23 +43,23 @@ def available(root: Path = ROOT) -> bool:
 def load(names: tuple[str, ...], root: Path = ROOT, long_side: int = LONG_SIDE) -> dict[str, np.ndarray]:
     """The named photographs as uint8 RGB arrays (long side ``long_side``), each checked against
     its pinned sha256: a different file is refused, not silently trained on."""
+    return {f"mate:{name}": _read_pinned(root / name, SHA256[name], PACKAGE, long_side) for name in names}
+
+
+def _read_pinned(path: Path, sha256: str, package: dict, long_side: int) -> np.ndarray:
+    """One photograph as uint8 RGB (long side at most ``long_side``), refused unless its sha256 is
+    the pinned one."""
     from PIL import Image
 
-    out = {}
-    for name in names:
-        data = (root / name).read_bytes()
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != SHA256[name]:
-            raise ValueError(
-                f"{root / name}: sha256 {actual} is not {PACKAGE['package']} {PACKAGE['version']}'s"
-            )
-        with Image.open(root / name) as im:
-            im = im.convert("RGB")
-            scale = long_side / max(im.size)
-            if scale < 1:
-                im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
-            out[f"mate:{name}"] = np.asarray(im)
-    return out
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != sha256:
+        raise ValueError(f"{path}: sha256 {actual} is not {package['package']} {package['version']}'s")
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        scale = long_side / max(im.size)
+        if scale < 1:
+            im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
+        return np.asarray(im)
 
 
 def card_entries(names: tuple[str, ...]) -> list[dict]:
@@ -154,20 +154,10 @@ def plasma_available(root: Path = PLASMA_ROOT) -> bool:
 
 def load_plasma(root: Path = PLASMA_ROOT, long_side: int = LONG_SIDE) -> dict[str, np.ndarray]:
     """Plasma's photographs as uint8 RGB arrays (``plasma:Name``), each checked against its sha256."""
-    from PIL import Image
-
-    out = {}
-    for name, (path, sha256, _, _) in PLASMA_PHOTOS.items():
-        data = (root / path).read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError(f"{root / path}: not {PLASMA['package']} {PLASMA['version']}'s (sha256 differs)")
-        with Image.open(root / path) as im:
-            im = im.convert("RGB")
-            scale = long_side / max(im.size)
-            if scale < 1:
-                im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
-            out[f"plasma:{name}"] = np.asarray(im)
-    return out
+    return {
+        f"plasma:{name}": _read_pinned(root / path, sha256, PLASMA, long_side)
+        for name, (path, sha256, _, _) in PLASMA_PHOTOS.items()
+    }
 
 
 def plasma_card_entries() -> list[dict]:

@@ -52,6 +52,11 @@ _RUN = _options(
 )
 
 
+def _checkpoint(flag: str, help: str):
+    """An option naming a checkpoint folder that must exist."""
+    return click.option(flag, type=click.Path(exists=True, file_okay=False), required=True, help=help)
+
+
 @click.command("stage")
 @click.option("--stage", type=click.Choice(["detect", "inpaint"]), required=True)
 @_OUT
@@ -202,18 +207,8 @@ def train_upscale(
 
 
 @click.command("pipeline")
-@click.option(
-    "--detect",
-    type=click.Path(exists=True, file_okay=False),
-    required=True,
-    help="The detect stage's checkpoint.",
-)
-@click.option(
-    "--inpaint",
-    type=click.Path(exists=True, file_okay=False),
-    required=True,
-    help="The inpaint stage's checkpoint.",
-)
+@_checkpoint("--detect", "The detect stage's checkpoint.")
+@_checkpoint("--inpaint", "The inpaint stage's checkpoint.")
 @click.option(
     "--denoise",
     type=click.Path(exists=True, file_okay=False),
@@ -277,12 +272,7 @@ def train_pipeline(
 
 
 @click.command("toned")
-@click.option(
-    "--restorer",
-    type=click.Path(exists=True, file_okay=False),
-    required=True,
-    help="A restorer's checkpoint (restore-unet, a staged pipeline).",
-)
+@_checkpoint("--restorer", "A restorer's checkpoint (restore-unet, a staged pipeline).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--name", default="restore-unet", show_default=True)
 @click.option("--version", required=True)

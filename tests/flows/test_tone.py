@@ -127,3 +127,26 @@ def test_restore_files_takes_tone_and_strength_and_records_them(archive, tmp_pat
         != 0
     )
     assert "tone must be one of auto, neutral, off" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("estimator", ["classical", "learned"])
+def test_train_toned_puts_the_stage_before_a_restorer_as_one_model_version(tmp_path, estimator):
+    from restoration.checkpoints import load_checkpoint
+    from tests.flows.test_restore import checkpoint
+
+    inner = checkpoint(tmp_path, "v1", 1)
+    out = tmp_path / "toned"
+    args = ["train", "toned", "--restorer", str(inner), "--out", str(out), "--version", "v2"]
+    args += ["--estimator", estimator, "--steps", "2", "--no-photos", "--state", str(tmp_path / "t.state")]
+    assert archive_cli(args) == 0
+    model, card = load_checkpoint(out)  # every digest checked, the restorer's stage included
+    assert card["architecture"] == "toned_restorer" and card["tone_stage"]["estimator"] == estimator
+    assert card["stages"]["restorer"]["from"]["version"] == "v1"
+    plain, _ = load_checkpoint(inner)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.restorer.state_dict().values(), plain.state_dict().values(), strict=True)
+    )
+    assert (model.estimator is None) == (estimator == "classical")
+    if estimator == "learned":
+        assert card["tone_stage"]["training"]["steps"] == 2 and card["tone_stage"]["history"] == []
