@@ -122,6 +122,14 @@ def main() -> int:
         if code:
             return code
         print()
+    # The tone stage is in a candidate (see restore-unet v8's card): its versions wait beside v1.
+    print("== Undo fading: archive restore --collection demo --model restore-unet@v8 --param tone=auto")
+    code = archive(
+        [*base, "restore", "--collection", "demo", "--model", "restore-unet@v8", "--param", "tone=auto"]
+    )
+    if code:
+        return code
+    print()
     for style in ("albumen", "learned:period-styles@v4:cyanotype"):
         print(f"== Period style: archive stylize --collection demo --style {style} --limit 4")
         code = archive([*base, "stylize", "--collection", "demo", "--style", style, "--limit", "4"])
@@ -151,6 +159,10 @@ def main() -> int:
     derivatives = ROOT / "store" / "derivatives" / "demo"
     print(
         f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)"
+    )
+    print(
+        f"With the tone stage: {derivatives}/<item>/restored/v2/  (metadata.json: derived.tone; "
+        "archive promote --collection demo --model restore-unet@v8 makes them current)"
     )
     print(f"Styled versions:    {derivatives}/<item>/style:albumen/v1/, …/style:period-styles.cyanotype/v1/")
     print(f"Enlarged versions:  {derivatives}/<item>/upscaled:x2/v1/  (twice the pixels, twice the DPI)")
