@@ -84,6 +84,13 @@ TONE_MODES = ("auto", "neutral", "off")
 TONED = "toned_restorer"  # the architecture that carries the tone stage (restoration.archs.toned)
 
 
+def check_tone(mode: str) -> str:
+    """``mode`` if it is a tone mode; ValueError (one line) otherwise."""
+    if mode not in TONE_MODES:
+        raise ValueError(f"tone must be one of {', '.join(TONE_MODES)}, not {mode!r}")
+    return mode
+
+
 def has_tone_stage(architecture: str) -> bool:
     return architecture.startswith(TONED)
 
@@ -111,7 +118,4 @@ def restore_params(architecture: str, params: dict[str, Any] | None) -> dict[str
                 "with the stage does)"
             )
         return {} if strength == 1.0 else {"strength": strength}
-    tone = params.get("tone", "auto")
-    if tone not in TONE_MODES:
-        raise ValueError(f"tone must be one of {', '.join(TONE_MODES)}, not {tone!r}")
-    return {"tone": tone, "strength": strength}
+    return {"tone": check_tone(params.get("tone", "auto")), "strength": strength}

@@ -52,7 +52,7 @@ def with_tone(
     spec = {"architecture": inner["architecture"], "config": inner["config"]}
     tone: dict[str, Any] = {"estimator": estimator}
     if estimator == "learned":
-        tone["net"] = {"width": net.cnn[0].out_channels, "hidden": net.head[0].out_features}
+        tone["net"] = dict(net.config)
     config = {"restorer": spec, "tone": tone}
     toned = create_model("toned_restorer", **config)
     toned.restorer.load_state_dict(model.state_dict(), strict=True)

@@ -25,9 +25,7 @@ class TonedRun:
     def __init__(
         self, model: nn.Module, config: EngineConfig | None = None, tone: str = "off", strength: float = 1.0
     ):
-        if tone not in tone_stage.MODES:
-            raise ValueError(f"tone must be one of {', '.join(tone_stage.MODES)}, not {tone!r}")
-        if tone != "off" and not isinstance(model, TonedRestorer):
+        if tone_stage.check_tone(tone) != "off" and not isinstance(model, TonedRestorer):
             raise ValueError(f"{type(model).__name__} has no tone stage: it takes tone=off only")
         self.model = model if isinstance(model, TonedRestorer) else TonedRestorer(model=model)
         self.model.strength.fill_(float(strength))
@@ -50,7 +48,8 @@ class TonedRun:
         results = []
         for img, mask in zip(images, masks, strict=True):  # a correction per image, so one at a time
             array = _as_hwc(img if isinstance(img, np.ndarray) else img.cpu().numpy())
-            small = preview(np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array)
+            small = preview(array)  # subsampled first: a grey scan is not copied to three channels
+            small = small.expand(-1, 3, -1, -1) if small.shape[1] == 1 else small
             fit = self.model.fit(small.to(self.device), self.tone)
             with self._lock:
                 self.model.tone.copy_(fit.as_tensor())
@@ -63,3 +62,11 @@ class TonedRun:
 def _own(image: np.ndarray | torch.Tensor) -> np.ndarray:
     """The input as the engine would have returned its restoration's shape (a copy of its pixels)."""
     return np.array(image.cpu().numpy() if isinstance(image, torch.Tensor) else image, copy=True)
+
+
+def engine_for(model: nn.Module, config: EngineConfig | None, params: dict) -> Restorer | TonedRun:
+    """The engine a restore recipe's ``params`` ask for: the plain engine where there are none (as
+    before the tone stage), else a ``TonedRun`` with their tone and strength."""
+    if not params:
+        return Restorer(model, config)
+    return TonedRun(model, config, params.get("tone", "off"), params.get("strength", 1.0))

@@ -23,9 +23,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from restoration.degrade.tone import LUMA as _LUMA
 from restoration.degrade.tone import luminance
+from restoration.recipe import check_tone
 
-MODES = ("auto", "neutral", "off")
 # A print's natural range, measured on the previews of the project's clean photographs: most
 # have their 0.5% luma quantile under 0.08 and their 99.5% over 0.86. Only the lift beyond the
 # first (and, in a print whose blacks are lifted, the dimming beyond the second) is undone.
@@ -92,7 +93,7 @@ def white_balance(highlight: tuple[float, float, float]) -> tuple[float, float, 
     return tuple(float(g) for g in gains)
 
 
-LUMA = np.array([0.299, 0.587, 0.114])
+LUMA = np.array(_LUMA)
 IDENTITY = ToneFit().as_tensor()
 
 
@@ -115,9 +116,7 @@ def quantiles(values: torch.Tensor, probs: list[float]) -> list[float]:
 
 def fit(small: torch.Tensor, mode: str) -> ToneFit:
     """The correction for an image given by its preview ``small`` [1, 3, h, w] in [0, 1]."""
-    if mode not in MODES:
-        raise ValueError(f"tone must be one of {', '.join(MODES)}, not {mode!r}")
-    if mode == "off":
+    if check_tone(mode) == "off":
         return ToneFit()
     small = small.float().clamp(0, 1)
     fitted: dict = {"mode": mode, "keep_chroma": mode == "auto"}

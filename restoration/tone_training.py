@@ -109,7 +109,7 @@ def train(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, config.steps, config.lr / 10)
     rng, step, history = np.random.default_rng(config.seed), 0, []
     if state_path is not None and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=True)
         if state["config"] != asdict(config):
             raise ValueError(f"{state_path} was trained with another configuration; start a new state")
         net.load_state_dict(state["net"])

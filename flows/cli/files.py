@@ -53,9 +53,9 @@ def restore_files(
     from flows.model_versions import load, ready
     from restoration.checkpoints import sha256_file
     from restoration.decode import gpu_jpeg_available
-    from restoration.engine import EngineConfig, Restorer, check_device, takes_mask
+    from restoration.engine import EngineConfig, check_device, takes_mask
     from restoration.recipe import restore_params
-    from restoration.tone_runner import TonedRun
+    from restoration.tone_runner import engine_for
 
     try:
         dev = check_device(device)
@@ -72,11 +72,7 @@ def restore_files(
         params = restore_params(row.architecture, key_values(param_values))
     except ValueError as exc:
         raise click.UsageError(f"--param: {exc}") from None
-    config = EngineConfig(tile=tile, device=str(dev))
-    engine = (
-        TonedRun(model, config, params.get("tone", "off"), params.get("strength", 1.0)) if params else None
-    )
-    engine = engine or Restorer(model, config)
+    engine = engine_for(model, EngineConfig(tile=tile, device=str(dev)), params)
     target = Path(out_dir)
     err.print(
         f"restoring with {row.name}@{row.version} on {dev}" + (" (JPEG decode on the GPU)" if gpu else "")

@@ -54,15 +54,10 @@ def _config(settings: Settings, device):
 
 def restorer(settings: Settings, row: ModelVersion, recipe: Recipe, device) -> tuple[Any, dict]:
     """The engine over the model; with the recipe's tone or strength, through the tone stage."""
-    from restoration.engine import Restorer
+    from restoration.tone_runner import engine_for
 
     model, card, _ = load(settings, f"{row.name}@{row.version}", device=str(device))
-    if not recipe.params:
-        return Restorer(model, _config(settings, device)), card
-    from restoration.tone_runner import TonedRun
-
-    p = recipe.params
-    return TonedRun(model, _config(settings, device), p.get("tone", "off"), p.get("strength", 1.0)), card
+    return engine_for(model, _config(settings, device), recipe.params), card
 
 
 def stylist(settings: Settings, row: ModelVersion, recipe: Recipe, device) -> tuple[Any, dict]:

@@ -31,6 +31,7 @@ def quantile_features(x: torch.Tensor) -> torch.Tensor:
 class ToneNet(nn.Module):
     def __init__(self, width: int = 32, hidden: int = 128):
         super().__init__()
+        self.config = {"width": width, "hidden": hidden}  # what rebuilds it (a card's config)
         w = width
         self.cnn = nn.Sequential(
             nn.Conv2d(3, w, 3, 2, 1),

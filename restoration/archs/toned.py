@@ -50,10 +50,8 @@ class TonedRestorer(nn.Module):
     def fit(self, small: torch.Tensor, mode: str) -> tone_stage.ToneFit:
         """The correction for a picture given by its preview [1, 3, h, w] in [0, 1] (a learned
         estimate within the classical guard on light subjects: ``tone_stage.guarded``)."""
-        if self.estimator is None or mode == "off":
+        if self.estimator is None or tone_stage.check_tone(mode) == "off":
             return tone_stage.fit(small, mode)
-        if mode not in tone_stage.MODES:
-            raise ValueError(f"tone must be one of {', '.join(tone_stage.MODES)}, not {mode!r}")
         neutral, auto = self.estimator(small.float().clamp(0, 1))
         fit = tone_stage.ToneFit.from_tensor(
             (neutral if mode == "neutral" else auto)[0], mode=mode, estimator="learned"

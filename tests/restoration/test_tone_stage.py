@@ -157,7 +157,7 @@ def test_the_learned_estimator_trains_resumes_and_runs_tiled_like_whole(tmp_path
     config = ToneTrainConfig(steps=4, batch=2, size=48, width=4, hidden=8, save_every=2)
     state = tmp_path / "tone.state"
     net, _ = train(images, config, state, log=lambda s: None)
-    assert torch.load(state, weights_only=False)["step"] == 4
+    assert torch.load(state, weights_only=True)["step"] == 4
     again, _ = train(images, config, state, log=lambda s: None)  # resumed at its end: nothing to do
     assert all(
         torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values(), strict=True)
