@@ -43,16 +43,20 @@ def with_tone(
     estimator: str = "classical",
     net: Any = None,
     tone_card: dict[str, Any] | None = None,
+    neutral_blend: float = 0.0,
 ) -> dict[str, Any]:
     """Build ``toned_restorer``: the restorer in ``restorer_dir`` (checked against its card) with
     the tone stage before it (its learned estimator ``net``, a ``ToneNet``, where ``estimator``
-    is "learned"), saved to ``directory``; the card lists the restorer as a stage, with its
-    weights digest and where it came from, and what ``tone_card`` says of the estimator."""
+    is "learned", its ``neutral`` estimate moved ``neutral_blend`` of the way to the classical
+    one), saved to ``directory``; the card lists the restorer as a stage, with its weights digest
+    and where it came from, and what ``tone_card`` says of the estimator."""
     model, inner = load_checkpoint(Path(restorer_dir))
     spec = {"architecture": inner["architecture"], "config": inner["config"]}
     tone: dict[str, Any] = {"estimator": estimator}
     if estimator == "learned":
         tone["net"] = dict(net.config)
+        if neutral_blend:
+            tone["neutral_blend"] = float(neutral_blend)
     config = {"restorer": spec, "tone": tone}
     toned = create_model("toned_restorer", **config)
     toned.restorer.load_state_dict(model.state_dict(), strict=True)
@@ -72,6 +76,7 @@ def with_tone(
         "stages": stages,
         "tone_stage": {
             "estimator": estimator,
+            "neutral_blend": tone.get("neutral_blend", 0.0),
             "code": "restoration.tone_stage",
             "runs": "first, fitted per image",
         }

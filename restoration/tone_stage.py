@@ -172,6 +172,15 @@ def light_taper(lo: float) -> float:
     return float(np.clip((LIGHTEST - lo) / (LIGHTEST - LIGHT), 0.0, 1.0))
 
 
+def blend(a: ToneFit, b: ToneFit, weight: float) -> ToneFit:
+    """``a`` moved ``weight`` of the way to ``b``, parameter by parameter: two estimators whose
+    errors differ (the learned one misreads what it was not shown, the quantile rules misread
+    what their rules do not cover) are better averaged than either alone (measured for
+    ``neutral``: restore-unet v9's card)."""
+    mixed = torch.lerp(a.as_tensor(), b.as_tensor(), float(weight))
+    return ToneFit.from_tensor(mixed, mode=a.mode, estimator=f"{a.estimator}+{b.estimator}")
+
+
 def guarded(fit: ToneFit, small: torch.Tensor) -> ToneFit:
     """A learned estimate with the classical guard: the levels scaled back by ``light_taper``
     (measured: without it the learned estimator stretched held-out pale wood from 45 to 18 dB)."""

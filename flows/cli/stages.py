@@ -285,6 +285,14 @@ def train_pipeline(
     "the classical guard (measured better, see restore-unet v8's card); classical: quantile rules alone.",
 )
 @click.option(
+    "--neutral-blend",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="learned: how far tone=neutral's estimate moves towards the classical one (0: the learned "
+    "estimate alone; the average measured better than either alone, see restore-unet v9's card).",
+)
+@click.option(
     "--steps", type=click.IntRange(1), default=2500, show_default=True, help="learned: training steps."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -301,6 +309,7 @@ def train_toned(
     name: str,
     version: str,
     estimator: str,
+    neutral_blend: float,
     steps: int,
     seed: int,
     state: str | None,
@@ -325,6 +334,7 @@ def train_toned(
         estimator,
         net,
         tone_card,
+        neutral_blend if estimator == "learned" else 0.0,
     )
     restorer_from = card["stages"]["restorer"]["from"]
     out.print(

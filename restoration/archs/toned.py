@@ -33,6 +33,8 @@ class TonedRestorer(nn.Module):
             raise ValueError(
                 f"the tone estimator is one of {ESTIMATORS}, not {self.tone_config['estimator']!r}"
             )
+        if not 0.0 <= self.tone_config.get("neutral_blend", 0.0) <= 1.0:
+            raise ValueError(f"neutral_blend is a share (0..1), not {self.tone_config['neutral_blend']!r}")
         # the learned estimator's weights are the model's (``estimator.*``), vouched for by its digest
         self.estimator = (
             ToneNet(**self.tone_config.get("net", {})) if self.tone_config["estimator"] == "learned" else None
@@ -49,14 +51,19 @@ class TonedRestorer(nn.Module):
     @torch.inference_mode()
     def fit(self, small: torch.Tensor, mode: str) -> tone_stage.ToneFit:
         """The correction for a picture given by its preview [1, 3, h, w] in [0, 1] (a learned
-        estimate within the classical guard on light subjects: ``tone_stage.guarded``)."""
+        estimate within the classical guard on light subjects: ``tone_stage.guarded``; for
+        ``neutral``, moved ``tone["neutral_blend"]`` of the way to the classical fit)."""
         if self.estimator is None or tone_stage.check_tone(mode) == "off":
             return tone_stage.fit(small, mode)
         neutral, auto = self.estimator(small.float().clamp(0, 1))
         fit = tone_stage.ToneFit.from_tensor(
             (neutral if mode == "neutral" else auto)[0], mode=mode, estimator="learned"
         )
-        return tone_stage.guarded(fit, small)
+        fit = tone_stage.guarded(fit, small)
+        share = self.tone_config.get("neutral_blend", 0.0)
+        if mode == "neutral" and share:
+            fit = tone_stage.blend(fit, tone_stage.fit(small, mode), share)
+        return fit
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None):
         toned = tone_stage.apply(x, self.tone)

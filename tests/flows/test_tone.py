@@ -150,3 +150,6 @@ def test_train_toned_puts_the_stage_before_a_restorer_as_one_model_version(tmp_p
     assert (model.estimator is None) == (estimator == "classical")
     if estimator == "learned":
         assert card["tone_stage"]["training"]["steps"] == 2 and card["tone_stage"]["history"] == []
+    # neutral's estimate is the learned one averaged with the classical one (the default share)
+    assert card["tone_stage"]["neutral_blend"] == model.tone_config.get("neutral_blend", 0.0)
+    assert card["tone_stage"]["neutral_blend"] == (0.5 if estimator == "learned" else 0.0)

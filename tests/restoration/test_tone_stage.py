@@ -183,3 +183,21 @@ def test_a_learned_estimate_is_kept_off_light_subjects():
     assert (tone_stage.guarded(stretch, pale).black, tone_stage.guarded(stretch, pale).white) == (0.0, 1.0)
     dark = torch.rand(1, 3, 32, 32) * 0.6 + 0.2  # darkest at 0.2: faded, not light
     assert tone_stage.guarded(stretch, dark) == stretch
+
+
+def test_neutral_blends_the_learned_estimate_with_the_classical_one_and_auto_does_not():
+    torch.manual_seed(1)
+    spec = {"estimator": "learned", "net": {"width": 4, "hidden": 8}}
+    alone = create_model("toned_restorer_test", tone=spec).eval()
+    blended = create_model("toned_restorer_test", tone=spec | {"neutral_blend": 0.5}).eval()
+    blended.load_state_dict(alone.state_dict())
+    small = as_tensor(faded_photo(96))
+    learned, classical = alone.fit(small, "neutral"), tone_stage.fit(small, "neutral")
+    mixed = blended.fit(small, "neutral")
+    assert mixed.estimator == "learned+classical" and mixed.mode == "neutral"
+    expected = (learned.as_tensor() + classical.as_tensor()) / 2
+    assert torch.allclose(mixed.as_tensor(), expected, atol=1e-6)
+    assert not torch.allclose(mixed.as_tensor(), learned.as_tensor(), atol=1e-3)  # the blend did something
+    assert blended.fit(small, "auto") == alone.fit(small, "auto")  # auto keeps the learned estimate
+    with pytest.raises(ValueError, match="neutral_blend"):
+        create_model("toned_restorer_test", tone=spec | {"neutral_blend": 1.5})
