@@ -122,11 +122,10 @@ def main() -> int:
         if code:
             return code
         print()
-    # The tone stage is in a candidate (see restore-unet v8's card): its versions wait beside v1.
-    print("== Undo fading: archive restore --collection demo --model restore-unet@v8 --param tone=auto")
-    code = archive(
-        [*base, "restore", "--collection", "demo", "--model", "restore-unet@v8", "--param", "tone=auto"]
-    )
+    # The production restorer's tone stage ran at its default, tone=auto (fading undone, hue kept);
+    # neutral also removes casts and greys toned prints: other parameters, other versions, waiting.
+    print("== Also remove casts and toning: archive restore --collection demo --param tone=neutral")
+    code = archive([*base, "restore", "--collection", "demo", "--param", "tone=neutral"])
     if code:
         return code
     print()
@@ -158,11 +157,12 @@ def main() -> int:
     archive([*base, "search", "portrait", "--date", "1980..1989", "--no-facets"])
     derivatives = ROOT / "store" / "derivatives" / "demo"
     print(
-        f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json)"
+        f"\nRestored versions:  {derivatives}/<item>/restored/v1/  (image, access.jpg, mask.png, metadata.json; "
+        "tone=auto)"
     )
     print(
-        f"With the tone stage: {derivatives}/<item>/restored/v2/  (metadata.json: derived.tone; "
-        "archive promote --collection demo --model restore-unet@v8 makes them current)"
+        f"Neutral tone:       {derivatives}/<item>/restored/v2/  (metadata.json: derived.tone; "
+        "archive promote --collection demo --model restore-unet@v9 makes them current)"
     )
     print(f"Styled versions:    {derivatives}/<item>/style:albumen/v1/, …/style:period-styles.cyanotype/v1/")
     print(f"Enlarged versions:  {derivatives}/<item>/upscaled:x2/v1/  (twice the pixels, twice the DPI)")
