@@ -26,6 +26,17 @@ EVENT = "damage mask"
 def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None = None) -> Derivative:
     """Record ``path`` (any image the item's size; its brightest channel, white = damaged) as the
     item's current mask; the same mask again records nothing new."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return store_mask_bytes(settings, item_ref, data, path.name, user)
+
+
+def store_mask_bytes(
+    settings: Settings, item_ref: str, data: bytes, source: str, user: str | None = None
+) -> Derivative:
+    """``store_mask`` for a mask's bytes (an upload through the web catalogue), named ``source``."""
     import hashlib
 
     from PIL import Image, UnidentifiedImageError
@@ -33,9 +44,9 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
     from flows.imaging.io import read_mask
 
     try:
-        drawn = read_mask(path)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ConfigError(f"{path}: not a readable image ({exc})") from None
+        drawn = read_mask(data)
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ConfigError(f"{source}: not a readable image ({exc})") from None
     binary = np.where(drawn > 127, 255, 0).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(binary, "L").save(buffer, "PNG", optimize=True)
@@ -52,11 +63,13 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
     with sessions.begin() as session:
         version_lock(session, item_id, MASK_KIND)  # one writer of the item's masks at a time
         item = session.get(Item, item_id)
+        if item.status == "quarantined" or not item.width:
+            raise ConfigError(f"item {item.id} is quarantined ({item.quarantine_reason}): nothing to mask")
         # Drawn over the master's pixels as stored (before any EXIF rotation, as restoration sees them).
         stored = (item.height, item.width) if (item.orientation or 1) >= 5 else (item.width, item.height)
         if stored != (binary.shape[1], binary.shape[0]):
             raise ConfigError(
-                f"{path} is {binary.shape[1]}x{binary.shape[0]}, the item's master {stored[0]}x{stored[1]}"
+                f"{source} is {binary.shape[1]}x{binary.shape[0]}, the item's master {stored[0]}x{stored[1]}"
             )
         same = derivative_by_recipe(session, item.id, MASK_KIND, sha)
         if same is not None:
@@ -75,7 +88,7 @@ def store_mask(settings: Settings, item_ref: str, path: Path, user: str | None =
             model_version_id=None,
             recipe={
                 "operation": "mask",
-                "source": path.name,
+                "source": source,
                 "marked": float((binary > 0).mean()),
                 "by": user,
             },

@@ -2,7 +2,8 @@
 the output store, masters from the source they were ingested from. Only URIs the catalogue
 records are read, and every key still passes the store's own checks (no '..', no absolute
 paths). Masters are shown as JPEG previews (browsers cannot show 16-bit TIFFs), kept in a small
-in-memory cache."""
+in-memory cache. A curator's corrected damage mask, uploaded there, goes through ``StoreMasks``
+into the output store, as ``archive mask`` stores one."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from archive_db.models import Derivative, Item
-from archive_db.web.media import MediaMissing, media_type
-from flows.errors import ArchiveError
+from archive_db.web.media import MaskRefused, MediaMissing, media_type
+from flows.errors import ArchiveError, ConfigError
 from flows.imaging.io import read_image
 from flows.settings import Settings
 from flows.storage.store import cached_store, read_all
@@ -84,19 +85,38 @@ class StoreMedia:
         folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
         return self._read(self.settings.store.output, f"{folder}/metadata.json"), "application/json"
 
+    def derivative_mask(self, derivative: Derivative) -> bytes:
+        return self._listed(derivative, "mask.png")
+
+    def _listed(self, derivative: Derivative, name: str) -> bytes:
+        """A file written beside the version and listed in its sidecar, checked against the sha256
+        recorded there; MediaMissing where the version has none."""
+        try:
+            sidecar, _ = self.derivative_sidecar(derivative)
+            listed = json.loads(sidecar)["derivative"]["files"].get(name)
+        except (MediaMissing, ValueError, KeyError, TypeError):
+            listed = None
+        if listed is None:
+            raise MediaMissing(f"derivative {derivative.id} was written without a {name}")
+        folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
+        data = self._read(self.settings.store.output, f"{folder}/{name}")
+        if hashlib.sha256(data).hexdigest() != listed["sha256"]:
+            raise MediaMissing(f"the {name} of derivative {derivative.id} does not match its sidecar")
+        return data
+
     def _recorded_pyramid(self, derivative: Derivative, path: Path) -> bool:
         """Copy the pyramid written with a version (listed in its sidecar) into the cache, checked
-        against its recorded sha256; False if the version has none (older versions)."""
+        against its recorded sha256; False if the version has none (older versions, and a curator's
+        mask, which has no sidecar: its pyramid is made from the mask itself)."""
+        from archive_db.derivatives import MASK_KIND
         from flows.imaging.pyramid import save
 
-        sidecar, _ = self.derivative_sidecar(derivative)
-        listed = json.loads(sidecar)["derivative"]["files"].get("pyramid.tif")
-        if listed is None:
+        if derivative.kind == MASK_KIND:
             return False
-        folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
-        data = self._read(self.settings.store.output, f"{folder}/pyramid.tif")
-        if hashlib.sha256(data).hexdigest() != listed["sha256"]:
-            raise MediaMissing(f"the pyramid of derivative {derivative.id} does not match its sidecar")
+        sidecar, _ = self.derivative_sidecar(derivative)
+        if json.loads(sidecar)["derivative"]["files"].get("pyramid.tif") is None:
+            return False
+        data = self._listed(derivative, "pyramid.tif")
         save(path, lambda tmp: Path(tmp).write_bytes(data))
         return True
 
@@ -156,3 +176,18 @@ def _jpeg_preview(data: bytes, px: int, orientation: int | None = None) -> bytes
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=88)
     return buf.getvalue()
+
+
+class StoreMasks:
+    """The web catalogue's ``MaskStore``: ``flows.masks.store_mask_bytes`` for an uploaded mask."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def store(self, item: Item, data: bytes, source: str, user: str) -> Derivative:
+        from flows.masks import store_mask_bytes
+
+        try:
+            return store_mask_bytes(self.settings, str(item.id), data, source, user)
+        except ConfigError as exc:
+            raise MaskRefused(str(exc)) from None

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
 
 from archive_db import curation
 from archive_db.ledger import get_or_create_agent
 from archive_db.models import Derivative, Item
 from archive_db.web import views
 from archive_db.web.core import (
+    MAX_MASK_BODY,
     Catalogue,
     CatalogueDep,
     HTTPProblem,
@@ -21,7 +23,7 @@ from archive_db.web.core import (
     require_token,
     search_query,
 )
-from archive_db.web.media import MediaMissing
+from archive_db.web.media import MaskRefused, MediaMissing
 
 router = APIRouter()
 IMAGE_CACHE = {"Cache-Control": "private, max-age=3600"}
@@ -158,6 +160,19 @@ def media_derivative_file(derivative_id: int, cat: Catalogue = CatalogueDep) -> 
     return _image(cat.media.derivative_file, d, f"derivative {derivative_id}", download=name)
 
 
+@router.get("/media/derivatives/{derivative_id}/mask.png")
+def media_derivative_mask(derivative_id: int, cat: Catalogue = CatalogueDep) -> Response:
+    """The damage mask a restored version was written with (white = filled), to correct and upload."""
+    d = _row(cat, get_derivative, derivative_id)
+    name = _safe_name(f"item{d.item_id}-{d.kind.replace(':', '-')}-v{d.version}-mask.png")
+    return _image(
+        lambda row: (cat.media.derivative_mask(row), "image/png"),
+        d,
+        f"derivative {derivative_id}",
+        download=name,
+    )
+
+
 # -- writes ----------------------------------------------------------------------------------
 
 
@@ -240,3 +255,45 @@ def api_metadata(item_id: int, body: MetadataBody, cat: Catalogue = CatalogueDep
         return {"item": item.id, "changes": changes}
 
     return _write(cat, body.user, action)
+
+
+@router.post("/api/items/{item_id}/mask", dependencies=WRITE)
+async def api_mask(
+    item_id: int,
+    request: Request,
+    user: Annotated[str, Query(min_length=1, max_length=200)],
+    name: Annotated[str, Query(min_length=1, max_length=200)] = "mask.png",
+    cat: Catalogue = CatalogueDep,
+) -> dict:
+    """A curator's corrected damage mask for the item (the request body: an image the master's
+    size, white = damaged), recorded as its current mask; the next restore of the item with a
+    staged model fills what it marks. The same mask again records nothing new."""
+    try:
+        user, name = _storable(user.strip()), _storable(name)
+    except ValueError as exc:
+        raise HTTPProblem(422, f"user and name {exc}") from None
+    if not user:
+        raise HTTPProblem(422, "give your name: the mask is recorded under it")
+    if cat.masks is None:
+        raise HTTPProblem(409, "this catalogue takes no uploaded masks (serve it with `archive serve`)")
+    item = _row(cat, get_item, item_id)
+    data = bytearray()
+    async for chunk in request.stream():  # bounded even where no length was declared
+        data += chunk
+        if len(data) > MAX_MASK_BODY:
+            raise HTTPProblem(413, f"the request body is over {MAX_MASK_BODY:,} bytes")
+    if not data:
+        raise HTTPProblem(400, "no mask in the request body (send the image's bytes)")
+    try:
+        row = await run_in_threadpool(cat.masks.store, item, bytes(data), name, user)
+    except MaskRefused as exc:
+        raise HTTPProblem(400, str(exc)) from None
+    return {
+        "item": item_id,
+        "derivative": row.id,
+        "kind": row.kind,
+        "version": row.version,
+        "sha256": row.sha256,
+        "marked": row.recipe.get("marked"),
+        "by": row.recipe.get("by"),
+    }

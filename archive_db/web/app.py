@@ -1,10 +1,12 @@
 """The curators' web catalogue: server-rendered pages (Jinja2, autoescaped) with a JSON API
 behind each, images streamed from the stores through the app, and write actions (make a version
-current, review it, edit descriptive metadata) that need the bearer token from the settings.
+current, review it, edit descriptive metadata, upload a corrected damage mask) that need the bearer
+token from the settings.
 Without a token configured the catalogue is read-only and every write is refused (403)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from fastapi import FastAPI, Request
@@ -15,8 +17,8 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_db.web import api, iiif, pages
-from archive_db.web.core import HERE, Catalogue, HTTPProblem
-from archive_db.web.media import MediaSource
+from archive_db.web.core import HERE, MAX_MASK_BODY, Catalogue, HTTPProblem
+from archive_db.web.media import MaskStore, MediaSource
 
 # The one inline style allowed is OpenSeadragon's (the IIIF viewer, pinned in the Makefile): a
 # <style> it adds with one rule, allowed by the hash of exactly that text.
@@ -26,6 +28,7 @@ CSP = (
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 MAX_BODY = 1 << 20
+MASK_ROUTE = re.compile(r"^/api/items/\d+/mask$")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -40,11 +43,12 @@ def create_app(
     token: str | None = None,
     preview_px: int = 1600,
     title: str = "Photo archive",
+    masks: MaskStore | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=f"{title} catalogue", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json"
     )
-    app.state.catalogue = Catalogue(sessions, media, token, preview_px)
+    app.state.catalogue = Catalogue(sessions, media, token, preview_px, masks)
     app.state.catalogue.templates.env.globals["site_title"] = title
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
@@ -54,10 +58,9 @@ def create_app(
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable) -> Response:
         declared = request.headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > MAX_BODY:  # metadata edits are a few kB
-            response = JSONResponse(
-                {"error": f"the request body is over {MAX_BODY:,} bytes"}, status_code=413
-            )
+        limit = MAX_MASK_BODY if MASK_ROUTE.match(request.url.path) else MAX_BODY  # metadata edits: a few kB
+        if not declared.isdigit() or int(declared) > limit:
+            response = JSONResponse({"error": f"the request body is over {limit:,} bytes"}, status_code=413)
         else:
             response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():

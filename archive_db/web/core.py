@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from archive_db.models import Derivative, Item
 from archive_db.search import MAX_ID, SearchError, SearchQuery
-from archive_db.web.media import MediaSource
+from archive_db.web.media import MaskStore, MediaSource
 
 HERE = Path(__file__).parent
+# An uploaded damage mask: an image of the master's size (a 40 MP scan's two-level PNG is a few MB).
+MAX_MASK_BODY = 64 << 20
 
 
 class HTTPProblem(Exception):
@@ -28,12 +30,19 @@ class HTTPProblem(Exception):
 
 
 class Catalogue:
-    """What the routes share: sessions, the media source, the write token, the templates."""
+    """What the routes share: sessions, the media source, the write token, the templates, and where
+    uploaded masks go."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], media: MediaSource, token: str | None, preview_px: int
+        self,
+        sessions: sessionmaker[Session],
+        media: MediaSource,
+        token: str | None,
+        preview_px: int,
+        masks: MaskStore | None = None,
     ):
         self.sessions, self.media, self.token, self.preview_px = sessions, media, token, preview_px
+        self.masks = masks  # None: this catalogue takes no uploaded masks
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.filters["short"] = lambda s, n=12: (s[:n] + "…") if s and len(s) > n else s
 

@@ -58,6 +58,9 @@ class MediaSource(Protocol):
     def derivative_sidecar(self, derivative: Derivative) -> tuple[bytes, str]:
         """The version's metadata.json sidecar."""
 
+    def derivative_mask(self, derivative: Derivative) -> bytes:
+        """The damage mask PNG the version was written with (listed in its sidecar), checked."""
+
     def pyramid(self, row: Item | Derivative, orientation: int | None) -> Pyramid:
         """The tiled pyramid of a master or a version, upright, made on first use."""
 
@@ -80,3 +83,15 @@ def media_type(name: str) -> str:
         if dot >= 0
         else "application/octet-stream"
     )
+
+
+class MaskRefused(Exception):
+    """An uploaded mask the catalogue cannot take (not an image, not the master's size): a 400."""
+
+
+class MaskStore(Protocol):
+    """Where a curator's corrected damage mask goes (``flows.media.StoreMasks``): recorded as the
+    item's current mask, an immutable, versioned derivative, with an event under ``user``."""
+
+    def store(self, item: Item, data: bytes, source: str, user: str) -> Derivative:
+        """Raises ``MaskRefused`` with a message for the curator."""

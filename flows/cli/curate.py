@@ -304,11 +304,17 @@ def serve(settings: Settings, host: str, port: int) -> None:
             "pip install 'photo-archive[web]'"
         ) from None
     from flows.db import ensure_schema, sessions_for
-    from flows.media import StoreMedia
+    from flows.media import StoreMasks, StoreMedia
 
     ensure_schema(settings.db.url, create=False)
     token = settings.web.token.get_secret_value() if settings.web.token else None
-    app = create_app(sessions_for(settings.db.url), StoreMedia(settings), token, settings.web.preview_px)
+    app = create_app(
+        sessions_for(settings.db.url),
+        StoreMedia(settings),
+        token,
+        settings.web.preview_px,
+        masks=StoreMasks(settings),
+    )
     mode = (
         "writes need the token"
         if settings.web.token

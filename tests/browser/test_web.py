@@ -20,7 +20,7 @@ from archive_db.models import Derivative, Event, Item
 from flows.db import sessions_for
 from flows.ingest import ingest_collection
 from flows.manifest import import_metadata
-from flows.media import StoreMedia
+from flows.media import StoreMasks, StoreMedia
 from flows.restore import restore_collection
 from flows.settings import DbSettings, IngestSettings, Settings, StoreSettings
 from tests import samples
@@ -75,10 +75,11 @@ def catalogue(tmp_path_factory, prefect_harness):
     return settings
 
 
-def client(settings: Settings, token: str | None = TOKEN) -> TestClient:
+def client(settings: Settings, token: str | None = TOKEN, masks: bool = True) -> TestClient:
     from archive_db.web.app import create_app
 
-    return TestClient(create_app(sessions_for(settings.db.url), StoreMedia(settings), token))
+    sink = StoreMasks(settings) if masks else None
+    return TestClient(create_app(sessions_for(settings.db.url), StoreMedia(settings), token, masks=sink))
 
 
 def item_id(settings, key: str) -> int:
@@ -237,6 +238,78 @@ def test_writes_need_the_token(catalogue):
         assert event.detail["changes"]["date_text"] == {"old": "1950s", "new": "1984", "range": [1984, 1984]}
 
 
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def drawn_mask(settings, key: str, rows: slice) -> np.ndarray:
+    """A curator's mask for the item's master: white over ``rows``, a few grey strokes under half."""
+    with sessions_for(settings.db.url)() as s:
+        item = s.scalar(select(Item).where(Item.source_key == key))
+        w, h = item.width, item.height
+    mask = np.zeros((h, w), np.uint8)
+    mask[rows, w // 4 : w // 2] = 255
+    mask[-3:, :] = 90  # under half range: not damage
+    return mask
+
+
+def test_a_curator_uploads_a_corrected_mask_and_it_becomes_the_items_current_mask(catalogue):
+    from archive_db.derivatives import MASK_KIND, current_masks
+
+    iid = item_id(catalogue, "box1/portrait.jpg")
+    mask = drawn_mask(catalogue, "box1/portrait.jpg", slice(10, 20))
+    url, auth = f"/api/items/{iid}/mask", {"Authorization": f"Bearer {TOKEN}"}
+    c = client(catalogue)
+    # the mask the restored version was written with: what a curator downloads to correct
+    detected = c.get(f"/media/derivatives/{current_of(catalogue, 'box1/portrait.jpg')}/mask.png")
+    assert detected.status_code == 200 and detected.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(detected.content)).size == mask.shape[::-1]
+    assert (
+        client(catalogue, token=None).post(url, params={"user": "ada"}, content=png(mask)).status_code == 403
+    )
+    assert c.post(url, params={"user": "ada"}, content=png(mask)).status_code == 401
+    # refused with a message a curator can act on, and nothing recorded
+    for body, params, status, message in [
+        (b"not an image", {"user": "ada", "name": "notes.txt"}, 400, "notes.txt: not a readable image"),
+        (png(mask[:-1]), {"user": "ada", "name": "short.png"}, 400, "the item's master"),
+        (b"", {"user": "ada"}, 400, "no mask in the request body"),
+        (png(mask), {"user": "  "}, 422, "give your name"),
+    ]:
+        r = c.post(url, params=params, content=body, headers=auth)
+        assert r.status_code == status and message in r.json()["error"], r.json()
+    assert (
+        c.post("/api/items/99999/mask", params={"user": "ada"}, content=png(mask), headers=auth).status_code
+        == 404
+    )
+    r = client(catalogue, masks=False).post(url, params={"user": "ada"}, content=png(mask), headers=auth)
+    assert r.status_code == 409 and "takes no uploaded masks" in r.json()["error"]
+    with sessions_for(catalogue.db.url)() as s:
+        assert current_masks(s, [iid]) == {}
+
+    r = c.post(url, params={"user": "ada", "name": "portrait-mask.png"}, content=png(mask), headers=auth)
+    assert r.status_code == 200, r.json()
+    made = r.json()
+    assert (made["kind"], made["version"], made["by"]) == (MASK_KIND, 1, "ada")
+    assert made["marked"] == pytest.approx((mask > 127).mean())
+    again = c.post(url, params={"user": "ada"}, content=png(mask), headers=auth).json()
+    assert again["derivative"] == made["derivative"]  # the same mask twice is one version
+    with sessions_for(catalogue.db.url)() as s:
+        current = current_masks(s, [iid])[iid]  # what the next restore of this item uses
+        assert current.id == made["derivative"] and current.recipe["source"] == "portrait-mask.png"
+        event = s.scalar(select(Event).where(Event.type == "damage mask", Event.derivative_id == current.id))
+        assert event.agent.name == "ada" and event.agent.kind == "person"
+        stored = Image.open(io.BytesIO(StoreMedia(catalogue).derivative_file(current)[0]))
+        assert np.array_equal(np.asarray(stored), np.where(mask > 127, 255, 0).astype(np.uint8))
+    assert (
+        c.get(f"/media/derivatives/{made['derivative']}/mask.png").status_code == 404
+    )  # itself no version's
+    # the item page's deep-zoom viewer shows it as a layer over the scan (a mask has no sidecar)
+    info = c.get(f"/iiif/3/derivative-{made['derivative']}/info.json")
+    assert info.status_code == 200 and (info.json()["width"], info.json()["height"]) == mask.shape[::-1]
+
+
 # -- a real browser ----------------------------------------------------------------------------
 
 
@@ -245,7 +318,10 @@ def server(catalogue):
     from archive_db.web.app import create_app
     from tests.services import serving
 
-    with serving(create_app(sessions_for(catalogue.db.url), StoreMedia(catalogue), TOKEN)) as host:
+    app = create_app(
+        sessions_for(catalogue.db.url), StoreMedia(catalogue), TOKEN, masks=StoreMasks(catalogue)
+    )
+    with serving(app) as host:
         yield f"http://{host}"
 
 
@@ -391,3 +467,38 @@ def test_the_iiif_viewer_shows_tiles_of_the_master_and_the_restored_layer(catalo
     assert page.evaluate("document.getElementById('iiif-opacity').value") == "0"
     assert not problems, problems
     page.close()
+
+
+def test_a_curator_uploads_a_mask_from_the_item_page(catalogue, server, browser, tmp_path):
+    iid = item_id(catalogue, "box1/portrait.jpg")
+    with sessions_for(catalogue.db.url)() as s:
+        before = s.scalars(
+            select(Derivative.version).where(Derivative.item_id == iid, Derivative.kind == "mask")
+        ).all()
+    drawn = tmp_path / "corrected.png"
+    drawn.write_bytes(png(drawn_mask(catalogue, "box1/portrait.jpg", slice(30, 45))))
+    page = browser.new_page(viewport={"width": 1360, "height": 1000})
+    problems = []
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(f"{server}/items/{iid}")
+    page.fill("#user", "grace")
+    page.fill("#token", TOKEN)
+    page.click("details.mask-upload summary")
+    page.set_input_files("#mask-file", str(drawn))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator("#mask-upload").screenshot(path=str(ARTIFACTS / "mask-upload.png"))
+    with page.expect_navigation():  # recorded, then the page reloads with the new version
+        page.click("#upload-mask button[type=submit]")
+    version = max(before, default=0) + 1
+    assert f"v{version}" in page.inner_text("table.versions") and "mask" in page.inner_text("table.versions")
+    assert problems == [], problems
+    with sessions_for(catalogue.db.url)() as s:
+        row = s.scalar(
+            select(Derivative).where(
+                Derivative.item_id == iid, Derivative.kind == "mask", Derivative.is_current
+            )
+        )
+        assert (
+            row.version == version and row.recipe["by"] == "grace" and row.recipe["source"] == "corrected.png"
+        )

@@ -63,6 +63,28 @@ async function editMetadata(form) {
   }
 }
 
+// A corrected damage mask: the file's bytes as the body, the curator's name in the query.
+async function uploadMask(form) {
+  const status = document.getElementById("action-status");
+  const user = document.getElementById("user").value.trim();
+  const token = document.getElementById("token").value;
+  const file = document.getElementById("mask-file").files[0];
+  if (!user) { show(status, "Give your name first: every change is recorded under it.", false); return; }
+  if (!file) { show(status, "Choose the mask's file first.", false); return; }
+  const headers = { "Content-Type": file.type || "application/octet-stream" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const query = new URLSearchParams({ user, name: file.name });
+  try {
+    const response = await fetch(`/api/items/${form.dataset.item}/mask?${query}`, { method: "POST", headers, body: file });
+    const data = await response.json();
+    if (!response.ok) { show(status, `Refused (${response.status}): ${data.error || JSON.stringify(data.detail)}`, false); return; }
+    show(status, `Recorded: mask v${data.version} (${(100 * data.marked).toFixed(2)}% of the pixels marked); the next restore with a staged model uses it.`, true);
+    setTimeout(() => window.location.reload(), 1200);
+  } catch (err) {
+    show(status, `The catalogue did not answer: ${err}`, false);
+  }
+}
+
 function show(output, message, ok) {
   output.textContent = message;
   output.className = ok ? "ok" : "bad";
@@ -73,4 +95,6 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("button[data-action]").forEach((b) => b.addEventListener("click", () => act(b)));
   const edit = document.getElementById("edit-metadata");
   if (edit) edit.addEventListener("submit", (e) => { e.preventDefault(); editMetadata(edit); });
+  const upload = document.getElementById("upload-mask");
+  if (upload) upload.addEventListener("submit", (e) => { e.preventDefault(); uploadMask(upload); });
 });
