@@ -91,18 +91,29 @@ def reprocess_collection(
     style: str | None = None,
     strength: float = 1.0,
     source: str = "restored",
+    scale: int | None = None,
 ) -> ReprocessReport:
     """Restore the stale items of ``collection`` with ``model`` (new versions beside the old), then
     compare the new versions with the current ones and write the report to the output store.
 
     With ``style`` instead, restyle the items whose current styled version is stale: made by an
-    older version of the style's model, or from a parent that is no longer current."""
+    older version of the style's model, or from a parent that is no longer current. With
+    ``scale``, enlarge again the stale enlargements of that factor the same way (``model``: the
+    enlarger, by default the production one)."""
     settings = settings or Settings()
     if style is not None:
         from flows.stylize import plan
 
         p = plan(settings, collection, style, strength, source, stale_only=True)
         coll_id, row, recipe, pages, model = p.collection_id, p.row, p.recipe, p.pages(), style
+    elif scale is not None:
+        from flows.stylize import StylePlan
+        from flows.upscale import prepare as prepare_upscale
+
+        coll_id, row, recipe = prepare_upscale(settings, collection, scale, source, model)
+        page = settings.restore.select_page
+        pages = StylePlan(coll_id, row, recipe, settings, page, stale_only=True).pages()
+        model = f"{row.name}@{row.version}"
     else:
         coll_id, row, recipe = prepare(settings, collection, model, kind)
         pages = work_pages(settings, coll_id, row, recipe, stale_only=True)
@@ -265,6 +276,10 @@ def _move(settings: Settings, collection: str, model: str, kind: str, action: st
     with writing(settings.db.url) as session:
         coll = collection_named(session, collection)
         row = resolve(session, model)
+        if row.task == "upscale":  # an enlarger makes one kind of version: its factor's
+            from flows.upscale import kind_of, model_scale
+
+            kind = kind_of(model_scale(row))
         agent = ledger.get_or_create_agent(session, "model", row.name, row.version)
         move = curation.promote_model if action == "promotion" else curation.rollback_model
         return move(session, coll.id, kind, row, agent)

@@ -106,8 +106,19 @@ def restore(
 
 @click.command()
 @click.option("--collection", "-c", required=True)
-@click.option("--model", "model_ref", help="The new version, name@version.")
+@click.option(
+    "--model",
+    "model_ref",
+    help="The new version, name@version (with --scale: the enlarger; default production).",
+)
 @click.option("--style", help="Restyle instead: the style (a preset, or learned:NAME@VERSION[:STYLE]).")
+@click.option(
+    "--scale",
+    type=click.Choice(["2", "4"]),
+    default=None,
+    help="Enlarge again instead: the stale enlargements of this factor (made by an older enlarger, or "
+    "from a version that is no longer current).",
+)
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="With --style.")
 @click.option(
     "--from",
@@ -115,7 +126,7 @@ def restore(
     type=click.Choice(["restored", "master"]),
     default="restored",
     show_default=True,
-    help="With --style: what the style is applied to.",
+    help="With --style or --scale: what is styled or enlarged.",
 )
 @click.option("--pool", help="Send batches to the restore-batch deployment on this work pool.")
 @click.option(
@@ -127,20 +138,28 @@ def reprocess(
     collection: str,
     model_ref: str | None,
     style: str | None,
+    scale: str | None,
     strength: float,
     source: str,
     pool: str | None,
     sample: int,
 ) -> int:
-    """Restore the stale items again with a newer model (or restyle the stale styled versions),
-    beside the old versions, and compare."""
+    """Restore the stale items again with a newer model (or restyle the stale styled versions, or
+    enlarge the stale enlargements again), beside the old versions, and compare."""
     from flows.progress import reporting
     from flows.reprocess import reprocess_collection
     from flows.restore import KIND, preflight, prepare
 
-    if (model_ref is None) == (style is None):
-        raise click.UsageError("give one of --model and --style")
-    if style is not None:
+    if scale is not None and style is not None:
+        raise click.UsageError("give one of --style and --scale")
+    if scale is None and (model_ref is None) == (style is None):
+        raise click.UsageError("give one of --model, --style and --scale")
+    if scale is not None:
+        from flows.upscale import prepare as prepare_upscale
+
+        _, row, _ = prepare_upscale(settings, collection, int(scale), source, model_ref)
+        model_ref = f"{row.name}@{row.version}"
+    elif style is not None:
         from flows.stylize import prepare as prepare_style
 
         _, row, _ = prepare_style(settings, collection, style, strength, source)
@@ -159,6 +178,7 @@ def reprocess(
             style=style,
             strength=strength,
             source=source,
+            scale=int(scale) if scale else None,
         )
     out.print(summary_table(f"reprocess: {collection}", report.summary.rows()))
     for c in sorted(report.changes, key=lambda c: -c.mean_abs_change)[:10]:
@@ -200,7 +220,7 @@ def _move_current(
 
 @click.command("promote")
 @click.option("--collection", "-c", required=True)
-@click.option("--model", "model_ref", help="NAME@VERSION (restored versions).")
+@click.option("--model", "model_ref", help="NAME@VERSION (restored versions; an enlarger's: enlargements).")
 @click.option("--style", help="Or a style's versions: a preset, or learned:NAME@VERSION[:STYLE].")
 @click.pass_obj
 def promote(settings: Settings, collection: str, model_ref: str | None, style: str | None) -> None:
@@ -210,7 +230,7 @@ def promote(settings: Settings, collection: str, model_ref: str | None, style: s
 
 @click.command("rollback")
 @click.option("--collection", "-c", required=True)
-@click.option("--model", "model_ref", help="NAME@VERSION (restored versions).")
+@click.option("--model", "model_ref", help="NAME@VERSION (restored versions; an enlarger's: enlargements).")
 @click.option("--style", help="Or a style's versions: a preset, or learned:NAME@VERSION[:STYLE].")
 @click.pass_obj
 def rollback(settings: Settings, collection: str, model_ref: str | None, style: str | None) -> None:

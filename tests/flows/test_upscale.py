@@ -20,10 +20,11 @@ from archive_db.models import Event, ModelVersion
 from flows.cli.main import main as archive
 from flows.db import sessions_for
 from flows.model_versions import register
+from flows.reprocess import promote, reprocess_collection, rollback
 from flows.upscale import upscale_collection
 from restoration.checkpoints import save_checkpoint
 from restoration.factory import create_model
-from tests.flows.test_restore import ENHANCED, stored, xmp_source_type
+from tests.flows.test_restore import ENHANCED, checkpoint, stored, xmp_source_type
 from tests.flows.test_stylize import current_restored, restored, rows, sidecar  # noqa: F401 (a fixture)
 from tests.restoration.test_archs import realesr_general_x4v3_layout
 
@@ -119,6 +120,41 @@ def test_upscale_cli_from_the_master_and_its_one_line_refusals(restored, tmp_pat
     assert "Enlarged 2 of 2" in capsys.readouterr().out
     made = rows(settings, "upscaled:x2")
     assert len(made) == 2 and all(d.parent_id is None for d in made)
+
+
+def test_stale_enlargements_are_made_again_then_promoted(restored, tmp_path, capsys):  # noqa: F811
+    settings = restored
+    base = ["--db", settings.db.url, "--output", settings.store.output]
+    register(settings, enlarger(tmp_path)[1], status="production")
+    upscale_collection("letters", 2, settings=settings)
+    assert archive([*base, "reprocess", "--collection", "letters", "--scale", "2"]) == 0
+    assert "0 of 0" in capsys.readouterr().out or not [
+        d for d in rows(settings, "upscaled:x2") if d.version > 1
+    ]
+    # a newer restored version becomes current: the enlargements made from the old one are stale
+    register(settings, checkpoint(tmp_path, "v2", 2))
+    reprocess_collection("letters", "restore-unet@v2", settings=settings)
+    assert promote(settings, "letters", "restore-unet@v2") == 5
+    assert archive([*base, "reprocess", "--collection", "letters", "--scale", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "archive promote --collection letters --model enlarge-x2@t1" in out
+    parents = current_restored(settings)
+    new = [d for d in rows(settings, "upscaled:x2") if d.version == 2]
+    assert len(new) == 5 and all(not d.is_current and d.parent_id == parents[d.item_id].id for d in new)
+    assert archive([*base, "promote", "--collection", "letters", "--model", "enlarge-x2@t1"]) == 0
+    assert "5 item(s)" in capsys.readouterr().out
+    assert sorted(d.version for d in rows(settings, "upscaled:x2") if d.is_current) == [2] * 5
+    assert rollback(settings, "letters", "enlarge-x2@t1") == 5
+    assert sorted(d.version for d in rows(settings, "upscaled:x2") if d.is_current) == [1] * 5
+    assert reprocess_collection("letters", settings=settings, scale=2).summary.selected == 0  # nothing stale
+    for args, message in [
+        (["--scale", "2", "--style", "albumen"], "give one of --style and --scale"),
+        (["--scale", "2", "--model", "restore-unet@v2"], "is a restore model, not an enlarger"),
+        ([], "give one of --model, --style and --scale"),
+    ]:
+        assert archive([*base, "reprocess", "--collection", "letters", *args]) != 0
+        err = capsys.readouterr().err.strip()
+        assert message in err, (args, err)
 
 
 def test_a_real_esrgan_checkpoint_is_imported_and_enlarges_files_x4(settings, tmp_path, monkeypatch, capsys):
