@@ -158,7 +158,9 @@ def train(args: argparse.Namespace) -> None:
         from restoration.checkpoints import load_checkpoint
 
         model, init_card = load_checkpoint(Path(args.init))
-        stage_model = getattr(model, args.stage, None) or model  # a pipeline's stage, or a stage checkpoint
+        # a pipeline's stage, or a stage checkpoint (an enlarger's ``upscale`` is its factor, not a stage)
+        stage = getattr(model, args.stage, None)
+        stage_model = stage if isinstance(stage, torch.nn.Module) else model
         trainer.init_from(stage_model)
         how["init"] = {"from": args.init, "weights_sha256": init_card["weights_sha256"]}
         log(f"initialised from {args.init} ({init_card['weights_sha256'][:16]}…)")

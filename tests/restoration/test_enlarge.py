@@ -154,3 +154,8 @@ def test_a_lent_gpu_trains_an_enlarger_for_a_fixed_time(tmp_path):
         "ssim",
         "bicubic_psnr",
     }
+    # a fine-tune starts from an enlarger's checkpoint (its ``upscale`` attribute is its factor)
+    again = [str(tmp_path / "x2b") if a == str(tmp_path / "x2") else a for a in args]
+    main([*again, "--init", str(tmp_path / "x2"), "--code-version", "0.1.0+gtest"])
+    _, card = load_checkpoint(tmp_path / "x2b")
+    assert card["how"]["init"]["weights_sha256"] == load_checkpoint(tmp_path / "x2")[1]["weights_sha256"]
