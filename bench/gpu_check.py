@@ -19,7 +19,9 @@ last. Sections:
   the engine (``Restorer.restore`` on photographs held in memory, uint8 in and out), a naive
   full-frame forward, and the engine around a model that does nothing; for the production
   restorer, the candidate and the production style, eager, then the production ones compiled
-  (and the restorer with CUDA graphs) while the budget lasts;
+  (and the restorer with CUDA graphs) while the budget lasts; a restorer with the tone stage also
+  as ``archive restore`` runs it (tone=auto: a fit and an engine run per picture, so no tiles of
+  two pictures share a batch);
 - memory: peak device memory of each section.
 
     PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --json $OUT/gpu_check.json    # a lent GPU, < 4 min
@@ -278,7 +280,7 @@ def speed(check: Check, device: torch.device, small: bool) -> None:
             if mode:  # one batch shape to compile: as many tiles as divide the run's, within memory
                 total = n * per_image
                 config = replace(config, batch_tiles=max(b for b in range(1, batch + 1) if total % b == 0))
-            engine, _ = processor(name, version, config)
+            engine, card = processor(name, version, config)
             inner = getattr(engine, "engine", engine)  # a style's Restorer
             per_image, th, tw = _shape(engine, h, w)
             batch = inner.batch_tiles
@@ -323,6 +325,17 @@ def speed(check: Check, device: torch.device, small: bool) -> None:
                     device, lambda inner=inner: _naive(inner.model, images, device, inner.dtype), repeats
                 )
                 check.row("speed", f"{name}/{version} {label}: naive full-frame forward", naive, "MP/s")
+            if not mode and card["architecture"] == "toned_restorer":  # as `archive restore` runs it
+                from restoration.tone_runner import TonedRun
+
+                run = TonedRun(load_checkpoint(WEIGHTS / name / version, device="cpu")[0], config, "auto")
+                check.row(
+                    "speed",
+                    f"{name}/{version} {label}: tone=auto (a fit and a run per picture), {n} photographs",
+                    mp / _timed(device, lambda r=run: r.process(images), repeats),
+                    "MP/s",
+                )
+                del run
             check.row("speed", f"{name}/{version} {label}: peak device memory", peak_mb(device), "MB")
             del engine, inner, x, alone, out
             results.clear()
