@@ -58,8 +58,14 @@ def create_app(
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Callable) -> Response:
         declared = request.headers.get("content-length", "0")
-        limit = MAX_MASK_BODY if MASK_ROUTE.match(request.url.path) else MAX_BODY  # metadata edits: a few kB
-        if not declared.isdigit() or int(declared) > limit:
+        mask = MASK_ROUTE.match(request.url.path)  # its handler bounds what it reads itself
+        limit = MAX_MASK_BODY if mask else MAX_BODY  # metadata edits: a few kB
+        if "transfer-encoding" in request.headers and "content-length" not in request.headers and not mask:
+            # a body sent in chunks would be read to its end before any size could be checked
+            response = JSONResponse(
+                {"error": "a request body needs its length declared (Content-Length)"}, status_code=411
+            )
+        elif not declared.isdigit() or int(declared) > limit:
             response = JSONResponse({"error": f"the request body is over {limit:,} bytes"}, status_code=413)
         else:
             response = await call_next(request)

@@ -114,6 +114,9 @@ def test_a_huge_body_is_refused_before_it_is_read(client):
     body = b'{"user": "curator", "fields": {"title": "' + b"x" * (2 << 20) + b'"}}'
     response = client.patch("/api/items/1/metadata", content=body, headers=auth)
     assert response.status_code == 413 and "over" in response.json()["error"]
+    # sent in chunks, with no length declared: refused the same way, not read to its end
+    response = client.patch("/api/items/1/metadata", content=iter([body[:1000], body[1000:]]), headers=auth)
+    assert response.status_code == 411 and "length" in response.json()["error"]
 
 
 def test_the_search_parameters_are_in_the_openapi_document(client):

@@ -255,7 +255,7 @@ def drawn_mask(settings, key: str, rows: slice) -> np.ndarray:
     return mask
 
 
-def test_a_curator_uploads_a_corrected_mask_and_it_becomes_the_items_current_mask(catalogue):
+def test_a_curator_uploads_a_corrected_mask_and_it_becomes_the_items_current_mask(catalogue, monkeypatch):
     from archive_db.derivatives import MASK_KIND, current_masks
 
     iid = item_id(catalogue, "box1/portrait.jpg")
@@ -283,6 +283,10 @@ def test_a_curator_uploads_a_corrected_mask_and_it_becomes_the_items_current_mas
         c.post("/api/items/99999/mask", params={"user": "ada"}, content=png(mask), headers=auth).status_code
         == 404
     )
+    monkeypatch.setattr("archive_db.web.api.MAX_MASK_BODY", 1000)  # a body in chunks, no length declared:
+    r = c.post(url, params={"user": "ada"}, content=iter([png(mask)[:900], b"\0" * 900]), headers=auth)
+    assert r.status_code == 413 and "over 1,000 bytes" in r.json()["error"]  # stopped at the bound
+    monkeypatch.undo()
     r = client(catalogue, masks=False).post(url, params={"user": "ada"}, content=png(mask), headers=auth)
     assert r.status_code == 409 and "takes no uploaded masks" in r.json()["error"]
     with sessions_for(catalogue.db.url)() as s:
