@@ -45,7 +45,9 @@ def test_the_gpu_check_runs_every_section_on_a_cpu_in_under_a_minute(tmp_path):
         assert len(psnr) == 1 and psnr[0]["value"] > 30, model
     speeds = {r["item"]: r["value"] for r in rows if r["unit"] == "MP/s"}
     assert any("null model" in k for k in speeds) and any("engine, " in k for k in speeds)
-    assert any("tone=auto (a fit and a run per picture)" in k for k in speeds)  # the production restorer as run
+    assert any(
+        "tone=auto (a fit and a run per picture)" in k for k in speeds
+    )  # the production restorer as run
     assert all(isinstance(v, float) and v > 0 for v in speeds.values())
     assert any(r["item"].startswith("loss on cpu / on cpu") for r in rows)
     assert "section" in done.stdout.splitlines()[-len(rows) - 3]  # the table comes last
