@@ -86,18 +86,21 @@ class StoreMedia:
         return self._read(self.settings.store.output, f"{folder}/metadata.json"), "application/json"
 
     def derivative_mask(self, derivative: Derivative) -> bytes:
-        return self._listed(derivative, "mask.png")
+        data = self._listed(derivative, "mask.png")
+        if data is None:
+            raise MediaMissing(f"derivative {derivative.id} was written without a mask.png")
+        return data
 
-    def _listed(self, derivative: Derivative, name: str) -> bytes:
+    def _listed(self, derivative: Derivative, name: str) -> bytes | None:
         """A file written beside the version and listed in its sidecar, checked against the sha256
-        recorded there; MediaMissing where the version has none."""
+        recorded there; None where the sidecar lists no such file."""
+        sidecar, _ = self.derivative_sidecar(derivative)
         try:
-            sidecar, _ = self.derivative_sidecar(derivative)
             listed = json.loads(sidecar)["derivative"]["files"].get(name)
-        except (MediaMissing, ValueError, KeyError, TypeError):
-            listed = None
+        except (ValueError, KeyError, TypeError):
+            raise MediaMissing(f"the sidecar of derivative {derivative.id} cannot be read") from None
         if listed is None:
-            raise MediaMissing(f"derivative {derivative.id} was written without a {name}")
+            return None
         folder = self._output_key(derivative.storage_uri).rsplit("/", 1)[0]
         data = self._read(self.settings.store.output, f"{folder}/{name}")
         if hashlib.sha256(data).hexdigest() != listed["sha256"]:
@@ -111,12 +114,9 @@ class StoreMedia:
         from archive_db.derivatives import MASK_KIND
         from flows.imaging.pyramid import save
 
-        if derivative.kind == MASK_KIND:
+        data = None if derivative.kind == MASK_KIND else self._listed(derivative, "pyramid.tif")
+        if data is None:
             return False
-        sidecar, _ = self.derivative_sidecar(derivative)
-        if json.loads(sidecar)["derivative"]["files"].get("pyramid.tif") is None:
-            return False
-        data = self._listed(derivative, "pyramid.tif")
         save(path, lambda tmp: Path(tmp).write_bytes(data))
         return True
 

@@ -107,12 +107,10 @@ def reprocess_collection(
         p = plan(settings, collection, style, strength, source, stale_only=True)
         coll_id, row, recipe, pages, model = p.collection_id, p.row, p.recipe, p.pages(), style
     elif scale is not None:
-        from flows.stylize import StylePlan
-        from flows.upscale import prepare as prepare_upscale
+        from flows.upscale import plan as enlargement_plan
 
-        coll_id, row, recipe = prepare_upscale(settings, collection, scale, source, model)
-        page = settings.restore.select_page
-        pages = StylePlan(coll_id, row, recipe, settings, page, stale_only=True).pages()
+        p = enlargement_plan(settings, collection, scale, source, model, stale_only=True)
+        coll_id, row, recipe, pages = p.collection_id, p.row, p.recipe, p.pages()
         model = f"{row.name}@{row.version}"
     else:
         coll_id, row, recipe = prepare(settings, collection, model, kind)

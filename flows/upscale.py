@@ -89,6 +89,21 @@ def prepare(
     return coll.id, row, recipe
 
 
+def plan(
+    settings: Settings,
+    collection: str,
+    scale: int,
+    source: str = "restored",
+    model: str | None = None,
+    limit: int | None = None,
+    stale_only: bool = False,
+) -> StylePlan:
+    """The items to enlarge: those whose current source has no enlargement of this recipe yet;
+    with ``stale_only`` (a reprocess), only those whose current enlargement is stale."""
+    coll_id, row, recipe = prepare(settings, collection, scale, source, model)
+    return StylePlan(coll_id, row, recipe, settings, settings.restore.select_page, limit, stale_only)
+
+
 @flow(name="upscale-collection", validate_parameters=False)
 def upscale_collection(
     collection: str,
@@ -101,9 +116,10 @@ def upscale_collection(
 ) -> DeriveSummary:
     """Enlarge every item of ``collection`` whose current source lacks this recipe's version."""
     settings = settings or Settings()
-    coll_id, row, recipe = prepare(settings, collection, scale, source, model)
-    plan = StylePlan(coll_id, row, recipe, settings, settings.restore.select_page, limit)
-    ref = f"{row.name}@{row.version}"
-    summary = dispatch(settings, "upscale", collection, coll_id, ref, row, recipe, plan.pages(), pool)
-    summary.without_source = plan.without_source
+    p = plan(settings, collection, scale, source, model, limit)
+    ref = f"{p.row.name}@{p.row.version}"
+    summary = dispatch(
+        settings, "upscale", collection, p.collection_id, ref, p.row, p.recipe, p.pages(), pool
+    )
+    summary.without_source = p.without_source
     return summary
