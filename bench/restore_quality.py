@@ -61,13 +61,15 @@ Method = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def shipped(status: str) -> Path:
-    """The shipped restorer of ``status`` ("newest": the highest version, whatever its status);
-    a restorer with the tone stage is another's network with it in front (section 5 measures it)."""
+    """The shipped restorer of ``status`` ("newest": the highest version, whatever its status,
+    without the tone stage: a restorer with the tone stage is another's network with it in front,
+    and section 5 measures it). The production restorer may have the tone stage: sections 1-4 run
+    it with the stage off (its buffers start at the identity), which is its network bit for bit."""
     manifest = json.loads((WEIGHTS / "shipped.json").read_text())
     refs = [
         ref
         for ref, s in manifest.items()
-        if ref.startswith("restore-") and status in (s, "newest") and not _toned(ref)
+        if ref.startswith("restore-") and status in (s, "newest") and (status == s or not _toned(ref))
     ]
     return WEIGHTS / max(refs, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
 
@@ -114,7 +116,7 @@ def realistic(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
         f"\n1. realistic damage: {len(clean)} crops of {args.size}px, {val.mask.mean():.1%} of pixels damaged "
         f"(seed {args.seed})"
     )
-    print(f"{'':22s} {'damaged PSNR':>12s} {'undamaged':>10s} {'PSNR':>7s} {'SSIM':>7s} {'mask F1':>8s}")
+    print(f"{'':26s} {'damaged PSNR':>12s} {'undamaged':>10s} {'PSNR':>7s} {'SSIM':>7s} {'mask F1':>8s}")
     rows = {}
     for name, method in methods.items():
         out, prob = method(val.degraded)
@@ -126,7 +128,7 @@ def realistic(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
             mask_f1(prob, val.mask).item() if prob is not None else float("nan"),
         )
         d, u, p, s, f = rows[name]
-        print(f"{name:22s} {d:12.2f} {u:10.2f} {p:7.2f} {s:7.4f} {f:8.3f}")
+        print(f"{name:26s} {d:12.2f} {u:10.2f} {p:7.2f} {s:7.4f} {f:8.3f}")
     d_in = rows["input"][0]
     shipped_row = rows[args.shipped_name]
     print(
@@ -140,14 +142,14 @@ def old_mixture(methods: dict[str, Method], images: dict[str, np.ndarray], args)
         list(images.values()), args.seed, args.size, args.crops, DegradationConfig(RESTORE_PROBABILITIES)
     )
     print(f"\n2. the old mixture: {len(val.clean)} crops of {args.size}px (seed {args.seed})")
-    print(f"{'':22s} {'PSNR':>8s} {'SSIM':>8s} {'mask F1':>8s}")
+    print(f"{'':26s} {'PSNR':>8s} {'SSIM':>8s} {'mask F1':>8s}")
     gains = {}
     for name, method in methods.items():
         out, prob = method(val.degraded)
         p, s = psnr(out, val.clean).mean().item(), ssim(out, val.clean).mean().item()
         f = mask_f1(prob, val.mask).item() if prob is not None else float("nan")
         gains[name] = p
-        print(f"{name:22s} {p:8.2f} {s:8.4f} {f:8.3f}")
+        print(f"{name:26s} {p:8.2f} {s:8.4f} {f:8.3f}")
     print(
         f"goal for {args.shipped_name}: {gains[args.shipped_name] - gains['input']:+.2f} dB over the input (>= +4)"
     )
@@ -157,7 +159,7 @@ def undamaged(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
     print(f"\n3. undamaged clean photographs: PSNR of the output against its input ({args.crops} crops each)")
     names = list(images)
     print(
-        f"{'':22s} "
+        f"{'':26s} "
         + " ".join(f"{n.removeprefix('mate:').removesuffix('.jpg')[:11]:>11s}" for n in names)
         + f" {'all':>7s}"
     )
@@ -167,7 +169,7 @@ def undamaged(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
         if name == "input":
             continue
         scores = [psnr(method(crops[n])[0], crops[n]).mean().item() for n in names]
-        print(f"{name:22s} " + " ".join(f"{s:11.2f}" for s in scores) + f" {np.mean(scores):7.2f}")
+        print(f"{name:26s} " + " ".join(f"{s:11.2f}" for s in scores) + f" {np.mean(scores):7.2f}")
     print("goal: >= 38 dB on every undamaged photograph")
 
 
@@ -206,6 +208,8 @@ def main() -> int:
         return tone_only(args)
     model, card = load_checkpoint(args.checkpoint)
     previous, prev_card = load_checkpoint(args.previous)
+    if prev_card["architecture"] == "toned_restorer":
+        prev_card = prev_card | {"version": f"{prev_card['version']}(tone off)"}
     args.shipped_name = f"{card['name']}@{card['version']}"
     methods: dict[str, Method] = {
         "input": lambda x: (x, None),
