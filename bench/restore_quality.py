@@ -69,7 +69,7 @@ def shipped(status: str) -> Path:
     refs = [
         ref
         for ref, s in manifest.items()
-        if ref.startswith("restore-") and status in (s, "newest") and (status == s or not _toned(ref))
+        if ref.startswith("restore-") and (not _toned(ref) if status == "newest" else s == status)
     ]
     return WEIGHTS / max(refs, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
 
