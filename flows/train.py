@@ -51,9 +51,15 @@ def train_stage(
     adv_weight: float = 0.0,
     warmup_steps: int = 0,
     disc_config: dict[str, Any] | None = None,
+    init_from: str | None = None,
+    hard_negatives: str | None = None,
+    focus: float = 0.4,
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
-    ``OUT.training/``.
+    ``OUT.training/``. ``init_from`` (a checkpoint of the stage, or a pipeline holding one) is
+    fine-tuned instead of a network from scratch. detect: ``hard_negatives`` (a checkpoint with a
+    detector) is run over the clean training photographs, and a ``focus`` share of the crops is
+    centred where it marked them (every such mark is a false one).
     ``command`` is what the card records as how it was started (the CLI passes its own). The
     upscale stage (an enlarger by ``scale``) is adversarial after ``warmup_steps`` when
     ``adv_weight`` > 0."""
@@ -80,6 +86,12 @@ def train_stage(
     )
     train_set = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
     val_set = bundled_images(VALIDATION_IMAGES) | (debian.load(debian.HELD_OUT) if photos else {})
+    more, more_val, more_entries = {}, {}, []
+    if photos:  # the other Debian wallpaper packages' photographs, where installed
+        more, entries = debian.more_photographs()
+        more_val, val_entries = debian.more_photographs(held_out=True)
+        more_entries = entries + val_entries
+    train_set, val_set = train_set | more, val_set | more_val
     config = StageConfig(
         stage=stage,
         architecture=architecture,
@@ -96,14 +108,36 @@ def train_stage(
         disc_config=disc_config or {},
     )
     started = time.monotonic()
-    trainer = StageTrainer(config, list(train_set.values()), list(val_set.values()), device=str(dev), log=log)
-    target = Path(out)
     how = {
         "command": command or f"prefect flow train-stage (stage={stage}, out={out}, steps={steps})",
         "threads": torch.get_num_threads(),
         "device": str(dev),
         "code_version": code_version(),
     }  # the code that trains, read before it does
+    points = None
+    if hard_negatives:
+        if stage != "detect":
+            raise ConfigError("hard negatives are for the detect stage")
+        config.focus = focus
+        points, how["hard_negatives"] = hard_negatives_of(
+            Path(hard_negatives), list(train_set.values()), seed
+        )
+        log(
+            f"hard negatives: {how['hard_negatives']['points']} points where {hard_negatives} marks the clean "
+            f"training photographs; {focus:.0%} of crops centred on one"
+        )
+    trainer = StageTrainer(
+        config,
+        list(train_set.values()),
+        list(val_set.values()),
+        device=str(dev),
+        log=log,
+        focus_points=points,
+    )
+    if init_from:
+        how["init_from"] = init_stage(trainer, Path(init_from), stage)
+        log(f"initialised from {init_from} ({how['init_from']['weights_sha256'][:16]}…)")
+    target = Path(out)
     trainer.run(target.with_name(target.name + ".training"), session=how)
     metrics = trainer.validate()
     card = export(
@@ -118,12 +152,51 @@ def train_stage(
             "software": software_versions() | {"torch": torch.__version__},
             "data": {
                 **data_card(train_set, val_set),
-                "photographs": debian.card_entries(debian.TRAIN + debian.HELD_OUT) if photos else [],
+                "photographs": (debian.card_entries(debian.TRAIN + debian.HELD_OUT) if photos else [])
+                + more_entries,
             },
         },
     )
     weights = target / card["weights"]
     return {"metrics": metrics, "checkpoint": str(weights), "weights_sha256": card["weights_sha256"]}
+
+
+def _stage_of(checkpoint: Path, stage: str):
+    """The ``stage`` network of a checkpoint (a pipeline's stage, or a stage's own checkpoint), and
+    the checkpoint's card (its digests verified by loading)."""
+    from restoration.checkpoints import load_checkpoint
+
+    model, card = load_checkpoint(checkpoint)
+    part = getattr(model, stage, None)
+    return (part if part is not None and not isinstance(part, int) else model), card
+
+
+def init_stage(trainer, checkpoint: Path, stage: str) -> dict[str, str]:
+    """Start ``trainer``'s network from ``checkpoint``'s ``stage``; what the card records of it."""
+    model, card = _stage_of(checkpoint, stage)
+    try:
+        trainer.init_from(model)
+    except RuntimeError as e:
+        raise ConfigError(
+            f"init from {checkpoint}: its {stage} network does not fit {trainer.config.architecture} "
+            f"{trainer.config.arch_config}: {str(e).splitlines()[0]}"
+        ) from None
+    return {"from": str(checkpoint), "weights_sha256": card["weights_sha256"]}
+
+
+def hard_negatives_of(checkpoint: Path, images: list, seed: int) -> tuple[list, dict[str, Any]]:
+    """Where ``checkpoint``'s detector marks the clean training images (see
+    :func:`restoration.stage_training.hard_negatives`), and what the card records of it."""
+    from restoration.stage_training import hard_negatives
+
+    detector, card = _stage_of(checkpoint, "detect")
+    points = hard_negatives(detector, images, seed=seed)
+    return points, {
+        "from": str(checkpoint),
+        "weights_sha256": card["weights_sha256"],
+        "points": int(sum(len(p) for p in points)),
+        "images_marked": int(sum(1 for p in points if len(p))),
+    }
 
 
 def enlarger_config(architecture: str, arch_config: dict[str, Any] | None, scale: int) -> dict[str, Any]:

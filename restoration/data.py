@@ -67,8 +67,34 @@ def digest(images: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+class Focus:
+    """Points of interest in the training images (``points[i]``: image ``i``'s [k, 2] array of
+    (row, column)), and the share of crops to centre on one of them: hard examples, such as the
+    thin picture structures a previous detector mistook for damage on clean photographs, seen far
+    more often than uniform crops would show them."""
+
+    def __init__(self, points: list[np.ndarray], share: float):
+        if not 0 <= share <= 1:
+            raise ValueError(f"the focus share must be in [0, 1], not {share}")
+        self.points, self.share = points, share
+        self.images = [i for i, p in enumerate(points) if len(p)]
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, int, int] | None:
+        """(image, row, column) for a crop to centre on, or None for a uniform crop."""
+        if not self.images or rng.random() >= self.share:
+            return None
+        i = self.images[int(rng.integers(len(self.images)))]
+        row, col = self.points[i][int(rng.integers(len(self.points[i])))]
+        return i, int(row), int(col)
+
+
 def random_crops(
-    images: list[np.ndarray], n: int, size: int, rng: np.random.Generator, augment: bool = False
+    images: list[np.ndarray],
+    n: int,
+    size: int,
+    rng: np.random.Generator,
+    augment: bool = False,
+    focus: Focus | None = None,
 ) -> torch.Tensor:
     """``n`` random crops (with flips and 90-degree turns) as [n, 3, size, size] floats in [0, 1].
 
@@ -76,16 +102,25 @@ def random_crops(
     filter: the same scene at new scales of texture, grain and edges) and shuffles the colour
     channels (new hues from the same structure). Fourteen training photographs are few: without
     it the restorer learned their textures and lost on held-out photographs what it gained on them.
+
+    With ``focus``, a share of the crops is centred on one of its points instead (see :class:`Focus`).
     """
     from PIL import Image
 
     crops = []
     for _ in range(n):
-        img = images[int(rng.integers(len(images)))]
+        point = focus.draw(rng) if focus is not None else None
+        i = point[0] if point is not None else int(rng.integers(len(images)))
+        img = images[i]
         h, w = img.shape[:2]
         zoom = float(rng.uniform(1.0, 2.0)) if augment else 1.0
         s = min(round(size * zoom), h, w)
-        y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+        if point is not None:  # the point at the crop's centre, as far as the picture's edges allow
+            y, x = (
+                int(np.clip(c - s // 2, 0, limit - s)) for c, limit in zip(point[1:], (h, w), strict=True)
+            )
+        else:
+            y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
         crop = img[y : y + s, x : x + s]
         if s > size:
             crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.LANCZOS))
@@ -110,10 +145,11 @@ def training_batch(
     config: DegradationConfig,
     augment: bool = False,
     visible: float = 0.0,
+    focus: Focus | None = None,
 ) -> Degraded:
     """The batch of a step is a function of (seed, step): training is reproducible and resumable."""
     rng = np.random.default_rng([seed, step])
-    return degrade(random_crops(images, batch, size, rng, augment), rng, config, visible)
+    return degrade(random_crops(images, batch, size, rng, augment, focus), rng, config, visible)
 
 
 def validation_set(
@@ -170,6 +206,7 @@ def step_batch(
     augment: bool,
     step: int,
     visible: float = 0.0,
+    focus: Focus | None = None,
 ) -> Degraded:
     """:func:`training_batch` with the step last, for ``functools.partial`` and :func:`batch_loader`."""
-    return training_batch(images, step, seed, batch, size, config, augment, visible)
+    return training_batch(images, step, seed, batch, size, config, augment, visible, focus)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from restoration import losses
 from restoration.checkpoints import save_checkpoint
-from restoration.data import batch_loader, random_crops, step_batch
+from restoration.data import Focus, batch_loader, random_crops, step_batch
 from restoration.degrade import DegradationConfig, Degraded, degrade
 from restoration.degrade.enlarge import EnlargeDegradation, make_small
 from restoration.factory import create_model
@@ -119,6 +119,7 @@ class StageConfig:
     degradation: dict[str, float] = field(default_factory=lambda: dict(DETECT_PROBABILITIES))
     holes: dict[str, float] = field(default_factory=lambda: dict(INPAINT_HOLES))
     untouched: float = 0.2  # detect: share of crops without any damage or tone effect
+    focus: float = 0.0  # detect: share of crops centred on hard negatives (StageTrainer's focus_points)
     visible: float = 0.03  # detect: damage that changed no channel by more than this is not marked
     grow: int = 2  # inpaint: holes are grown as the pipeline grows the detector's mask
     hole_weight: float = 6.0  # inpaint: extra L1 inside the holes
@@ -180,7 +181,11 @@ def enlarge_batch(
 
 
 def batch_maker(
-    c: StageConfig, images: list[np.ndarray], size: int | None = None, validation: bool = False
+    c: StageConfig,
+    images: list[np.ndarray],
+    size: int | None = None,
+    validation: bool = False,
+    focus: Focus | None = None,
 ) -> Callable[[int], Degraded]:
     size = size or c.crop
     augment = c.augment and not validation
@@ -189,7 +194,7 @@ def batch_maker(
     if c.stage == "detect":
         config = DegradationConfig(dict(c.degradation), untouched=0.0 if validation else c.untouched)
         return functools.partial(
-            step_batch, images, c.seed, c.batch, size, config, augment, visible=c.visible
+            step_batch, images, c.seed, c.batch, size, config, augment, visible=c.visible, focus=focus
         )
     return functools.partial(
         inpaint_batch,
@@ -212,10 +217,14 @@ class StageTrainer:
         val_images: list[np.ndarray],
         device: str = "cpu",
         log: Callable[[str], None] = print,
+        focus_points: list[np.ndarray] | None = None,
     ):
         torch.manual_seed(config.seed)
         self.config, self.device, self.log = config, torch.device(device), log
         self.train_images, self.val_images = train_images, val_images
+        if config.focus > 0 and focus_points is None:
+            raise ValueError("a focus share needs focus points (hard_negatives)")
+        self.focus = Focus(focus_points, config.focus) if config.focus > 0 else None
         self.net = create_model(config.architecture, **config.arch_config).to(self.device)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
@@ -339,7 +348,10 @@ class StageTrainer:
         entry, begun = begin_session(self, directory, resume, session)
         started, running = time.perf_counter(), []
         for batch in batch_loader(
-            batch_maker(c, self.train_images), self.step, min(until or c.steps, c.steps), c.workers
+            batch_maker(c, self.train_images, focus=self.focus),
+            self.step,
+            min(until or c.steps, c.steps),
+            c.workers,
         ):
             running.append(self.train_step(batch))
             if self.step % 50 == 0 or self.step == c.steps:
@@ -361,6 +373,34 @@ class StageTrainer:
                 break
         entry.update(to_step=self.step, wall_seconds=round(time.monotonic() - begun))
         self.save_state(directory)
+
+
+@torch.inference_mode()
+def hard_negatives(
+    detector: torch.nn.Module,
+    images: list[np.ndarray],
+    threshold: float = 0.5,
+    limit: int = 2000,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Where ``detector`` marks damage on clean photographs (probability above ``threshold``): for
+    each image, a seeded sample of at most ``limit`` (row, column) points, for
+    :class:`restoration.data.Focus`. On a clean photograph every mark is a false one: the thin
+    bright lines, glints and edges the next detector must learn to leave alone."""
+    detector.eval()
+    align = int(getattr(detector, "alignment", 1))
+    rng = np.random.default_rng([seed, 31])
+    out = []
+    for img in images:
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
+        h, w = x.shape[-2:]
+        x = F.pad(x, (0, -w % align, 0, -h % align), mode="replicate")
+        prob = torch.sigmoid(detector(x).float())[0, 0, :h, :w]
+        points = torch.nonzero(prob > threshold).numpy()
+        if len(points) > limit:
+            points = points[np.sort(rng.choice(len(points), limit, replace=False))]
+        out.append(points.astype(np.int32))
+    return out
 
 
 @torch.no_grad()
@@ -392,7 +432,7 @@ def evaluate_stage(
 
 # Configuration fields only one stage reads: a card lists its own stage's, not the others' defaults.
 _STAGE_FIELDS = {
-    "detect": {"degradation", "untouched", "visible"},
+    "detect": {"degradation", "untouched", "visible", "focus"},
     "inpaint": {"holes", "grow", "hole_weight"},
     "upscale": {"scale", "enlarge", "adv_weight", "warmup_steps", "discriminator", "disc_config"},
 }

@@ -72,6 +72,26 @@ def _checkpoint(flag: str, help: str):
 @_LEARNING
 @click.option("--name", default="restore-pipeline", show_default=True)
 @click.option("--version", default="v1-stage", show_default=True)
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Fine-tune this checkpoint's stage (a stage checkpoint, or a pipeline such as restore-unet v7).",
+)
+@click.option(
+    "--hard-negatives",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="detect: a checkpoint whose detector is run over the clean training photographs; crops are "
+    "centred where it marks them (every such mark is a false one).",
+)
+@click.option(
+    "--focus",
+    type=click.FloatRange(0, 1),
+    default=0.4,
+    show_default=True,
+    help="With --hard-negatives: the share of crops centred on one.",
+)
 @_RUN
 def train_stage(
     stage: str,
@@ -86,13 +106,22 @@ def train_stage(
     photos: bool,
     name: str,
     version: str,
+    init_from: str | None,
+    hard_negatives: str | None,
+    focus: float,
     seed: int,
     device: str,
 ) -> None:
     """Train one stage of the staged restorer (detect or inpaint) on synthetic realistic damage
-    (the ``train-stage`` flow, which a deployment can schedule on the GPU pool)."""
+    (the ``train-stage`` flow, which a deployment can schedule on the GPU pool). With --photos, the
+    photographs of plasma-workspace-wallpapers and lomiri-wallpapers-16.04 are added where installed."""
+    if hard_negatives and stage != "detect":
+        raise click.UsageError("--hard-negatives is for --stage detect")
     _train(
         stage=stage,
+        init_from=init_from,
+        hard_negatives=hard_negatives,
+        focus=focus,
         out=out_dir,
         architecture=architecture,
         arch_config=json.loads(arch_config),
@@ -355,9 +384,9 @@ def _train_tone_net(steps: int, seed: int, state: Path | None, photos: bool):
         raise click.UsageError(
             f"--photos: {debian.ROOT} lacks the mate-backgrounds photographs, or pass --no-photos"
         )
-    plasma = photos and debian.plasma_available()  # KDE's photographs too, where installed
+    plasma = photos and debian.PLASMA.available()  # KDE's photographs too, where installed
     images = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
-    images |= debian.load_plasma() if plasma else {}
+    images |= debian.PLASMA.load() if plasma else {}
     config = ToneTrainConfig(steps=steps, seed=seed)
     net, history = train(images, config, state, log=err.print)
     aging = DegradationConfig(config.degradation, untouched=config.untouched)
@@ -366,7 +395,7 @@ def _train_tone_net(steps: int, seed: int, state: Path | None, photos: bool):
         "data": data_card(images, bundled_images(VALIDATION_IMAGES))
         | {
             "photographs": (debian.card_entries(debian.TRAIN) if photos else [])
-            + (debian.plasma_card_entries() if plasma else []),
+            + (debian.PLASMA.card_entries() if plasma else []),
             "held_out": list(debian.HELD_OUT),
         },
         "history": history[-20:],

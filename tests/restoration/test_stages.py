@@ -183,6 +183,33 @@ def test_batches_built_in_worker_processes_equal_the_in_process_ones():
     assert torch.equal(legacy.degraded, next(iter(batch_loader(lambda s: legacy, 3, 4, workers=0))).degraded)
 
 
+class _MarksBright(torch.nn.Module):
+    """A stand-in detector that marks one kind of thing: pure white pixels."""
+
+    def forward(self, x):
+        return (x.min(dim=1, keepdim=True).values > 0.99).float() * 20 - 10
+
+
+def test_hard_negatives_are_where_a_detector_marks_clean_photographs_and_crops_centre_on_them():
+    from restoration.data import Focus, random_crops
+    from restoration.stage_training import hard_negatives
+
+    rng = np.random.default_rng(0)
+    img = (rng.random((120, 160, 3)) * 200).astype(np.uint8)
+    img[30, 100:110] = 255  # a thin white line: the only thing marked
+    blank = np.zeros((64, 64, 3), np.uint8)
+    points = hard_negatives(_MarksBright(), [blank, img], limit=4)
+    assert len(points[0]) == 0 and len(points[1]) == 4
+    assert all(r == 30 and 100 <= c < 110 for r, c in points[1])
+    crops = random_crops([blank, img], 6, 32, np.random.default_rng(1), focus=Focus(points, 1.0))
+    # every crop is from the marked image, the line (turned or flipped) through its centre
+    assert all((c.min(dim=0).values > 0.99).any(dim=1)[14:18].any() for c in crops)
+    uniform = random_crops([blank, img], 6, 32, np.random.default_rng(1), focus=Focus(points, 0.0))
+    assert not torch.equal(crops, uniform)
+    with pytest.raises(ValueError):
+        Focus(points, 1.5)
+
+
 @pytest.mark.parametrize(
     "stage, arch", [("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")]
 )
@@ -242,6 +269,21 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(settings, 
             and card["how"]["code_version"]
             and card["sessions"][0]["to_step"] == 2
         )
+    # a detector fine-tuned from the first, its crops centred where the first marks clean photographs
+    first = json.loads((tmp_path / "detect" / "card.json").read_text())
+    tune = ["train", "stage", "--stage", "detect", "--architecture", "damage_detector_test"]
+    tune += ["--out", str(tmp_path / "tuned"), "--steps", "2", "--batch", "2", "--crop", "48"]
+    tune += ["--workers", "0", "--no-photos", "--device", "cpu", "--init-from", str(tmp_path / "detect")]
+    assert main([*tune, "--hard-negatives", str(tmp_path / "detect"), "--focus", "0.5"]) == 0
+    how = json.loads((tmp_path / "tuned" / "card.json").read_text())["how"]
+    assert how["init_from"]["weights_sha256"] == first["weights_sha256"]
+    assert how["hard_negatives"]["weights_sha256"] == first["weights_sha256"]
+    assert (
+        how["hard_negatives"]["points"] >= 0
+        and "focus" in json.loads((tmp_path / "tuned" / "card.json").read_text())["training"]
+    )
+    tune[3] = "inpaint"
+    assert main([*tune, "--hard-negatives", str(tmp_path / "detect")]) == 2  # a usage error, not a crash
     assert (
         main(
             [
