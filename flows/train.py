@@ -69,7 +69,7 @@ def train_stage(
     from restoration import photos as debian
     from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, data_card
     from restoration.engine import resolve_device
-    from restoration.stage_training import StageConfig, StageTrainer, export
+    from restoration.stage_training import StageConfig, StageTrainer, export, hard_negatives_from, init_stage
 
     if stage not in STAGE_ARCHITECTURES:
         raise ConfigError(f"stage must be one of {', '.join(STAGE_ARCHITECTURES)}, not {stage!r}")
@@ -119,7 +119,7 @@ def train_stage(
         if stage != "detect":
             raise ConfigError("hard negatives are for the detect stage")
         config.focus = focus
-        points, how["hard_negatives"] = hard_negatives_of(
+        points, how["hard_negatives"] = hard_negatives_from(
             Path(hard_negatives), list(train_set.values()), seed
         )
         log(
@@ -135,7 +135,10 @@ def train_stage(
         focus_points=points,
     )
     if init_from:
-        how["init_from"] = init_stage(trainer, Path(init_from), stage)
+        try:
+            how["init_from"] = init_stage(trainer, Path(init_from), stage)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         log(f"initialised from {init_from} ({how['init_from']['weights_sha256'][:16]}…)")
     target = Path(out)
     trainer.run(target.with_name(target.name + ".training"), session=how)
@@ -159,44 +162,6 @@ def train_stage(
     )
     weights = target / card["weights"]
     return {"metrics": metrics, "checkpoint": str(weights), "weights_sha256": card["weights_sha256"]}
-
-
-def _stage_of(checkpoint: Path, stage: str):
-    """The ``stage`` network of a checkpoint (a pipeline's stage, or a stage's own checkpoint), and
-    the checkpoint's card (its digests verified by loading)."""
-    from restoration.checkpoints import load_checkpoint
-
-    model, card = load_checkpoint(checkpoint)
-    part = getattr(model, stage, None)
-    return (part if part is not None and not isinstance(part, int) else model), card
-
-
-def init_stage(trainer, checkpoint: Path, stage: str) -> dict[str, str]:
-    """Start ``trainer``'s network from ``checkpoint``'s ``stage``; what the card records of it."""
-    model, card = _stage_of(checkpoint, stage)
-    try:
-        trainer.init_from(model)
-    except RuntimeError as e:
-        raise ConfigError(
-            f"init from {checkpoint}: its {stage} network does not fit {trainer.config.architecture} "
-            f"{trainer.config.arch_config}: {str(e).splitlines()[0]}"
-        ) from None
-    return {"from": str(checkpoint), "weights_sha256": card["weights_sha256"]}
-
-
-def hard_negatives_of(checkpoint: Path, images: list, seed: int) -> tuple[list, dict[str, Any]]:
-    """Where ``checkpoint``'s detector marks the clean training images (see
-    :func:`restoration.stage_training.hard_negatives`), and what the card records of it."""
-    from restoration.stage_training import hard_negatives
-
-    detector, card = _stage_of(checkpoint, "detect")
-    points = hard_negatives(detector, images, seed=seed)
-    return points, {
-        "from": str(checkpoint),
-        "weights_sha256": card["weights_sha256"],
-        "points": int(sum(len(p) for p in points)),
-        "images_marked": int(sum(1 for p in points if len(p))),
-    }
 
 
 def enlarger_config(architecture: str, arch_config: dict[str, Any] | None, scale: int) -> dict[str, Any]:

@@ -7,8 +7,11 @@ state stays on the device (a lease is short; the exported EMA weights are what c
 
     python -m restoration.device_train pack .device/bundled.npz           # here, once
     cp /usr/share/backgrounds/mate/nature/*.jpg .device/mate/             # likewise
+    cp /usr/share/backgrounds/*_by_*.jpg .device/lomiri/                   # lomiri-wallpapers-16.04
     python -m restoration.device_train train --stage detect --images .device/bundled.npz \\
-        --photos .device/mate --out $OUT/detect --seconds 420 --code-version 0.1.0+g…   # there
+        --photos .device/mate --collection lomiri=.device/lomiri --out $OUT/detect --seconds 420 \\
+        --init restoration/weights/restore-unet/v7 --hard-negatives restoration/weights/restore-unet/v7 \\
+        --code-version 0.1.0+g…                                            # there
 
 Each stage is trained as ``archive train stage`` (detect, inpaint) or ``archive train restore``
 (denoise: the single U-Net on noise, grain, blur and compression alone, with many untouched crops
@@ -61,17 +64,34 @@ def pack(path: Path) -> None:
 
 
 def unpack(
-    path: Path, photos_root: Path | None = None
+    path: Path, photos_root: Path | None = None, collections: dict[str, Path] | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The pack's images, and the pinned Debian photographs from ``photos_root`` (each checked
-    against its sha256), as (training, held-out) sets."""
+    """The pack's images, and the pinned Debian photographs from ``photos_root`` (mate-backgrounds)
+    and ``collections`` ({"lomiri": folder, …}: :data:`restoration.photos.MORE`, each folder laid
+    out as the package installs it), each checked against its sha256, as (training, held-out) sets."""
     with np.load(path) as z:
         train = {k.removeprefix("train/"): z[k] for k in z.files if k.startswith("train/")}
         val = {k.removeprefix("val/"): z[k] for k in z.files if k.startswith("val/")}
     if photos_root is not None:
         train |= photos.load(photos.TRAIN, photos_root)
         val |= photos.load(photos.HELD_OUT, photos_root)
+    for collection in photos.MORE:
+        if collection.prefix in (collections or {}):
+            root = collections[collection.prefix]
+            train |= collection.load(collection.names(), root)
+            val |= collection.load(collection.names(held_out=True), root)
     return train, val
+
+
+def _collections(specs: list[str]) -> dict[str, Path]:
+    known = {c.prefix for c in photos.MORE}
+    out = {}
+    for spec in specs:
+        name, _, folder = spec.partition("=")
+        if name not in known or not folder:
+            raise SystemExit(f"--collection {spec!r}: expected NAME=FOLDER, NAME one of {sorted(known)}")
+        out[name] = Path(folder)
+    return out
 
 
 def train(args: argparse.Namespace) -> None:
@@ -79,7 +99,8 @@ def train(args: argparse.Namespace) -> None:
     deadline = started + args.seconds
     torch.set_num_threads(2)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    train_set, val_set = unpack(Path(args.images), Path(args.photos) if args.photos else None)
+    collections = _collections(args.collection)
+    train_set, val_set = unpack(Path(args.images), Path(args.photos) if args.photos else None, collections)
     out = Path(args.out)
 
     def log(line: str) -> None:
@@ -98,7 +119,8 @@ def train(args: argparse.Namespace) -> None:
         "software": {"torch": torch.__version__, "python": sys.version.split()[0]},
         "data": {
             **data_card(train_set, val_set),
-            "photographs": photos.card_entries(photos.TRAIN + photos.HELD_OUT) if args.photos else [],
+            "photographs": (photos.card_entries(photos.TRAIN + photos.HELD_OUT) if args.photos else [])
+            + [e for c in photos.MORE if c.prefix in collections for e in c.card_entries()],
         },
     }
     arch_config = json.loads(args.arch_config)
@@ -151,19 +173,28 @@ def train(args: argparse.Namespace) -> None:
         if args.stage != "upscale":
             mixture = "degradation" if args.stage == "detect" else "holes"
             setattr(config, mixture, getattr(config, mixture) | json.loads(args.probabilities))
+        points = None
+        if args.hard_negatives:
+            from restoration.stage_training import hard_negatives_from
+
+            config.focus = args.focus
+            points, how["hard_negatives"] = hard_negatives_from(
+                Path(args.hard_negatives), list(train_set.values()), args.seed
+            )
+            log(f"hard negatives: {how['hard_negatives']['points']} points; {args.focus:.0%} of crops on one")
         trainer = StageTrainer(
-            config, list(train_set.values()), list(val_set.values()), device=device, log=log
+            config,
+            list(train_set.values()),
+            list(val_set.values()),
+            device=device,
+            log=log,
+            focus_points=points,
         )
     if args.init:
-        from restoration.checkpoints import load_checkpoint
+        from restoration.stage_training import init_stage
 
-        model, init_card = load_checkpoint(Path(args.init))
-        # a pipeline's stage, or a stage checkpoint (an enlarger's ``upscale`` is its factor, not a stage)
-        stage = getattr(model, args.stage, None)
-        stage_model = stage if isinstance(stage, torch.nn.Module) else model
-        trainer.init_from(stage_model)
-        how["init"] = {"from": args.init, "weights_sha256": init_card["weights_sha256"]}
-        log(f"initialised from {args.init} ({init_card['weights_sha256'][:16]}…)")
+        how["init"] = init_stage(trainer, Path(args.init), args.stage)
+        log(f"initialised from {args.init} ({how['init']['weights_sha256'][:16]}…)")
     trainer.run(
         Path(args.state or f"/tmp/device-train-{args.stage}"),
         resume=False,
@@ -216,6 +247,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     t.add_argument("--untouched", type=float, default=None, help="detect: share of crops left clean")
     t.add_argument("--init", default=None, help="a checkpoint (a stage's, or a pipeline's) to start from")
+    t.add_argument(
+        "--collection",
+        action="append",
+        default=[],
+        help="NAME=FOLDER: more pinned photographs (lomiri, plasma), the folder laid out as the package installs it",
+    )
+    t.add_argument(
+        "--hard-negatives",
+        default=None,
+        help="detect: a checkpoint whose marks on clean photographs to centre crops on",
+    )
+    t.add_argument(
+        "--focus",
+        type=float,
+        default=0.4,
+        help="detect, with --hard-negatives: the share of crops centred on one",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="restore-pipeline")
     t.add_argument("--version", default="v1-stage")

@@ -458,3 +458,41 @@ def export(trainer: StageTrainer, directory: Path, card: dict[str, Any]) -> dict
         card["scale"] = c.scale
         card["degradation"] = asdict(c.small()) | {"digest": c.small().digest()}
     return save_checkpoint(trainer.ema, directory, card)
+
+
+def stage_of(checkpoint: Path, stage: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The ``stage`` network of a checkpoint (a pipeline's stage, or a stage's own checkpoint), and
+    the checkpoint's card (its digests verified by loading)."""
+    from restoration.checkpoints import load_checkpoint
+
+    model, card = load_checkpoint(checkpoint)
+    part = getattr(model, stage, None)  # an enlarger's ``upscale`` is its factor, not a stage
+    return (part if isinstance(part, torch.nn.Module) else model), card
+
+
+def init_stage(trainer: StageTrainer, checkpoint: Path, stage: str) -> dict[str, str]:
+    """Start ``trainer``'s network from ``checkpoint``'s ``stage``; what the card records of it."""
+    model, card = stage_of(checkpoint, stage)
+    try:
+        trainer.init_from(model)
+    except RuntimeError as e:
+        raise ValueError(
+            f"init from {checkpoint}: its {stage} network does not fit {trainer.config.architecture} "
+            f"{trainer.config.arch_config}: {str(e).splitlines()[0]}"
+        ) from None
+    return {"from": str(checkpoint), "weights_sha256": card["weights_sha256"]}
+
+
+def hard_negatives_from(
+    checkpoint: Path, images: list[np.ndarray], seed: int
+) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Where ``checkpoint``'s detector marks the clean training images (:func:`hard_negatives`),
+    and what the card records of it."""
+    detector, card = stage_of(checkpoint, "detect")
+    points = hard_negatives(detector, images, seed=seed)
+    return points, {
+        "from": str(checkpoint),
+        "weights_sha256": card["weights_sha256"],
+        "points": int(sum(len(p) for p in points)),
+        "images_marked": int(sum(1 for p in points if len(p))),
+    }

@@ -18,16 +18,29 @@ def assemble(
     stage_dirs: dict[str, Path], directory: Path, card: dict[str, Any], **pipeline_config
 ) -> dict[str, Any]:
     """Build ``restore_pipeline`` from stage checkpoint folders ({"detect": …, "inpaint": …,
-    "denoise": …}; each checked against its own card) and save it to ``directory``."""
+    "denoise": …}; each checked against its own card) and save it to ``directory``. A folder may
+    hold an assembled pipeline instead (restore-unet v7): its stage of that name is taken, with
+    the provenance its card lists for it and the pipeline it came out of."""
     models, specs, listed = {}, {}, {}
     for name, stage_dir in stage_dirs.items():
         model, stage_card = load_checkpoint(Path(stage_dir))
+        if stage_card["architecture"] == "restore_pipeline":
+            if getattr(model, name, None) is None:
+                raise ValueError(f"{stage_dir}: the pipeline has no {name} stage")
+            part = stage_card["stages"][name]
+            model, origin = (
+                getattr(model, name),
+                part["from"]
+                | {
+                    "pipeline": f"{stage_card.get('name')}@{stage_card.get('version')}",
+                    "pipeline_weights_sha256": stage_card["weights_sha256"],
+                },
+            )
+        else:
+            part, origin = stage_card, {k: stage_card[k] for k in _FROM_STAGE if k in stage_card}
         models[name] = model
-        specs[name] = {"architecture": stage_card["architecture"], "config": stage_card["config"]}
-        listed[name] = specs[name] | {
-            "tensors_sha256": tensors_sha256(model.state_dict()),
-            "from": {k: stage_card[k] for k in _FROM_STAGE if k in stage_card},
-        }
+        specs[name] = {"architecture": part["architecture"], "config": part["config"]}
+        listed[name] = specs[name] | {"tensors_sha256": tensors_sha256(model.state_dict()), "from": origin}
     config = {"stages": specs, **pipeline_config}
     pipeline = create_model("restore_pipeline", **config)
     for name, model in models.items():

@@ -236,13 +236,13 @@ def train_upscale(
 
 
 @click.command("pipeline")
-@_checkpoint("--detect", "The detect stage's checkpoint.")
-@_checkpoint("--inpaint", "The inpaint stage's checkpoint.")
+@_checkpoint("--detect", "The detect stage's checkpoint, or a pipeline's (its detect stage is taken).")
+@_checkpoint("--inpaint", "The inpaint stage's checkpoint, or a pipeline's (its inpaint stage is taken).")
 @click.option(
     "--denoise",
     type=click.Path(exists=True, file_okay=False),
     default=None,
-    help="A unet_restorer checkpoint for the denoise stage (none: no denoising).",
+    help="A unet_restorer checkpoint for the denoise stage, or a pipeline's (none: no denoising).",
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--name", default="restore-pipeline", show_default=True)

@@ -64,6 +64,30 @@ def test_pipeline_card_lists_every_stage_and_loading_rebuilds_it(pipeline_dir):
     assert restored.shape == x.shape and logits.shape == (1, 1, 40, 48)
 
 
+def test_a_stage_is_taken_from_an_assembled_pipeline_with_its_provenance(pipeline_dir, tmp_path):
+    path, card = pipeline_dir
+    other = create_model("damage_detector_test")
+    save_checkpoint(
+        other, tmp_path / "d2", {"architecture": "damage_detector_test", "config": {}, "version": "t2"}
+    )
+    mixed = assemble(
+        {"detect": tmp_path / "d2", "inpaint": path, "denoise": path}, tmp_path / "mixed", {"version": "t3"}
+    )
+    model, _ = load_checkpoint(tmp_path / "mixed")
+    original, _ = load_checkpoint(path)
+    for k, v in original.inpaint.state_dict().items():
+        assert torch.equal(v, model.inpaint.state_dict()[k]), k
+    assert not torch.equal(model.detect.head.bias, original.detect.head.bias)
+    inpaint = mixed["stages"]["inpaint"]
+    assert inpaint["tensors_sha256"] == card["stages"]["inpaint"]["tensors_sha256"]
+    assert inpaint["from"]["pipeline_weights_sha256"] == card["weights_sha256"]
+    assert inpaint["from"]["weights_sha256"] == card["stages"]["inpaint"]["from"]["weights_sha256"]
+    with pytest.raises(ValueError, match="no denoise stage"):
+        partial = assemble({"detect": path, "inpaint": path}, tmp_path / "p2", {"version": "t4"})
+        assemble({"detect": path, "inpaint": path, "denoise": tmp_path / "p2"}, tmp_path / "p3", {})
+    assert partial["stages"]["detect"]["tensors_sha256"] == card["stages"]["detect"]["tensors_sha256"]
+
+
 def test_a_tampered_stage_is_refused_even_with_a_matching_file_digest(pipeline_dir):
     directory, card = pipeline_dir
     weights = directory / "model.safetensors"
@@ -353,3 +377,10 @@ def test_a_lent_gpu_trains_a_stage_for_a_fixed_time_and_exports_a_checkpoint_wit
     assert 0 < done < 100000 and card["sessions"][0]["to_step"] == done
     assert card["code_version"] == "0.1.0+gtest" and card["data"]["train"] == ["p0", "p1", "p2"]
     assert "mask_f1" in card["metrics"] and card["training"]["visible"] == 0.03
+    # fine-tuned from that checkpoint, crops centred where it marks the clean pictures
+    tuned = args[: args.index("--out")] + ["--out", str(tmp_path / "tuned")] + args[args.index("--out") + 2 :]
+    main([*tuned, "--init", str(tmp_path / "detect"), "--hard-negatives", str(tmp_path / "detect")])
+    _, tuned_card = load_checkpoint(tmp_path / "tuned")
+    assert tuned_card["how"]["init"]["weights_sha256"] == card["weights_sha256"]
+    assert tuned_card["how"]["hard_negatives"]["weights_sha256"] == card["weights_sha256"]
+    assert tuned_card["training"]["focus"] == 0.4
