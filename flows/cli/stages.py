@@ -332,6 +332,13 @@ def train_pipeline(
     help="learned: a resumable training state (saved as it goes; resumed if it exists).",
 )
 @click.option("--photos/--no-photos", default=True, show_default=True, help="Also train on mate-backgrounds.")
+@click.option(
+    "--tone-from",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Take the tone stage (estimator, its weights and card, neutral blend) of this toned restorer "
+    "instead of training one: a new restorer behind the same tone stage.",
+)
 def train_toned(
     restorer: str,
     out_dir: str,
@@ -343,17 +350,20 @@ def train_toned(
     seed: int,
     state: str | None,
     photos: bool,
+    tone_from: str | None,
 ) -> None:
     """Put the tone stage (fading, casts, toning: fitted per picture) before a restorer, as one
     model version that takes tone=auto|neutral|off and strength=0..1; with the learned estimator,
-    train it first (held-out photographs never seen)."""
+    train it first (held-out photographs never seen), or take it from another (--tone-from)."""
     import sys
 
     from flows.versions import code_version
     from restoration.stages import with_tone
 
     net, tone_card = None, {}
-    if estimator == "learned":
+    if tone_from:
+        estimator, net, neutral_blend, tone_card = _tone_of(Path(tone_from))
+    elif estimator == "learned":
         net, tone_card = _train_tone_net(steps, seed, Path(state) if state else None, photos)
         tone_card["command"] = "archive " + " ".join(sys.argv[1:])
     card = with_tone(
@@ -370,6 +380,24 @@ def train_toned(
         f"wrote {Path(out_dir) / card['weights']} (sha256 {card['weights_sha256'][:16]}…): tone ({estimator}), "
         f"then {restorer_from.get('name')}@{restorer_from.get('version')}"
     )
+
+
+def _tone_of(toned: Path):
+    """A toned restorer's tone stage: (estimator, its network or None, neutral blend, its card,
+    noting where it was taken from); its digests checked by loading."""
+    from restoration.checkpoints import load_checkpoint
+
+    model, card = load_checkpoint(toned)
+    if card["architecture"] != "toned_restorer":
+        raise click.UsageError(f"--tone-from {toned}: a {card['architecture']}, not a toned restorer")
+    stage = dict(card["tone_stage"])
+    taken = {
+        "taken_from": {
+            "model": f"{card.get('name')}@{card.get('version')}",
+            "weights_sha256": card["weights_sha256"],
+        }
+    }
+    return stage["estimator"], model.estimator, stage.get("neutral_blend", 0.0), stage | taken
 
 
 def _train_tone_net(steps: int, seed: int, state: Path | None, photos: bool):

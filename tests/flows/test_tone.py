@@ -130,7 +130,7 @@ def test_restore_files_takes_tone_and_strength_and_records_them(archive, tmp_pat
 
 
 @pytest.mark.parametrize("estimator", ["classical", "learned"])
-def test_train_toned_puts_the_stage_before_a_restorer_as_one_model_version(tmp_path, estimator):
+def test_train_toned_puts_the_stage_before_a_restorer_as_one_model_version(tmp_path, estimator, capsys):
     from restoration.checkpoints import load_checkpoint
     from tests.flows.test_restore import checkpoint
 
@@ -153,3 +153,21 @@ def test_train_toned_puts_the_stage_before_a_restorer_as_one_model_version(tmp_p
     # neutral's estimate is the learned one averaged with the classical one (the default share)
     assert card["tone_stage"]["neutral_blend"] == model.tone_config.get("neutral_blend", 0.0)
     assert card["tone_stage"]["neutral_blend"] == (0.5 if estimator == "learned" else 0.0)
+    # another restorer behind the same tone stage, taken from this one rather than trained again
+    other = checkpoint(tmp_path, "v3", 2)
+    again = ["train", "toned", "--restorer", str(other), "--out", str(tmp_path / "again"), "--version", "v4"]
+    assert archive_cli([*again, "--tone-from", str(out)]) == 0
+    model2, card2 = load_checkpoint(tmp_path / "again")
+    assert card2["stages"]["restorer"]["from"]["version"] == "v3"
+    assert card2["tone_stage"]["taken_from"]["weights_sha256"] == card["weights_sha256"]
+    assert card2["tone_stage"]["estimator"] == estimator
+    assert card2["tone_stage"]["neutral_blend"] == card["tone_stage"]["neutral_blend"]
+    if estimator == "learned":
+        for a, b in zip(
+            model.estimator.state_dict().values(), model2.estimator.state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b)
+    capsys.readouterr()
+    again[5] = str(tmp_path / "third")
+    assert archive_cli([*again, "--tone-from", str(inner)]) != 0
+    assert "not a toned restorer" in capsys.readouterr().err and not (tmp_path / "third").exists()
