@@ -18,7 +18,8 @@ Then, one effect of the old mixture at a time, for the shipped model.
 
 Held out: coffee, rocket, grace_hopper (scikit-image, matplotlib) and, where Debian's
 mate-backgrounds is installed, GreenMeadow and Wood (grass and wood grain: thin bright lines that
-are not cracks). The baselines: a white+black top-hat detector with OpenCV's Telea inpainting (the
+are not cracks), and where lomiri-wallpapers-16.04 is, Wine and greentock (a room's grilles, glass
+bricks and bottle; a clock's hands and numerals). The baselines: a white+black top-hat detector with OpenCV's Telea inpainting (the
 short script a user could write for cracks), and median-outlier detection + biharmonic inpainting +
 non-local means (the baseline kept since v1).
 """
@@ -96,7 +97,10 @@ def classical(fn) -> Method:
     return run
 
 
-def held_out() -> dict[str, np.ndarray]:
+def held_out(thin_lines: bool = False) -> dict[str, np.ndarray]:
+    """The held-out photographs; with ``thin_lines``, lomiri's two held-out ones too (a clock's hands
+    and numerals, a wine bottle, speaker grilles and glass bricks: thin picture lines a crack
+    detector must leave alone), where lomiri-wallpapers-16.04 is installed."""
     images = bundled_images(VALIDATION_IMAGES)
     if photos.available():
         images |= photos.load(photos.HELD_OUT)
@@ -104,6 +108,10 @@ def held_out() -> dict[str, np.ndarray]:
         print(
             f"(mate-backgrounds is not installed: the textured held-out photographs {photos.HELD_OUT} are left out)"
         )
+    if thin_lines and photos.LOMIRI.available():
+        images |= photos.LOMIRI.load(photos.LOMIRI.held_out)
+    elif thin_lines:
+        print(f"(lomiri-wallpapers-16.04 is not installed: {photos.LOMIRI.held_out} are left out)")
     return images
 
 
@@ -160,7 +168,7 @@ def undamaged(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
     names = list(images)
     print(
         f"{'':26s} "
-        + " ".join(f"{n.removeprefix('mate:').removesuffix('.jpg')[:11]:>11s}" for n in names)
+        + " ".join(f"{n.split(':')[-1].removesuffix('.jpg')[:11]:>11s}" for n in names)
         + f" {'all':>7s}"
     )
     rng = np.random.default_rng([args.seed, 11])
@@ -218,10 +226,10 @@ def main() -> int:
         f"{prev_card['name']}@{prev_card['version']}": network(previous.eval()),
         args.shipped_name: network(model.eval()),
     }
-    images = held_out()
+    images = held_out(thin_lines=True)
     print(
         f"{args.shipped_name} against {prev_card['name']}@{prev_card['version']} and classical baselines, on "
-        f"held-out {', '.join(n.removeprefix('mate:') for n in images)}"
+        f"held-out {', '.join(n.split(':')[-1] for n in images)}"
     )
     realistic(methods, images, args)
     old_mixture(methods, images, args)
