@@ -52,9 +52,11 @@ _RUN = _options(
 )
 
 
-def _checkpoint(flag: str, help: str):
+def _checkpoint(flag: str, help: str, required: bool = True):
     """An option naming a checkpoint folder that must exist."""
-    return click.option(flag, type=click.Path(exists=True, file_okay=False), required=True, help=help)
+    return click.option(
+        flag, type=click.Path(exists=True, file_okay=False), required=required, default=None, help=help
+    )
 
 
 @click.command("stage")
@@ -72,18 +74,16 @@ def _checkpoint(flag: str, help: str):
 @_LEARNING
 @click.option("--name", default="restore-pipeline", show_default=True)
 @click.option("--version", default="v1-stage", show_default=True)
-@click.option(
+@_checkpoint(
     "--init-from",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Fine-tune this checkpoint's stage (a stage checkpoint, or a pipeline such as restore-unet v7).",
+    "Fine-tune this checkpoint's stage (a stage checkpoint, or a pipeline such as restore-unet v7).",
+    required=False,
 )
-@click.option(
+@_checkpoint(
     "--hard-negatives",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="detect: a checkpoint whose detector is run over the clean training photographs; crops are "
+    "detect: a checkpoint whose detector is run over the clean training photographs; crops are "
     "centred where it marks them (every such mark is a false one).",
+    required=False,
 )
 @click.option(
     "--focus",
@@ -238,11 +238,10 @@ def train_upscale(
 @click.command("pipeline")
 @_checkpoint("--detect", "The detect stage's checkpoint, or a pipeline's (its detect stage is taken).")
 @_checkpoint("--inpaint", "The inpaint stage's checkpoint, or a pipeline's (its inpaint stage is taken).")
-@click.option(
+@_checkpoint(
     "--denoise",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="A unet_restorer checkpoint for the denoise stage, or a pipeline's (none: no denoising).",
+    "A unet_restorer checkpoint for the denoise stage, or a pipeline's (none: no denoising).",
+    required=False,
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--name", default="restore-pipeline", show_default=True)
@@ -332,12 +331,11 @@ def train_pipeline(
     help="learned: a resumable training state (saved as it goes; resumed if it exists).",
 )
 @click.option("--photos/--no-photos", default=True, show_default=True, help="Also train on mate-backgrounds.")
-@click.option(
+@_checkpoint(
     "--tone-from",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="Take the tone stage (estimator, its weights and card, neutral blend) of this toned restorer "
+    "Take the tone stage (estimator, its weights and card, neutral blend) of this toned restorer "
     "instead of training one: a new restorer behind the same tone stage.",
+    required=False,
 )
 def train_toned(
     restorer: str,
