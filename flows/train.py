@@ -73,6 +73,8 @@ def train_stage(
 
     if stage not in STAGE_ARCHITECTURES:
         raise ConfigError(f"stage must be one of {', '.join(STAGE_ARCHITECTURES)}, not {stage!r}")
+    if hard_negatives and stage != "detect":
+        raise ConfigError("hard negatives are for the detect stage")
     if photos and not debian.available():
         raise ConfigError(
             f"photos: {debian.ROOT} lacks the mate-backgrounds photographs "
@@ -86,11 +88,8 @@ def train_stage(
     )
     train_set = bundled_images(TRAIN_IMAGES) | (debian.load(debian.TRAIN) if photos else {})
     val_set = bundled_images(VALIDATION_IMAGES) | (debian.load(debian.HELD_OUT) if photos else {})
-    more, more_val, more_entries = {}, {}, []
-    if photos:  # the other Debian wallpaper packages' photographs, where installed
-        more, entries = debian.more_photographs()
-        more_val, val_entries = debian.more_photographs(held_out=True)
-        more_entries = entries + val_entries
+    # the other Debian wallpaper packages' photographs, where installed
+    more, more_val, more_entries = debian.more_photographs() if photos else ({}, {}, [])
     train_set, val_set = train_set | more, val_set | more_val
     config = StageConfig(
         stage=stage,
@@ -106,6 +105,7 @@ def train_stage(
         adv_weight=adv_weight if stage == "upscale" else 0.0,
         warmup_steps=warmup_steps,
         disc_config=disc_config or {},
+        focus=focus if hard_negatives else 0.0,
     )
     started = time.monotonic()
     how = {
@@ -116,9 +116,6 @@ def train_stage(
     }  # the code that trains, read before it does
     points = None
     if hard_negatives:
-        if stage != "detect":
-            raise ConfigError("hard negatives are for the detect stage")
-        config.focus = focus
         points, how["hard_negatives"] = hard_negatives_from(
             Path(hard_negatives), list(train_set.values()), seed
         )

@@ -75,12 +75,8 @@ def unpack(
     if photos_root is not None:
         train |= photos.load(photos.TRAIN, photos_root)
         val |= photos.load(photos.HELD_OUT, photos_root)
-    for collection in photos.MORE:
-        if collection.prefix in (collections or {}):
-            root = collections[collection.prefix]
-            train |= collection.load(collection.names(), root)
-            val |= collection.load(collection.names(held_out=True), root)
-    return train, val
+    more, more_val, _ = photos.more_photographs(collections or {})
+    return train | more, val | more_val
 
 
 def _collections(specs: list[str]) -> dict[str, Path]:
@@ -167,6 +163,7 @@ def train(args: argparse.Namespace) -> None:
             workers=args.workers,
             val_every=args.val_every,
             seed=args.seed,
+            focus=args.focus if args.hard_negatives else 0.0,
             **extra,
         )
         config.untouched = config.untouched if args.untouched is None else args.untouched
@@ -177,7 +174,6 @@ def train(args: argparse.Namespace) -> None:
         if args.hard_negatives:
             from restoration.stage_training import hard_negatives_from
 
-            config.focus = args.focus
             points, how["hard_negatives"] = hard_negatives_from(
                 Path(args.hard_negatives), list(train_set.values()), args.seed
             )

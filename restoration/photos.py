@@ -105,25 +105,31 @@ class Collection:
             for name in (self.names() if names is None else names)
         }
 
-    def card_entries(self, names: tuple[str, ...] | None = None) -> list[dict]:
+    def card_entries(self) -> list[dict]:
         release = {"package": self.package, "version": self.version, "source": self.source}
         return [
             release | {"file": str(self.root / path), "sha256": sha, "author": author, "licence": licence}
-            for name, (path, sha, author, licence) in self.photos.items()
-            if names is None or name in names
+            for path, sha, author, licence in self.photos.values()
         ]
 
 
-def more_photographs(held_out: bool = False) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """The training (or held-out) photographs of every extra collection installed here, and their
-    card entries: what the training commands add to mate-backgrounds' where they find them."""
-    images, entries = {}, []
+def more_photographs(
+    roots: dict[str, Path] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[dict]]:
+    """The extra collections' training and held-out photographs, and their card entries: what the
+    training commands add to mate-backgrounds'. By default every collection installed here; with
+    ``roots`` ({"lomiri": folder, …}, a lent GPU's copies laid out as the package installs them)
+    only those, read from there (a missing or different file is refused)."""
+    train, held_out, entries = {}, {}, []
     for collection in MORE:
-        if collection.available():
-            names = collection.names(held_out)
-            images |= collection.load(names)
-            entries += collection.card_entries(names)
-    return images, entries
+        wanted = collection.available() if roots is None else collection.prefix in roots
+        if not wanted:
+            continue
+        root = None if roots is None else roots[collection.prefix]
+        train |= collection.load(collection.names(), root)
+        held_out |= collection.load(collection.names(held_out=True), root)
+        entries += collection.card_entries()
+    return train, held_out, entries
 
 
 # KDE Plasma's wallpapers (apt-get install plasma-workspace-wallpapers): several are low in contrast

@@ -24,20 +24,15 @@ def assemble(
     models, specs, listed = {}, {}, {}
     for name, stage_dir in stage_dirs.items():
         model, stage_card = load_checkpoint(Path(stage_dir))
-        if stage_card["architecture"] == "restore_pipeline":
-            if getattr(model, name, None) is None:
+        part, origin = stage_card, {k: stage_card[k] for k in _FROM_STAGE if k in stage_card}
+        if stage_card["architecture"] == "restore_pipeline":  # take its stage of that name
+            model, part = getattr(model, name, None), stage_card["stages"].get(name)
+            if model is None:
                 raise ValueError(f"{stage_dir}: the pipeline has no {name} stage")
-            part = stage_card["stages"][name]
-            model, origin = (
-                getattr(model, name),
-                part["from"]
-                | {
-                    "pipeline": f"{stage_card.get('name')}@{stage_card.get('version')}",
-                    "pipeline_weights_sha256": stage_card["weights_sha256"],
-                },
-            )
-        else:
-            part, origin = stage_card, {k: stage_card[k] for k in _FROM_STAGE if k in stage_card}
+            origin = part["from"] | {
+                "pipeline": f"{stage_card.get('name')}@{stage_card.get('version')}",
+                "pipeline_weights_sha256": stage_card["weights_sha256"],
+            }
         models[name] = model
         specs[name] = {"architecture": part["architecture"], "config": part["config"]}
         listed[name] = specs[name] | {"tensors_sha256": tensors_sha256(model.state_dict()), "from": origin}
