@@ -285,14 +285,17 @@ def train_pipeline(
     dirs = {"detect": Path(detect), "inpaint": Path(inpaint)} | (
         {"denoise": Path(denoise)} if denoise else {}
     )
-    card = assemble(
-        dirs,
-        Path(out_dir),
-        {"name": name, "version": version, "code_version": code_version()},
-        threshold=threshold,
-        grow=grow,
-        max_width=max_width,
-    )
+    try:
+        card = assemble(
+            dirs,
+            Path(out_dir),
+            {"name": name, "version": version, "code_version": code_version()},
+            threshold=threshold,
+            grow=grow,
+            max_width=max_width,
+        )
+    except ValueError as exc:  # a pipeline named for a stage it does not have
+        raise click.ClickException(str(exc)) from None
     out.print(
         f"wrote {Path(out_dir) / card['weights']} (sha256 {card['weights_sha256'][:16]}…): "
         + ", ".join(f"{k} {v['architecture']}" for k, v in card["stages"].items())

@@ -256,7 +256,9 @@ def test_a_stage_trains_resumes_exactly_and_exports(stage, arch, tmp_path):
     assert set(metrics) == ({"mask_f1"} if stage == "detect" else {"hole_psnr", "psnr"})
 
 
-def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(settings, tmp_path, monkeypatch):
+def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(
+    settings, tmp_path, monkeypatch, capsys
+):
     from flows.cli.main import main
 
     monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
@@ -330,6 +332,20 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(settings, 
         == 0
     )
     card = json.loads((tmp_path / "pipe" / "card.json").read_text())
+    again = [
+        "train",
+        "pipeline",
+        "--detect",
+        str(tmp_path / "detect"),
+        "--inpaint",
+        str(tmp_path / "inpaint"),
+    ]
+    again += ["--denoise", str(tmp_path / "pipe"), "--version", "v8", "--out", str(tmp_path / "pipe2")]
+    capsys.readouterr()
+    assert main(again) == 1 and not (tmp_path / "pipe2").exists()
+    assert (
+        capsys.readouterr().err.strip().endswith("the pipeline has no denoise stage")
+    )  # one line, no traceback
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
     base = ["--db", settings.db.url, "--output", settings.store.output]
     assert main([*base, "models", "register", str(tmp_path / "pipe")]) == 0
