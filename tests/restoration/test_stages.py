@@ -310,42 +310,15 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(
     )
     tune[3] = "inpaint"
     assert main([*tune, "--hard-negatives", str(tmp_path / "detect")]) == 2  # a usage error, not a crash
-    assert (
-        main(
-            [
-                "train",
-                "pipeline",
-                "--detect",
-                str(tmp_path / "detect"),
-                "--inpaint",
-                str(tmp_path / "inpaint"),
-                "--out",
-                str(tmp_path / "pipe"),
-                "--name",
-                "restore-unet",
-                "--version",
-                "v7",
-                "--grow",
-                "1",
-            ]
-        )
-        == 0
-    )
+    assemble_cmd = ["train", "pipeline", "--detect", str(tmp_path / "detect")]
+    assemble_cmd += ["--inpaint", str(tmp_path / "inpaint"), "--name", "restore-unet"]
+    assert main([*assemble_cmd, "--out", str(tmp_path / "pipe"), "--version", "v7", "--grow", "1"]) == 0
     card = json.loads((tmp_path / "pipe" / "card.json").read_text())
-    again = [
-        "train",
-        "pipeline",
-        "--detect",
-        str(tmp_path / "detect"),
-        "--inpaint",
-        str(tmp_path / "inpaint"),
-    ]
-    again += ["--denoise", str(tmp_path / "pipe"), "--version", "v8", "--out", str(tmp_path / "pipe2")]
     capsys.readouterr()
-    assert main(again) == 1 and not (tmp_path / "pipe2").exists()
-    assert (
-        capsys.readouterr().err.strip().endswith("the pipeline has no denoise stage")
-    )  # one line, no traceback
+    no_stage = ["--denoise", str(tmp_path / "pipe"), "--version", "v8", "--out", str(tmp_path / "pipe2")]
+    assert main([*assemble_cmd, *no_stage]) == 1 and not (tmp_path / "pipe2").exists()
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("the pipeline has no denoise stage") and "\n" not in err  # one line, no traceback
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
     base = ["--db", settings.db.url, "--output", settings.store.output]
     assert main([*base, "models", "register", str(tmp_path / "pipe")]) == 0
