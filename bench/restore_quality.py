@@ -14,15 +14,15 @@ v5 behind the tone stage, which these sections run at tone=off, so its figures a
    since v1.
 3. Undamaged clean photographs, the strongly textured ones held out from training included.
 4. Cost: GFLOP per megapixel of the shipped model (torch.utils.flop_counter).
-Then, one effect of the old mixture at a time, and one effect of section 1 at a time (with the detector's
-precision and recall on it), for the shipped model.
+Then, one effect of the old mixture at a time, and one effect of section 1 at a time (with the
+detector's precision and recall on it), for the shipped model.
 
 Held out: coffee, rocket, grace_hopper (scikit-image, matplotlib) and, where Debian's
 mate-backgrounds is installed, GreenMeadow and Wood (grass and wood grain: thin bright lines that
 are not cracks), and where lomiri-wallpapers-16.04 is, Wine and greentock (a room's grilles, glass
-bricks and bottle; a clock's hands and numerals). The baselines: a white+black top-hat detector with OpenCV's Telea inpainting (the
-short script a user could write for cracks), and median-outlier detection + biharmonic inpainting +
-non-local means (the baseline kept since v1).
+bricks and bottle; a clock's hands and numerals). The baselines: a white+black top-hat detector
+with OpenCV's Telea inpainting (the short script a user could write for cracks), and median-outlier
+detection + biharmonic inpainting + non-local means (the baseline kept since v1).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from restoration.baseline import classical_restore, tophat_restore  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import VALIDATION_IMAGES, bundled_images, random_crops, validation_set  # noqa: E402
 from restoration.degrade import DegradationConfig, degrade  # noqa: E402
-from restoration.metrics import mask_f1, psnr, region_psnr, ssim  # noqa: E402
+from restoration.metrics import mask_counts, mask_f1, psnr, region_psnr, ssim  # noqa: E402
 from restoration.training import RESTORE_PROBABILITIES  # noqa: E402
 
 WEIGHTS = ROOT / "restoration" / "weights"
@@ -241,6 +241,7 @@ def main() -> int:
     )
     if not args.no_per_effect:
         per_effect(model, images, args)
+        realistic_per_effect(network(model.eval()), images, args)
     tone_only(args, images)
     return 0
 
@@ -285,7 +286,6 @@ def per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], args) -> N
         pi, pm = psnr(val.degraded, val.clean).mean().item(), psnr(out, val.clean).mean().item()
         si, sm = ssim(val.degraded, val.clean).mean().item(), ssim(out, val.clean).mean().item()
         print(f"{effect:16s} {pi:10.2f} {pm:7.2f} {pm - pi:+6.2f}   {si:10.4f} {sm:7.4f}")
-    realistic_per_effect(run, images, args)
 
 
 def realistic_per_effect(run: Method, images: dict[str, np.ndarray], args) -> None:
@@ -303,9 +303,8 @@ def realistic_per_effect(run: Method, images: dict[str, np.ndarray], args) -> No
         val = degrade(clean, rng, DegradationConfig({effect: 1.0}))
         out, prob = run(val.degraded)
         pi, pm = region_psnr(val.degraded, clean, val.mask), region_psnr(out, clean, val.mask)
-        marked, truth = prob >= 0.5, val.mask >= 0.5
-        hit = (marked & truth).sum().item()
-        precision, recall = hit / max(marked.sum().item(), 1), hit / max(truth.sum().item(), 1)
+        hits, marked, truth = mask_counts(prob, val.mask)
+        precision, recall = hits / max(marked, 1), hits / max(truth, 1)
         print(
             f"{effect:16s} {val.mask.mean().item():8.2%} {pi:7.2f} {pm:7.2f} {pm - pi:+6.2f}   "
             f"{precision:9.3f} {recall:7.3f} {mask_f1(prob, val.mask).item():6.3f}"

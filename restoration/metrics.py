@@ -43,12 +43,17 @@ def ssim(
     return s.flatten(1).mean(1)
 
 
+def mask_counts(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> tuple[int, int, int]:
+    """Pixels a predicted damage mask (probabilities) marks rightly, marks, and should mark, over
+    the whole batch: precision is the first over the second, recall the first over the third."""
+    p, t = pred >= threshold, target >= 0.5
+    return int((p & t).sum()), int(p.sum()), int(t.sum())
+
+
 def mask_f1(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """F1 of a predicted damage mask (probabilities) against the true one, over the whole batch.
 
     Both empty counts as perfect agreement.
     """
-    p, t = pred >= threshold, target >= 0.5
-    tp = (p & t).sum().float()
-    denom = p.sum().float() + t.sum().float()
-    return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.ones((), device=pred.device))
+    hits, marked, truth = mask_counts(pred, target, threshold)
+    return torch.tensor(2 * hits / (marked + truth) if marked + truth else 1.0, device=pred.device)
