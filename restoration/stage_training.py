@@ -225,7 +225,10 @@ class StageTrainer:
         if config.focus > 0 and focus_points is None:
             raise ValueError("a focus share needs focus points (hard_negatives)")
         self.focus = Focus(focus_points, config.focus) if config.focus > 0 else None
-        self.net = create_model(config.architecture, **config.arch_config).to(self.device)
+        self.net = create_model(config.architecture, **config.arch_config)
+        if hasattr(self.net, "init_weights"):  # an architecture's own start for training from scratch
+            self.net.init_weights()
+        self.net = self.net.to(self.device)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
         self.d = self.opt_d = None
