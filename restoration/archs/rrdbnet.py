@@ -66,13 +66,22 @@ class RRDBNet(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
         self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
 
+    @property
+    def alignment(self) -> int:
+        """The pixel-unshuffle factor: tiles starting on multiples of it see the whole image's grid."""
+        return {4: 1, 2: 2, 1: 4}[self.scale]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = x if self.scale == 4 else F.pixel_unshuffle(x, {2: 2, 1: 4}[self.scale])
+        h, w = x.shape[-2:]
+        m = self.alignment
+        pad = (0, (-w) % m, 0, (-h) % m)  # any size: padded to the factor, as Real-ESRGAN's inference does
+        feat = F.pad(x, pad, mode="replicate") if any(pad) else x
+        feat = feat if m == 1 else F.pixel_unshuffle(feat, m)
         feat = self.conv_first(feat)
         feat = feat + self.conv_body(self.body(feat))
         feat = self.lrelu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")))
         feat = self.lrelu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")))
-        return self.conv_last(self.lrelu(self.conv_hr(feat)))
+        return self.conv_last(self.lrelu(self.conv_hr(feat)))[..., : h * self.scale, : w * self.scale]
 
 
 register_model("rrdbnet")(RRDBNet)

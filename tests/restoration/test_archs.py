@@ -74,10 +74,12 @@ def test_patchgan_scores_patches_with_spectral_norm():
     assert any(hasattr(m, "parametrizations") for m in d.modules())
 
 
-@pytest.mark.parametrize("scale, size", [(4, 16), (2, 16), (1, 16)])
-def test_rrdbnet_scales(scale, size):
-    out = _forward(create_model("rrdbnet_test", scale=scale), torch.rand(1, 3, size, size))
-    assert out.shape == (1, 3, size * scale, size * scale)
+@pytest.mark.parametrize("scale, h, w", [(4, 16, 16), (2, 16, 16), (1, 16, 16), (2, 15, 17), (1, 13, 18)])
+def test_rrdbnet_scales_any_size(scale, h, w):
+    """x2 and x1 pixel-unshuffle their input, so an odd-sized scan is padded to the factor and the
+    output cut back to exactly ``scale`` times the input."""
+    out = _forward(create_model("rrdbnet_test", scale=scale), torch.rand(1, 3, h, w))
+    assert out.shape == (1, 3, h * scale, w * scale)
 
 
 def test_srvgg_upscales():

@@ -88,17 +88,24 @@ def test_an_enlarger_trains_with_falling_loss_goes_adversarial_resumes_exactly_a
     assert model.scale == 2
 
 
-def test_a_trained_enlarger_tiled_equals_one_pass_and_finds_no_damage():
+@pytest.mark.parametrize(
+    "arch, config, size",
+    [
+        ("srvgg_compact", {"num_feat": 8, "num_conv": 3, "upscale": 2}, (90, 110)),
+        ("rrdbnet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 2}, (91, 109)),  # odd sides
+    ],
+)
+def test_a_trained_enlarger_tiled_equals_one_pass_and_finds_no_damage(arch, config, size):
     torch.manual_seed(0)
-    model = create_model("srvgg_compact", num_feat=8, num_conv=3, upscale=2).eval()
+    model = create_model(arch, **config).eval()
     from skimage import data
 
-    photo = np.ascontiguousarray(data.astronaut()[::4, ::4][:90, :110])
+    photo = np.ascontiguousarray(data.astronaut()[::4, ::4][: size[0], : size[1]])
     tiled = Restorer(model, EngineConfig(tile=48, overlap=16)).restore([photo])[0]
     with torch.no_grad():
         x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
         whole = (model(x).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    assert tiled.image.shape == (180, 220, 3) and tiled.mask is None
+    assert tiled.image.shape == (2 * size[0], 2 * size[1], 3) and tiled.mask is None
     diff = np.abs(tiled.image.astype(int) - whole.astype(int))
     assert diff.max() <= 1, diff.max()
 
