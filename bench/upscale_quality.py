@@ -75,10 +75,25 @@ def pillow(small: np.ndarray, scale: int, how: str) -> np.ndarray:
     return np.asarray(im.resize((im.width * scale, im.height * scale), method))
 
 
+NOISE = {"gaussian_noise", "poisson_noise", "film_grain"}
+
+
+def kinds(plan: list[dict]) -> str:
+    """What a plan holds beyond resizing: "blur", "noise", "JPEG" joined by "+", or "resize only"."""
+    ops = {step["op"] for step in plan}
+    held = [
+        k
+        for k, found in (("blur", "gaussian_blur" in ops), ("noise", ops & NOISE), ("JPEG", "jpeg" in ops))
+        if found
+    ]
+    return "+".join(held) or "resize only"
+
+
 def pairs(
     images: dict[str, np.ndarray], scale: int, realistic: bool
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, original, small) for every photograph, cut to a multiple of the scale."""
+    """(name, original, small) for every photograph, cut to a multiple of the scale; a realistic
+    pair's name ends in ``#k|kinds`` (its plan's number and what the plan holds)."""
     config = EnlargeDegradation(scale=scale, plain=0.0)
     out = []
     for i, (name, img) in enumerate(sorted(images.items())):
@@ -91,7 +106,7 @@ def pairs(
         for k in range(PLANS):
             rng = np.random.default_rng([2026, i, k])
             plan = sample_plan(rng, (h, w), config)
-            out.append((f"{name}#{k}", img[:h, :w], as_pixels(apply_plan(large, plan))))
+            out.append((f"{name}#{k}|{kinds(plan)}", img[:h, :w], as_pixels(apply_plan(large, plan))))
     return out
 
 
@@ -101,21 +116,40 @@ def score(made: np.ndarray, original: np.ndarray, border: int) -> tuple[float, f
     return psnr(a, b).item(), ssim(a, b).mean().item()
 
 
-def table(title: str, rows: list[tuple[str, np.ndarray, np.ndarray]], methods: dict, scale: int) -> dict:
+def table(
+    title: str, rows: list[tuple[str, np.ndarray, np.ndarray]], methods: dict, scale: int
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Print each method's PSNR per photograph and its mean PSNR and SSIM; returns the means and
+    every row's PSNR per method (in ``rows``' order)."""
     print(f"\n{title}: {len(rows)} image(s)")
     names = sorted({n.split("#")[0] for n, _, _ in rows})
     print(f"{'':12s} " + " ".join(f"{n[:11]:>11s}" for n in names) + "   PSNR    SSIM")
-    means = {}
+    means, each = {}, {}
     for label, method in methods.items():
         scores: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
+        each[label] = []
         for name, original, small in rows:
             scores[name.split("#")[0]].append(score(method(small), original, 2 * scale))
+            each[label].append(scores[name.split("#")[0]][-1][0])
         per = [np.mean([p for p, _ in scores[n]]) for n in names]
         allp = float(np.mean([p for n in names for p, _ in scores[n]]))
         alls = float(np.mean([s for n in names for _, s in scores[n]]))
         means[label] = allp
         print(f"{label:12s} " + " ".join(f"{p:11.2f}" for p in per) + f" {allp:6.2f}  {alls:.4f}")
-    return means
+    return means, each
+
+
+def by_kind(rows: list[tuple[str, np.ndarray, np.ndarray]], each: dict[str, list[float]], label: str) -> None:
+    """The model's gain over Lanczos on the realistic copies, grouped by what their plans hold
+    (every plan resizes): where the gain is made and where it is lost."""
+    groups: dict[str, list[float]] = {}
+    for (name, _, _), ours, lanczos in zip(rows, each[label], each["lanczos"], strict=True):
+        groups.setdefault(name.split("|")[1], []).append(ours - lanczos)
+    print(f"\n   {label} over Lanczos, by what the small copy went through:")
+    for kind, gains in sorted(groups.items()):
+        print(
+            f"   {kind:20s} {len(gains):3d} copies  {np.mean(gains):+6.2f} dB (from {min(gains):+.2f} to {max(gains):+.2f})"
+        )
 
 
 def sheet(engine: Restorer, scale: int, out: Path, crop: int = 160) -> None:
@@ -173,13 +207,12 @@ def main() -> int:
     }
     label = list(methods)[-1]
     started = time.perf_counter()
-    real = table(
-        "1. realistic small copies (the training degradation, not plain)",
-        pairs(images, scale, True),
-        methods,
-        scale,
+    rows = pairs(images, scale, True)
+    real, each = table(
+        "1. realistic small copies (the training degradation, not plain)", rows, methods, scale
     )
-    plain = table("2. plain bicubic downscaling", pairs(images, scale, False), methods, scale)
+    by_kind(rows, each, label)
+    plain, _ = table("2. plain bicubic downscaling", pairs(images, scale, False), methods, scale)
     print(
         f"\ngoals (x2): realistic {real[label] - real['lanczos']:+.2f} dB over Lanczos (>= +1.5); "
         f"plain bicubic {plain[label] - plain['lanczos']:+.2f} dB over Lanczos (>= 0)"
