@@ -129,8 +129,9 @@ def table(
         scores: dict[str, list[tuple[float, float]]] = {n: [] for n in names}
         each[label] = []
         for name, original, small in rows:
-            scores[name.split("#")[0]].append(score(method(small), original, 2 * scale))
-            each[label].append(scores[name.split("#")[0]][-1][0])
+            made = score(method(small), original, 2 * scale)
+            scores[name.split("#")[0]].append(made)
+            each[label].append(made[0])
         per = [np.mean([p for p, _ in scores[n]]) for n in names]
         allp = float(np.mean([p for n in names for p, _ in scores[n]]))
         alls = float(np.mean([s for n in names for _, s in scores[n]]))

@@ -56,7 +56,7 @@ class RRDBNet(nn.Module):
         if scale not in (1, 2, 4):
             raise ValueError(f"RRDBNet scale must be 1, 2 or 4, not {scale}")
         self.scale = scale
-        num_in_ch *= {4: 1, 2: 4, 1: 16}[scale]
+        num_in_ch *= self.alignment**2  # pixel-unshuffled channels
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
         self.conv_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
