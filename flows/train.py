@@ -54,6 +54,7 @@ def train_stage(
     init_from: str | None = None,
     hard_negatives: str | None = None,
     focus: float = 0.4,
+    enlarge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
     ``OUT.training/``. ``init_from`` (a checkpoint of the stage, or a pipeline holding one) is
@@ -106,6 +107,7 @@ def train_stage(
         warmup_steps=warmup_steps,
         disc_config=disc_config or {},
         focus=focus if hard_negatives else 0.0,
+        enlarge=dict(enlarge or {}) if stage == "upscale" else {},
     )
     started = time.monotonic()
     how = {

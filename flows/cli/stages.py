@@ -195,6 +195,14 @@ def _train(stage: str, **kwargs) -> None:
 )
 @click.option("--batch", type=click.IntRange(1), default=16, show_default=True)
 @click.option(
+    "--degradation",
+    type=click.Choice(["scans", "real-esrgan"]),  # restoration.degrade.enlarge.PRESETS (loads torch)
+    default="real-esrgan",
+    show_default=True,
+    help="How the small copies are made: as small scans of prints are (scans: noise and JPEG measured "
+    "on real scans) or with Real-ESRGAN's ranges, made for photographs from the web.",
+)
+@click.option(
     "--crop",
     type=click.IntRange(32),
     default=96,
@@ -212,12 +220,14 @@ def train_upscale(
     arch_config: str | None,
     name: str | None,
     crop: int,
+    degradation: str,
     **kwargs,
 ) -> None:
     """Train an enlarger (super-resolution by 2 or 4), SRGAN-style: L1 + SSIM, then against a
     PatchGAN, on clean photographs made small as small scans are (blur, resizing, noise, film grain,
     JPEG, twice over), seeded and resumable; the card records the recipe."""
     from flows.train import enlarger_config
+    from restoration.degrade.enlarge import PRESETS
 
     if crop % int(scale):
         raise click.UsageError(f"--crop {crop} must be a multiple of --scale {scale}")
@@ -231,6 +241,7 @@ def train_upscale(
         scale=int(scale),
         crop=crop,
         disc_config={"ndf": 32},
+        enlarge=PRESETS[degradation],
         **kwargs,
     )
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from restoration.checkpoints import load_checkpoint
-from restoration.degrade.enlarge import EnlargeDegradation, apply_plan, make_small, sample_plan
+from restoration.degrade.enlarge import PRESETS, EnlargeDegradation, apply_plan, make_small, sample_plan
 from restoration.engine import EngineConfig, Restorer
 from restoration.factory import create_model
 from restoration.stage_training import StageConfig, StageTrainer, batch_maker, export
@@ -44,6 +44,21 @@ def test_small_copies_are_seeded_exact_in_size_8_bit_and_recorded():
     assert all(p[-1]["op"] in ("resize", "jpeg") and any(s.get("size") == 24 for s in p[-2:]) for p in drawn)
     with pytest.raises(ValueError, match="scale is 2 or 4"):
         EnlargeDegradation(scale=3)
+
+
+def test_the_scans_preset_draws_within_what_real_small_scans_hold():
+    config = EnlargeDegradation(**({"scale": 2, "plain": 0.0} | PRESETS["scans"]))
+    drawn = [s for i in range(400) for s in sample_plan(np.random.default_rng(i), 96, config)]
+    by_op = {op: [s for s in drawn if s["op"] == op] for op in ("jpeg", "gaussian_noise", "poisson_noise")}
+    assert all(len(steps) > 20 for steps in by_op.values())
+    assert min(s["quality"] for s in by_op["jpeg"]) >= 60  # Real-ESRGAN's ranges go down to 40
+    assert max(s["sigma"] for s in by_op["gaussian_noise"]) <= 6 / 255  # theirs to 15/255
+    assert min(s["photons"] for s in by_op["poisson_noise"]) >= 1000
+    heavy = [s for i in range(400) for s in sample_plan(np.random.default_rng(i), 96, EnlargeDegradation())]
+    assert min(s["quality"] for s in heavy if s["op"] == "jpeg") < 50  # the default keeps its ranges
+    from flows.cli.stages import train_upscale  # the CLI offers every preset (without loading torch)
+
+    assert set(next(p for p in train_upscale.params if p.name == "degradation").type.choices) == set(PRESETS)
 
 
 def test_an_enlarger_trains_with_falling_loss_goes_adversarial_resumes_exactly_and_exports(images, tmp_path):
@@ -121,8 +136,9 @@ def test_the_cli_trains_an_enlarger_whose_checkpoint_registers_as_an_upscale_mod
     args += ["--batch", "2", "--crop", "32", "--workers", "0", "--no-photos", "--device", "cpu"]
     assert main([*args, "--arch-config", json.dumps(TINY["arch_config"] | {"upscale": 4})]) == 1  # not x2
     assert "upscale is 4, not the scale 2" in capsys.readouterr().err
-    assert main([*args, "--arch-config", json.dumps(TINY["arch_config"])]) == 0
+    assert main([*args, "--arch-config", json.dumps(TINY["arch_config"]), "--degradation", "scans"]) == 0
     card = json.loads((tmp_path / "x2" / "card.json").read_text())
+    assert card["degradation"]["jpeg_quality"] == [60, 95]  # the scans preset, recorded
     assert (card["task"], card["scale"], card["name"], card["config"]["upscale"]) == (
         "upscale",
         2,
