@@ -151,7 +151,10 @@ def train(args: argparse.Namespace) -> None:
             arch_config = enlarger_config(arch, arch_config, args.scale)
             warmup = int(args.steps * 0.83) if args.warmup_steps is None else args.warmup_steps
             extra = {"scale": args.scale, "adv_weight": args.adv_weight, "warmup_steps": warmup}
-            extra |= {"disc_config": {"ndf": 64}, "enlarge": json.loads(args.probabilities)}
+            from restoration.degrade.enlarge import PRESETS
+
+            small = PRESETS[args.degradation] | json.loads(args.probabilities)
+            extra |= {"disc_config": {"ndf": 64}, "enlarge": small}
         config = StageConfig(
             stage=args.stage,
             architecture=arch,
@@ -216,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--scale", type=int, choices=[2, 4], default=2, help="upscale: the enlargement")
     t.add_argument("--adv-weight", type=float, default=0.005, help="upscale: after warm-up")
     t.add_argument("--warmup-steps", type=int, default=None, help="upscale (default: 83%% of --steps)")
+    t.add_argument(
+        "--degradation",
+        choices=["scans", "real-esrgan"],
+        default="scans",
+        help="upscale: how the small copies are made (restoration.degrade.enlarge.PRESETS)",
+    )
     t.add_argument("--images", required=True)
     t.add_argument(
         "--photos",

@@ -136,9 +136,9 @@ def main() -> int:
             return code
         print()
     # The shipped enlarger is a candidate (see its card): named, not the production default.
-    print("== Enlarge: archive upscale --collection demo --scale 2 --model enlarge-x2@v2 --limit 3")
+    print("== Enlarge: archive upscale --collection demo --scale 2 --model enlarge-x2@v3 --limit 3")
     code = archive(
-        [*base, "upscale", "--collection", "demo", "--scale", "2", "--model", "enlarge-x2@v2", "--limit", "3"]
+        [*base, "upscale", "--collection", "demo", "--scale", "2", "--model", "enlarge-x2@v3", "--limit", "3"]
     )
     if code:
         return code

@@ -197,7 +197,7 @@ def _train(stage: str, **kwargs) -> None:
 @click.option(
     "--degradation",
     type=click.Choice(["scans", "real-esrgan"]),  # restoration.degrade.enlarge.PRESETS (loads torch)
-    default="real-esrgan",
+    default="scans",
     show_default=True,
     help="How the small copies are made: as small scans of prints are (scans: noise and JPEG measured "
     "on real scans) or with Real-ESRGAN's ranges, made for photographs from the web.",

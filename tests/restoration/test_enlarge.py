@@ -136,9 +136,9 @@ def test_the_cli_trains_an_enlarger_whose_checkpoint_registers_as_an_upscale_mod
     args += ["--batch", "2", "--crop", "32", "--workers", "0", "--no-photos", "--device", "cpu"]
     assert main([*args, "--arch-config", json.dumps(TINY["arch_config"] | {"upscale": 4})]) == 1  # not x2
     assert "upscale is 4, not the scale 2" in capsys.readouterr().err
-    assert main([*args, "--arch-config", json.dumps(TINY["arch_config"]), "--degradation", "scans"]) == 0
+    assert main([*args, "--arch-config", json.dumps(TINY["arch_config"])]) == 0
     card = json.loads((tmp_path / "x2" / "card.json").read_text())
-    assert card["degradation"]["jpeg_quality"] == [60, 95]  # the scans preset, recorded
+    assert card["degradation"]["jpeg_quality"] == [60, 95]  # the scans preset by default, recorded
     assert (card["task"], card["scale"], card["name"], card["config"]["upscale"]) == (
         "upscale",
         2,
@@ -177,6 +177,7 @@ def test_a_lent_gpu_trains_an_enlarger_for_a_fixed_time(tmp_path):
         "ssim",
         "bicubic_psnr",
     }
+    assert card["degradation"]["jpeg_quality"] == [60, 95]  # the scans preset by default, as the CLI's
     # a fine-tune starts from an enlarger's checkpoint (its ``upscale`` attribute is its factor)
     again = [str(tmp_path / "x2b") if a == str(tmp_path / "x2") else a for a in args]
     main([*again, "--init", str(tmp_path / "x2"), "--code-version", "0.1.0+gtest"])
