@@ -63,12 +63,14 @@ def train_stage(
     centred where it marked them (every such mark is a false one).
     ``command`` is what the card records as how it was started (the CLI passes its own). The
     upscale stage (an enlarger by ``scale``) is adversarial after ``warmup_steps`` when
-    ``adv_weight`` > 0."""
+    ``adv_weight`` > 0; its small copies are made with ``enlarge`` (EnlargeDegradation fields;
+    default the ``scans`` preset of restoration.degrade.enlarge.PRESETS)."""
     import torch
 
     from flows.versions import code_version, software_versions
     from restoration import photos as debian
     from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, data_card
+    from restoration.degrade.enlarge import PRESETS
     from restoration.engine import resolve_device
     from restoration.stage_training import StageConfig, StageTrainer, export, hard_negatives_from, init_stage
 
@@ -107,7 +109,7 @@ def train_stage(
         warmup_steps=warmup_steps,
         disc_config=disc_config or {},
         focus=focus if hard_negatives else 0.0,
-        enlarge=dict(enlarge or {}) if stage == "upscale" else {},
+        enlarge=dict(PRESETS["scans"] if enlarge is None else enlarge) if stage == "upscale" else {},
     )
     started = time.monotonic()
     how = {

@@ -225,7 +225,8 @@ def train_upscale(
 ) -> None:
     """Train an enlarger (super-resolution by 2 or 4), SRGAN-style: L1 + SSIM, then against a
     PatchGAN, on clean photographs made small as small scans are (blur, resizing, noise, film grain,
-    JPEG, twice over), seeded and resumable; the card records the recipe."""
+    JPEG, sometimes twice over; ``--degradation`` picks the strengths), seeded and resumable; the
+    card records the recipe."""
     from flows.train import enlarger_config
     from restoration.degrade.enlarge import PRESETS
 
