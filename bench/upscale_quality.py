@@ -224,7 +224,8 @@ def main() -> int:
             by_kind(rows, each, label)
         gains[section] = means[label] - means["lanczos"]
     print(
-        f"\ngoals (x2): realistic (scans) {gains['1a']:+.2f} dB over Lanczos (>= +1.5); "
+        f"\n{'goals (x2)' if scale == 2 else f'x{scale} (the goals are set for x2)'}: "
+        f"realistic (scans) {gains['1a']:+.2f} dB over Lanczos (>= +1.5); "
         f"plain bicubic {gains['2']:+.2f} dB over Lanczos (>= 0); "
         f"for comparison, realistic with Real-ESRGAN's ranges {gains['1b']:+.2f} dB"
     )
