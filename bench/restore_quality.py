@@ -44,7 +44,7 @@ from restoration.baseline import classical_restore, tophat_restore  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import VALIDATION_IMAGES, bundled_images, random_crops, validation_set  # noqa: E402
 from restoration.degrade import DegradationConfig, degrade  # noqa: E402
-from restoration.metrics import mask_counts, mask_f1, psnr, region_psnr, ssim  # noqa: E402
+from restoration.metrics import f1_from_counts, mask_counts, mask_f1, psnr, region_psnr, ssim  # noqa: E402
 from restoration.training import RESTORE_PROBABILITIES  # noqa: E402
 
 WEIGHTS = ROOT / "restoration" / "weights"
@@ -307,7 +307,7 @@ def realistic_per_effect(run: Method, images: dict[str, np.ndarray], args) -> No
         precision, recall = hits / max(marked, 1), hits / max(truth, 1)
         print(
             f"{effect:16s} {val.mask.mean().item():8.2%} {pi:7.2f} {pm:7.2f} {pm - pi:+6.2f}   "
-            f"{precision:9.3f} {recall:7.3f} {2 * hits / (marked + truth) if marked + truth else 1.0:6.3f}"
+            f"{precision:9.3f} {recall:7.3f} {f1_from_counts(hits, marked, truth):6.3f}"
         )
 
 

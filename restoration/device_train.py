@@ -34,6 +34,7 @@ import torch
 
 from restoration import photos
 from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, data_card, digest
+from restoration.degrade.enlarge import PRESETS
 from restoration.recipe import ENLARGERS, enlarger_config
 
 # The denoise stage's mixture: what is left once damage is inpainted (no damage, no tone).
@@ -151,8 +152,6 @@ def train(args: argparse.Namespace) -> None:
             arch_config = enlarger_config(arch, arch_config, args.scale)
             warmup = int(args.steps * 0.83) if args.warmup_steps is None else args.warmup_steps
             extra = {"scale": args.scale, "adv_weight": args.adv_weight, "warmup_steps": warmup}
-            from restoration.degrade.enlarge import PRESETS
-
             small = PRESETS[args.degradation] | json.loads(args.probabilities)
             extra |= {"disc_config": {"ndf": 64}, "enlarge": small}
         config = StageConfig(
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--warmup-steps", type=int, default=None, help="upscale (default: 83%% of --steps)")
     t.add_argument(
         "--degradation",
-        choices=["scans", "real-esrgan"],
+        choices=list(PRESETS),
         default="scans",
         help="upscale: how the small copies are made (restoration.degrade.enlarge.PRESETS)",
     )

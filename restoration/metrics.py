@@ -50,10 +50,14 @@ def mask_counts(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5
     return int((p & t).sum()), int(p.sum()), int(t.sum())
 
 
+def f1_from_counts(hits: int, marked: int, truth: int) -> float:
+    """F1 from :func:`mask_counts`' three counts; both masks empty counts as perfect agreement."""
+    return 2 * hits / (marked + truth) if marked + truth else 1.0
+
+
 def mask_f1(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """F1 of a predicted damage mask (probabilities) against the true one, over the whole batch.
 
     Both empty counts as perfect agreement.
     """
-    hits, marked, truth = mask_counts(pred, target, threshold)
-    return torch.tensor(2 * hits / (marked + truth) if marked + truth else 1.0, device=pred.device)
+    return torch.tensor(f1_from_counts(*mask_counts(pred, target, threshold)), device=pred.device)
