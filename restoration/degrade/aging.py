@@ -159,6 +159,45 @@ def apply_craquelure(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Te
     return _paper(img, region, p["colour"], p["opacity"], p["texture"], p["seed"])
 
 
+# -- cracks in relief: the emulsion cracked but not lost ---------------------------------------------
+# Seen on the real cracked portrait of a couple (old_w_scratch_d): besides the paper-white cracks, a
+# network of hairlines across the faces where the picture is still there, each a lip lit by the
+# scanner's lamp with a shadow on one side, 10-30 levels either way. No paper shows, so a detector
+# taught only paper-coloured cracks leaves them; the inpainter's fill removes them (thin: 1-3 px).
+
+
+def sample_relief(rng: np.random.Generator, h: int, w: int) -> dict:
+    """A crack network (:func:`sample_craquelure`'s geometry, hairline widths) lit from one side."""
+    net = sample_craquelure(rng, h, w)
+    light = float(rng.uniform(0, 2 * math.pi))
+    step = int(rng.integers(1, 3))  # how far the shadow falls from the lip, pixels
+    width = float(rng.choice([1.0, 1.0, 2.0]))  # hairlines, one width for the whole network
+    return {
+        "segments": [[*s[:4], width] for s in net["segments"]],
+        "shadow": [round(step * math.cos(light)), round(step * math.sin(light))],
+        "brightness": float(rng.uniform(0.12, 0.4)),
+        "darkening": float(rng.uniform(0.12, 0.4)),
+        "ragged": float(rng.uniform(0.0, 0.15)),
+        "seed": net["seed"],
+    }
+
+
+def apply_relief(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    h, w = img.shape[-2:]
+    lip = _ragged(_draw_segments(h, w, p["segments"]), p["ragged"], p["seed"])
+    dx, dy = p["shadow"]
+    if (dx, dy) == (0, 0):
+        dx = 1
+    shifted = np.zeros_like(lip)
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    shifted[yd, xd] = lip[ys, xs]
+    shadow = shifted & ~lip
+    img = _blend(img, np.zeros(3), shadow.astype(np.float32) * p["darkening"])
+    img = _blend(img, np.array([0.97, 0.96, 0.93]), lip.astype(np.float32) * p["brightness"])
+    return img, _as_mask(lip | shadow, img)
+
+
 # -- creases and folds: a bright ridge with a shadowed side -----------------------------------------
 
 

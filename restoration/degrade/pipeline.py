@@ -40,6 +40,7 @@ DAMAGE = (
     "cracks",
     "tears",
     "craquelure",
+    "relief",
     "creases",
     "losses",
     "flaking",

@@ -90,7 +90,9 @@ def test_config_is_checked_and_digested():
     assert DegradationConfig().digest() != DegradationConfig.only("dust").digest()
 
 
-@pytest.mark.parametrize("name", ["craquelure", "creases", "losses", "flaking", "foxing", "water_stain"])
+@pytest.mark.parametrize(
+    "name", ["craquelure", "relief", "creases", "losses", "flaking", "foxing", "water_stain"]
+)
 def test_realistic_damage_is_seeded_and_leaves_a_mark_where_real_damage_does(name):
     sample, apply = effect(name)
     a, b, c = (sample(np.random.default_rng(s), 200, 300) for s in (7, 7, 8))
@@ -114,6 +116,17 @@ def test_cracks_are_paper_bright_branching_and_as_wide_as_the_real_ones():
     assert 0.002 < np.median(shares) < 0.08
     bright = [sample(np.random.default_rng(s), 100, 100)["colour"][0] > 0.8 for s in range(40)]
     assert 0.7 < np.mean(bright) < 0.95  # most show the paper; some hold dirt
+
+
+def test_cracks_in_relief_are_hairlines_lit_on_one_side_and_shadowed_on_the_other():
+    sample, apply = effect("relief")
+    for seed in range(6):
+        p = sample(np.random.default_rng(seed), 300, 300)
+        grey = torch.full((1, 3, 300, 300), 0.5)
+        out, mask = apply(grey, p)
+        change = (out - grey).mean(1, keepdim=True)[mask == 1]
+        assert (change > 0.05).any() and (change < -0.05).any()  # a lit lip and its shadow
+        assert {seg[4] for seg in p["segments"]} <= {1.0, 2.0} and mask.mean() < 0.1
 
 
 def test_translucent_marks_leave_no_mask_and_keep_the_picture():
