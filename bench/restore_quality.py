@@ -297,7 +297,8 @@ def realistic_per_effect(run: Method, images: dict[str, np.ndarray], args) -> No
         f"{'effect':16s} {'damaged':>8s} {'input':>7s} {'model':>7s} {'gain':>6s}   "
         f"{'precision':>9s} {'recall':>7s} {'F1':>6s}"
     )
-    for effect in (*REAL_DAMAGE, "relief"):  # relief: not in section 1's mixture, whose figures stay comparable
+    # relief is not in section 1's mixture, so that its figures stay comparable with earlier runs
+    for effect in (*REAL_DAMAGE, "relief"):
         rng = np.random.default_rng([args.seed, 11])
         clean = torch.cat([random_crops([img], crops, args.size, rng) for img in images.values()])
         val = degrade(clean, rng, DegradationConfig({effect: 1.0}))
