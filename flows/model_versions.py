@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -164,6 +165,13 @@ def ready(settings: Settings) -> None:
     ensure_shipped(settings)
 
 
+def release_order(card_path: Path) -> tuple:
+    """Sort key of a shipped card ``<name>/<version>/card.json``: by name, then by version with its
+    numbers compared as numbers (restore-unet v9 before v10, which a plain sort puts first)."""
+    name, version = card_path.parent.parent.name, card_path.parent.name
+    return name, [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", version)]
+
+
 def ensure_shipped(settings: Settings) -> None:
     """Register the checkpoints shipped with the code, the first time a catalogue needs a model.
 
@@ -183,7 +191,9 @@ def ensure_shipped(settings: Settings) -> None:
         rows = queries.model_versions(session)
     known = {(m.name, m.version) for m in rows}
     in_production = {m.name for m in rows if m.status == "production"}
-    for card_path in sorted(SHIPPED.glob(f"*/*/{CARD}")):
+    # In release order (v9 before v10): a reprocess treats the versions registered before a model
+    # as older than it (derivatives.stale_items), so v10 must not be registered before v2..v9.
+    for card_path in sorted(SHIPPED.glob(f"*/*/{CARD}"), key=release_order):
         card = json.loads(card_path.read_text())
         if (card["name"], card["version"]) in known:
             continue

@@ -146,6 +146,26 @@ def test_shipped_checkpoints_are_registered_on_first_use(settings, tmp_path, mon
     assert statuses == {"v1": "candidate", "v2": "production"}
 
 
+def test_shipped_versions_are_registered_in_release_order_so_v10_is_newer_than_v9(
+    settings, tmp_path, monkeypatch
+):
+    """A reprocess with a model redoes what versions registered before it made: on a fresh archive,
+    v10 must be registered after v9 (a plain sort of the folders puts v10 first)."""
+    shipped = tmp_path / "weights"
+    for version in ("v10", "v2", "v9"):
+        checkpoint(shipped / "restore-unet", version)
+        (shipped / "restore-unet" / f"restore-unet-{version}").rename(shipped / "restore-unet" / version)
+    (shipped / "shipped.json").write_text(
+        json.dumps(
+            {"restore-unet/v2": "retired", "restore-unet/v9": "production", "restore-unet/v10": "candidate"}
+        )
+    )
+    monkeypatch.setattr("flows.model_versions.SHIPPED", shipped)
+    ready(settings)
+    ids = {v: load(settings, f"restore-unet@{v}")[2].id for v in ("v2", "v9", "v10")}
+    assert ids["v2"] < ids["v9"] < ids["v10"]
+
+
 def test_restore_files_keeps_names_sizes_modes_and_depth(registry, tmp_path, capsys):
     import numpy as np
     from PIL import Image
