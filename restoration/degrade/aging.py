@@ -24,6 +24,8 @@ from restoration.degrade.tone import _seed
 
 # -- helpers ------------------------------------------------------------------------------------
 
+PAPER_WHITE = np.array([0.97, 0.96, 0.93])  # the lit ridge of a crease or a relief crack
+
 
 def _noise(seed: int, h: int, w: int, scale: float) -> np.ndarray:
     """Smooth noise in [-1, 1]-ish: white noise blurred at ``scale`` pixels, normalised."""
@@ -185,16 +187,12 @@ def sample_relief(rng: np.random.Generator, h: int, w: int) -> dict:
 def apply_relief(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
     h, w = img.shape[-2:]
     lip = _ragged(_draw_segments(h, w, p["segments"]), p["ragged"], p["seed"])
-    dx, dy = p["shadow"]
-    if (dx, dy) == (0, 0):
-        dx = 1
-    shifted = np.zeros_like(lip)
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-    shifted[yd, xd] = lip[ys, xs]
-    shadow = shifted & ~lip
+    move = np.float32(
+        [[1, 0, p["shadow"][0]], [0, 1, p["shadow"][1]]]
+    )  # the lip moved by the shadow's offset
+    shadow = (cv2.warpAffine(lip.astype(np.uint8), move, (w, h), flags=cv2.INTER_NEAREST) > 0) & ~lip
     img = _blend(img, np.zeros(3), shadow.astype(np.float32) * p["darkening"])
-    img = _blend(img, np.array([0.97, 0.96, 0.93]), lip.astype(np.float32) * p["brightness"])
+    img = _blend(img, PAPER_WHITE, lip.astype(np.float32) * p["brightness"])
     return img, _as_mask(lip | shadow, img)
 
 
@@ -236,7 +234,7 @@ def apply_creases(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tenso
         ridge_a = np.maximum(ridge_a, ridge * c["brightness"])
         shadow_a = np.maximum(shadow_a, shadow * c["darkening"])
     shadow_a[ridge_a > 0] = 0  # where folds cross, the ridge is what shows
-    img = _blend(_blend(img, np.zeros(3), shadow_a), np.array([0.97, 0.96, 0.93]), ridge_a)
+    img = _blend(_blend(img, np.zeros(3), shadow_a), PAPER_WHITE, ridge_a)
     return img, _as_mask((ridge_a > 0) | (shadow_a > 0), img)
 
 
