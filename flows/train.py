@@ -55,16 +55,24 @@ def train_stage(
     hard_negatives: str | None = None,
     focus: float = 0.4,
     enlarge: dict[str, Any] | None = None,
+    detector: str | None = None,
+    grow: int = 2,
+    max_width: int = 0,
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
     ``OUT.training/``. ``init_from`` (a checkpoint of the stage, or a pipeline holding one) is
-    fine-tuned instead of a network from scratch. detect: ``hard_negatives`` (a checkpoint with a
+    fine-tuned instead of a network from scratch. detect (and an inpainter that sees under its holes):
+    ``hard_negatives`` (a checkpoint with a
     detector) is run over the clean training photographs, and a ``focus`` share of the crops is
     centred where it marked them (every such mark is a false one).
     ``command`` is what the card records as how it was started (the CLI passes its own). The
     upscale stage (an enlarger by ``scale``) is adversarial after ``warmup_steps`` when
     ``adv_weight`` > 0; its small copies are made with ``enlarge`` (EnlargeDegradation fields;
-    default the ``scans`` preset of restoration.degrade.enlarge.PRESETS)."""
+    default the ``scans`` preset of restoration.degrade.enlarge.PRESETS).
+    inpaint: holes are the damage's grown by ``grow`` pixels; an inpainter that sees under its holes
+    (``arch_config`` ``sees_under``) learns on damage drawn in them (UNDER_TONE, UNDER_HOLES) and,
+    with ``detector`` (a checkpoint with a detect stage), also on the holes that detector draws
+    (its marks narrower than ``max_width``, as the pipeline that will hold both fills them)."""
     import torch
 
     from flows.versions import code_version, software_versions
@@ -72,12 +80,26 @@ def train_stage(
     from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, bundled_images, data_card
     from restoration.degrade.enlarge import PRESETS
     from restoration.engine import resolve_device
-    from restoration.stage_training import StageConfig, StageTrainer, export, hard_negatives_from, init_stage
+    from restoration.stage_training import (
+        UNDER_HOLES,
+        UNDER_TONE,
+        StageConfig,
+        StageTrainer,
+        export,
+        hard_negatives_from,
+        init_stage,
+        stage_of,
+    )
 
     if stage not in STAGE_ARCHITECTURES:
         raise ConfigError(f"stage must be one of {', '.join(STAGE_ARCHITECTURES)}, not {stage!r}")
-    if hard_negatives and stage != "detect":
-        raise ConfigError("hard negatives are for the detect stage")
+    under = stage == "inpaint" and bool((arch_config or {}).get("sees_under"))
+    if hard_negatives and not (stage == "detect" or under):
+        raise ConfigError(
+            "hard negatives are for the detect stage, or an inpainter that sees under its holes"
+        )
+    if detector and not under:
+        raise ConfigError("a detector's holes are for an inpainter that sees under them (sees_under)")
     if photos and not debian.available():
         raise ConfigError(
             f"photos: {debian.ROOT} lacks the mate-backgrounds photographs "
@@ -109,6 +131,10 @@ def train_stage(
         warmup_steps=warmup_steps,
         disc_config=disc_config or {},
         focus=focus if hard_negatives else 0.0,
+        grow=grow,
+        max_width=max_width,
+        detector=str(detector or ""),
+        **({"tone": dict(UNDER_TONE), "holes": dict(UNDER_HOLES)} if under else {}),
         enlarge=dict(PRESETS["scans"] if enlarge is None else enlarge) if stage == "upscale" else {},
     )
     started = time.monotonic()
@@ -118,6 +144,11 @@ def train_stage(
         "device": str(dev),
         "code_version": code_version(),
     }  # the code that trains, read before it does
+    if detector:
+        how["detector"] = {
+            "from": str(detector),
+            "weights_sha256": stage_of(Path(detector), "detect")[1]["weights_sha256"],
+        }
     points = None
     if hard_negatives:
         points, how["hard_negatives"] = hard_negatives_from(

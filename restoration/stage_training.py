@@ -14,6 +14,7 @@ scans are (:mod:`restoration.degrade.enlarge`).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 import time
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from restoration import losses
+from restoration.archs.pipeline import fill_holes
 from restoration.checkpoints import save_checkpoint
 from restoration.data import Focus, batch_loader, random_crops, step_batch
 from restoration.degrade import DegradationConfig, Degraded, degrade
@@ -102,6 +104,11 @@ INPAINT_HOLES = {
     "cracks": 0.3,
     "tears": 0.15,
 }
+# An inpainter that sees under its holes (``sees_under``) learns on damage that lies in its holes,
+# cracks in relief among it (the picture intact beneath), over pictures that have thin lines of
+# their own (lattices, lettering), and on the holes a detector draws there, false ones included.
+UNDER_TONE = INPAINT_TONE | {"lattice": 0.15, "lettering": 0.15}
+UNDER_HOLES = INPAINT_HOLES | {"relief": 0.3}
 
 
 @dataclass
@@ -122,9 +129,15 @@ class StageConfig:
     degradation: dict[str, float] = field(default_factory=lambda: dict(DETECT_PROBABILITIES))
     holes: dict[str, float] = field(default_factory=lambda: dict(INPAINT_HOLES))
     untouched: float = 0.2  # detect: share of crops without any damage or tone effect
-    focus: float = 0.0  # detect: share of crops centred on hard negatives (StageTrainer's focus_points)
+    focus: float = (
+        0.0  # detect, inpaint: share of crops centred on hard negatives (StageTrainer's focus_points)
+    )
     visible: float = 0.03  # detect: damage that changed no channel by more than this is not marked
     grow: int = 2  # inpaint: holes are grown as the pipeline grows the detector's mask
+    tone: dict[str, float] = field(default_factory=lambda: dict(INPAINT_TONE))  # inpaint: the pictures' look
+    detector: str = ""  # inpaint (sees_under): a checkpoint whose detector's holes are filled too
+    max_width: int = 0  # inpaint (detector): only its marks narrower than this, as the pipeline fills
+    blind: float = 0.2  # inpaint (sees_under): share of pictures filled without looking under the holes
     hole_weight: float = 6.0  # inpaint: extra L1 inside the holes
     ssim_weight: float = 0.2
     augment: bool = True
@@ -157,14 +170,18 @@ def inpaint_batch(
     grow: int,
     augment: bool,
     step: int,
+    under: bool = False,
+    focus: Focus | None = None,
 ) -> Degraded:
-    """Pictures (clean crops through a light tone mixture) and damage-shaped holes in them, grown
-    by ``grow`` pixels; ``degraded`` is the picture itself: the inpainter sees it only outside the holes."""
+    """Pictures (clean crops through a light tone mixture, ``clean``) and damage-shaped holes in
+    them, grown by ``grow`` pixels. ``degraded`` is the picture itself (a blind inpainter sees it
+    only outside the holes), or with ``under`` the picture with the damage drawn in it. ``focus``:
+    a share of the crops centred on hard negatives (where a detector marks clean photographs)."""
     rng = np.random.default_rng([seed, step])
-    picture = degrade(random_crops(images, batch, size, rng, augment), rng, tone).degraded
+    picture = degrade(random_crops(images, batch, size, rng, augment, focus), rng, tone).degraded
     damaged = degrade(picture, rng, holes)
     mask = F.max_pool2d(damaged.mask, 2 * grow + 1, 1, grow) if grow else damaged.mask
-    return Degraded(picture, picture, mask, damaged.params)
+    return Degraded(damaged.degraded if under else picture, picture, mask, damaged.params)
 
 
 def enlarge_batch(
@@ -205,10 +222,12 @@ def batch_maker(
         c.seed,
         c.batch,
         size,
-        DegradationConfig(dict(INPAINT_TONE)),
+        DegradationConfig(dict(c.tone)),
         DegradationConfig(dict(c.holes)),
         c.grow,
         augment,
+        under=bool(c.arch_config.get("sees_under")),
+        focus=focus,
     )
 
 
@@ -241,14 +260,31 @@ class StageTrainer:
                 self.d.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0
             )
         self.amp = self.device.type == "cuda"
+        self.detector = None  # inpaint: the detector whose holes are filled too
+        if config.stage == "inpaint" and config.detector:
+            detector, _ = stage_of(Path(config.detector), "detect")
+            self.detector = detector.to(self.device).eval().requires_grad_(False)
         self.step = 0
         self.history: list[dict[str, float]] = []
         self.sessions: list[dict[str, Any]] = []
 
-    def init_from(self, model: torch.nn.Module) -> None:
-        """Start the network (and its EMA) from another checkpoint's weights: fine-tuning."""
-        self.net.load_state_dict(model.state_dict(), strict=True)
-        self.ema.load_state_dict(model.state_dict(), strict=True)
+    def init_from(self, model: torch.nn.Module) -> list[str]:
+        """Start the network (and its EMA) from another checkpoint's weights: fine-tuning. A weight
+        that takes fewer input channels than this network's (a blind inpainter's first layer, for
+        one that sees under its holes) is widened with zeros, so the network starts by computing
+        what the other did; returns the names of the weights so widened."""
+        state, own, widened = model.state_dict(), self.net.state_dict(), []
+        for name, w in state.items():
+            mine = own.get(name)
+            if mine is not None and w.ndim == 4 and mine.ndim == 4 and w.shape[1] < mine.shape[1]:
+                if w.shape[:1] + w.shape[2:] == mine.shape[:1] + mine.shape[2:]:
+                    state[name] = torch.cat(
+                        [w, w.new_zeros(w.shape[0], mine.shape[1] - w.shape[1], *w.shape[2:])], 1
+                    )
+                    widened.append(name)
+        self.net.load_state_dict(state, strict=True)
+        self.ema.load_state_dict(state, strict=True)
+        return widened
 
     def loss(
         self, net: torch.nn.Module, batch: Degraded
@@ -262,7 +298,8 @@ class StageTrainer:
                 loss = losses.mask_loss(net(x), m)
                 return loss, {"loss": loss.item()}, None
             if c.stage == "inpaint":
-                loss = losses.reconstruction(net(x, m), y, c.ssim_weight, m, c.hole_weight)
+                filled = net(x, m, blind=self.blind(len(x)))
+                loss = losses.reconstruction(filled, y, c.ssim_weight, m, c.hole_weight)
                 return loss, {"loss": loss.item()}, None
             large = net(x)
             loss = rec = losses.reconstruction(large, y, c.ssim_weight)
@@ -272,6 +309,30 @@ class StageTrainer:
                 loss = rec + c.adv_weight * adv
                 parts["g_adv"] = adv.item()
             return loss, parts, (large.detach(), y)
+
+    @torch.no_grad()
+    def with_detected(self, batch: Degraded) -> Degraded:
+        """inpaint with a detector: the holes are the damage's and the ones the detector draws over
+        the damaged picture (as the pipeline fills them), so that the inpainter meets the false
+        ones it will meet in use, and learns to keep the picture there."""
+        if self.detector is None:
+            return batch
+        c, x = self.config, batch.degraded.to(self.device)
+        h, w = x.shape[-2:]
+        align = int(getattr(self.detector, "alignment", 1))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.detector(F.pad(x, (0, -w % align, 0, -h % align), mode="replicate"))
+        drawn = fill_holes(torch.sigmoid(logits.float())[..., :h, :w], grow=c.grow, max_width=c.max_width)
+        return dataclasses.replace(batch, mask=torch.maximum(batch.mask, drawn.to(batch.mask.device)))
+
+    def blind(self, n: int) -> torch.Tensor | bool:
+        """inpaint, seeing under the holes: which of ``n`` pictures are filled blind this step (as a
+        curator's mask is), [n, 1, 1, 1] in {0, 1}; seeded by the step."""
+        c = self.config
+        if not c.arch_config.get("sees_under") or c.blind <= 0:
+            return False
+        drawn = np.random.default_rng([c.seed, self.step, 5]).random(n) < c.blind
+        return torch.from_numpy(drawn).float().view(n, 1, 1, 1).to(self.device)
 
     @property
     def adversarial(self) -> bool:
@@ -285,7 +346,7 @@ class StageTrainer:
         adversarial = self.adversarial
         if adversarial:
             self.d.requires_grad_(False)  # the generator's step does not train the discriminator
-        loss, parts, outputs = self.loss(self.net, batch)
+        loss, parts, outputs = self.loss(self.net, self.with_detected(batch))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.clip_grad)
@@ -311,7 +372,7 @@ class StageTrainer:
     def validate(self) -> dict[str, float]:
         c = self.config
         make = batch_maker(c, self.val_images, c.val_crop, validation=True)
-        batches = [make(10**9 + i) for i in range(c.val_crops)]
+        batches = [self.with_detected(make(10**9 + i)) for i in range(c.val_crops)]
         return evaluate_stage(self.ema, c.stage, batches, self.device)
 
     def save_state(self, directory: Path) -> None:
@@ -439,13 +500,15 @@ def evaluate_stage(
 # Configuration fields only one stage reads: a card lists its own stage's, not the others' defaults.
 _STAGE_FIELDS = {
     "detect": {"degradation", "untouched", "visible", "focus"},
-    "inpaint": {"holes", "grow", "hole_weight"},
+    "inpaint": {"holes", "grow", "hole_weight", "tone", "detector", "max_width", "blind", "focus"},
     "upscale": {"scale", "enlarge", "adv_weight", "warmup_steps", "discriminator", "disc_config"},
 }
 
 
 def _own_fields(c: StageConfig) -> dict[str, Any]:
-    others = set().union(*(f for stage, f in _STAGE_FIELDS.items() if stage != c.stage))
+    others = (
+        set().union(*(f for stage, f in _STAGE_FIELDS.items() if stage != c.stage)) - _STAGE_FIELDS[c.stage]
+    )
     return {k: v for k, v in asdict(c).items() if k not in others}
 
 
@@ -480,13 +543,15 @@ def init_stage(trainer: StageTrainer, checkpoint: Path, stage: str) -> dict[str,
     """Start ``trainer``'s network from ``checkpoint``'s ``stage``; what the card records of it."""
     model, card = stage_of(checkpoint, stage)
     try:
-        trainer.init_from(model)
+        widened = trainer.init_from(model)
     except RuntimeError as e:
         raise ValueError(
             f"init from {checkpoint}: its {stage} network does not fit {trainer.config.architecture} "
             f"{trainer.config.arch_config}: {str(e).splitlines()[0]}"
         ) from None
-    return {"from": str(checkpoint), "weights_sha256": card["weights_sha256"]}
+    return {"from": str(checkpoint), "weights_sha256": card["weights_sha256"]} | (
+        {"widened_with_zeros": widened} if widened else {}
+    )
 
 
 def hard_negatives_from(

@@ -81,8 +81,8 @@ def _checkpoint(flag: str, help: str, required: bool = True):
 )
 @_checkpoint(
     "--hard-negatives",
-    "detect: a checkpoint whose detector is run over the clean training photographs; crops are "
-    "centred where it marks them (every such mark is a false one).",
+    "detect (or inpaint with sees_under): a checkpoint whose detector is run over the clean training "
+    "photographs; crops are centred where it marks them (every such mark is a false one).",
     required=False,
 )
 @click.option(
@@ -91,6 +91,26 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     default=0.4,
     show_default=True,
     help="With --hard-negatives: the share of crops centred on one.",
+)
+@_checkpoint(
+    "--detector",
+    "inpaint, with --arch-config '{\"sees_under\": true}': a checkpoint whose detector's holes over "
+    "the damaged pictures are filled too, false ones included (where it must keep the picture).",
+    required=False,
+)
+@click.option(
+    "--grow",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="inpaint: holes grown by this many pixels.",
+)
+@click.option(
+    "--max-width",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="With --detector: only its marks narrower than this (the pipeline's --max-width).",
 )
 @_RUN
 def train_stage(
@@ -109,6 +129,9 @@ def train_stage(
     init_from: str | None,
     hard_negatives: str | None,
     focus: float,
+    detector: str | None,
+    grow: int,
+    max_width: int,
     seed: int,
     device: str,
 ) -> None:
@@ -117,14 +140,22 @@ def train_stage(
     photographs of plasma-workspace-wallpapers and lomiri-wallpapers-16.04 are added where installed."""
     if hard_negatives and stage != "detect":
         raise click.UsageError("--hard-negatives is for --stage detect")
+    config = json.loads(arch_config)
+    if detector and not (stage == "inpaint" and isinstance(config, dict) and config.get("sees_under")):
+        raise click.UsageError(
+            "--detector is for --stage inpaint with --arch-config '{\"sees_under\": true}'"
+        )
     _train(
         stage=stage,
         init_from=init_from,
         hard_negatives=hard_negatives,
         focus=focus,
+        detector=detector,
+        grow=grow,
+        max_width=max_width,
         out=out_dir,
         architecture=architecture,
-        arch_config=json.loads(arch_config),
+        arch_config=config,
         steps=steps,
         batch=batch,
         crop=crop,

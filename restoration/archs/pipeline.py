@@ -21,6 +21,30 @@ from restoration.registry import build, register_model
 STAGES = ("detect", "inpaint", "denoise")
 
 
+def fill_holes(
+    prob: torch.Tensor, threshold: float = 0.5, softness: float = 0.3, grow: int = 2, max_width: int = 0
+) -> torch.Tensor:
+    """What to fill, in [0, 1]: a soft threshold of the damage probability (so tiles whose
+    probabilities differ by a hair fill alike), grown by ``grow`` pixels to take in the ragged rims
+    that a crack leaves half-lit.
+
+    With ``max_width``, only marks narrower than that many pixels are filled: cracks, scratches,
+    creases, dust. A broad mark (a white collar, a sleeve, a star on a flag, or real emulsion loss)
+    is left as it is: the detector cannot tell those apart, filling a collar destroys the picture,
+    and a curator who wants a loss filled draws its mask (``archive mask``; the pipeline fills a
+    curator's mask as drawn). The inpainter's training draws its holes this way too."""
+    lo = threshold - softness / 2
+    a = ((prob - lo) / max(softness, 1e-6)).clamp(0, 1)
+    if max_width > 0:
+        k = max_width | 1
+        marked = (a > 0.5).to(a.dtype)
+        broad = F.max_pool2d(
+            -F.max_pool2d(-marked, k, 1, k // 2), k, 1, k // 2
+        )  # opening: what a k x k square fits in
+        a = a * (1 - F.max_pool2d(broad, 5, 1, 2))  # and its frayed rim
+    return F.max_pool2d(a, 2 * grow + 1, 1, grow) if grow > 0 else a
+
+
 class RestorePipeline(nn.Module):
     def __init__(
         self,
@@ -53,25 +77,10 @@ class RestorePipeline(nn.Module):
         return max([64] + [int(getattr(m, "tile_overlap", 0)) for m in self.stages().values()])
 
     def holes(self, prob: torch.Tensor, narrow_only: bool = True) -> torch.Tensor:
-        """What to fill, in [0, 1]: a soft threshold of the damage probability (so tiles whose
-        probabilities differ by a hair fill alike), grown by ``grow`` pixels to take in the
-        ragged rims that a crack leaves half-lit.
-
-        With ``max_width`` (and ``narrow_only``: not for a curator's own mask), only marks
-        narrower than that many pixels are filled: cracks, scratches, creases, dust. A broad mark
-        (a white collar, a sleeve, a star on a flag, or real emulsion loss) is left as it is: the
-        detector cannot tell those apart, filling a collar destroys the picture, and a curator who
-        wants a loss filled draws its mask (``archive mask``)."""
-        lo = self.threshold - self.softness / 2
-        a = ((prob - lo) / max(self.softness, 1e-6)).clamp(0, 1)
-        if self.max_width > 0 and narrow_only:
-            k = self.max_width | 1
-            marked = (a > 0.5).to(a.dtype)
-            broad = F.max_pool2d(
-                -F.max_pool2d(-marked, k, 1, k // 2), k, 1, k // 2
-            )  # opening: what a k x k square fits in
-            a = a * (1 - F.max_pool2d(broad, 5, 1, 2))  # and its frayed rim
-        return F.max_pool2d(a, 2 * self.grow + 1, 1, self.grow) if self.grow > 0 else a
+        """What to fill: :func:`fill_holes` with this pipeline's settings."""
+        return fill_holes(
+            prob, self.threshold, self.softness, self.grow, self.max_width if narrow_only else 0
+        )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if mask is None:
@@ -81,9 +90,9 @@ class RestorePipeline(nn.Module):
             prob = mask.to(x.dtype)
             logits = torch.logit(mask.float().clamp(1e-4, 1 - 1e-4)).to(x.dtype)
         holes = self.holes(prob, narrow_only=mask is None)  # a curator's mask is filled as drawn
-        y = (
-            self.inpaint(x, holes) if bool(holes.any()) else x
-        )  # nothing to fill: the inpainter would return x
+        # nothing to fill: the inpainter would return x. A curator's marks are all damage: an
+        # inpainter that can look under its holes fills them without looking.
+        y = self.inpaint(x, holes, blind=mask is not None) if bool(holes.any()) else x
         if self.denoise is not None:
             y = self.denoise(y)[0]
         return y, logits
