@@ -138,10 +138,13 @@ def train_stage(
     """Train one stage of the staged restorer (detect or inpaint) on synthetic realistic damage
     (the ``train-stage`` flow, which a deployment can schedule on the GPU pool). With --photos, the
     photographs of plasma-workspace-wallpapers and lomiri-wallpapers-16.04 are added where installed."""
-    if hard_negatives and stage != "detect":
-        raise click.UsageError("--hard-negatives is for --stage detect")
     config = json.loads(arch_config)
-    if detector and not (stage == "inpaint" and isinstance(config, dict) and config.get("sees_under")):
+    under = stage == "inpaint" and isinstance(config, dict) and bool(config.get("sees_under"))
+    if hard_negatives and not (stage == "detect" or under):
+        raise click.UsageError(
+            "--hard-negatives is for --stage detect, or inpaint with '{\"sees_under\": true}'"
+        )
+    if detector and not under:
         raise click.UsageError(
             "--detector is for --stage inpaint with --arch-config '{\"sees_under\": true}'"
         )
