@@ -214,6 +214,88 @@ class _MarksBright(torch.nn.Module):
         return (x.min(dim=1, keepdim=True).values > 0.99).float() * 20 - 10
 
 
+def test_an_inpainter_that_sees_under_its_holes_starts_as_the_blind_one_it_is_loaded_from():
+    torch.manual_seed(0)
+    blind = create_model("gated_inpainter_test").eval()
+    config = StageConfig(
+        stage="inpaint", architecture="gated_inpainter_test", arch_config={"sees_under": True}
+    )
+    trainer = StageTrainer(config, [], [], log=lambda _: None)
+    assert trainer.init_from(blind) == ["stem.conv.weight"]  # widened with zeros, named for the card
+    seeing = trainer.net.eval()
+    x = torch.rand(2, 3, 40, 44)
+    holes = torch.zeros(2, 1, 40, 44)
+    holes[..., 10:16, 4:40] = 1
+    with torch.no_grad():
+        assert torch.equal(seeing(x, holes), blind(x, holes))
+        seeing.stem.conv.weight[
+            :, 4:
+        ].normal_()  # once it has learnt to look, what is under a hole changes the fill...
+        under = x.clone()
+        under[..., 10:16, 4:40] = 1.0  # a paper-white crack where the picture was
+        a, b = seeing(x, holes), seeing(under, holes)
+        assert not torch.allclose(a[..., 10:16, 4:40], b[..., 10:16, 4:40])
+        assert torch.equal(a[..., holes[0, 0] == 0], x[..., holes[0, 0] == 0])  # ...and nothing outside it
+        # ...except filled blind (a curator's mask), where it is not looked at
+        assert torch.equal(seeing(x, holes, blind=True), seeing(under, holes, blind=True))
+        per_picture = seeing(under, holes, blind=torch.tensor([1.0, 0.0]).view(2, 1, 1, 1))
+        assert torch.allclose(per_picture[:1], seeing(under[:1], holes[:1], blind=True), atol=1e-6)
+        assert torch.allclose(per_picture[1:], b[1:], atol=1e-6)
+    again = create_model("gated_inpainter_test", sees_under=True)
+    again.load_state_dict(seeing.state_dict(), strict=True)  # the state dict round trip
+    assert torch.equal(again.eval()(x, holes), seeing(x, holes))
+
+
+def test_the_inpainter_that_sees_under_learns_on_damage_in_its_holes_and_on_a_detectors_holes(pipeline_dir):
+    from restoration.data import TRAIN_IMAGES, bundled_images
+    from restoration.stage_training import UNDER_HOLES, UNDER_TONE
+
+    images = list(bundled_images(TRAIN_IMAGES[:2]).values())
+    common = dict(stage="inpaint", architecture="gated_inpainter_test", batch=3, crop=64, grow=1)
+    common |= dict(tone=UNDER_TONE, holes=UNDER_HOLES, val_crops=1, val_crop=64, workers=0, steps=2)
+    plain = batch_maker(StageConfig(**common), images)(4)
+    seeing = StageConfig(
+        **common, arch_config={"sees_under": True}, detector=str(pipeline_dir[0]), max_width=5
+    )
+    under = batch_maker(seeing, images)(4)
+    # the same pictures and holes; the blind inpainter's input is the picture, the other's the damaged one
+    assert torch.equal(plain.clean, under.clean) and torch.equal(plain.mask, under.mask)
+    assert torch.equal(plain.degraded, plain.clean)
+    inside, outside = under.mask > 0, under.mask == 0
+    change = (under.degraded - under.clean).abs().amax(dim=1, keepdim=True)
+    assert change[inside].mean() > 0.05 and change[outside].mean() < change[inside].mean() / 10
+
+    trainer = StageTrainer(seeing, images, images, log=lambda _: None)
+    model, _ = load_checkpoint(pipeline_dir[0])
+    model.grow, model.max_width = 1, 5
+    detected = trainer.with_detected(under)
+    with torch.no_grad():  # the holes are the damage's and those the pipeline would fill
+        drawn = model.holes(torch.sigmoid(model.detect(under.degraded)))
+    assert torch.equal(detected.mask, torch.maximum(under.mask, drawn))
+    assert (drawn * (under.mask == 0)).sum() > 0  # some of the detector's holes are not damage
+    trainer.run(pipeline_dir[0].parent / "state")
+    assert trainer.step == 2 and np.isfinite(trainer.history[-1]["loss"])
+    assert set(trainer.validate()) == {"hole_psnr", "psnr"}
+
+
+def test_a_pipeline_fills_a_curators_mask_without_looking_under_it():
+    from restoration.archs.pipeline import RestorePipeline
+
+    torch.manual_seed(0)
+    stages = {
+        "detect": {"architecture": "damage_detector_test"},
+        "inpaint": {"architecture": "gated_inpainter_test", "config": {"sees_under": True}},
+    }
+    pipeline = RestorePipeline(stages, grow=0).eval()
+    x = torch.rand(1, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:12, 2:30] = 1
+    with torch.no_grad():
+        restored, _ = pipeline(x, mask)
+        assert torch.equal(restored, pipeline.inpaint(x, mask, blind=True))
+        assert not torch.equal(restored, pipeline.inpaint(x, mask))
+
+
 def test_hard_negatives_are_where_a_detector_marks_clean_photographs_and_crops_centre_on_them():
     from restoration.data import Focus, random_crops
     from restoration.stage_training import hard_negatives
