@@ -6,7 +6,9 @@ in float32, an EMA of the weights exported as a checkpoint with its card.
 *detect* learns the damage mask of realistic synthetic damage (crack networks, creases, lost
 corners, flaking, foxing, tide lines, scratches, dust) over prints that are also faded, yellowed,
 grainy, stained, silvered and fingerprinted: those must not be marked. *inpaint* learns to
-recover a picture (as it was before the damage: grain and all) inside damage-shaped holes.
+recover a picture (as it was before the damage: grain and all) inside damage-shaped holes; one
+that sees under its holes learns it with the damage drawn in them and with the holes a detector
+draws over the damaged picture, false ones included, where what is under is picture to keep.
 *upscale* learns to make a photograph ``scale`` times larger from a small copy made the way small
 scans are (:mod:`restoration.degrade.enlarge`).
 """
@@ -129,9 +131,7 @@ class StageConfig:
     degradation: dict[str, float] = field(default_factory=lambda: dict(DETECT_PROBABILITIES))
     holes: dict[str, float] = field(default_factory=lambda: dict(INPAINT_HOLES))
     untouched: float = 0.2  # detect: share of crops without any damage or tone effect
-    focus: float = (
-        0.0  # detect, inpaint: share of crops centred on hard negatives (StageTrainer's focus_points)
-    )
+    focus: float = 0.0  # detect, inpaint: share of crops centred on hard negatives (focus_points)
     visible: float = 0.03  # detect: damage that changed no channel by more than this is not marked
     grow: int = 2  # inpaint: holes are grown as the pipeline grows the detector's mask
     tone: dict[str, float] = field(default_factory=lambda: dict(INPAINT_TONE))  # inpaint: the pictures' look
