@@ -138,6 +138,7 @@ class StageConfig:
     detector: str = ""  # inpaint (sees_under): a checkpoint whose detector's holes are filled too
     max_width: int = 0  # inpaint (detector): only its marks narrower than this, as the pipeline fills
     blind: float = 0.2  # inpaint (sees_under): share of pictures filled without looking under the holes
+    decoys: float = 0.5  # inpaint (sees_under): share of pictures with holes over undamaged picture too
     hole_weight: float = 6.0  # inpaint: extra L1 inside the holes
     ssim_weight: float = 0.2
     augment: bool = True
@@ -172,15 +173,24 @@ def inpaint_batch(
     step: int,
     under: bool = False,
     focus: Focus | None = None,
+    decoys: float = 0.0,
 ) -> Degraded:
     """Pictures (clean crops through a light tone mixture, ``clean``) and damage-shaped holes in
     them, grown by ``grow`` pixels. ``degraded`` is the picture itself (a blind inpainter sees it
     only outside the holes), or with ``under`` the picture with the damage drawn in it. ``focus``:
-    a share of the crops centred on hard negatives (where a detector marks clean photographs)."""
+    a share of the crops centred on hard negatives (where a detector marks clean photographs).
+    ``decoys`` (with ``under``): that share of the pictures also gets a second draw of holes with
+    nothing drawn in them, picture to be kept, as under a detector's false marks: without them
+    nearly every hole holds damage, and an inpainter learns to ignore what is under its holes."""
     rng = np.random.default_rng([seed, step])
     picture = degrade(random_crops(images, batch, size, rng, augment, focus), rng, tone).degraded
     damaged = degrade(picture, rng, holes)
-    mask = F.max_pool2d(damaged.mask, 2 * grow + 1, 1, grow) if grow else damaged.mask
+    mask = damaged.mask
+    if under and decoys > 0:
+        decoy = degrade(picture, rng, holes).mask  # the shapes only
+        chosen = torch.from_numpy(rng.random(batch) < decoys).to(mask.dtype).view(-1, 1, 1, 1)
+        mask = torch.maximum(mask, decoy * chosen)
+    mask = F.max_pool2d(mask, 2 * grow + 1, 1, grow) if grow else mask
     return Degraded(damaged.degraded if under else picture, picture, mask, damaged.params)
 
 
@@ -228,6 +238,7 @@ def batch_maker(
         augment,
         under=bool(c.arch_config.get("sees_under")),
         focus=focus,
+        decoys=c.decoys,
     )
 
 
@@ -500,7 +511,7 @@ def evaluate_stage(
 # Configuration fields only one stage reads: a card lists its own stage's, not the others' defaults.
 _STAGE_FIELDS = {
     "detect": {"degradation", "untouched", "visible", "focus"},
-    "inpaint": {"holes", "grow", "hole_weight", "tone", "detector", "max_width", "blind", "focus"},
+    "inpaint": {"holes", "grow", "hole_weight", "tone", "detector", "max_width", "blind", "decoys", "focus"},
     "upscale": {"scale", "enlarge", "adv_weight", "warmup_steps", "discriminator", "disc_config"},
 }
 

@@ -4,6 +4,7 @@ and the training that makes the stages (float32 losses, worker-built batches, re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -257,13 +258,19 @@ def test_the_inpainter_that_sees_under_learns_on_damage_in_its_holes_and_on_a_de
     seeing = StageConfig(
         **common, arch_config={"sees_under": True}, detector=str(pipeline_dir[0]), max_width=5
     )
-    under = batch_maker(seeing, images)(4)
+    under = batch_maker(dataclasses.replace(seeing, decoys=0.0), images)(4)
     # the same pictures and holes; the blind inpainter's input is the picture, the other's the damaged one
     assert torch.equal(plain.clean, under.clean) and torch.equal(plain.mask, under.mask)
     assert torch.equal(plain.degraded, plain.clean)
     inside, outside = under.mask > 0, under.mask == 0
     change = (under.degraded - under.clean).abs().amax(dim=1, keepdim=True)
     assert change[inside].mean() > 0.05 and change[outside].mean() < change[inside].mean() / 10
+    # decoys: more holes, over picture left as it was (to be kept)
+    decoyed = batch_maker(dataclasses.replace(seeing, decoys=1.0), images)(4)
+    assert torch.equal(decoyed.degraded, under.degraded) and torch.equal(decoyed.clean, under.clean)
+    decoy_only = (decoyed.mask > 0) & (under.mask == 0)
+    assert (decoyed.mask >= under.mask).all() and decoy_only.sum() > 0.02 * decoyed.mask.numel()
+    assert change[decoy_only].mean() < change[inside].mean() / 10
 
     trainer = StageTrainer(seeing, images, images, log=lambda _: None)
     model, _ = load_checkpoint(pipeline_dir[0])
