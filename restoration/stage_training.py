@@ -6,9 +6,10 @@ in float32, an EMA of the weights exported as a checkpoint with its card.
 *detect* learns the damage mask of realistic synthetic damage (crack networks, creases, lost
 corners, flaking, foxing, tide lines, scratches, dust) over prints that are also faded, yellowed,
 grainy, stained, silvered and fingerprinted: those must not be marked. *inpaint* learns to
-recover a picture (as it was before the damage: grain and all) inside damage-shaped holes; one
-that sees under its holes learns it with the damage drawn in them and with the holes a detector
-draws over the damaged picture, false ones included, where what is under is picture to keep.
+recover a picture (as it was before the damage: grain and all) inside damage-shaped holes; for
+one that sees under its holes, only its keep head learns, over a blind inpainter's fill, with the
+damage drawn in the holes, decoy holes over undamaged picture, and the holes a detector draws over
+the damaged picture, false ones included: where what is under a hole is picture, keep it.
 *upscale* learns to make a photograph ``scale`` times larger from a small copy made the way small
 scans are (:mod:`restoration.degrade.enlarge`).
 """
@@ -137,7 +138,6 @@ class StageConfig:
     tone: dict[str, float] = field(default_factory=lambda: dict(INPAINT_TONE))  # inpaint: the pictures' look
     detector: str = ""  # inpaint (sees_under): a checkpoint whose detector's holes are filled too
     max_width: int = 0  # inpaint (detector): only its marks narrower than this, as the pipeline fills
-    blind: float = 0.2  # inpaint (sees_under): share of pictures filled without looking under the holes
     decoys: float = 0.5  # inpaint (sees_under): share of pictures with holes over undamaged picture too
     hole_weight: float = 6.0  # inpaint: extra L1 inside the holes
     ssim_weight: float = 0.2
@@ -262,8 +262,12 @@ class StageTrainer:
         if hasattr(self.net, "init_weights"):  # an architecture's own start for training from scratch
             self.net.init_weights()
         self.net = self.net.to(self.device)
+        if config.stage == "inpaint" and config.arch_config.get("sees_under"):
+            for name, p in self.net.named_parameters():  # only the keep head learns; the fill is kept
+                p.requires_grad_(name.startswith("keep."))
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
+        trainable = [p for p in self.net.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trainable, lr=config.lr, betas=(0.9, 0.99), weight_decay=0)
         self.d = self.opt_d = None
         if config.stage == "upscale" and config.adv_weight > 0:
             self.d = create_model(config.discriminator, **config.disc_config).to(self.device)
@@ -280,22 +284,19 @@ class StageTrainer:
         self.sessions: list[dict[str, Any]] = []
 
     def init_from(self, model: torch.nn.Module) -> list[str]:
-        """Start the network (and its EMA) from another checkpoint's weights: fine-tuning. A weight
-        that takes fewer input channels than this network's (a blind inpainter's first layer, for
-        one that sees under its holes) is widened with zeros, so the network starts by computing
-        what the other did; returns the names of the weights so widened."""
-        state, own, widened = model.state_dict(), self.net.state_dict(), []
-        for name, w in state.items():
-            mine = own.get(name)
-            if mine is not None and w.ndim == 4 and mine.ndim == 4 and w.shape[1] < mine.shape[1]:
-                if w.shape[:1] + w.shape[2:] == mine.shape[:1] + mine.shape[2:]:
-                    state[name] = torch.cat(
-                        [w, w.new_zeros(w.shape[0], mine.shape[1] - w.shape[1], *w.shape[2:])], 1
-                    )
-                    widened.append(name)
+        """Start the network (and its EMA) from another checkpoint's weights: fine-tuning. An
+        inpainter that sees under its holes may start from a blind one: its keep head, which the
+        other lacks, starts as built; returns the names of such parts."""
+        state = model.state_dict()
+        fresh = sorted(
+            {k.split(".")[0] for k in self.net.state_dict() if k not in state and k.startswith("keep.")}
+        )
+        if fresh:
+            own = self.net.state_dict()
+            state = state | {k: v for k, v in own.items() if k.split(".")[0] in fresh}
         self.net.load_state_dict(state, strict=True)
         self.ema.load_state_dict(state, strict=True)
-        return widened
+        return fresh
 
     def loss(
         self, net: torch.nn.Module, batch: Degraded
@@ -309,8 +310,7 @@ class StageTrainer:
                 loss = losses.mask_loss(net(x), m)
                 return loss, {"loss": loss.item()}, None
             if c.stage == "inpaint":
-                filled = net(x, m, blind=self.blind(len(x)))
-                loss = losses.reconstruction(filled, y, c.ssim_weight, m, c.hole_weight)
+                loss = losses.reconstruction(net(x, m), y, c.ssim_weight, m, c.hole_weight)
                 return loss, {"loss": loss.item()}, None
             large = net(x)
             loss = rec = losses.reconstruction(large, y, c.ssim_weight)
@@ -335,15 +335,6 @@ class StageTrainer:
             logits = self.detector(F.pad(x, (0, -w % align, 0, -h % align), mode="replicate"))
         drawn = fill_holes(torch.sigmoid(logits.float())[..., :h, :w], grow=c.grow, max_width=c.max_width)
         return dataclasses.replace(batch, mask=torch.maximum(batch.mask, drawn.to(batch.mask.device)))
-
-    def blind(self, n: int) -> torch.Tensor | bool:
-        """inpaint, seeing under the holes: which of ``n`` pictures are filled blind this step (as a
-        curator's mask is), [n, 1, 1, 1] in {0, 1}; seeded by the step."""
-        c = self.config
-        if not c.arch_config.get("sees_under") or c.blind <= 0:
-            return False
-        drawn = np.random.default_rng([c.seed, self.step, 5]).random(n) < c.blind
-        return torch.from_numpy(drawn).float().view(n, 1, 1, 1).to(self.device)
 
     @property
     def adversarial(self) -> bool:
@@ -511,7 +502,7 @@ def evaluate_stage(
 # Configuration fields only one stage reads: a card lists its own stage's, not the others' defaults.
 _STAGE_FIELDS = {
     "detect": {"degradation", "untouched", "visible", "focus"},
-    "inpaint": {"holes", "grow", "hole_weight", "tone", "detector", "max_width", "blind", "decoys", "focus"},
+    "inpaint": {"holes", "grow", "hole_weight", "tone", "detector", "max_width", "decoys", "focus"},
     "upscale": {"scale", "enlarge", "adv_weight", "warmup_steps", "discriminator", "disc_config"},
 }
 
@@ -554,14 +545,14 @@ def init_stage(trainer: StageTrainer, checkpoint: Path, stage: str) -> dict[str,
     """Start ``trainer``'s network from ``checkpoint``'s ``stage``; what the card records of it."""
     model, card = stage_of(checkpoint, stage)
     try:
-        widened = trainer.init_from(model)
+        fresh = trainer.init_from(model)
     except RuntimeError as e:
         raise ValueError(
             f"init from {checkpoint}: its {stage} network does not fit {trainer.config.architecture} "
             f"{trainer.config.arch_config}: {str(e).splitlines()[0]}"
         ) from None
     return {"from": str(checkpoint), "weights_sha256": card["weights_sha256"]} | (
-        {"widened_with_zeros": widened} if widened else {}
+        {"new_parts": fresh} if fresh else {}
     )
 
 

@@ -11,14 +11,17 @@ convolutions' hard mask update loses thin cracks' soft edges.
 ``forward(x, mask) -> filled``: ``x`` in [0, 1], ``mask`` [B, 1, H, W] in [0, 1] (1 = fill);
 pixels outside the mask are returned exactly as they came in.
 
-``sees_under``: the network also sees what lies under the holes (three more input channels). A
-detector's holes are not all damage: some cover a glasses rim, a tower or a clock hand that only
-look like cracks, and some cover a crack in relief with the picture intact beneath. Blind to what
-is under a hole, an inpainter replaces both with a guess (on the bench's realistic set, six tenths
-of the error on undamaged pixels was v10's fill of such false marks); seeing it, it can keep what
-is picture and correct what is damage. Trained on holes a detector draws over damaged pictures
-(``restoration.stage_training``); the extra channels' weights start at zero, so a blind
-inpainter's weights load into it and fill alike until it has learnt to use them.
+``sees_under``: a *keep* head also looks under the holes. A detector's holes are not all damage:
+some cover a glasses rim, a tower or a clock hand that only look like cracks (on the bench's
+realistic set, six tenths of v10's error on undamaged pixels was its fill of such false marks).
+Blind to what is under a hole, an inpainter replaces them with a guess. The keep head (dilated
+gated convolutions, ``keep_width`` channels, 63 px across) sees the scan, the fill and the holes
+and says, pixel by pixel, how much of what is under the hole to keep: ``fill = a * under + (1 - a)
+* fill``. It is trained alone over a blind inpainter's weights (``restoration.stage_training``), so
+the fill itself is that inpainter's, and ``blind=True`` (a curator's mask: every mark is to be
+filled) is that inpainter bit for bit. Why a head rather than more input channels: channels
+zero-initialised on a trained inpainter did not move in 500 steps (what is under a hole must be
+kept in some holes and dropped in others, and the two pulls cancel in a first layer).
 """
 
 from __future__ import annotations
@@ -51,13 +54,34 @@ class DilatedBlock(nn.Module):
         return x + self.b(self.a(x))
 
 
+class KeepHead(nn.Module):
+    """How much of what lies under a hole to keep, in [0, 1], from the scan, the fill and the holes."""
+
+    def __init__(self, width: int = 24, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+        super().__init__()
+        self.stem = GatedConv(7, width)
+        self.body = nn.Sequential(*[DilatedBlock(width, d) for d in dilations])
+        self.head = nn.Conv2d(width, 1, 3, 1, 1)
+        with torch.no_grad():  # starts keeping almost nothing: the blind fill
+            self.head.weight.mul_(0.1)
+            self.head.bias.fill_(-4.0)
+
+    def forward(self, x: torch.Tensor, fill: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(self.body(self.stem(torch.cat([x, fill, mask], 1)))))
+
+
 class GatedInpainter(nn.Module):
     def __init__(
-        self, base: int = 32, dilations: tuple[int, ...] = (1, 2, 4, 8, 2, 4), sees_under: bool = False
+        self,
+        base: int = 32,
+        dilations: tuple[int, ...] = (1, 2, 4, 8, 2, 4),
+        sees_under: bool = False,
+        keep_width: int = 24,
     ):
         super().__init__()
         self.dilations, self.sees_under = tuple(dilations), bool(sees_under)
-        self.stem = GatedConv(7 if sees_under else 4, base, k=5)
+        self.keep = KeepHead(keep_width) if sees_under else None
+        self.stem = GatedConv(4, base, k=5)
         self.down1 = GatedConv(base, 2 * base, stride=2)
         self.down2 = GatedConv(2 * base, 4 * base, stride=2)
         self.body = nn.Sequential(*[DilatedBlock(4 * base, d) for d in self.dilations])
@@ -84,16 +108,11 @@ class GatedInpainter(nn.Module):
         self, x: torch.Tensor, mask: torch.Tensor, blind: bool | torch.Tensor = False
     ) -> torch.Tensor:
         """``blind`` (with ``sees_under``; True, or per picture [B, 1, 1, 1] in {0, 1}): fill without
-        looking under the holes, as for a curator's own mask, whose every mark is to be filled."""
+        looking under the holes (the blind inpainter's fill), as for a curator's own mask."""
         h, w = x.shape[-2:]
         pad = (0, (-w) % 4, 0, (-h) % 4)
         xi, mi = (F.pad(t, pad, mode="replicate") if any(pad) else t for t in (x, mask))
-        seen = [xi * (1 - mi), mi]
-        if self.sees_under:
-            seen.append(
-                xi * mi * (1 - blind.to(xi.dtype)) if torch.is_tensor(blind) else xi * mi * float(not blind)
-            )
-        s0 = self.stem(torch.cat(seen, dim=1))
+        s0 = self.stem(torch.cat([xi * (1 - mi), mi], dim=1))
         s1 = self.down1(s0)
         feat = self.body(self.down2(s1))
         feat = self.up2(
@@ -102,8 +121,13 @@ class GatedInpainter(nn.Module):
         feat = self.up1(
             torch.cat([F.interpolate(feat, size=s0.shape[-2:], mode="bilinear", align_corners=False), s0], 1)
         )
-        fill = torch.sigmoid(self.head(feat))[..., :h, :w]
-        return x * (1 - mask) + fill * mask
+        fill = torch.sigmoid(self.head(feat))
+        if self.keep is not None and blind is not True:
+            a = self.keep(xi, fill, mi)
+            if torch.is_tensor(blind):
+                a = a * (1 - blind.to(a.dtype))
+            fill = a * xi + (1 - a) * fill
+        return x * (1 - mask) + fill[..., :h, :w] * mask
 
 
 register_model("gated_inpainter")(GatedInpainter)
