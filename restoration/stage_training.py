@@ -111,7 +111,16 @@ INPAINT_HOLES = {
 # cracks in relief among it (the picture intact beneath), over pictures that have thin lines of
 # their own (lattices, lettering), and on the holes a detector draws there, false ones included.
 UNDER_TONE = INPAINT_TONE | {"lattice": 0.15, "lettering": 0.15}
-UNDER_HOLES = INPAINT_HOLES | {"relief": 0.3}
+# The damaged print scanned (blur, resampling, grain, noise over the damage too): real cracks are
+# soft and grainy, and a keep head taught only crisp ones kept the real ones as picture (v11's
+# trial: ghost cracks left across the real cracked portrait of a boy).
+UNDER_HOLES = INPAINT_HOLES | {
+    "relief": 0.3,
+    "scan_gaussian_blur": 0.3,
+    "scan_resample": 0.2,
+    "scan_gaussian_noise": 0.2,
+    "scan_film_grain": 0.3,
+}
 
 
 @dataclass
