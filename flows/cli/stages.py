@@ -46,6 +46,24 @@ _LEARNING = _options(
         help="Also train on the Debian mate-backgrounds photographs (apt-get install mate-backgrounds).",
     ),
 )
+# How the pipeline fills the detector's marks (and how an inpainter trained on a detector's holes
+# meets them): grown by --grow pixels, only those narrower than --max-width.
+_HOLES = _options(
+    click.option(
+        "--grow",
+        type=click.IntRange(0),
+        default=2,
+        show_default=True,
+        help="Pixels the fill reaches past the mask.",
+    ),
+    click.option(
+        "--max-width",
+        type=click.IntRange(0),
+        default=0,
+        show_default=True,
+        help="Fill only marks narrower than this many pixels (0: all): broad ones are left for a curator's mask.",
+    ),
+)
 _RUN = _options(
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--device", default="auto", show_default=True),
@@ -98,20 +116,7 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     "the damaged pictures are filled too, false ones included (where it must keep the picture).",
     required=False,
 )
-@click.option(
-    "--grow",
-    type=click.IntRange(0),
-    default=2,
-    show_default=True,
-    help="inpaint: holes grown by this many pixels.",
-)
-@click.option(
-    "--max-width",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="With --detector: only its marks narrower than this (the pipeline's --max-width).",
-)
+@_HOLES
 @_RUN
 def train_stage(
     stage: str,
@@ -299,20 +304,7 @@ def train_upscale(
     show_default=True,
     help="Damage probability filled.",
 )
-@click.option(
-    "--grow",
-    type=click.IntRange(0),
-    default=2,
-    show_default=True,
-    help="Pixels the fill reaches past the mask.",
-)
-@click.option(
-    "--max-width",
-    type=click.IntRange(0),
-    default=0,
-    show_default=True,
-    help="Fill only marks narrower than this many pixels (0: all): broad ones are left for a curator's mask.",
-)
+@_HOLES
 def train_pipeline(
     detect: str,
     inpaint: str,
