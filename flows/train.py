@@ -61,10 +61,10 @@ def train_stage(
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
     ``OUT.training/``. ``init_from`` (a checkpoint of the stage, or a pipeline holding one) is
-    fine-tuned instead of a network from scratch. detect (and an inpainter that sees under its holes):
-    ``hard_negatives`` (a checkpoint with a
-    detector) is run over the clean training photographs, and a ``focus`` share of the crops is
-    centred where it marked them (every such mark is a false one).
+    fine-tuned instead of a network from scratch. detect (and an inpainter that sees under its
+    holes): ``hard_negatives`` (a checkpoint with a detector) is run over the clean training
+    photographs, and a ``focus`` share of the crops is centred where it marked them (every such
+    mark is a false one).
     ``command`` is what the card records as how it was started (the CLI passes its own). The
     upscale stage (an enlarger by ``scale``) is adversarial after ``warmup_steps`` when
     ``adv_weight`` > 0; its small copies are made with ``enlarge`` (EnlargeDegradation fields;

@@ -159,6 +159,11 @@ class StageConfig:
     discriminator: str = "patchgan"
     disc_config: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def sees_under(self) -> bool:
+        """inpaint: the inpainter looks under its holes (its keep head is what trains)."""
+        return self.stage == "inpaint" and bool(self.arch_config.get("sees_under"))
+
     def __post_init__(self) -> None:
         if self.stage not in ("detect", "inpaint", "upscale"):
             raise ValueError(f"stage must be detect, inpaint or upscale, not {self.stage!r}")
@@ -245,7 +250,7 @@ def batch_maker(
         DegradationConfig(dict(c.holes)),
         c.grow,
         augment,
-        under=bool(c.arch_config.get("sees_under")),
+        under=c.sees_under,
         focus=focus,
         decoys=c.decoys,
     )
@@ -271,7 +276,7 @@ class StageTrainer:
         if hasattr(self.net, "init_weights"):  # an architecture's own start for training from scratch
             self.net.init_weights()
         self.net = self.net.to(self.device)
-        if config.stage == "inpaint" and config.arch_config.get("sees_under"):
+        if config.sees_under:
             for name, p in self.net.named_parameters():  # only the keep head learns; the fill is kept
                 p.requires_grad_(name.startswith("keep."))
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)

@@ -79,7 +79,7 @@ class GatedInpainter(nn.Module):
         keep_width: int = 24,
     ):
         super().__init__()
-        self.dilations, self.sees_under = tuple(dilations), bool(sees_under)
+        self.dilations = tuple(dilations)
         self.keep = KeepHead(keep_width) if sees_under else None
         self.stem = GatedConv(4, base, k=5)
         self.down1 = GatedConv(base, 2 * base, stride=2)
