@@ -80,9 +80,11 @@ DETECT_PROBABILITIES = {
     "scan_film_grain": 0.3,
     "scan_yellowing": 0.25,
     "scan_fading": 0.2,
-    # Thin straight lines and small strokes that belong to the picture (towers, railings, lettering).
+    # Thin straight lines and small strokes that belong to the picture (towers, railings, lettering),
+    # and single thin curves and lines (spectacle rims, cup lips, clock hands, wires).
     "lattice": 0.15,
     "lettering": 0.15,
+    "outlines": 0.2,
 }
 # The pictures the inpainter fills holes in: a little blur, noise and grain, as scans have.
 INPAINT_TONE = {
@@ -109,8 +111,10 @@ INPAINT_HOLES = {
 }
 # An inpainter that sees under its holes (``sees_under``) learns on damage that lies in its holes,
 # cracks in relief among it (the picture intact beneath), over pictures that have thin lines of
-# their own (lattices, lettering), and on the holes a detector draws there, false ones included.
-UNDER_TONE = INPAINT_TONE | {"lattice": 0.15, "lettering": 0.15}
+# their own (lattices, lettering, outlines: a keep head taught without outlines let the real soft
+# cracks' look erase a boy's spectacle rims), and on the holes a detector draws there, false ones
+# included.
+UNDER_TONE = INPAINT_TONE | {"lattice": 0.15, "lettering": 0.15, "outlines": 0.3}
 # The damaged print scanned (blur, resampling, grain, noise over the damage too): real cracks are
 # soft and grainy, and a keep head taught only crisp ones kept the real ones as picture (v11's
 # trial: ghost cracks left across the real cracked portrait of a boy).

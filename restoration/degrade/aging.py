@@ -562,3 +562,81 @@ def apply_lettering(img: torch.Tensor, p: dict) -> torch.Tensor:
                 )
                 cv2.line(canvas, q0, q1, 255, thickness=p["width"], lineType=cv2.LINE_AA)
     return _blend(img, np.asarray(p["colour"]), canvas.astype(np.float32) / 255 * p["opacity"])
+
+
+# Outlines of things (spectacle and wheel rims, cup lips, clock hands, poles, wires): single thin
+# curves and lines, dark or bright, often metal with a lit edge beside a dark one. The real cracked
+# prints' neighbours on a shelf hold these, and a crack detector fills them (a boy's glasses).
+
+
+def sample_outlines(rng: np.random.Generator, h: int, w: int) -> dict:
+    shapes = []
+    for _ in range(int(rng.integers(1, 5))):
+        kind = str(rng.choice(["ellipse", "box", "line"], p=[0.4, 0.3, 0.3]))
+        start = float(rng.uniform(0, 360))
+        shapes.append(
+            {
+                "kind": kind,
+                "centre": [float(v) for v in rng.uniform(0.1, 0.9, 2)],
+                "radii": [float(v) for v in rng.uniform(0.04, 0.35, 2)],  # of the short side
+                "angle": float(rng.uniform(0, 180)),
+                # ellipses: an arc of it (a rim half hidden), or all of it
+                "arc": [start, start + float(rng.uniform(90, 360))] if rng.random() < 0.5 else [0.0, 360.0],
+                "width": int(rng.integers(1, 3)),
+            }
+        )
+    return {
+        "shapes": shapes,
+        "colour": _stroke_colour(rng) if rng.random() < 0.5 else [float(v) for v in rng.uniform(0.0, 0.3, 3)],
+        "lit": float(rng.uniform(0.4, 1.0)) if rng.random() < 0.5 else 0.0,  # a bright edge beside it
+        "lit_side": [float(v) for v in rng.normal(0, 1, 2)],
+        "opacity": float(rng.uniform(0.6, 1.0)),
+        "soften": float(rng.uniform(0.0, 1.0)),
+    }
+
+
+def _draw_outlines(h: int, w: int, shapes: list[dict], shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    canvas = np.zeros((h, w), np.uint8)
+    s, f = min(h, w), 16  # cv2 draws with 4 fractional bits
+    for sh in shapes:
+        cx, cy = sh["centre"][0] * (w - 1) + shift[0], sh["centre"][1] * (h - 1) + shift[1]
+        rx, ry, t = sh["radii"][0] * s, sh["radii"][1] * s, sh["width"]
+        if sh["kind"] == "ellipse":
+            cv2.ellipse(
+                canvas,
+                (int(round(cx * f)), int(round(cy * f))),
+                (int(round(rx * f)), int(round(ry * f))),
+                sh["angle"],
+                sh["arc"][0],
+                sh["arc"][1],
+                255,
+                t,
+                cv2.LINE_AA,
+                4,
+            )
+        elif sh["kind"] == "box":
+            corners = cv2.boxPoints(((cx, cy), (2 * rx, 2 * ry), sh["angle"]))
+            cv2.polylines(canvas, [np.round(corners * f).astype(np.int32)], True, 255, t, cv2.LINE_AA, 4)
+        else:  # a hand, a pole, a wire: one segment through the centre
+            a = math.radians(sh["angle"])
+            dx, dy = math.cos(a) * rx, math.sin(a) * rx
+            p0 = (int(round((cx - dx) * f)), int(round((cy - dy) * f)))
+            p1 = (int(round((cx + dx) * f)), int(round((cy + dy) * f)))
+            cv2.line(canvas, p0, p1, 255, t, cv2.LINE_AA, 4)
+    return canvas.astype(np.float32) / 255
+
+
+def apply_outlines(img: torch.Tensor, p: dict) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    line = _draw_outlines(h, w, p["shapes"])
+    out = img
+    if p["lit"] > 0:  # the lit edge: the same outline moved a little to one side, under the line
+        side = np.asarray(p["lit_side"], np.float64)
+        dx, dy = side / max(float(np.hypot(*side)), 1e-6) * 1.5
+        lit = np.clip(_draw_outlines(h, w, p["shapes"], (dx, dy)) - line, 0, 1)
+        if p["soften"] > 0.3:
+            lit = cv2.GaussianBlur(lit, (0, 0), p["soften"])
+        out = _blend(out, np.array([0.97, 0.96, 0.92]), lit * p["lit"] * p["opacity"])
+    if p["soften"] > 0.3:
+        line = cv2.GaussianBlur(line, (0, 0), p["soften"])
+    return _blend(out, np.asarray(p["colour"]), line * p["opacity"])

@@ -14,8 +14,8 @@ import torch
 from restoration.degrade import aging, damage, tone
 
 # Picture structures (not damage: part of the scene, no mask), applied before anything else:
-# lattices and lettering, the thin bright lines a crack detector must learn to leave.
-SCENE = ("lattice", "lettering")
+# lattices, lettering and outlines (rims, hands, wires), the thin lines a crack detector must leave.
+SCENE = ("lattice", "lettering", "outlines")
 # Unstructured effects, applied next, in a random order per image.
 TONE = (
     "gaussian_blur",

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from restoration.degrade import DegradationConfig, degrade
 from restoration.degrade.pipeline import (
@@ -176,12 +177,29 @@ def test_visible_masks_leave_out_damage_that_changed_nothing():
 
 
 def test_picture_structures_come_first_and_are_never_marked():
-    """Lattices and lettering are part of the scene (what the detector must leave): drawn before
-    the tone effects and the damage, thin, and outside every mask."""
-    config = DegradationConfig({"lattice": 1.0, "lettering": 1.0, "film_grain": 1.0, "craquelure": 1.0})
+    """Lattices, lettering and outlines are part of the scene (what the detector must leave): drawn
+    before the tone effects and the damage, thin, and outside every mask."""
+    scene_effects = {"lattice": 1.0, "lettering": 1.0, "outlines": 1.0}
+    config = DegradationConfig(scene_effects | {"film_grain": 1.0, "craquelure": 1.0})
     out = degrade(torch.full((2, 3, 128, 128), 0.4), 5, config)
     for plan in out.params:
-        assert [step["effect"] for step in plan][:2] == ["lattice", "lettering"]
-    scene, mask = apply_plan(torch.full((1, 3, 128, 128), 0.4), out.params[0][:2])
+        assert [step["effect"] for step in plan][:3] == ["lattice", "lettering", "outlines"]
+    scene, mask = apply_plan(torch.full((1, 3, 128, 128), 0.4), out.params[0][:3])
     changed = (scene - 0.4).abs().amax(1)[0] > 0.05
     assert 0.005 < changed.float().mean() < 0.6 and mask.sum() == 0
+
+
+def test_outlines_are_thin_lines_of_the_scene():
+    """Rims, hands and wires: seeded (the same plan draws the same lines), thin (no 5 x 5 square
+    fits in what they change), and not damage (no mask)."""
+    grey = torch.full((1, 3, 160, 160), 0.45)
+    for seed in range(6):
+        p = effect("outlines")[0](np.random.default_rng(seed), 160, 160)
+        p["soften"] = 0.0
+        a, mask = apply_plan(grey, [{"effect": "outlines", **p}])
+        b, _ = apply_plan(grey, [{"effect": "outlines", **p}])
+        assert torch.equal(a, b) and mask.sum() == 0
+        changed = ((a - grey).abs().amax(1) > 0.05).float()[None]
+        assert changed.mean() > 0.001
+        broad = -F.max_pool2d(-changed, 7, 1, 3)  # where a 7 x 7 square fits
+        assert broad.sum() <= 0.01 * changed.sum()
