@@ -9,7 +9,7 @@ v5 behind the tone stage, which these sections run at tone=off, so its figures a
 1. Realistic damage (crack networks, creases, lost corners, flaking, foxing, tide lines, scratches,
    dust; no noise, so the input equals the clean photograph outside the damage): PSNR inside the
    damaged pixels (removal), outside them (harm: any change there is a loss), whole-image PSNR and
-   SSIM, and the damage mask's F1.
+   SSIM, and the damage mask's F1 (strict, and within 2 px as crack detectors are scored).
 2. The old mixture (noise, grain, blur, JPEG, scratches, dust, cracks, tears): the table kept
    since v1.
 3. Undamaged clean photographs, the strongly textured ones held out from training included.
@@ -44,7 +44,15 @@ from restoration.baseline import classical_restore, tophat_restore  # noqa: E402
 from restoration.checkpoints import load_checkpoint  # noqa: E402
 from restoration.data import VALIDATION_IMAGES, bundled_images, random_crops, validation_set  # noqa: E402
 from restoration.degrade import DegradationConfig, degrade  # noqa: E402
-from restoration.metrics import f1_from_counts, mask_counts, mask_f1, psnr, region_psnr, ssim  # noqa: E402
+from restoration.metrics import (  # noqa: E402
+    f1_from_counts,
+    mask_counts,
+    mask_f1,
+    mask_f1_within,
+    psnr,
+    region_psnr,
+    ssim,
+)
 from restoration.training import RESTORE_PROBABILITIES  # noqa: E402
 
 WEIGHTS = ROOT / "restoration" / "weights"
@@ -125,7 +133,9 @@ def realistic(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
         f"\n1. realistic damage: {len(clean)} crops of {args.size}px, {val.mask.mean():.1%} of pixels damaged "
         f"(seed {args.seed})"
     )
-    print(f"{'':26s} {'damaged PSNR':>12s} {'undamaged':>10s} {'PSNR':>7s} {'SSIM':>7s} {'mask F1':>8s}")
+    print(
+        f"{'':26s} {'damaged PSNR':>12s} {'undamaged':>10s} {'PSNR':>7s} {'SSIM':>7s} {'mask F1':>8s} {'F1 ±2px':>8s}"
+    )
     rows = {}
     for name, method in methods.items():
         out, prob = method(val.degraded)
@@ -135,14 +145,16 @@ def realistic(methods: dict[str, Method], images: dict[str, np.ndarray], args) -
             psnr(out, clean).mean().item(),
             ssim(out, clean).mean().item(),
             mask_f1(prob, val.mask).item() if prob is not None else float("nan"),
+            mask_f1_within(prob, val.mask) if prob is not None else float("nan"),
         )
-        d, u, p, s, f = rows[name]
-        print(f"{name:26s} {d:12.2f} {u:10.2f} {p:7.2f} {s:7.4f} {f:8.3f}")
+        d, u, p, s, f, ft = rows[name]
+        print(f"{name:26s} {d:12.2f} {u:10.2f} {p:7.2f} {s:7.4f} {f:8.3f} {ft:8.3f}")
     d_in = rows["input"][0]
     shipped_row = rows[args.shipped_name]
     print(
         f"goals for {args.shipped_name}: damaged PSNR {shipped_row[0] - d_in:+.2f} dB over the input (>= +10); "
-        f"undamaged {shipped_row[1]:.2f} dB (>= 40); mask F1 {shipped_row[4]:.3f} (>= 0.85)"
+        f"undamaged {shipped_row[1]:.2f} dB (>= 40); mask F1 {shipped_row[4]:.3f} (>= 0.85; read on the strict F1, "
+        f"not the ±2 px one)"
     )
 
 
@@ -241,7 +253,7 @@ def main() -> int:
     )
     if not args.no_per_effect:
         per_effect(model, images, args)
-        realistic_per_effect(network(model.eval()), images, args)
+        realistic_per_effect(model, images, args)
     tone_only(args, images)
     return 0
 
@@ -288,14 +300,20 @@ def per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], args) -> N
         print(f"{effect:16s} {pi:10.2f} {pm:7.2f} {pm - pi:+6.2f}   {si:10.4f} {sm:7.4f}")
 
 
-def realistic_per_effect(run: Method, images: dict[str, np.ndarray], args) -> None:
+def realistic_per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], args) -> None:
     """Each effect of section 1 alone: where the detector's F1 and the damaged-pixel gain are lost
-    (a broad loss the detector was not taught to mark, a faint stain it cannot see)."""
+    (a broad loss the detector was not taught to mark, a faint stain it cannot see). For a model
+    that takes a mask, also its damaged-pixel PSNR given the true mask (what a curator's corrected
+    mask gets): the fill's share of the loss apart from the detector's."""
+    from restoration.engine import takes_mask
+
+    run = network(model.eval())
+    given = _with_mask(model) if takes_mask(model) else None
     crops = max(args.crops // 2, 1)
     print(f"\none realistic effect at a time, {args.shipped_name} ({crops * len(images)} crops each)")
     print(
         f"{'effect':16s} {'damaged':>8s} {'input':>7s} {'model':>7s} {'gain':>6s}   "
-        f"{'precision':>9s} {'recall':>7s} {'F1':>6s}"
+        f"{'precision':>9s} {'recall':>7s} {'F1':>6s} {'true mask':>10s}"
     )
     # relief is not in section 1's mixture, so that its figures stay comparable with earlier runs
     for effect in (*REAL_DAMAGE, "relief"):
@@ -306,10 +324,24 @@ def realistic_per_effect(run: Method, images: dict[str, np.ndarray], args) -> No
         pi, pm = region_psnr(val.degraded, clean, val.mask), region_psnr(out, clean, val.mask)
         hits, marked, truth = mask_counts(prob, val.mask)
         precision, recall = hits / max(marked, 1), hits / max(truth, 1)
+        true_mask = region_psnr(given(val.degraded, val.mask), clean, val.mask) if given else float("nan")
         print(
             f"{effect:16s} {val.mask.mean().item():8.2%} {pi:7.2f} {pm:7.2f} {pm - pi:+6.2f}   "
-            f"{precision:9.3f} {recall:7.3f} {f1_from_counts(hits, marked, truth):6.3f}"
+            f"{precision:9.3f} {recall:7.3f} {f1_from_counts(hits, marked, truth):6.3f} {true_mask:10.2f}"
         )
+
+
+def _with_mask(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat(
+                [
+                    model(part, mask=m)[0].float().clamp(0, 1)
+                    for part, m in zip(x.split(4), mask.split(4), strict=True)
+                ]
+            )
+
+    return run
 
 
 if __name__ == "__main__":

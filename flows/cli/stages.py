@@ -305,6 +305,14 @@ def train_upscale(
     help="Damage probability filled.",
 )
 @_HOLES
+@click.option(
+    "--views",
+    type=click.Choice(["1", "2", "4", "8"]),
+    default="1",
+    show_default=True,
+    help="The detector's views, their logits averaged: the picture, mirrored, upside down, both "
+    "(4), and the same of its transpose (8); each costs one more detector pass.",
+)
 def train_pipeline(
     detect: str,
     inpaint: str,
@@ -315,6 +323,7 @@ def train_pipeline(
     threshold: float,
     grow: int,
     max_width: int,
+    views: str,
 ) -> None:
     """Assemble stage checkpoints into one restore model version (each stage's digest in its card)."""
     from flows.versions import code_version
@@ -331,6 +340,7 @@ def train_pipeline(
             threshold=threshold,
             grow=grow,
             max_width=max_width,
+            views=int(views),
         )
     except ValueError as exc:  # a pipeline named for a stage it does not have
         raise click.ClickException(str(exc)) from None

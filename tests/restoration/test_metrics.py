@@ -10,7 +10,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from restoration.losses import d_hinge, g_hinge, mask_loss, reconstruction
-from restoration.metrics import mask_f1, psnr, ssim
+from restoration.metrics import mask_f1, mask_f1_within, psnr, ssim
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,20 @@ def test_ssim_is_differentiable(pair):
     x = noisy.clone().requires_grad_(True)
     (1 - ssim(x, clean).mean()).backward()
     assert x.grad is not None and np.isfinite(x.grad.numpy()).all() and x.grad.abs().sum() > 0
+
+
+def test_mask_f1_within_forgives_a_crack_marked_one_pixel_off_but_not_a_false_one():
+    """A one-pixel crack marked one pixel beside itself: strictly all wrong, within 2 px all right;
+    a mark far from any damage is wrong either way."""
+    truth = torch.zeros(1, 1, 32, 32)
+    truth[0, 0, 16, 4:28] = 1
+    beside = truth.roll(1, dims=2)
+    assert mask_f1(beside, truth).item() == 0.0
+    assert mask_f1_within(beside, truth) == 1.0
+    assert mask_f1_within(beside, truth, tolerance=0) == 0.0
+    far = torch.zeros_like(truth)
+    far[0, 0, 2, 4:28] = 1
+    assert mask_f1_within(far, truth) == 0.0
+    half = torch.maximum(truth, far)  # every crack pixel found, half the marks false
+    assert abs(mask_f1_within(half, truth) - 2 * 0.5 * 1.0 / 1.5) < 1e-6
+    assert mask_f1_within(torch.zeros_like(truth), torch.zeros_like(truth)) == 1.0

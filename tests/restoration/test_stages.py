@@ -132,6 +132,36 @@ def test_tiles_agree_with_the_whole_image_at_the_inpainters_overlap(pipeline_dir
     assert np.abs(whole.mask.astype(int) - tiled.mask.astype(int)).max() <= 2  # uint8 0..255
 
 
+def test_the_detectors_views_are_averaged_back_in_place_and_tiles_still_agree(pipeline_dir, photo):
+    """views: the detector sees the picture mirrored, upside down and transposed; each answer is
+    turned back before the average, so a mark stays where the damage is."""
+    from restoration.archs.pipeline import detect_views
+
+    model, _ = load_checkpoint(pipeline_dir[0])
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        plain = model.detect(x)
+        assert torch.allclose(detect_views(model.detect, x, 1), plain)
+        by_hand = (plain + model.detect(x.flip(-1)).flip(-1) + model.detect(x.flip(-2)).flip(-2)) / 3
+        by_hand = (3 * by_hand + model.detect(x.flip(-1, -2)).flip(-1, -2)) / 4
+        assert torch.allclose(detect_views(model.detect, x, 4), by_hand, atol=1e-6)
+        eight = detect_views(model.detect, x, 8)
+        assert eight.shape == plain.shape
+        assert torch.allclose(eight, detect_views(model.detect, x.flip(-1), 8).flip(-1), atol=1e-5)
+        assert torch.allclose(
+            eight, detect_views(model.detect, x.transpose(-1, -2), 8).transpose(-1, -2), atol=1e-5
+        )
+    model.views = 4
+    with torch.no_grad():
+        assert torch.allclose(model(x)[1], by_hand, atol=1e-6)
+    whole = Restorer(model, EngineConfig(tile=1024)).restore([photo])[0]
+    tiled = Restorer(model, EngineConfig(tile=256, overlap=64)).restore([photo])[0]
+    assert np.abs(whole.image.astype(int) - tiled.image.astype(int)).max() <= 2
+    assert np.abs(whole.mask.astype(int) - tiled.mask.astype(int)).max() <= 2
+    with pytest.raises(ValueError, match="views"):
+        create_model("restore_pipeline_test", views=3)
+
+
 def test_a_curators_mask_is_used_instead_of_the_detector(pipeline_dir, photo):
     model, _ = load_checkpoint(pipeline_dir[0])
     model.denoise = None  # so that every pixel outside the grown mask must come back as it was
@@ -402,7 +432,12 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(
     assert main([*tune, "--hard-negatives", str(tmp_path / "detect")]) == 2  # a usage error, not a crash
     assemble_cmd = ["train", "pipeline", "--detect", str(tmp_path / "detect")]
     assemble_cmd += ["--inpaint", str(tmp_path / "inpaint"), "--name", "restore-unet"]
-    assert main([*assemble_cmd, "--out", str(tmp_path / "pipe"), "--version", "v7", "--grow", "1"]) == 0
+    assert (
+        main(
+            [*assemble_cmd, "--out", str(tmp_path / "pipe"), "--version", "v7", "--grow", "1", "--views", "4"]
+        )
+        == 0
+    )
     card = json.loads((tmp_path / "pipe" / "card.json").read_text())
     capsys.readouterr()
     no_stage = ["--denoise", str(tmp_path / "pipe"), "--version", "v8", "--out", str(tmp_path / "pipe2")]
@@ -410,6 +445,7 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(
     err = capsys.readouterr().err.strip()
     assert err.endswith("the pipeline has no denoise stage") and "\n" not in err  # one line, no traceback
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
+    assert card["config"]["views"] == 4 and load_checkpoint(tmp_path / "pipe")[0].views == 4
     base = ["--db", settings.db.url, "--output", settings.store.output]
     assert main([*base, "models", "register", str(tmp_path / "pipe")]) == 0
 
