@@ -58,6 +58,7 @@ def train_stage(
     detector: str | None = None,
     grow: int = 2,
     max_width: int = 0,
+    probabilities: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
     ``OUT.training/``. ``init_from`` (a checkpoint of the stage, or a pipeline holding one) is
@@ -72,7 +73,9 @@ def train_stage(
     inpaint: holes are the damage's grown by ``grow`` pixels; an inpainter that sees under its holes
     (``arch_config`` ``sees_under``) learns on damage drawn in them (UNDER_TONE, UNDER_HOLES) and,
     with ``detector`` (a checkpoint with a detect stage), also on the holes that detector draws
-    (its marks narrower than ``max_width``, as the pipeline that will hold both fills them)."""
+    (its marks narrower than ``max_width``, as the pipeline that will hold both fills them).
+    ``probabilities`` change effects' probabilities in the stage's mixture (detect: the damage and
+    look of old prints; inpaint: its holes), recorded in the card with the rest of it."""
     import torch
 
     from flows.versions import code_version, software_versions
@@ -137,6 +140,18 @@ def train_stage(
         **({"tone": dict(UNDER_TONE), "holes": dict(UNDER_HOLES)} if under else {}),
         enlarge=dict(PRESETS["scans"] if enlarge is None else enlarge) if stage == "upscale" else {},
     )
+    if probabilities and stage != "upscale":
+        from restoration.degrade import DegradationConfig
+
+        mixture = "degradation" if stage == "detect" else "holes"
+        changed = getattr(config, mixture) | {k: float(v) for k, v in probabilities.items()}
+        try:
+            DegradationConfig(changed)
+        except ValueError as exc:  # an effect the degradation model does not have
+            raise ConfigError(f"probabilities: {exc}") from None
+        setattr(config, mixture, changed)
+    elif probabilities:
+        raise ConfigError("probabilities are for the detect and inpaint stages (upscale: its preset)")
     started = time.monotonic()
     how = {
         "command": command or f"prefect flow train-stage (stage={stage}, out={out}, steps={steps})",

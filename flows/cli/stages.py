@@ -117,6 +117,13 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     required=False,
 )
 @_HOLES
+@click.option(
+    "--probabilities",
+    default="{}",
+    show_default=True,
+    help="JSON: effect probabilities to change in the stage's mixture, e.g. '{\"losses\": 0.15}' "
+    "(detect: its damage and look of old prints; inpaint: its holes).",
+)
 @_RUN
 def train_stage(
     stage: str,
@@ -137,6 +144,7 @@ def train_stage(
     detector: str | None,
     grow: int,
     max_width: int,
+    probabilities: str,
     seed: int,
     device: str,
 ) -> None:
@@ -144,6 +152,17 @@ def train_stage(
     (the ``train-stage`` flow, which a deployment can schedule on the GPU pool). With --photos, the
     photographs of plasma-workspace-wallpapers and lomiri-wallpapers-16.04 are added where installed."""
     config = json.loads(arch_config)
+    changed = json.loads(probabilities)
+    if not isinstance(changed, dict) or not all(isinstance(v, int | float) for v in changed.values()):
+        raise click.UsageError(
+            '--probabilities: a JSON object of effect names and numbers, e.g. {"losses": 0.15}'
+        )
+    from restoration.degrade.pipeline import DegradationConfig
+
+    try:
+        DegradationConfig({k: float(v) for k, v in changed.items()})
+    except ValueError as exc:  # an effect the degradation model does not have
+        raise click.UsageError(f"--probabilities: {exc}") from None
     under = stage == "inpaint" and isinstance(config, dict) and bool(config.get("sees_under"))
     if hard_negatives and not (stage == "detect" or under):
         raise click.UsageError(
@@ -161,6 +180,7 @@ def train_stage(
         detector=detector,
         grow=grow,
         max_width=max_width,
+        probabilities=changed,
         out=out_dir,
         architecture=architecture,
         arch_config=config,

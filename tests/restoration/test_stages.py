@@ -420,7 +420,17 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(
     tune = ["train", "stage", "--stage", "detect", "--architecture", "damage_detector_test"]
     tune += ["--out", str(tmp_path / "tuned"), "--steps", "2", "--batch", "2", "--crop", "48"]
     tune += ["--workers", "0", "--no-photos", "--device", "cpu", "--init-from", str(tmp_path / "detect")]
-    assert main([*tune, "--hard-negatives", str(tmp_path / "detect"), "--focus", "0.5"]) == 0
+    changed = ["--probabilities", '{"losses": 0.25}']
+    assert main([*tune, "--hard-negatives", str(tmp_path / "detect"), "--focus", "0.5", *changed]) == 0
+    assert (
+        json.loads((tmp_path / "tuned" / "card.json").read_text())["training"]["degradation"]["losses"]
+        == 0.25
+    )
+    capsys.readouterr()
+    unknown = ["--probabilities", '{"smudges": 0.5}', "--out", str(tmp_path / "smudged")]
+    assert main([*tune, *unknown]) == 2 and not (tmp_path / "smudged" / "card.json").exists()
+    err = capsys.readouterr().err.strip()
+    assert "smudges" in err.splitlines()[-1] and "Traceback" not in err  # a usage error, not a crash
     how = json.loads((tmp_path / "tuned" / "card.json").read_text())["how"]
     assert how["init_from"]["weights_sha256"] == first["weights_sha256"]
     assert how["hard_negatives"]["weights_sha256"] == first["weights_sha256"]
