@@ -85,11 +85,14 @@ def shipped(status: str) -> Path:
 
 
 def network(model: torch.nn.Module) -> Method:
-    def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model as a method; for a model that takes one, ``mask`` (a curator's) is passed on."""
+
+    def run(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         outs, probs = [], []
         with torch.inference_mode():
-            for part in x.split(4):
-                restored, logits = model(part)
+            for i, part in enumerate(x.split(4)):
+                given = {} if mask is None else {"mask": mask[4 * i : 4 * i + 4]}
+                restored, logits = model(part, **given)
                 outs.append(restored.float().clamp(0, 1))
                 probs.append(torch.sigmoid(logits.float()))
         return torch.cat(outs), torch.cat(probs)
@@ -307,8 +310,7 @@ def realistic_per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], 
     mask gets): the fill's share of the loss apart from the detector's."""
     from restoration.engine import takes_mask
 
-    run = network(model.eval())
-    given = _with_mask(model) if takes_mask(model) else None
+    run, given = network(model.eval()), takes_mask(model)
     crops = max(args.crops // 2, 1)
     print(f"\none realistic effect at a time, {args.shipped_name} ({crops * len(images)} crops each)")
     print(
@@ -324,24 +326,11 @@ def realistic_per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], 
         pi, pm = region_psnr(val.degraded, clean, val.mask), region_psnr(out, clean, val.mask)
         hits, marked, truth = mask_counts(prob, val.mask)
         precision, recall = hits / max(marked, 1), hits / max(truth, 1)
-        true_mask = region_psnr(given(val.degraded, val.mask), clean, val.mask) if given else float("nan")
+        true_mask = region_psnr(run(val.degraded, val.mask)[0], clean, val.mask) if given else float("nan")
         print(
             f"{effect:16s} {val.mask.mean().item():8.2%} {pi:7.2f} {pm:7.2f} {pm - pi:+6.2f}   "
             f"{precision:9.3f} {recall:7.3f} {f1_from_counts(hits, marked, truth):6.3f} {true_mask:10.2f}"
         )
-
-
-def _with_mask(model: torch.nn.Module) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    def run(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.cat(
-                [
-                    model(part, mask=m)[0].float().clamp(0, 1)
-                    for part, m in zip(x.split(4), mask.split(4), strict=True)
-                ]
-            )
-
-    return run
 
 
 if __name__ == "__main__":

@@ -140,18 +140,11 @@ def train_stage(
         **({"tone": dict(UNDER_TONE), "holes": dict(UNDER_HOLES)} if under else {}),
         enlarge=dict(PRESETS["scans"] if enlarge is None else enlarge) if stage == "upscale" else {},
     )
-    if probabilities and stage != "upscale":
-        from restoration.degrade import DegradationConfig
-
-        mixture = "degradation" if stage == "detect" else "holes"
-        changed = getattr(config, mixture) | {k: float(v) for k, v in probabilities.items()}
+    if probabilities:
         try:
-            DegradationConfig(changed)
-        except ValueError as exc:  # an effect the degradation model does not have
+            config.change_mixture(probabilities)
+        except ValueError as exc:  # an effect the degradation model lacks, or the upscale stage
             raise ConfigError(f"probabilities: {exc}") from None
-        setattr(config, mixture, changed)
-    elif probabilities:
-        raise ConfigError("probabilities are for the detect and inpaint stages (upscale: its preset)")
     started = time.monotonic()
     how = {
         "command": command or f"prefect flow train-stage (stage={stage}, out={out}, steps={steps})",

@@ -170,8 +170,7 @@ def train(args: argparse.Namespace) -> None:
         )
         config.untouched = config.untouched if args.untouched is None else args.untouched
         if args.stage != "upscale":
-            mixture = "degradation" if args.stage == "detect" else "holes"
-            setattr(config, mixture, getattr(config, mixture) | json.loads(args.probabilities))
+            config.change_mixture(json.loads(args.probabilities))
         points = None
         if args.hard_negatives:
             from restoration.stage_training import hard_negatives_from

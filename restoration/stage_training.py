@@ -163,6 +163,17 @@ class StageConfig:
     discriminator: str = "patchgan"
     disc_config: dict[str, Any] = field(default_factory=dict)
 
+    def change_mixture(self, probabilities: dict[str, float]) -> None:
+        """Change effects' probabilities in the stage's mixture (detect: ``degradation``; inpaint:
+        ``holes``); an effect the degradation model lacks is refused (ValueError), as is the upscale
+        stage (its small copies are made by ``enlarge``)."""
+        if self.stage == "upscale":
+            raise ValueError("probabilities are for the detect and inpaint stages (upscale: its preset)")
+        mixture = "degradation" if self.stage == "detect" else "holes"
+        changed = getattr(self, mixture) | {k: float(v) for k, v in probabilities.items()}
+        DegradationConfig(changed)  # refuses an unknown effect
+        setattr(self, mixture, changed)
+
     @property
     def sees_under(self) -> bool:
         """inpaint: the inpainter looks under its holes (its keep head is what trains)."""

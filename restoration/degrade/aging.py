@@ -565,8 +565,8 @@ def apply_lettering(img: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 # Outlines of things (spectacle and wheel rims, cup lips, clock hands, poles, wires): single thin
-# curves and lines, dark or bright, often metal with a lit edge beside a dark one. The real cracked
-# prints' neighbours on a shelf hold these, and a crack detector fills them (a boy's glasses).
+# curves and lines, dark or bright, often metal with a lit edge beside a dark one. Photographs are
+# full of them, and a crack detector fills them (the rims of a boy's glasses on a real print).
 
 
 def sample_outlines(rng: np.random.Generator, h: int, w: int) -> dict:
