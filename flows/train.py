@@ -1,7 +1,7 @@
 """Training as Prefect flows, so that a training can be scheduled, run on the GPU work pool and
 seen in the Prefect UI like any other run. ``archive train stage`` calls the same flow.
 
-The flow trains one stage of the staged restorer (detect or inpaint) on synthetic realistic damage
+The flow trains one stage of the staged restorer (detect, inpaint or denoise) on synthetic realistic damage
 of the bundled and Debian photographs, resumably (the state goes to ``OUT.training/``), and writes
 the checkpoint with its card. Registering it as a model version stays a person's step
 (``archive models register``): a training run never changes what the archive restores with.
@@ -17,7 +17,12 @@ from prefect import flow
 
 from flows.errors import ConfigError
 
-STAGE_ARCHITECTURES = {"detect": "damage_detector", "inpaint": "gated_inpainter", "upscale": "srvgg_compact"}
+STAGE_ARCHITECTURES = {
+    "detect": "damage_detector",
+    "inpaint": "gated_inpainter",
+    "denoise": "unet_restorer",
+    "upscale": "srvgg_compact",
+}
 # An enlarger's default size per architecture. On 2 CPU cores, SRVGGNetCompact (its output the
 # input enlarged by nearest neighbour plus what it learns) of 32 features and 8 convolutions was
 # +0.37 dB over bicubic on its validation crops after 2000 steps of 16 crops (0.18 s a step); a
@@ -74,8 +79,11 @@ def train_stage(
     (``arch_config`` ``sees_under``) learns on damage drawn in them (UNDER_TONE, UNDER_HOLES) and,
     with ``detector`` (a checkpoint with a detect stage), also on the holes that detector draws
     (its marks narrower than ``max_width``, as the pipeline that will hold both fills them).
-    ``probabilities`` change effects' probabilities in the stage's mixture (detect: the damage and
-    look of old prints; inpaint: its holes), recorded in the card with the rest of it."""
+    denoise (a unet_restorer, e.g. fine-tuned from restore-unet v5): grain, noise, blur and JPEG
+    (DENOISE_PROBABILITIES) over the photographs, a DENOISE_UNTOUCHED share of the crops left as
+    they are. ``probabilities`` change effects' probabilities in the stage's mixture (detect: the
+    damage and look of old prints; inpaint: its holes; denoise: its noise and blur), recorded in the
+    card with the rest of it."""
     import torch
 
     from flows.versions import code_version, software_versions

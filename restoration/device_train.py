@@ -13,9 +13,9 @@ state stays on the device (a lease is short; the exported EMA weights are what c
         --init restoration/weights/restore-unet/v7 --hard-negatives restoration/weights/restore-unet/v7 \\
         --code-version 0.1.0+g…                                            # there
 
-Each stage is trained as ``archive train stage`` (detect, inpaint) or ``archive train restore``
-(denoise: the single U-Net on noise, grain, blur and compression alone, with many untouched crops
-so that clean texture passes through) would train it, with larger batches and crops, and stops
+Each stage is trained as ``archive train stage`` would train it (denoise: the single U-Net on
+noise, grain, blur and compression alone, with many untouched crops so that clean texture passes
+through), with larger batches and crops, and stops
 at ``--seconds`` wherever its schedule is; the card says how far it got. ``--stage upscale``
 trains an enlarger as ``archive train upscale`` would (``--architecture``, ``--scale``,
 ``--arch-config '{"num_feat": 64, "num_conv": 16}'`` for a larger one than 2 CPU cores can train).
@@ -36,18 +36,13 @@ from restoration import photos
 from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, data_card, digest
 from restoration.degrade.enlarge import PRESETS
 from restoration.recipe import ENLARGERS, enlarger_config
-
-# The denoise stage's mixture: what is left once damage is inpainted (no damage, no tone).
-DENOISE_PROBABILITIES = {
-    "gaussian_blur": 0.3,
-    "motion_blur": 0.03,
-    "resample": 0.2,
-    "gaussian_noise": 0.4,
-    "poisson_noise": 0.2,
-    "speckle_noise": 0.1,
-    "film_grain": 0.5,
-    "jpeg": 0.4,
-}
+from restoration.stage_training import (
+    StageConfig,
+    StageTrainer,
+    export,
+    hard_negatives_from,
+    init_stage,
+)
 
 
 def pack(path: Path) -> None:
@@ -121,75 +116,51 @@ def train(args: argparse.Namespace) -> None:
         },
     }
     arch_config = json.loads(args.arch_config)
-    if args.stage == "denoise":
-        from restoration.training import TrainConfig, Trainer, export
-
-        config = TrainConfig(
-            architecture="unet_restorer",
-            arch_config=arch_config,
-            steps=args.steps,
-            warmup_steps=args.steps // 2,
-            batch=args.batch,
-            crop=args.crop,
-            lr=args.lr,
-            mask_weight=0.0,
-            degradation=dict(DENOISE_PROBABILITIES),
-            untouched=0.35,
-            augment=True,
-            workers=args.workers,
-            val_every=args.val_every,
-            seed=args.seed,
+    arch = {
+        "detect": "damage_detector",
+        "inpaint": "gated_inpainter",
+        "denoise": "unet_restorer",
+        "upscale": args.architecture,
+    }[args.stage]
+    extra = {}
+    if args.stage == "upscale":  # an enlarger: its scale argument, and the SRGAN-style schedule
+        arch_config = enlarger_config(arch, arch_config, args.scale)
+        warmup = int(args.steps * 0.83) if args.warmup_steps is None else args.warmup_steps
+        extra = {"scale": args.scale, "adv_weight": args.adv_weight, "warmup_steps": warmup}
+        small = PRESETS[args.degradation] | json.loads(args.probabilities)
+        extra |= {"disc_config": {"ndf": 64}, "enlarge": small}
+    config = StageConfig(
+        stage=args.stage,
+        architecture=arch,
+        arch_config=arch_config,
+        steps=args.steps,
+        batch=args.batch,
+        crop=args.crop,
+        lr=args.lr,
+        workers=args.workers,
+        val_every=args.val_every,
+        seed=args.seed,
+        focus=args.focus if args.hard_negatives else 0.0,
+        **extra,
+    )
+    config.untouched = config.untouched if args.untouched is None else args.untouched
+    if args.stage != "upscale":
+        config.change_mixture(json.loads(args.probabilities))
+    points = None
+    if args.hard_negatives:
+        points, how["hard_negatives"] = hard_negatives_from(
+            Path(args.hard_negatives), list(train_set.values()), args.seed
         )
-        trainer = Trainer(config, list(train_set.values()), list(val_set.values()), device=device, log=log)
-    else:
-        from restoration.stage_training import StageConfig, StageTrainer, export
-
-        arch = {"detect": "damage_detector", "inpaint": "gated_inpainter", "upscale": args.architecture}[
-            args.stage
-        ]
-        extra = {}
-        if args.stage == "upscale":  # an enlarger: its scale argument, and the SRGAN-style schedule
-            arch_config = enlarger_config(arch, arch_config, args.scale)
-            warmup = int(args.steps * 0.83) if args.warmup_steps is None else args.warmup_steps
-            extra = {"scale": args.scale, "adv_weight": args.adv_weight, "warmup_steps": warmup}
-            small = PRESETS[args.degradation] | json.loads(args.probabilities)
-            extra |= {"disc_config": {"ndf": 64}, "enlarge": small}
-        config = StageConfig(
-            stage=args.stage,
-            architecture=arch,
-            arch_config=arch_config,
-            steps=args.steps,
-            batch=args.batch,
-            crop=args.crop,
-            lr=args.lr,
-            workers=args.workers,
-            val_every=args.val_every,
-            seed=args.seed,
-            focus=args.focus if args.hard_negatives else 0.0,
-            **extra,
-        )
-        config.untouched = config.untouched if args.untouched is None else args.untouched
-        if args.stage != "upscale":
-            config.change_mixture(json.loads(args.probabilities))
-        points = None
-        if args.hard_negatives:
-            from restoration.stage_training import hard_negatives_from
-
-            points, how["hard_negatives"] = hard_negatives_from(
-                Path(args.hard_negatives), list(train_set.values()), args.seed
-            )
-            log(f"hard negatives: {how['hard_negatives']['points']} points; {args.focus:.0%} of crops on one")
-        trainer = StageTrainer(
-            config,
-            list(train_set.values()),
-            list(val_set.values()),
-            device=device,
-            log=log,
-            focus_points=points,
-        )
+        log(f"hard negatives: {how['hard_negatives']['points']} points; {args.focus:.0%} of crops on one")
+    trainer = StageTrainer(
+        config,
+        list(train_set.values()),
+        list(val_set.values()),
+        device=device,
+        log=log,
+        focus_points=points,
+    )
     if args.init:
-        from restoration.stage_training import init_stage
-
         how["init"] = init_stage(trainer, Path(args.init), args.stage)
         log(f"initialised from {args.init} ({how['init']['weights_sha256'][:16]}…)")
     trainer.run(
@@ -248,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         default="{}",
         help="JSON: effect probabilities to change in the stage's mixture (upscale: EnlargeDegradation fields)",
     )
-    t.add_argument("--untouched", type=float, default=None, help="detect: share of crops left clean")
+    t.add_argument("--untouched", type=float, default=None, help="detect, denoise: share of crops left clean")
     t.add_argument("--init", default=None, help="a checkpoint (a stage's, or a pipeline's) to start from")
     t.add_argument(
         "--collection",

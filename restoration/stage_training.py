@@ -10,6 +10,10 @@ recover a picture (as it was before the damage: grain and all) inside damage-sha
 one that sees under its holes, only its keep head learns, over a blind inpainter's fill, with the
 damage drawn in the holes, decoy holes over undamaged picture, and the holes a detector draws over
 the damaged picture, false ones included: where what is under a hole is picture, keep it.
+*denoise* learns to take grain, noise, blur, resampling and JPEG's blocks out of a picture whose
+damage is already filled (:data:`DENOISE_PROBABILITIES`), and to leave a clean photograph as it is:
+a share of its crops (``untouched``) is the photograph itself, the target its own input, so that
+the texture of brick, foliage and a photograph's own grain is kept rather than smoothed as noise.
 *upscale* learns to make a photograph ``scale`` times larger from a small copy made the way small
 scans are (:mod:`restoration.degrade.enlarge`).
 """
@@ -125,11 +129,24 @@ UNDER_HOLES = INPAINT_HOLES | {
     "scan_gaussian_noise": 0.2,
     "scan_film_grain": 0.3,
 }
+# The denoise stage's mixture: what is left once damage is inpainted (no damage, no tone).
+DENOISE_PROBABILITIES = {
+    "gaussian_blur": 0.3,
+    "motion_blur": 0.03,
+    "resample": 0.2,
+    "gaussian_noise": 0.4,
+    "poisson_noise": 0.2,
+    "speckle_noise": 0.1,
+    "film_grain": 0.5,
+    "jpeg": 0.4,
+}
+# The share of the denoise stage's crops left as they are (the target its own input).
+DENOISE_UNTOUCHED = 0.35
 
 
 @dataclass
 class StageConfig:
-    stage: str = "detect"  # detect | inpaint | upscale
+    stage: str = "detect"  # detect | inpaint | denoise | upscale
     architecture: str = "damage_detector"
     arch_config: dict[str, Any] = field(default_factory=dict)
     steps: int = 8000
@@ -142,9 +159,12 @@ class StageConfig:
     val_every: int = 1000
     val_crops: int = 4  # per held-out image
     val_crop: int = 192
-    degradation: dict[str, float] = field(default_factory=lambda: dict(DETECT_PROBABILITIES))
+    # detect: the damage and look of old prints (DETECT_PROBABILITIES); denoise: the noise and blur
+    # (DENOISE_PROBABILITIES); None: the stage's own
+    degradation: dict[str, float] | None = None
     holes: dict[str, float] = field(default_factory=lambda: dict(INPAINT_HOLES))
-    untouched: float = 0.2  # detect: share of crops without any damage or tone effect
+    # detect (0.2), denoise (DENOISE_UNTOUCHED): share of crops without any effect; None: the stage's own
+    untouched: float | None = None
     focus: float = 0.0  # detect, inpaint: share of crops centred on hard negatives (focus_points)
     visible: float = 0.03  # detect: damage that changed no channel by more than this is not marked
     grow: int = 2  # inpaint: holes are grown as the pipeline grows the detector's mask
@@ -164,12 +184,14 @@ class StageConfig:
     disc_config: dict[str, Any] = field(default_factory=dict)
 
     def change_mixture(self, probabilities: dict[str, float]) -> None:
-        """Change effects' probabilities in the stage's mixture (detect: ``degradation``; inpaint:
-        ``holes``); an effect the degradation model lacks is refused (ValueError), as is the upscale
+        """Change effects' probabilities in the stage's mixture (detect, denoise: ``degradation``;
+        inpaint: ``holes``); an effect the degradation model lacks is refused (ValueError), as is the upscale
         stage (its small copies are made by ``enlarge``)."""
         if self.stage == "upscale":
-            raise ValueError("probabilities are for the detect and inpaint stages (upscale: its preset)")
-        mixture = "degradation" if self.stage == "detect" else "holes"
+            raise ValueError(
+                "probabilities are for the detect, inpaint and denoise stages (upscale: its preset)"
+            )
+        mixture = "holes" if self.stage == "inpaint" else "degradation"
         changed = getattr(self, mixture) | {k: float(v) for k, v in probabilities.items()}
         DegradationConfig(changed)  # refuses an unknown effect
         setattr(self, mixture, changed)
@@ -180,8 +202,13 @@ class StageConfig:
         return self.stage == "inpaint" and bool(self.arch_config.get("sees_under"))
 
     def __post_init__(self) -> None:
-        if self.stage not in ("detect", "inpaint", "upscale"):
-            raise ValueError(f"stage must be detect, inpaint or upscale, not {self.stage!r}")
+        if self.stage not in ("detect", "inpaint", "denoise", "upscale"):
+            raise ValueError(f"stage must be detect, inpaint, denoise or upscale, not {self.stage!r}")
+        denoise = self.stage == "denoise"
+        if self.degradation is None:
+            self.degradation = dict(DENOISE_PROBABILITIES if denoise else DETECT_PROBABILITIES)
+        if self.untouched is None:
+            self.untouched = DENOISE_UNTOUCHED if denoise else 0.2
         if self.stage == "upscale" and self.crop % self.scale:
             raise ValueError(f"the crop ({self.crop}) must be a multiple of the scale ({self.scale})")
 
@@ -250,7 +277,7 @@ def batch_maker(
     augment = c.augment and not validation
     if c.stage == "upscale":
         return functools.partial(enlarge_batch, images, c.seed, c.batch, size, c.small(), augment)
-    if c.stage == "detect":
+    if c.stage in ("detect", "denoise"):
         config = DegradationConfig(dict(c.degradation), untouched=0.0 if validation else c.untouched)
         return functools.partial(
             step_batch, images, c.seed, c.batch, size, config, augment, visible=c.visible, focus=focus
@@ -340,6 +367,9 @@ class StageTrainer:
                 return loss, {"loss": loss.item()}, None
             if c.stage == "inpaint":
                 loss = losses.reconstruction(net(x, m), y, c.ssim_weight, m, c.hole_weight)
+                return loss, {"loss": loss.item()}, None
+            if c.stage == "denoise":
+                loss = losses.reconstruction(_picture(net(x)), y, c.ssim_weight)
                 return loss, {"loss": loss.item()}, None
             large = net(x)
             loss = rec = losses.reconstruction(large, y, c.ssim_weight)
@@ -505,9 +535,18 @@ def hard_negatives(
 def evaluate_stage(
     net: torch.nn.Module, stage: str, batches: list[Degraded], device: torch.device
 ) -> dict[str, float]:
-    """detect: mask F1 at 0.5; inpaint: PSNR inside the holes, and over the whole crops; upscale:
-    PSNR and SSIM of the enlargements, and of bicubic enlargement for comparison."""
+    """detect: mask F1 at 0.5; inpaint: PSNR inside the holes, and over the whole crops; denoise:
+    PSNR and SSIM of its outputs, and the inputs' PSNR; upscale: PSNR and SSIM of the enlargements,
+    and of bicubic enlargement for comparison."""
     net.eval()
+    if stage == "denoise":
+        made = torch.cat([_picture(net(b.degraded.to(device))).float().clamp(0, 1).cpu() for b in batches])
+        clean, given = torch.cat([b.clean for b in batches]), torch.cat([b.degraded for b in batches])
+        return {
+            "psnr": psnr(made, clean).mean().item(),
+            "ssim": ssim(made, clean).mean().item(),
+            "input_psnr": psnr(given, clean).mean().item(),
+        }
     if stage == "upscale":
         made = torch.cat([net(b.degraded.to(device)).float().clamp(0, 1).cpu() for b in batches])
         clean = torch.cat([b.clean for b in batches])
@@ -528,9 +567,15 @@ def evaluate_stage(
     return {"hole_psnr": region_psnr(filled, clean, holes), "psnr": psnr(filled, clean).mean().item()}
 
 
+def _picture(out: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """A denoiser's picture: a restorer such as unet_restorer also returns a damage mask's logits."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 # Configuration fields only one stage reads: a card lists its own stage's, not the others' defaults.
 _STAGE_FIELDS = {
     "detect": {"degradation", "untouched", "visible", "focus"},
+    "denoise": {"degradation", "untouched"},
     "inpaint": {"holes", "grow", "hole_weight", "tone", "detector", "max_width", "decoys", "focus"},
     "upscale": {"scale", "enlarge", "adv_weight", "warmup_steps", "discriminator", "disc_config"},
 }

@@ -78,10 +78,12 @@ def _checkpoint(flag: str, help: str, required: bool = True):
 
 
 @click.command("stage")
-@click.option("--stage", type=click.Choice(["detect", "inpaint"]), required=True)
+@click.option("--stage", type=click.Choice(["detect", "inpaint", "denoise"]), required=True)
 @_OUT
 @click.option(
-    "--architecture", default=None, help="Default: damage_detector (detect), gated_inpainter (inpaint)."
+    "--architecture",
+    default=None,
+    help="Default: damage_detector (detect), gated_inpainter (inpaint), unet_restorer (denoise).",
 )
 @click.option(
     "--arch-config", default="{}", show_default=True, help="JSON keyword arguments of the architecture."
@@ -122,7 +124,7 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     default="{}",
     show_default=True,
     help="JSON: effect probabilities to change in the stage's mixture, e.g. '{\"losses\": 0.15}' "
-    "(detect: its damage and look of old prints; inpaint: its holes).",
+    "(detect: its damage and look of old prints; inpaint: its holes; denoise: its noise and blur).",
 )
 @_RUN
 def train_stage(
@@ -148,9 +150,11 @@ def train_stage(
     seed: int,
     device: str,
 ) -> None:
-    """Train one stage of the staged restorer (detect or inpaint) on synthetic realistic damage
-    (the ``train-stage`` flow, which a deployment can schedule on the GPU pool). With --photos, the
-    photographs of plasma-workspace-wallpapers and lomiri-wallpapers-16.04 are added where installed."""
+    """Train one stage of the staged restorer (detect, inpaint or denoise) on synthetic realistic
+    damage (the ``train-stage`` flow, which a deployment can schedule on the GPU pool). denoise
+    learns grain, noise, blur and JPEG alone, a third of its crops left as they are (the target its
+    own input: texture kept). With --photos, the photographs of plasma-workspace-wallpapers and
+    lomiri-wallpapers-16.04 are added where installed."""
     config = json.loads(arch_config)
     changed = json.loads(probabilities)
     if not isinstance(changed, dict) or not all(isinstance(v, int | float) for v in changed.values()):

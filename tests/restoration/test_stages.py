@@ -355,7 +355,12 @@ def test_hard_negatives_are_where_a_detector_marks_clean_photographs_and_crops_c
 
 
 @pytest.mark.parametrize(
-    "stage, arch", [("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")]
+    "stage, arch",
+    [
+        ("detect", "damage_detector_test"),
+        ("inpaint", "gated_inpainter_test"),
+        ("denoise", "unet_restorer_test"),
+    ],
 )
 def test_a_stage_trains_resumes_exactly_and_exports(stage, arch, tmp_path):
     from restoration.data import TRAIN_IMAGES, bundled_images
@@ -373,16 +378,39 @@ def test_a_stage_trains_resumes_exactly_and_exports(stage, arch, tmp_path):
     for k, v in straight.ema.state_dict().items():
         assert torch.allclose(v, resumed.ema.state_dict()[k], atol=1e-6), k
     metrics = straight.validate()
-    assert set(metrics) == ({"mask_f1"} if stage == "detect" else {"hole_psnr", "psnr"})
+    assert (
+        set(metrics)
+        == {
+            "detect": {"mask_f1"},
+            "inpaint": {"hole_psnr", "psnr"},
+            "denoise": {"psnr", "ssim", "input_psnr"},
+        }[stage]
+    )
 
 
-def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(
-    settings, tmp_path, monkeypatch, capsys
-):
+def test_the_denoise_stage_learns_on_noise_and_blur_alone_and_on_photographs_left_as_they_are():
+    """Its crops: grain, noise, blur, resampling, JPEG (no damage: the inpainter's), and a share
+    left as they are, the target its own input, so that a clean photograph's texture is kept."""
+    from restoration.data import TRAIN_IMAGES, bundled_images
+    from restoration.stage_training import DENOISE_PROBABILITIES, DENOISE_UNTOUCHED
+
+    config = StageConfig(stage="denoise", batch=64, crop=32, seed=3)
+    assert config.degradation == DENOISE_PROBABILITIES and config.untouched == DENOISE_UNTOUCHED
+    assert StageConfig(stage="detect").untouched == 0.2 and "craquelure" in StageConfig().degradation
+    batch = batch_maker(config, list(bundled_images(TRAIN_IMAGES[:3]).values()))(0)
+    same = (batch.degraded == batch.clean).flatten(1).all(dim=1)
+    assert 0.15 < same.float().mean() < 0.6  # about a third left as they are, the rest changed
+    assert not batch.mask.any()  # nothing to mark: no damage in its mixture
+    effects = {e["effect"] for applied in batch.params for e in applied}
+    assert effects and effects <= set(DENOISE_PROBABILITIES), effects
+    assert all(not applied for applied, kept in zip(batch.params, same, strict=True) if kept)
+
+
+def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, tmp_path, monkeypatch, capsys):
     from flows.cli.main import main
 
     monkeypatch.setattr("flows.model_versions.SHIPPED", tmp_path / "no-shipped-models")
-    for stage, arch in (("detect", "damage_detector_test"), ("inpaint", "gated_inpainter_test")):
+    for stage, arch in TINY.items():
         assert (
             main(
                 [
@@ -456,6 +484,13 @@ def test_the_cli_trains_both_stages_and_assembles_a_registrable_model(
     assert err.endswith("the pipeline has no denoise stage") and "\n" not in err  # one line, no traceback
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
     assert card["config"]["views"] == 4 and load_checkpoint(tmp_path / "pipe")[0].views == 4
+    denoised = ["--denoise", str(tmp_path / "denoise"), "--version", "v9", "--out", str(tmp_path / "pipe3")]
+    assert main([*assemble_cmd, *denoised]) == 0
+    stages = json.loads((tmp_path / "pipe3" / "card.json").read_text())["stages"]
+    assert (
+        stages["denoise"]["from"]["task"] == "restore-denoise"
+        and stages["denoise"]["architecture"] == TINY["denoise"]
+    )
     base = ["--db", settings.db.url, "--output", settings.store.output]
     assert main([*base, "models", "register", str(tmp_path / "pipe")]) == 0
 
