@@ -337,6 +337,14 @@ def train_upscale(
     help="The detector's views, their logits averaged: the picture, mirrored, upside down, both "
     "(4), and the same of its transpose (8); each costs one more detector pass.",
 )
+@click.option(
+    "--denoise-strength",
+    type=click.FloatRange(0, 1),
+    default=1.0,
+    show_default=True,
+    help="How far the denoise stage takes the picture (0.5: half way from the filled picture to its "
+    "output): grain and a print's own texture are kept in proportion.",
+)
 def train_pipeline(
     detect: str,
     inpaint: str,
@@ -348,6 +356,7 @@ def train_pipeline(
     grow: int,
     max_width: int,
     views: str,
+    denoise_strength: float,
 ) -> None:
     """Assemble stage checkpoints into one restore model version (each stage's digest in its card)."""
     from flows.versions import code_version
@@ -365,6 +374,7 @@ def train_pipeline(
             grow=grow,
             max_width=max_width,
             views=int(views),
+            **({"denoise_strength": denoise_strength} if denoise else {}),
         )
     except ValueError as exc:  # a pipeline named for a stage it does not have
         raise click.ClickException(str(exc)) from None

@@ -1,6 +1,7 @@
 """The staged restorer, one model version to the catalogue: *detect* marks damaged pixels at the
 scan's own resolution, *inpaint* fills them from their surroundings (pixels outside the grown
-mask are kept), *denoise* (optional) removes grain and noise over the whole picture.
+mask are kept), *denoise* (optional) removes grain and noise over the whole picture, as far as
+``denoise_strength`` says (1: its output; 0.5: half way from the filled picture to it).
 
 Each stage is a registered architecture built by name from the pipeline's config, so the card
 lists every stage's architecture and config (and, written by ``restoration.stages``, each
@@ -75,17 +76,20 @@ class RestorePipeline(nn.Module):
         grow: int = 2,
         max_width: int = 0,
         views: int = 1,
+        denoise_strength: float = 1.0,
     ):
         super().__init__()
         if views not in VIEWS:
             raise ValueError(f"the detector's views are one of {VIEWS}, not {views!r}")
+        if not 0.0 <= denoise_strength <= 1.0:
+            raise ValueError(f"the denoise strength is between 0 and 1, not {denoise_strength!r}")
         unknown = set(stages) - set(STAGES)
         if unknown or not {"detect", "inpaint"} <= set(stages):
             raise ValueError(
                 f"a restore pipeline needs detect and inpaint stages (and may have denoise), not {sorted(stages)}"
             )
         self.threshold, self.softness, self.grow, self.max_width = threshold, softness, grow, max_width
-        self.views = views
+        self.views, self.denoise_strength = views, float(denoise_strength)
         for name in STAGES:
             spec = stages.get(name)
             setattr(self, name, build(spec["architecture"], **spec.get("config", {})) if spec else None)
@@ -118,8 +122,8 @@ class RestorePipeline(nn.Module):
         # nothing to fill: the inpainter would return x. A curator's marks are all damage: an
         # inpainter that can look under its holes fills them without looking.
         y = self.inpaint(x, holes, blind=mask is not None) if bool(holes.any()) else x
-        if self.denoise is not None:
-            y = self.denoise(y)[0]
+        if self.denoise is not None and self.denoise_strength > 0:
+            y = torch.lerp(y, self.denoise(y)[0], self.denoise_strength)
         return y, logits
 
 

@@ -162,6 +162,33 @@ def test_the_detectors_views_are_averaged_back_in_place_and_tiles_still_agree(pi
         create_model("restore_pipeline_test", views=3)
 
 
+def test_the_denoise_strength_takes_the_picture_that_far_towards_the_denoisers_output(pipeline_dir, photo):
+    """denoise_strength (assembled with --denoise-strength): 1 is the denoiser's output, 0 the
+    filled picture, 0.5 half way; the card records it, and tiles still agree."""
+    directory, _ = pipeline_dir
+    model, _ = load_checkpoint(directory)
+    x = torch.from_numpy(photo[:64, :96].copy()).permute(2, 0, 1)[None].float() / 255
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.denoise.parameters():  # untrained, it returns its input: make it do something
+            p.add_(torch.randn_like(p) * 0.02)
+        full = model(x)[0]
+        denoise, model.denoise = model.denoise, None
+        filled = model(x)[0]
+        model.denoise, model.denoise_strength = denoise, 0.5
+        half = model(x)[0]
+        model.denoise_strength = 0.0
+        assert torch.equal(model(x)[0], filled)
+    assert (full - filled).abs().max() > 0.01  # the tiny denoiser does change the picture
+    assert torch.allclose(half, (full + filled) / 2, atol=1e-5)
+    model.denoise_strength = 0.5
+    whole = Restorer(model, EngineConfig(tile=1024)).restore([photo])[0]
+    tiled = Restorer(model, EngineConfig(tile=256, overlap=64)).restore([photo])[0]
+    assert np.abs(whole.image.astype(int) - tiled.image.astype(int)).max() <= 2
+    with pytest.raises(ValueError, match="strength"):
+        create_model("restore_pipeline_test", denoise_strength=1.5)
+
+
 def test_a_curators_mask_is_used_instead_of_the_detector(pipeline_dir, photo):
     model, _ = load_checkpoint(pipeline_dir[0])
     model.denoise = None  # so that every pixel outside the grown mask must come back as it was
@@ -485,7 +512,8 @@ def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, t
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
     assert card["config"]["views"] == 4 and load_checkpoint(tmp_path / "pipe")[0].views == 4
     denoised = ["--denoise", str(tmp_path / "denoise"), "--version", "v9", "--out", str(tmp_path / "pipe3")]
-    assert main([*assemble_cmd, *denoised]) == 0
+    assert main([*assemble_cmd, *denoised, "--denoise-strength", "0.5"]) == 0
+    assert load_checkpoint(tmp_path / "pipe3")[0].denoise_strength == 0.5
     stages = json.loads((tmp_path / "pipe3" / "card.json").read_text())["stages"]
     assert (
         stages["denoise"]["from"]["task"] == "restore-denoise"
