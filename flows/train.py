@@ -16,13 +16,8 @@ from typing import Any
 from prefect import flow
 
 from flows.errors import ConfigError
+from restoration.recipe import STAGE_ARCHITECTURES
 
-STAGE_ARCHITECTURES = {
-    "detect": "damage_detector",
-    "inpaint": "gated_inpainter",
-    "denoise": "unet_restorer",
-    "upscale": "srvgg_compact",
-}
 # An enlarger's default size per architecture. On 2 CPU cores, SRVGGNetCompact (its output the
 # input enlarged by nearest neighbour plus what it learns) of 32 features and 8 convolutions was
 # +0.37 dB over bicubic on its validation crops after 2000 steps of 16 crops (0.18 s a step); a

@@ -35,7 +35,7 @@ import torch
 from restoration import photos
 from restoration.data import TRAIN_IMAGES, VALIDATION_IMAGES, data_card, digest
 from restoration.degrade.enlarge import PRESETS
-from restoration.recipe import ENLARGERS, enlarger_config
+from restoration.recipe import ENLARGERS, STAGE_ARCHITECTURES, enlarger_config
 from restoration.stage_training import (
     StageConfig,
     StageTrainer,
@@ -116,12 +116,7 @@ def train(args: argparse.Namespace) -> None:
         },
     }
     arch_config = json.loads(args.arch_config)
-    arch = {
-        "detect": "damage_detector",
-        "inpaint": "gated_inpainter",
-        "denoise": "unet_restorer",
-        "upscale": args.architecture,
-    }[args.stage]
+    arch = args.architecture if args.stage == "upscale" else STAGE_ARCHITECTURES[args.stage]
     extra = {}
     if args.stage == "upscale":  # an enlarger: its scale argument, and the SRGAN-style schedule
         arch_config = enlarger_config(arch, arch_config, args.scale)
@@ -141,9 +136,9 @@ def train(args: argparse.Namespace) -> None:
         val_every=args.val_every,
         seed=args.seed,
         focus=args.focus if args.hard_negatives else 0.0,
+        untouched=args.untouched,  # None: the stage's own
         **extra,
     )
-    config.untouched = config.untouched if args.untouched is None else args.untouched
     if args.stage != "upscale":
         config.change_mixture(json.loads(args.probabilities))
     points = None

@@ -53,6 +53,15 @@ class TrainConfig:
     workers: int = 1  # processes building batches (0: in the training process); the batches are the same
 
 
+# Each stage's default architecture (the staged restorer's three, and the enlarger).
+STAGE_ARCHITECTURES = {
+    "detect": "damage_detector",
+    "inpaint": "gated_inpainter",
+    "denoise": "unet_restorer",
+    "upscale": "srvgg_compact",
+}
+
+
 # -- enlargers ---------------------------------------------------------------------------------
 
 # The architectures that enlarge, and the keyword argument that sets each one's scale (both
