@@ -29,22 +29,48 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_checkpoint(model: nn.Module, directory: Path, card: dict[str, Any]) -> dict[str, Any]:
+# How a checkpoint's floating-point tensors are stored: float32 as trained, or float16 (half the
+# file; each tensor rounded once, upcast to the model's float32 when loaded).
+STORAGE = {"float32": torch.float32, "float16": torch.float16}
+
+
+def stored_state(model: nn.Module, storage: str = "float32") -> dict[str, torch.Tensor]:
+    """The model's state dict as ``save_checkpoint`` writes it (floating tensors in ``storage``)."""
+    if storage not in STORAGE:
+        raise ValueError(f"storage must be one of {sorted(STORAGE)}, not {storage!r}")
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        state[k] = (v.to(STORAGE[storage]) if v.is_floating_point() else v).contiguous()
+    return state
+
+
+def save_checkpoint(
+    model: nn.Module, directory: Path, card: dict[str, Any], storage: str = "float32"
+) -> dict[str, Any]:
     """Write ``model.safetensors`` and ``card.json`` into ``directory``; returns the final card.
 
     ``card`` must name ``architecture`` and ``config`` (the keyword arguments of create_model).
+    A pipeline's card lists its ``stages``: each one's ``tensors_sha256`` is computed here, on the
+    tensors as stored. ``storage`` "float16" halves the file (recorded in the card).
     """
     missing = {"architecture", "config"} - set(card)
     if missing:
         raise ValueError(f"a model card needs {sorted(missing)}")
+    state = stored_state(model, storage)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, directory / WEIGHTS, metadata={"architecture": card["architecture"]})
-    card = card | {
+    card = {k: v for k, v in card.items() if k != "storage"}
+    if "stages" in card:
+        card["stages"] = {
+            name: spec | {"tensors_sha256": tensors_sha256(stage_state(state, name))}
+            for name, spec in card["stages"].items()
+        }
+    card |= {
         "weights": WEIGHTS,
         "weights_sha256": sha256_file(directory / WEIGHTS),
         "parameters": sum(v.numel() for v in state.values()),
-    }
+    } | ({"storage": storage} if storage != "float32" else {})
     (directory / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from restoration.checkpoints import load_checkpoint, save_checkpoint, tensors_sha256
+from restoration.checkpoints import load_checkpoint, save_checkpoint
 from restoration.factory import create_model
 
 # What a stage's own card contributes to the pipeline's (its provenance; not its history).
@@ -15,12 +15,17 @@ _FROM_STAGE = ("name", "version", "task", "metrics", "training", "data", "sessio
 
 
 def assemble(
-    stage_dirs: dict[str, Path], directory: Path, card: dict[str, Any], **pipeline_config
+    stage_dirs: dict[str, Path],
+    directory: Path,
+    card: dict[str, Any],
+    storage: str = "float32",
+    **pipeline_config,
 ) -> dict[str, Any]:
     """Build ``restore_pipeline`` from stage checkpoint folders ({"detect": …, "inpaint": …,
     "denoise": …}; each checked against its own card) and save it to ``directory``. A folder may
     hold an assembled pipeline instead (restore-unet v7): its stage of that name is taken, with
-    the provenance its card lists for it and the pipeline it came out of."""
+    the provenance its card lists for it and the pipeline it came out of. ``storage`` is how the
+    weights are stored (save_checkpoint's; "float16" halves the file)."""
     models, specs, listed = {}, {}, {}
     for name, stage_dir in stage_dirs.items():
         model, stage_card = load_checkpoint(Path(stage_dir))
@@ -35,13 +40,13 @@ def assemble(
             }
         models[name] = model
         specs[name] = {"architecture": part["architecture"], "config": part["config"]}
-        listed[name] = specs[name] | {"tensors_sha256": tensors_sha256(model.state_dict()), "from": origin}
+        listed[name] = specs[name] | {"from": origin}  # its tensors' digest: save_checkpoint's
     config = {"stages": specs, **pipeline_config}
     pipeline = create_model("restore_pipeline", **config)
     for name, model in models.items():
         getattr(pipeline, name).load_state_dict(model.state_dict(), strict=True)
     card = card | {"architecture": "restore_pipeline", "config": config, "task": "restore", "stages": listed}
-    return save_checkpoint(pipeline, directory, card)
+    return save_checkpoint(pipeline, directory, card, storage=storage)
 
 
 def with_tone(
@@ -71,11 +76,7 @@ def with_tone(
     if net is not None:
         toned.estimator.load_state_dict(net.state_dict(), strict=True)
     stages = {
-        "restorer": spec
-        | {
-            "tensors_sha256": tensors_sha256(model.state_dict()),
-            "from": {k: inner[k] for k in _FROM_STAGE if k in inner},
-        },
+        "restorer": spec | {"from": {k: inner[k] for k in _FROM_STAGE if k in inner}},
     }
     card = card | {
         "architecture": "toned_restorer",

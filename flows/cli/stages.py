@@ -345,6 +345,14 @@ def train_upscale(
     help="How far the denoise stage takes the picture (0.5: half way from the filled picture to its "
     "output): grain and a print's own texture are kept in proportion.",
 )
+@click.option(
+    "--storage",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="How the weights are stored: float16 halves the file (each weight rounded once, recorded "
+    "in the card; the stages' digests are of the stored tensors).",
+)
 def train_pipeline(
     detect: str,
     inpaint: str,
@@ -357,6 +365,7 @@ def train_pipeline(
     max_width: int,
     views: str,
     denoise_strength: float,
+    storage: str,
 ) -> None:
     """Assemble stage checkpoints into one restore model version (each stage's digest in its card)."""
     from flows.versions import code_version
@@ -370,6 +379,7 @@ def train_pipeline(
             dirs,
             Path(out_dir),
             {"name": name, "version": version, "code_version": code_version()},
+            storage=storage,
             threshold=threshold,
             grow=grow,
             max_width=max_width,

@@ -101,6 +101,32 @@ def test_a_tampered_stage_is_refused_even_with_a_matching_file_digest(pipeline_d
         load_checkpoint(directory)
 
 
+def test_a_pipeline_stored_in_float16_is_half_the_file_and_restores_as_its_float32(pipeline_dir, tmp_path):
+    directory, card = pipeline_dir
+    half = assemble({n: directory for n in TINY}, tmp_path / "half", {"version": "t1h"}, storage="float16")
+    assert half["storage"] == "float16" and "storage" not in card
+    size = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert size < 0.6 * (directory / "model.safetensors").stat().st_size
+    assert all(v.dtype == torch.float16 for v in load_file(tmp_path / "half" / "model.safetensors").values())
+    for name in TINY:  # each stage's digest is of its stored tensors, and still checked
+        assert half["stages"][name]["tensors_sha256"] != card["stages"][name]["tensors_sha256"]
+    full, _ = load_checkpoint(directory)
+    model, _ = load_checkpoint(tmp_path / "half")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        (a, _), (b, _) = full(x), model(x)
+    assert (a - b).abs().max() < 2e-3  # one rounding of each weight
+    weights = tmp_path / "half" / "model.safetensors"
+    state = load_file(weights)
+    state["detect.head.bias"] = state["detect.head.bias"] + 0.01
+    save_file(state, weights, metadata={"architecture": "restore_pipeline"})
+    half["weights_sha256"] = sha256_file(weights)
+    (tmp_path / "half" / "card.json").write_text(json.dumps(half))
+    with pytest.raises(ChecksumError, match="stage detect"):
+        load_checkpoint(tmp_path / "half")
+
+
 def test_a_stage_listed_as_another_architecture_is_refused(pipeline_dir):
     directory, card = pipeline_dir
     card["stages"]["detect"]["architecture"] = "damage_detector"
@@ -512,8 +538,9 @@ def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, t
     assert card["config"]["grow"] == 1 and card["stages"]["inpaint"]["from"]["task"] == "restore-inpaint"
     assert card["config"]["views"] == 4 and load_checkpoint(tmp_path / "pipe")[0].views == 4
     denoised = ["--denoise", str(tmp_path / "denoise"), "--version", "v9", "--out", str(tmp_path / "pipe3")]
-    assert main([*assemble_cmd, *denoised, "--denoise-strength", "0.5"]) == 0
+    assert main([*assemble_cmd, *denoised, "--denoise-strength", "0.5", "--storage", "float16"]) == 0
     assert load_checkpoint(tmp_path / "pipe3")[0].denoise_strength == 0.5
+    assert json.loads((tmp_path / "pipe3" / "card.json").read_text())["storage"] == "float16"
     stages = json.loads((tmp_path / "pipe3" / "card.json").read_text())["stages"]
     assert (
         stages["denoise"]["from"]["task"] == "restore-denoise"
