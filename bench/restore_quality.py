@@ -3,7 +3,7 @@ restorer, the previous production version and two classical baselines.
 
     .venv/bin/python bench/restore_quality.py [--checkpoint DIR] [--previous DIR] [--no-per-effect]
 
-By default the newest shipped restorer (restore-unet v12, a candidate) against the production one (v9:
+By default the newest shipped restorer (restore-unet v13, a candidate) against the production one (v9:
 v5 behind the tone stage, which these sections run at tone=off, so its figures are v5's).
 
 1. Realistic damage (crack networks, creases, lost corners, flaking, foxing, tide lines, scratches,
