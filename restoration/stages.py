@@ -57,6 +57,7 @@ def with_tone(
     net: Any = None,
     tone_card: dict[str, Any] | None = None,
     neutral_blend: float = 0.0,
+    storage: str = "float32",
 ) -> dict[str, Any]:
     """Build ``toned_restorer``: the restorer in ``restorer_dir`` (checked against its card) with
     the tone stage before it (its learned estimator ``net``, a ``ToneNet``, where ``estimator``
@@ -91,4 +92,4 @@ def with_tone(
         }
         | (tone_card or {}),
     }
-    return save_checkpoint(toned, directory, card)
+    return save_checkpoint(toned, directory, card, storage=storage)

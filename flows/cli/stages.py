@@ -310,6 +310,17 @@ def train_upscale(
     )
 
 
+# How a model version's weights are stored (save_checkpoint's storage).
+_STORAGE = click.option(
+    "--storage",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="How the weights are stored: float16 halves the file (each weight rounded once, recorded "
+    "in the card; the stages' digests are of the stored tensors).",
+)
+
+
 @click.command("pipeline")
 @_checkpoint("--detect", "The detect stage's checkpoint, or a pipeline's (its detect stage is taken).")
 @_checkpoint("--inpaint", "The inpaint stage's checkpoint, or a pipeline's (its inpaint stage is taken).")
@@ -345,14 +356,7 @@ def train_upscale(
     help="How far the denoise stage takes the picture (0.5: half way from the filled picture to its "
     "output): grain and a print's own texture are kept in proportion.",
 )
-@click.option(
-    "--storage",
-    type=click.Choice(["float32", "float16"]),
-    default="float32",
-    show_default=True,
-    help="How the weights are stored: float16 halves the file (each weight rounded once, recorded "
-    "in the card; the stages' digests are of the stored tensors).",
-)
+@_STORAGE
 def train_pipeline(
     detect: str,
     inpaint: str,
@@ -432,6 +436,7 @@ def train_pipeline(
     "instead of training one: a new restorer behind the same tone stage.",
     required=False,
 )
+@_STORAGE
 def train_toned(
     restorer: str,
     out_dir: str,
@@ -444,6 +449,7 @@ def train_toned(
     state: str | None,
     photos: bool,
     tone_from: str | None,
+    storage: str,
 ) -> None:
     """Put the tone stage (fading, casts, toning: fitted per picture) before a restorer, as one
     model version that takes tone=auto|neutral|off and strength=0..1; with the learned estimator,
@@ -467,6 +473,7 @@ def train_toned(
         net,
         tone_card,
         neutral_blend if estimator == "learned" else 0.0,
+        storage=storage,
     )
     restorer_from = card["stages"]["restorer"]["from"]
     out.print(

@@ -156,17 +156,17 @@ def test_train_toned_puts_the_stage_before_a_restorer_as_one_model_version(tmp_p
     # another restorer behind the same tone stage, taken from this one rather than trained again
     other = checkpoint(tmp_path, "v3", 2)
     again = ["train", "toned", "--restorer", str(other), "--out", str(tmp_path / "again"), "--version", "v4"]
-    assert archive_cli([*again, "--tone-from", str(out)]) == 0
-    model2, card2 = load_checkpoint(tmp_path / "again")
-    assert card2["stages"]["restorer"]["from"]["version"] == "v3"
+    assert archive_cli([*again, "--tone-from", str(out), "--storage", "float16"]) == 0
+    model2, card2 = load_checkpoint(tmp_path / "again")  # stored in float16, its digests still checked
+    assert card2["storage"] == "float16" and card2["stages"]["restorer"]["from"]["version"] == "v3"
     assert card2["tone_stage"]["taken_from"]["weights_sha256"] == card["weights_sha256"]
     assert card2["tone_stage"]["estimator"] == estimator
     assert card2["tone_stage"]["neutral_blend"] == card["tone_stage"]["neutral_blend"]
     if estimator == "learned":
         for a, b in zip(
             model.estimator.state_dict().values(), model2.estimator.state_dict().values(), strict=True
-        ):
-            assert torch.equal(a, b)
+        ):  # the same weights, each rounded once to float16
+            assert torch.equal(a.half().to(a.dtype) if a.is_floating_point() else a, b)
     capsys.readouterr()
     again[5] = str(tmp_path / "third")
     assert archive_cli([*again, "--tone-from", str(inner)]) != 0
