@@ -71,17 +71,24 @@ Method = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def shipped(status: str) -> Path:
-    """The shipped restorer of ``status`` ("newest": the highest version, whatever its status,
-    without the tone stage: a restorer with the tone stage is another's network with it in front,
-    and section 5 measures it). The production restorer may have the tone stage: sections 1-4 run
-    it with the stage off (its buffers start at the identity), which is its network bit for bit."""
+    """The shipped restorer of ``status`` ("newest": the highest version, with or without the tone
+    stage; "previous": the production one, or where the newest is production, the production one
+    before it: the newest toned restorer older than it, as every production restorer since v9 has
+    had the tone stage). A restorer with the tone stage runs here with the stage off (its buffers
+    start at the identity), which is its network bit for bit; section 5 measures the stage."""
     manifest = json.loads((WEIGHTS / "shipped.json").read_text())
-    refs = [
-        ref
-        for ref, s in manifest.items()
-        if ref.startswith("restore-") and (not _toned(ref) if status == "newest" else s == status)
-    ]
-    return WEIGHTS / max(refs, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
+    refs = sorted((ref for ref in manifest if ref.startswith("restore-")), key=_number)
+    newest = refs[-1]
+    if status == "newest":
+        return WEIGHTS / newest
+    production = next(ref for ref in refs if manifest[ref] == "production")
+    if production != newest:
+        return WEIGHTS / production
+    return WEIGHTS / [ref for ref in refs[:-1] if _toned(ref)][-1]
+
+
+def _number(ref: str) -> int:
+    return int(ref.rsplit("/v", 1)[1])
 
 
 def network(model: torch.nn.Module) -> Method:
@@ -213,7 +220,10 @@ def main() -> int:
         "--checkpoint", type=Path, default=shipped("newest"), help="default: the newest shipped restorer"
     )
     parser.add_argument(
-        "--previous", type=Path, default=shipped("production"), help="default: the production one"
+        "--previous",
+        type=Path,
+        default=shipped("previous"),
+        help="default: the production one (the one before it, where the newest is production)",
     )
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--crops", type=int, default=6, help="crops per held-out image")
@@ -234,6 +244,8 @@ def main() -> int:
     previous, prev_card = load_checkpoint(args.previous)
     if prev_card["architecture"] == "toned_restorer":
         prev_card = prev_card | {"version": f"{prev_card['version']}(tone off)"}
+    if card["architecture"] == "toned_restorer":
+        card = card | {"version": f"{card['version']}(tone off)"}
     args.shipped_name = f"{card['name']}@{card['version']}"
     methods: dict[str, Method] = {
         "input": lambda x: (x, None),
@@ -279,7 +291,7 @@ def shipped_toned() -> Path:
     """The newest shipped restorer with the tone stage."""
     manifest = json.loads((WEIGHTS / "shipped.json").read_text())
     toned = [ref for ref in manifest if ref.startswith("restore-") and _toned(ref)]
-    return WEIGHTS / max(toned, key=lambda ref: int(ref.rsplit("/v", 1)[1]))
+    return WEIGHTS / max(toned, key=_number)
 
 
 def per_effect(model: torch.nn.Module, images: dict[str, np.ndarray], args) -> None:

@@ -10,6 +10,7 @@ present. Everything lands in ./demo-archive (SQLite + a local folder, in-process
 from __future__ import annotations
 
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -19,6 +20,15 @@ from PIL import Image
 ROOT = Path("demo-archive")
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "old-photos"
 CLEAN = ("astronaut", "camera", "coffee", "chelsea", "rocket", "coins", "moon", "clock", "hubble_deep_field")
+
+
+def production_restorer() -> str:
+    """The restorer a fresh install runs as production (``restoration/weights/shipped.json``), as a ref."""
+    from flows.model_versions import SHIPPED
+
+    manifest = json.loads((SHIPPED / "shipped.json").read_text())
+    ref = next(r for r, s in manifest.items() if r.startswith("restore-") and s == "production")
+    return ref.replace("/", "@")
 
 
 def clean_images() -> dict[str, Image.Image]:
@@ -162,7 +172,7 @@ def main() -> int:
     )
     print(
         f"Neutral tone:       {derivatives}/<item>/restored/v2/  (metadata.json: derived.tone; "
-        "archive promote --collection demo --model restore-unet@v9 makes them current)"
+        f"archive promote --collection demo --model {production_restorer()} makes them current)"
     )
     print(f"Styled versions:    {derivatives}/<item>/style:albumen/v1/, …/style:period-styles.cyanotype/v1/")
     print(f"Enlarged versions:  {derivatives}/<item>/upscaled:x2/v1/  (twice the pixels, twice the DPI)")
