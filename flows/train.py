@@ -59,6 +59,7 @@ def train_stage(
     grow: int = 2,
     max_width: int = 0,
     probabilities: dict[str, float] | None = None,
+    zoom: float = 2.0,
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
     ``OUT.training/``. ``init_from`` (a checkpoint of the stage, or a pipeline holding one) is
@@ -139,6 +140,7 @@ def train_stage(
         focus=focus if hard_negatives else 0.0,
         grow=grow,
         max_width=max_width,
+        zoom=zoom,
         detector=str(detector or ""),
         **({"tone": dict(UNDER_TONE), "holes": dict(UNDER_HOLES)} if under else {}),
         enlarge=dict(PRESETS["scans"] if enlarge is None else enlarge) if stage == "upscale" else {},

@@ -136,6 +136,7 @@ def train(args: argparse.Namespace) -> None:
         val_every=args.val_every,
         seed=args.seed,
         focus=args.focus if args.hard_negatives else 0.0,
+        zoom=args.zoom,
         untouched=args.untouched,  # None: the stage's own
         **extra,
     )
@@ -232,6 +233,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=0.4,
         help="detect, with --hard-negatives: the share of crops centred on one",
+    )
+    parser.add_argument(
+        "--zoom",
+        type=float,
+        default=2.0,
+        help="detect, denoise, inpaint: crops zoom out up to this many times (whole scenes at a print's size)",
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--name", default="restore-pipeline")

@@ -175,6 +175,7 @@ class StageConfig:
     hole_weight: float = 6.0  # inpaint: extra L1 inside the holes
     ssim_weight: float = 0.2
     augment: bool = True
+    zoom: float = 2.0  # detect, denoise, inpaint (augment): crops zoom out up to this many times
     workers: int = 1  # processes building batches (0: in the training process)
     scale: int = 2  # upscale: the enlargement
     enlarge: dict[str, Any] = field(default_factory=dict)  # upscale: EnlargeDegradation's fields
@@ -209,6 +210,8 @@ class StageConfig:
             self.degradation = dict(DENOISE_PROBABILITIES if denoise else DETECT_PROBABILITIES)
         if self.untouched is None:
             self.untouched = DENOISE_UNTOUCHED if denoise else 0.2
+        if self.zoom < 1.0:
+            raise ValueError(f"zoom is how far crops zoom out, at least 1, not {self.zoom!r}")
         if self.stage == "upscale" and self.crop % self.scale:
             raise ValueError(f"the crop ({self.crop}) must be a multiple of the scale ({self.scale})")
 
@@ -230,6 +233,7 @@ def inpaint_batch(
     under: bool = False,
     focus: Focus | None = None,
     decoys: float = 0.0,
+    zoom: float = 2.0,
 ) -> Degraded:
     """Pictures (clean crops through a light tone mixture, ``clean``) and damage-shaped holes in
     them, grown by ``grow`` pixels. ``degraded`` is the picture itself (a blind inpainter sees it
@@ -239,7 +243,7 @@ def inpaint_batch(
     nothing drawn in them, picture to be kept, as under a detector's false marks: without them
     nearly every hole holds damage, and an inpainter learns to ignore what is under its holes."""
     rng = np.random.default_rng([seed, step])
-    picture = degrade(random_crops(images, batch, size, rng, augment, focus), rng, tone).degraded
+    picture = degrade(random_crops(images, batch, size, rng, augment, focus, zoom), rng, tone).degraded
     damaged = degrade(picture, rng, holes)
     mask = damaged.mask
     if under and decoys > 0:
@@ -280,7 +284,16 @@ def batch_maker(
     if c.stage in ("detect", "denoise"):
         config = DegradationConfig(dict(c.degradation), untouched=0.0 if validation else c.untouched)
         return functools.partial(
-            step_batch, images, c.seed, c.batch, size, config, augment, visible=c.visible, focus=focus
+            step_batch,
+            images,
+            c.seed,
+            c.batch,
+            size,
+            config,
+            augment,
+            visible=c.visible,
+            focus=focus,
+            zoom=c.zoom,
         )
     return functools.partial(
         inpaint_batch,
@@ -295,6 +308,7 @@ def batch_maker(
         under=c.sees_under,
         focus=focus,
         decoys=c.decoys,
+        zoom=c.zoom,
     )
 
 

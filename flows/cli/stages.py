@@ -112,6 +112,14 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     show_default=True,
     help="With --hard-negatives: the share of crops centred on one.",
 )
+@click.option(
+    "--zoom",
+    type=click.FloatRange(1),
+    default=2.0,
+    show_default=True,
+    help="detect, denoise, inpaint: training crops zoom out up to this many times (a region that "
+    "much larger, downsampled): whole scenes at the size a scanned print shows them.",
+)
 @_checkpoint(
     "--detector",
     "inpaint, with --arch-config '{\"sees_under\": true}': a checkpoint whose detector's holes over "
@@ -143,6 +151,7 @@ def train_stage(
     init_from: str | None,
     hard_negatives: str | None,
     focus: float,
+    zoom: float,
     detector: str | None,
     grow: int,
     max_width: int,
@@ -181,6 +190,7 @@ def train_stage(
         init_from=init_from,
         hard_negatives=hard_negatives,
         focus=focus,
+        zoom=zoom,
         detector=detector,
         grow=grow,
         max_width=max_width,

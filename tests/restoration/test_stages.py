@@ -281,12 +281,14 @@ def test_batches_built_in_worker_processes_equal_the_in_process_ones():
     from restoration.data import TRAIN_IMAGES, bundled_images
 
     images = list(bundled_images(TRAIN_IMAGES[:3]).values())
-    make = batch_maker(StageConfig(stage="detect", batch=2, crop=48), images)
+    make = batch_maker(StageConfig(stage="detect", batch=2, crop=48, zoom=4.0), images)
     inproc = [make(step) for step in range(5, 8)]
     workers = list(batch_loader(make, 5, 8, workers=2))
     assert len(workers) == 3
     for a, b in zip(inproc, workers, strict=True):
         assert torch.equal(a.degraded, b.degraded) and torch.equal(a.mask, b.mask) and a.params == b.params
+    nearer = batch_maker(StageConfig(stage="detect", batch=2, crop=48), images)(5)
+    assert not torch.equal(nearer.degraded, inproc[0].degraded)  # the zoom reached the batches
     legacy = step_batch(images, 0, 2, 48, DegradationConfig(), False, 3)  # the restorer's batches too
     assert torch.equal(legacy.degraded, next(iter(batch_loader(lambda s: legacy, 3, 4, workers=0))).degraded)
 

@@ -9,6 +9,7 @@ import torch
 from restoration.checkpoints import load_checkpoint
 from restoration.data import TRAIN_IMAGES, bundled_images, random_crops, training_batch
 from restoration.losses import mask_loss, reconstruction
+from restoration.stage_training import StageConfig
 from restoration.training import TrainConfig, Trainer, export
 
 TINY = dict(
@@ -75,6 +76,26 @@ def test_augmented_crops_zoom_out_and_shuffle_colours():
     assert (span(augmented) > 0.6).any()  # some crops see most of the image
     assert set(ramp_channel(plain).tolist()) == {0}
     assert len(set(ramp_channel(augmented).tolist())) >= 2  # the shuffles moved red elsewhere
+
+
+def test_a_larger_zoom_shows_more_of_the_scene_in_each_crop_and_the_default_draws_as_before():
+    ramp = np.zeros((256, 256, 3), np.uint8)
+    ramp[..., 0] = np.linspace(0, 255, 256, dtype=np.uint8)[None, :]  # red rises left to right
+    ramp[..., 1] = ramp[..., 2] = 90
+
+    def crops(**kw):
+        return random_crops([ramp], 32, 32, np.random.default_rng(5), augment=True, **kw)
+
+    def span(c: torch.Tensor) -> torch.Tensor:  # the range of the ramp each crop covers
+        red = c[torch.arange(len(c)), (c.amax((2, 3)) - c.amin((2, 3))).argmax(1)]
+        return red.amax((1, 2)) - red.amin((1, 2))
+
+    assert torch.equal(crops(), crops(zoom=2.0))  # the default is the zoom training always had
+    near, far = span(crops(zoom=2.0)), span(crops(zoom=8.0))
+    assert near.max() < 0.27  # at most 64 of 256 columns
+    assert far.mean() > 2 * near.mean() and (far > 0.8).any()  # some crops hold most of the scene
+    with pytest.raises(ValueError, match="zoom"):
+        StageConfig(zoom=0.5)
 
 
 def test_training_is_reproducible_and_resumes_exactly(images, tmp_path):
