@@ -63,7 +63,8 @@ def with_tone(
     the tone stage before it (its learned estimator ``net``, a ``ToneNet``, where ``estimator``
     is "learned", its ``neutral`` estimate moved ``neutral_blend`` of the way to the classical
     one), saved to ``directory``; the card lists the restorer as a stage, with its weights digest
-    and where it came from, and what ``tone_card`` says of the estimator."""
+    and where it came from (a staged restorer's stages included), and what ``tone_card`` says of
+    the estimator."""
     model, inner = load_checkpoint(Path(restorer_dir))
     spec = {"architecture": inner["architecture"], "config": inner["config"]}
     tone: dict[str, Any] = {"estimator": estimator}
@@ -76,9 +77,10 @@ def with_tone(
     toned.restorer.load_state_dict(model.state_dict(), strict=True)
     if net is not None:
         toned.estimator.load_state_dict(net.state_dict(), strict=True)
-    stages = {
-        "restorer": spec | {"from": {k: inner[k] for k in _FROM_STAGE if k in inner}},
-    }
+    # a staged restorer's own stages (and where each came from) travel with it, so the chain holds
+    # where the untoned pipeline is not shipped on its own
+    origin = {k: inner[k] for k in (*_FROM_STAGE, "stages") if k in inner}
+    stages = {"restorer": spec | {"from": origin}}
     card = card | {
         "architecture": "toned_restorer",
         "config": config,

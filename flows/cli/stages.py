@@ -351,6 +351,14 @@ _STORAGE = click.option(
 )
 @_HOLES
 @click.option(
+    "--broad-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="With --max-width: a broad mark the detector is this sure of (a lost corner, a flake of "
+    "emulsion) is filled after all; 0: broad marks are left for a curator's mask. Above --threshold.",
+)
+@click.option(
     "--views",
     type=click.Choice(["1", "2", "4", "8"]),
     default="1",
@@ -377,6 +385,7 @@ def train_pipeline(
     threshold: float,
     grow: int,
     max_width: int,
+    broad_threshold: float,
     views: str,
     denoise_strength: float,
     storage: str,
@@ -398,6 +407,7 @@ def train_pipeline(
             grow=grow,
             max_width=max_width,
             views=int(views),
+            **({"broad_threshold": broad_threshold} if broad_threshold else {}),
             **({"denoise_strength": denoise_strength} if denoise else {}),
         )
     except ValueError as exc:  # a pipeline named for a stage it does not have

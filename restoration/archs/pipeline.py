@@ -43,8 +43,26 @@ def detect_views(detect: nn.Module, x: torch.Tensor, views: int) -> torch.Tensor
     return (total / views).to(x.dtype)
 
 
+def _soft(prob: torch.Tensor, threshold: float, softness: float) -> torch.Tensor:
+    """A soft threshold of the damage probability, in [0, 1] (tiles whose probabilities differ
+    by a hair fill alike)."""
+    return ((prob - (threshold - softness / 2)) / max(softness, 1e-6)).clamp(0, 1)
+
+
+def _broad(a: torch.Tensor, k: int) -> torch.Tensor:
+    """Where a k x k square fits inside the marks of ``a`` (an opening), and their frayed rim."""
+    marked = (a > 0.5).to(a.dtype)
+    opened = F.max_pool2d(-F.max_pool2d(-marked, k, 1, k // 2), k, 1, k // 2)
+    return F.max_pool2d(opened, 5, 1, 2)
+
+
 def fill_holes(
-    prob: torch.Tensor, threshold: float = 0.5, softness: float = 0.3, grow: int = 2, max_width: int = 0
+    prob: torch.Tensor,
+    threshold: float = 0.5,
+    softness: float = 0.3,
+    grow: int = 2,
+    max_width: int = 0,
+    broad_threshold: float = 0.0,
 ) -> torch.Tensor:
     """What to fill, in [0, 1]: a soft threshold of the damage probability (so tiles whose
     probabilities differ by a hair fill alike), grown by ``grow`` pixels to take in the ragged rims
@@ -54,16 +72,22 @@ def fill_holes(
     creases, dust. A broad mark (a white collar, a sleeve, a star on a flag, or real emulsion loss)
     is left as it is: the detector cannot tell those apart, filling a collar destroys the picture,
     and a curator who wants a loss filled draws its mask (``archive mask``; the pipeline fills a
-    curator's mask as drawn). The inpainter's training draws its holes this way too."""
-    lo = threshold - softness / 2
-    a = ((prob - lo) / max(softness, 1e-6)).clamp(0, 1)
+    curator's mask as drawn). The inpainter's training draws its holes this way too.
+
+    With ``broad_threshold`` (above ``threshold``), a broad mark the detector is that sure of is
+    filled after all: where its probability passes ``broad_threshold`` over a k x k square, the
+    mark and its frayed rim are filled as a narrow one is (a lost corner, a flake of emulsion);
+    elsewhere in a broad mark only the pixels above ``broad_threshold``. 0: broad marks are never
+    filled."""
+    a = _soft(prob, threshold, softness)
     if max_width > 0:
         k = max_width | 1
-        marked = (a > 0.5).to(a.dtype)
-        broad = F.max_pool2d(
-            -F.max_pool2d(-marked, k, 1, k // 2), k, 1, k // 2
-        )  # opening: what a k x k square fits in
-        a = a * (1 - F.max_pool2d(broad, 5, 1, 2))  # and its frayed rim
+        rim = _broad(a, k)
+        if broad_threshold > 0:
+            sure = _soft(prob, broad_threshold, softness)
+            a = a * (1 - rim) + rim * torch.maximum(a * _broad(sure, k), sure)
+        else:
+            a = a * (1 - rim)
     return F.max_pool2d(a, 2 * grow + 1, 1, grow) if grow > 0 else a
 
 
@@ -77,6 +101,7 @@ class RestorePipeline(nn.Module):
         max_width: int = 0,
         views: int = 1,
         denoise_strength: float = 1.0,
+        broad_threshold: float = 0.0,
     ):
         super().__init__()
         if views not in VIEWS:
@@ -88,7 +113,12 @@ class RestorePipeline(nn.Module):
             raise ValueError(
                 f"a restore pipeline needs detect and inpaint stages (and may have denoise), not {sorted(stages)}"
             )
+        if broad_threshold and not threshold < broad_threshold <= 1:
+            raise ValueError(
+                f"the broad threshold is above the threshold ({threshold}) and at most 1, not {broad_threshold!r}"
+            )
         self.threshold, self.softness, self.grow, self.max_width = threshold, softness, grow, max_width
+        self.broad_threshold = float(broad_threshold)
         self.views, self.denoise_strength = views, float(denoise_strength)
         for name in STAGES:
             spec = stages.get(name)
@@ -108,7 +138,12 @@ class RestorePipeline(nn.Module):
     def holes(self, prob: torch.Tensor, narrow_only: bool = True) -> torch.Tensor:
         """What to fill: :func:`fill_holes` with this pipeline's settings."""
         return fill_holes(
-            prob, self.threshold, self.softness, self.grow, self.max_width if narrow_only else 0
+            prob,
+            self.threshold,
+            self.softness,
+            self.grow,
+            self.max_width if narrow_only else 0,
+            self.broad_threshold,
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -250,6 +250,40 @@ def test_only_narrow_marks_are_filled_unless_a_curator_drew_the_mask(pipeline_di
     assert np.abs(result.image[60:120, 60:120].astype(int) - photo[60:120, 60:120]).mean() > 1
 
 
+def test_a_broad_mark_the_detector_is_sure_of_is_filled(pipeline_dir):
+    """broad_threshold: a lost corner the detector is sure of is filled, rim and all; a broad mark it
+    is only fairly sure of (a collar, a flag's star) is still left as it is; cracks as before."""
+    model, _ = load_checkpoint(pipeline_dir[0])
+    model.max_width, model.grow = 9, 0
+    prob = torch.zeros(1, 1, 80, 80)
+    prob[..., 10:14, 5:75] = 0.7  # a crack, 4 px wide, above the threshold (0.5)
+    prob[..., 40:70, 5:30] = 0.7  # a collar, broad, fairly sure
+    prob[..., 40:70, 45:75] = 0.99  # a lost corner, broad, sure
+    prob[..., 40:70, 44] = 0.7  # its frayed rim, only fairly sure
+    unsure = model.holes(prob)
+    assert unsure[..., 40:70, 44:75].max() == 0  # without broad_threshold, no broad mark is filled
+    model.broad_threshold = 0.9
+    holes = model.holes(prob)
+    assert holes[..., 10:14, 5:75].min() == 1 and torch.equal(holes[..., 10:14, :], unsure[..., 10:14, :])
+    assert holes[..., 40:70, 5:30].max() == 0  # the collar
+    assert holes[..., 40:70, 45:75].min() > 0.8 and holes[..., 40:70, 44].min() > 0.5  # the corner, its rim
+    with pytest.raises(ValueError, match="broad threshold"):
+        create_model("restore_pipeline_test", threshold=0.6, broad_threshold=0.5)
+
+
+def test_a_staged_restorer_behind_the_tone_stage_keeps_its_stages_provenance(pipeline_dir, tmp_path):
+    """with_tone over a pipeline that is not shipped on its own: the toned card still says which
+    stage checkpoint each stage came from, and loading checks the whole."""
+    from restoration.stages import with_tone
+
+    card = with_tone(pipeline_dir[0], tmp_path / "toned", {"name": "restore-unet", "version": "t2"})
+    inner = card["stages"]["restorer"]["from"]
+    assert inner["version"] == "t1" and inner["weights_sha256"] == pipeline_dir[1]["weights_sha256"]
+    assert inner["stages"] == pipeline_dir[1]["stages"] and set(inner["stages"]) == set(TINY)
+    model, _ = load_checkpoint(tmp_path / "toned")
+    assert model.restorer.broad_threshold == 0.0  # settings not in an old card keep their old meaning
+
+
 def test_tiles_agree_with_the_whole_image_when_only_narrow_marks_are_filled(pipeline_dir, photo):
     model, _ = load_checkpoint(pipeline_dir[0])
     model.max_width = 7
@@ -259,6 +293,12 @@ def test_tiles_agree_with_the_whole_image_when_only_narrow_marks_are_filled(pipe
     model.max_width = 0
     every_mark = Restorer(model, EngineConfig(tile=1024)).restore([photo])[0]
     assert not np.array_equal(every_mark.image, whole.image)  # some marks were broad: the test bites
+    model.max_width, model.broad_threshold = 7, 0.55  # broad marks it is sure of filled: tiles agree too
+    model.threshold = 0.45
+    sure = Restorer(model, EngineConfig(tile=1024)).restore([photo])[0]
+    sure_tiled = Restorer(model, EngineConfig(tile=256, overlap=64)).restore([photo])[0]
+    assert np.abs(sure.image.astype(int) - sure_tiled.image.astype(int)).max() <= 2
+    assert not np.array_equal(sure.image, whole.image)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -542,6 +582,19 @@ def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, t
     denoised = ["--denoise", str(tmp_path / "denoise"), "--version", "v9", "--out", str(tmp_path / "pipe3")]
     assert main([*assemble_cmd, *denoised, "--denoise-strength", "0.5", "--storage", "float16"]) == 0
     assert load_checkpoint(tmp_path / "pipe3")[0].denoise_strength == 0.5
+    sure = [
+        "--max-width",
+        "9",
+        "--broad-threshold",
+        "0.9",
+        "--version",
+        "v10",
+        "--out",
+        str(tmp_path / "pipe4"),
+    ]
+    assert main([*assemble_cmd, *sure]) == 0
+    assert load_checkpoint(tmp_path / "pipe4")[0].broad_threshold == 0.9
+    assert json.loads((tmp_path / "pipe4" / "card.json").read_text())["config"]["broad_threshold"] == 0.9
     assert json.loads((tmp_path / "pipe3" / "card.json").read_text())["storage"] == "float16"
     stages = json.loads((tmp_path / "pipe3" / "card.json").read_text())["stages"]
     assert (
