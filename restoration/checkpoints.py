@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -59,7 +60,10 @@ def save_checkpoint(
         raise ValueError(f"a model card needs {sorted(missing)}")
     state = stored_state(model, storage)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file(state, directory / WEIGHTS, metadata={"architecture": card["architecture"]})
+    # the config travels inside the weights file, so its sha256 pins what the model does, not only
+    # its tensors (two versions of one network with different settings have different digests)
+    metadata = {"architecture": card["architecture"], "config": _canonical(card["config"])}
+    save_file(state, directory / WEIGHTS, metadata=metadata)
     card = {k: v for k, v in card.items() if k != "storage"}
     if "stages" in card:
         card["stages"] = {
@@ -73,6 +77,10 @@ def save_checkpoint(
     } | ({"storage": storage} if storage != "float32" else {})
     (directory / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return card
+
+
+def _canonical(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
 def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -128,7 +136,8 @@ def read_card(directory: Path) -> dict[str, Any]:
 def load_checkpoint(
     directory: Path, expected_sha256: str | None = None, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the card's architecture and load its weights, refusing any digest mismatch.
+    """Rebuild the card's architecture and load its weights, refusing any digest mismatch (and a
+    card whose config is not the one the weights file was saved with, where the file records it).
 
     ``expected_sha256`` is what the catalogue recorded; it must agree with the card and the file.
     """
@@ -138,6 +147,10 @@ def load_checkpoint(
     for source, expected in (("the card", card.get("weights_sha256")), ("the catalogue", expected_sha256)):
         if expected is not None and expected != actual:
             raise ChecksumError(f"{weights}: sha256 {actual} does not match {source} ({expected})")
+    with safe_open(weights, "pt") as stored:
+        saved_with = (stored.metadata() or {}).get("config")
+    if saved_with is not None and saved_with != _canonical(card["config"]):
+        raise ChecksumError(f"{weights}: the card's config is not the one these weights were saved with")
     state = load_file(weights, device=str(device))
     if "stages" in card:
         check_stages(card, state, weights)

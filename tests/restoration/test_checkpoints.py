@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -50,6 +52,18 @@ def test_tampered_weights_are_refused(saved):
     data[-10] ^= 0xFF
     (directory / WEIGHTS).write_bytes(bytes(data))
     with pytest.raises(ChecksumError, match="does not match the card"):
+        load_checkpoint(directory)
+
+
+def test_a_cards_config_edited_after_saving_is_refused(saved, tmp_path):
+    """The config is stored in the weights file, so its digest pins the settings too: the same
+    tensors saved with another config are another file, and a card edited by hand is refused."""
+    model, card, directory = saved
+    other = save_checkpoint(model, tmp_path / "v2", card | {"config": {"base": 8, "depth": 2, "x": 1}})
+    assert other["weights_sha256"] != card["weights_sha256"]
+    edited = read_card(directory) | {"config": {"base": 16, "depth": 2}}
+    (directory / "card.json").write_text(json.dumps(edited))
+    with pytest.raises(ChecksumError, match="config is not the one"):
         load_checkpoint(directory)
 
 
