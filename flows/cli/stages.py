@@ -70,6 +70,11 @@ _RUN = _options(
 )
 
 
+def _share(flag: str, default: float, help: str):
+    """An option taking a share or a probability, 0 to 1."""
+    return click.option(flag, type=click.FloatRange(0, 1), default=default, show_default=True, help=help)
+
+
 def _checkpoint(flag: str, help: str, required: bool = True):
     """An option naming a checkpoint folder that must exist."""
     return click.option(
@@ -105,12 +110,10 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     "photographs; crops are centred where it marks them (every such mark is a false one).",
     required=False,
 )
-@click.option(
+@_share(
     "--focus",
-    type=click.FloatRange(0, 1),
-    default=0.4,
-    show_default=True,
-    help="With --hard-negatives: the share of crops centred on one.",
+    0.4,
+    "With --hard-negatives: the share of crops centred on one.",
 )
 @click.option(
     "--zoom",
@@ -342,20 +345,12 @@ _STORAGE = click.option(
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @click.option("--name", default="restore-pipeline", show_default=True)
 @click.option("--version", required=True)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
-    help="Damage probability filled.",
-)
+@_share("--threshold", 0.5, "Damage probability filled.")
 @_HOLES
-@click.option(
+@_share(
     "--broad-threshold",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    show_default=True,
-    help="With --max-width: a broad mark the detector is this sure of (a lost corner, a flake of "
+    0.0,
+    "With --max-width: a broad mark the detector is this sure of (a lost corner, a flake of "
     "emulsion) is filled after all; 0: broad marks are left for a curator's mask. Above --threshold.",
 )
 @click.option(
@@ -366,12 +361,10 @@ _STORAGE = click.option(
     help="The detector's views, their logits averaged: the picture, mirrored, upside down, both "
     "(4), and the same of its transpose (8); each costs one more detector pass.",
 )
-@click.option(
+@_share(
     "--denoise-strength",
-    type=click.FloatRange(0, 1),
-    default=1.0,
-    show_default=True,
-    help="How far the denoise stage takes the picture (0.5: half way from the filled picture to its "
+    1.0,
+    "How far the denoise stage takes the picture (0.5: half way from the filled picture to its "
     "output): grain and a print's own texture are kept in proportion.",
 )
 @_STORAGE
