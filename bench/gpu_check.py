@@ -141,8 +141,8 @@ def parity(check: Check, device: torch.device, small: bool) -> None:
     h, w = (96, 128) if small else (512, 768)
     image = photographs(1, h, w)[0]
     # on a CPU, float32 would be the reference run again: only autocast is compared there
-    dtypes = (["bfloat16"] if device.type == "cpu" else ["float32", "bfloat16"]) + (
-        ["float16"] if device.type == "cuda" else []
+    dtypes = {"cpu": ["bfloat16"], "cuda": ["float32", "bfloat16", "float16"]}.get(
+        device.type, ["float32", "bfloat16"]
     )
     for name, version, status in shipped():
         cpu, _ = processor(name, version, EngineConfig(tile=1024, device="cpu", dtype="float32"))

@@ -147,11 +147,11 @@ def load_checkpoint(
     for source, expected in (("the card", card.get("weights_sha256")), ("the catalogue", expected_sha256)):
         if expected is not None and expected != actual:
             raise ChecksumError(f"{weights}: sha256 {actual} does not match {source} ({expected})")
-    with safe_open(weights, "pt") as stored:
+    with safe_open(weights, "pt", device=str(device)) as stored:  # one read: its config, its tensors
         saved_with = (stored.metadata() or {}).get("config")
-    if saved_with is not None and saved_with != _canonical(card["config"]):
-        raise ChecksumError(f"{weights}: the card's config is not the one these weights were saved with")
-    state = load_file(weights, device=str(device))
+        if saved_with is not None and saved_with != _canonical(card["config"]):
+            raise ChecksumError(f"{weights}: the card's config is not the one these weights were saved with")
+        state = {name: stored.get_tensor(name) for name in stored.keys()}  # noqa: SIM118
     if "stages" in card:
         check_stages(card, state, weights)
     model = create_model(card["architecture"], **card["config"])
