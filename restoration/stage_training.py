@@ -89,6 +89,9 @@ DETECT_PROBABILITIES = {
     "lattice": 0.15,
     "lettering": 0.15,
     "outlines": 0.2,
+    # Highlights on shiny things (a spoon's bowl, a glazed cup's lip, an eye's catch-light): bright,
+    # thin and curved like a crack, but soft and tapering. The coffee crop's spoon was marked.
+    "glints": 0.3,
 }
 # The pictures the inpainter fills holes in: a little blur, noise and grain, as scans have.
 INPAINT_TONE = {
@@ -118,7 +121,7 @@ INPAINT_HOLES = {
 # their own (lattices, lettering, outlines: a keep head taught without outlines let the real soft
 # cracks' look erase a boy's spectacle rims), and on the holes a detector draws there, false ones
 # included.
-UNDER_TONE = INPAINT_TONE | {"lattice": 0.15, "lettering": 0.15, "outlines": 0.3}
+UNDER_TONE = INPAINT_TONE | {"lattice": 0.15, "lettering": 0.15, "outlines": 0.3, "glints": 0.2}
 # The damaged print scanned (blur, resampling, grain, noise over the damage too): real cracks are
 # soft and grainy, and a keep head taught only crisp ones kept the real ones as picture (v11's
 # trial: ghost cracks left across the real cracked portrait of a boy).

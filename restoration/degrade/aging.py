@@ -640,3 +640,79 @@ def apply_outlines(img: torch.Tensor, p: dict) -> torch.Tensor:
     if p["soften"] > 0.3:
         line = cv2.GaussianBlur(line, (0, 0), p["soften"])
     return _blend(out, np.asarray(p["colour"]), line * p["opacity"])
+
+
+# Glints: the specular highlights of shiny things (a spoon's bowl, a cup's glazed lip, a button,
+# a wet eye's catch-light) on the dark or shaded body that carries them. Bright, thin and curved
+# like a crack, but soft-edged, tapering to nothing at both ends, and bound to a shaded shape: the
+# coffee crop's spoon and the real portraits' eye highlights are what a crack detector marked.
+
+
+def sample_glints(rng: np.random.Generator, h: int, w: int) -> dict:
+    s, glints = _short(h, w), []
+    for _ in range(int(rng.integers(1, 6))):
+        kind = str(rng.choice(["crescent", "spot", "streak"], p=[0.5, 0.25, 0.25]))
+        body = float(rng.uniform(0.03, 0.2)) * s if kind != "spot" else float(rng.uniform(2.5, 9))
+        start = float(rng.uniform(0, 360))
+        glints.append(
+            {
+                "kind": kind,
+                "centre": [float(v) for v in rng.uniform(0.05, 0.95, 2)],
+                "radii": [round(body, 3), round(body * float(rng.uniform(0.4, 1.0)), 3)],  # pixels
+                "angle": float(rng.uniform(0, 180)),
+                "arc": [start, start + float(rng.uniform(25, 160))],
+                "width": float(rng.uniform(1.0, 4.5)) if kind != "spot" else float(rng.uniform(0.8, 3.0)),
+                # the shiny thing's own shading under the glint: a darker body, or none
+                "shade": float(rng.uniform(0.3, 0.8)) if rng.random() < 0.6 else 0.0,
+                "tint": [float(v) for v in rng.uniform(0.88, 1.0, 3)],
+            }
+        )
+    return {"glints": glints, "soften": float(rng.uniform(0.5, 1.6)), "opacity": float(rng.uniform(0.7, 1.0))}
+
+
+def _glint_light(g: dict, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """A glint's light and its body's shade, each [H, W] in [0, 1], before softening."""
+    light, shade = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    cx, cy = g["centre"][0] * (w - 1), g["centre"][1] * (h - 1)
+    rx, ry, f = g["radii"][0], g["radii"][1], 16  # cv2 draws with 4 fractional bits
+    centre = (int(round(cx * f)), int(round(cy * f)))
+    cv2.ellipse(
+        shade, centre, (int(round(rx * f)), int(round(ry * f))), g["angle"], 0, 360, 1.0, -1, cv2.LINE_AA, 4
+    )
+    if g["kind"] == "spot":  # a catch-light: a small round light off the centre of a dark round
+        a = math.radians(g["arc"][0])
+        at = (cx + 0.35 * rx * math.cos(a), cy + 0.35 * ry * math.sin(a))
+        spot = (int(round(at[0] * f)), int(round(at[1] * f)))
+        cv2.circle(light, spot, int(round(g["width"] * f)), 1.0, -1, cv2.LINE_AA, 4)
+        return light, shade
+    # along an arc of the body's rim (crescent) or a chord of it (streak), as wide as the glint at
+    # its middle and tapering to nothing at both ends
+    t = np.linspace(0.0, 1.0, max(8, int((rx + ry) * 2)))
+    turn = math.radians(g["angle"])
+    if g["kind"] == "crescent":
+        a = np.radians(g["arc"][0] + t * (g["arc"][1] - g["arc"][0]))
+        ex, ey = 0.8 * rx * np.cos(a), 0.8 * ry * np.sin(a)
+    else:
+        ex, ey = (t - 0.5) * 1.6 * rx, np.full_like(t, 0.3 * ry)
+    xs = cx + ex * math.cos(turn) - ey * math.sin(turn)
+    ys = cy + ex * math.sin(turn) + ey * math.cos(turn)
+    for x, y, k in zip(xs, ys, np.sin(np.pi * t) ** 0.8, strict=True):
+        r = g["width"] / 2 * k
+        if r >= 0.2:
+            cv2.circle(
+                light, (int(round(x * f)), int(round(y * f))), int(round(r * f)), 1.0, -1, cv2.LINE_AA, 4
+            )
+    return light, shade
+
+
+def apply_glints(img: torch.Tensor, p: dict) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    out = img
+    for g in p["glints"]:
+        light, shade = _glint_light(g, h, w)
+        if g["shade"] > 0:  # the body: the picture darkened, most at its centre
+            shade = cv2.GaussianBlur(shade, (0, 0), max(1.0, 0.3 * min(g["radii"])))
+            out = out * torch.from_numpy(1 - g["shade"] * shade).to(out.device, out.dtype)[None, None]
+        light = cv2.GaussianBlur(light, (0, 0), p["soften"])
+        out = _blend(out, np.asarray(g["tint"]), np.clip(light * 1.3, 0, 1) * p["opacity"])
+    return out

@@ -14,8 +14,9 @@ import torch
 from restoration.degrade import aging, damage, tone
 
 # Picture structures (not damage: part of the scene, no mask), applied before anything else:
-# lattices, lettering and outlines (rims, hands, wires), the thin lines a crack detector must leave.
-SCENE = ("lattice", "lettering", "outlines")
+# lattices, lettering, outlines (rims, hands, wires) and glints (highlights on shiny things), the thin
+# bright lines a crack detector must leave.
+SCENE = ("lattice", "lettering", "outlines", "glints")
 # Unstructured effects, applied next, in a random order per image.
 TONE = (
     "gaussian_blur",

@@ -189,6 +189,24 @@ def test_picture_structures_come_first_and_are_never_marked():
     assert 0.005 < changed.float().mean() < 0.6 and mask.sum() == 0
 
 
+def test_glints_are_soft_bright_highlights_of_the_scene():
+    """Highlights on shiny things: seeded, not damage (no mask), brighter than the picture where
+    they light it, and soft-edged: the pixels lit to half its peak are a part of those it lights."""
+    grey = torch.full((1, 3, 160, 160), 0.35)
+    for seed in range(8):
+        p = effect("glints")[0](np.random.default_rng(seed), 160, 160)
+        a, mask = apply_plan(grey, [{"effect": "glints", **p}])
+        b, _ = apply_plan(grey, [{"effect": "glints", **p}])
+        assert torch.equal(a, b) and mask.sum() == 0
+        for g in p["glints"]:
+            g["shade"] = 0.0
+        unshaded, _ = apply_plan(grey, [{"effect": "glints", **p}])
+        lit = (unshaded - grey).amax(1)[0]
+        assert lit.max() > 0.3  # a highlight, not a stain
+        assert (lit > 0.5 * lit.max()).sum() < 0.7 * (lit > 0.05).sum()  # soft edges (a crisp line: 1)
+        assert ((unshaded - grey) >= -1e-6).all()  # the light only brightens; the body only shades
+
+
 def test_outlines_are_thin_lines_of_the_scene():
     """Rims, hands and wires: seeded (the same plan draws the same lines), thin (no 5 x 5 square
     fits in what they change), and not damage (no mask)."""
