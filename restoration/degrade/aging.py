@@ -569,6 +569,11 @@ def apply_lettering(img: torch.Tensor, p: dict) -> torch.Tensor:
 # full of them, and a crack detector fills them (the rims of a boy's glasses on a real print).
 
 
+def _fixed(x: float, y: float) -> tuple[int, int]:
+    """A point in OpenCV's fixed point (``shift`` 4: sixteenths of a pixel)."""
+    return int(round(x * 16)), int(round(y * 16))
+
+
 def sample_outlines(rng: np.random.Generator, h: int, w: int) -> dict:
     shapes = []
     for _ in range(int(rng.integers(1, 5))):
@@ -604,8 +609,8 @@ def _draw_outlines(h: int, w: int, shapes: list[dict], shift: tuple[float, float
         if sh["kind"] == "ellipse":
             cv2.ellipse(
                 canvas,
-                (int(round(cx * f)), int(round(cy * f))),
-                (int(round(rx * f)), int(round(ry * f))),
+                _fixed(cx, cy),
+                _fixed(rx, ry),
                 sh["angle"],
                 sh["arc"][0],
                 sh["arc"][1],
@@ -620,8 +625,7 @@ def _draw_outlines(h: int, w: int, shapes: list[dict], shift: tuple[float, float
         else:  # a hand, a pole, a wire: one segment through the centre
             a = math.radians(sh["angle"])
             dx, dy = math.cos(a) * rx, math.sin(a) * rx
-            p0 = (int(round((cx - dx) * f)), int(round((cy - dy) * f)))
-            p1 = (int(round((cx + dx) * f)), int(round((cy + dy) * f)))
+            p0, p1 = _fixed(cx - dx, cy - dy), _fixed(cx + dx, cy + dy)
             cv2.line(canvas, p0, p1, 255, t, cv2.LINE_AA, 4)
     return canvas.astype(np.float32) / 255
 
@@ -674,16 +678,12 @@ def _glint_light(g: dict, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """A glint's light and its body's shade, each [H, W] in [0, 1], before softening."""
     light, shade = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
     cx, cy = g["centre"][0] * (w - 1), g["centre"][1] * (h - 1)
-    rx, ry, f = g["radii"][0], g["radii"][1], 16  # cv2 draws with 4 fractional bits
-    centre = (int(round(cx * f)), int(round(cy * f)))
-    cv2.ellipse(
-        shade, centre, (int(round(rx * f)), int(round(ry * f))), g["angle"], 0, 360, 1.0, -1, cv2.LINE_AA, 4
-    )
+    rx, ry = g["radii"]
+    cv2.ellipse(shade, _fixed(cx, cy), _fixed(rx, ry), g["angle"], 0, 360, 1.0, -1, cv2.LINE_AA, 4)
     if g["kind"] == "spot":  # a catch-light: a small round light off the centre of a dark round
         a = math.radians(g["arc"][0])
         at = (cx + 0.35 * rx * math.cos(a), cy + 0.35 * ry * math.sin(a))
-        spot = (int(round(at[0] * f)), int(round(at[1] * f)))
-        cv2.circle(light, spot, int(round(g["width"] * f)), 1.0, -1, cv2.LINE_AA, 4)
+        cv2.circle(light, _fixed(*at), _fixed(g["width"], 0)[0], 1.0, -1, cv2.LINE_AA, 4)
         return light, shade
     # along an arc of the body's rim (crescent) or a chord of it (streak), as wide as the glint at
     # its middle and tapering to nothing at both ends
@@ -699,9 +699,7 @@ def _glint_light(g: dict, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     for x, y, k in zip(xs, ys, np.sin(np.pi * t) ** 0.8, strict=True):
         r = g["width"] / 2 * k
         if r >= 0.2:
-            cv2.circle(
-                light, (int(round(x * f)), int(round(y * f))), int(round(r * f)), 1.0, -1, cv2.LINE_AA, 4
-            )
+            cv2.circle(light, _fixed(x, y), _fixed(r, 0)[0], 1.0, -1, cv2.LINE_AA, 4)
     return light, shade
 
 
