@@ -1,7 +1,8 @@
 """Damage of the print itself, shaped on the real cracked prints (``shared/RESTORATION.md``):
-crack networks (branching, ragged, paper-coloured), creases, lost corners, emulsion flaking,
-foxing and water stains' tide lines (which destroy the picture: each returns its mask), and
-silvering, fingerprints and tape residue (translucent: the picture is still there, no mask).
+crack networks (branching, ragged, paper-coloured), cracks along folds, creases, lost corners,
+emulsion flaking, foxing and water stains' tide lines (which destroy the picture: each returns its
+mask), and silvering, fingerprints and tape residue (translucent: the picture is still there, no
+mask).
 
 Measured on the real scans: cracks are the paper base showing through, 40-67 levels lighter
 than their surroundings and less yellow (blue rises most); some hold dirt and are dark; median
@@ -96,15 +97,7 @@ def sample_craquelure(rng: np.random.Generator, h: int, w: int) -> dict:
                 float(rng.normal(0, 0.7)) if rng.random() < 0.12 else 0.0
             )
             nx, ny = x + step * math.cos(heading), y + step * math.sin(heading)
-            segments.append(
-                [
-                    round(x / (w - 1), 5),
-                    round(y / (h - 1), 5),
-                    round(nx / (w - 1), 5),
-                    round(ny / (h - 1), 5),
-                    round(wd, 2),
-                ]
-            )
+            segments.append(_relative(x, y, nx, ny, wd, h, w))
             drawn, x, y = drawn + step, nx, ny
             if not (-0.05 * w < x < 1.05 * w and -0.05 * h < y < 1.05 * h) or drawn >= total:
                 break
@@ -112,10 +105,25 @@ def sample_craquelure(rng: np.random.Generator, h: int, w: int) -> dict:
                 turn = float(rng.choice([-1, 1]) * rng.uniform(0.5, 1.4))
                 stack.append((x, y, heading + turn, max(1.0, wd * float(rng.uniform(0.4, 0.9))), depth + 1))
             wd = max(1.0, wd * float(rng.uniform(0.9, 1.1)))
-    dark = rng.random() < 0.15
-    paper = float(rng.uniform(0.04, 0.2)) if dark else float(rng.uniform(0.82, 0.98))
+    return {"segments": segments, **_paper_look(rng, 0.15)}
+
+
+def _relative(x0: float, y0: float, x1: float, y1: float, wd: float, h: int, w: int) -> list[float]:
+    """A segment in pixels as recorded: its ends relative to the picture, its width in pixels."""
+    return [
+        round(x0 / (w - 1), 5),
+        round(y0 / (h - 1), 5),
+        round(x1 / (w - 1), 5),
+        round(y1 / (h - 1), 5),
+        round(wd, 2),
+    ]
+
+
+def _paper_look(rng: np.random.Generator, dark: float) -> dict:
+    """How a crack shows the paper: its colour (a dark one, dirt or a backing, ``dark`` of the
+    time), opacity, ragged edges and the paper's texture."""
+    paper = float(rng.uniform(0.04, 0.2)) if rng.random() < dark else float(rng.uniform(0.82, 0.98))
     return {
-        "segments": segments,
         "colour": [paper, paper * float(rng.uniform(0.96, 1.0)), paper * float(rng.uniform(0.9, 1.02))],
         "opacity": float(rng.uniform(0.75, 1.0)),
         "ragged": float(rng.uniform(0.2, 0.8)),
@@ -159,6 +167,64 @@ def apply_craquelure(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Te
     h, w = img.shape[-2:]
     region = _ragged(_draw_segments(h, w, p["segments"]), p["ragged"], p["seed"]).astype(np.float32)
     return _paper(img, region, p["colour"], p["opacity"], p["texture"], p["seed"])
+
+
+# -- cracks along a fold: the emulsion broke along a straight line ---------------------------------
+# Seen on the real cracked portraits of a boy (old_w_scratch_b: a crack from top to bottom beside his
+# ear) and a girl (old_w_scratch_c: a diagonal right of her hair): paper-white, ragged, 2-4 px, and
+# straight for the whole print. v15's detector, taught that long straight thin lines are picture
+# (lattices, outlines), marked them only in stretches; craquelure's wandering trunks never taught it.
+
+
+def sample_folds(rng: np.random.Generator, h: int, w: int) -> dict:
+    """One or two cracks along a fold line: long and nearly straight (most near the print's axes, as
+    prints are folded), paper-coloured and ragged like craquelure, 1-4 px at 500 px and wider in
+    places, broken in stretches, with short splinters off them. Drawn as craquelure's segments are."""
+    ref = _reference(h, w)
+    folds = []
+    for _ in range(int(rng.integers(1, 3))):
+        segments = []
+        square = rng.random() < 0.7
+        angle = (
+            float(rng.choice([0.0, math.pi / 2])) + float(rng.normal(0, 0.06))
+            if square
+            else float(rng.uniform(0, math.pi))
+        )
+        along, across = (math.cos(angle), math.sin(angle)), (-math.sin(angle), math.cos(angle))
+        cx, cy = (float(v) for v in rng.uniform(0.1, 0.9, 2))
+        span = float(rng.uniform(0.5, 1.6)) * max(h, w)  # pixels; longer than the picture: it crosses it
+        step = float(rng.uniform(0.005, 0.012)) * ref
+        width = float(np.exp(rng.uniform(np.log(0.002), np.log(0.008)))) * ref
+        gaps = float(rng.uniform(0.0, 0.35))  # share of the line broken off
+        t, offset, wd, gap = -span / 2, 0.0, width, False
+        x, y = cx * (w - 1) + t * along[0], cy * (h - 1) + t * along[1]
+        while t < span / 2:
+            t += step
+            offset = 0.8 * offset + float(rng.normal(0, 0.25 * step))  # jagged, but back on the line
+            nx = cx * (w - 1) + t * along[0] + offset * across[0]
+            ny = cy * (h - 1) + t * along[1] + offset * across[1]
+            if rng.random() < 0.12:  # broken stretches come in runs
+                gap = bool(rng.random() < gaps)
+            inside = -0.05 * w < nx < 1.05 * w and -0.05 * h < ny < 1.05 * h
+            if inside and not gap:
+                segments.append(_relative(x, y, nx, ny, wd, h, w))
+                if rng.random() < 0.05:  # a splinter off the fold
+                    turn = angle + float(rng.choice([-1, 1]) * rng.uniform(0.4, 1.2))
+                    sx, sy = nx, ny
+                    for _ in range(int(rng.integers(2, 7))):
+                        turn += float(rng.normal(0, 0.3))
+                        ex, ey = sx + step * math.cos(turn), sy + step * math.sin(turn)
+                        segments.append(_relative(sx, sy, ex, ey, max(1.0, wd * 0.5), h, w))
+                        sx, sy = ex, ey
+            wd = min(max(wd * float(rng.uniform(0.85, 1.15)), 0.5 * width, 1.0), 2 * width)
+            x, y = nx, ny
+        folds.append(segments)
+    # each fold's segments [x0, y0, x1, y1, width], its splinters among them
+    return {"folds": folds, **_paper_look(rng, 0.1)}
+
+
+def apply_folds(img: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    return apply_craquelure(img, {**p, "segments": [s for fold in p["folds"] for s in fold]})
 
 
 # -- cracks in relief: the emulsion cracked but not lost ---------------------------------------------

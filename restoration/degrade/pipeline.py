@@ -47,6 +47,7 @@ DAMAGE = (
     "flaking",
     "foxing",
     "water_stain",
+    "folds",
 )
 # The damaged print scanned or copied: blur, resampling, noise, grain and toning over the damage
 # too (real cracks are soft, grainy and tinted like the print, not crisp paper-white). Each is its

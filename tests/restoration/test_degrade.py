@@ -221,3 +221,25 @@ def test_outlines_are_thin_lines_of_the_scene():
         assert changed.mean() > 0.001
         broad = -F.max_pool2d(-changed, 7, 1, 3)  # where a 7 x 7 square fits
         assert broad.sum() <= 0.01 * changed.sum()
+
+
+def test_folds_are_long_straight_cracks_marked_where_drawn():
+    """Cracks along a fold: seeded, marked exactly where the paper shows, thin, and straight: each
+    fold's segments lie close to one line, and most folds run across half the picture or more."""
+    grey = torch.full((1, 3, 200, 200), 0.5)
+    spans = []
+    for seed in range(12):
+        p = effect("folds")[0](np.random.default_rng(seed), 200, 200)
+        a, mask = apply_plan(grey, [{"effect": "folds", **p}])
+        b, again = apply_plan(grey, [{"effect": "folds", **p}])
+        assert torch.equal(a, b) and torch.equal(mask, again)
+        changed = (a - grey).abs().amax(1)[0] > 0.05
+        assert torch.equal(changed, mask[0, 0] > 0) and 0 < mask.mean() < 0.08  # marked where drawn, thin
+        for fold in p["folds"]:
+            ends = np.array([s[:2] for s in fold] + [s[2:4] for s in fold])
+            centred = ends - ends.mean(0)
+            axis = np.linalg.svd(centred, full_matrices=False)[2][0]  # the line that fits it best
+            off = np.abs(centred @ np.array([-axis[1], axis[0]]))
+            assert np.quantile(off, 0.75) < 0.03  # straight: within 6 px of one line (splinters aside)
+            spans.append(np.ptp(centred @ axis))
+    assert np.median(spans) > 0.5
