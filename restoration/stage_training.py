@@ -95,6 +95,9 @@ DETECT_PROBABILITIES = {
     # Highlights on shiny things (a spoon's bowl, a glazed cup's lip, an eye's catch-light): bright,
     # thin and curved like a crack, but soft and tapering. The coffee crop's spoon was marked.
     "glints": 0.2,
+    # Small white flowers in a garden (daisies on dark leaves): v15's detector marked the petals of
+    # the real autochrome old_b and the fill smeared them.
+    "blossoms": 0.25,
 }
 # The pictures the inpainter fills holes in: a little blur, noise and grain, as scans have.
 INPAINT_TONE = {

@@ -780,3 +780,106 @@ def apply_glints(img: torch.Tensor, p: dict) -> torch.Tensor:
         light = cv2.GaussianBlur(light, (0, 0), p["soften"])
         out = _blend(out, np.asarray(g["tint"]), np.clip(light * 1.3, 0, 1) * p["opacity"])
     return out
+
+
+# -- blossoms: flowers in a garden, small white petals round a heart --------------------------------
+# Seen on the real autochrome of a girl among daisies (old_b, undamaged): v15's detector marked the
+# white petals on the dark foliage as cracks and the fill smeared the flowers. Part of the scene (no
+# mask), drawn before any damage, like lattices and glints.
+
+
+def sample_blossoms(rng: np.random.Generator, h: int, w: int) -> dict:
+    """Clusters of small flowers (daisies, blossom): 6-24 thin pale petals round a yellow or dark
+    heart, 3-14 px long, some seen at a slant (the ring squashed), some petals missing; often on a
+    darker, mottled ground (foliage). Sizes in pixels, as on a scanned print."""
+    s, clusters = _short(h, w), []
+    for _ in range(int(rng.integers(1, 4))):
+        centre = rng.uniform(0.1, 0.9, 2)
+        spread = float(rng.uniform(0.08, 0.35))
+        scale = float(rng.uniform(3, 14))  # petal length of this cluster's flowers
+        flowers = []
+        for _ in range(int(rng.integers(3, 26))):
+            at = np.clip(centre + rng.normal(0, spread, 2) * s / np.array([w, h]), 0.0, 1.0)
+            n = int(rng.integers(6, 25))
+            start = float(rng.uniform(0, 360 / n))
+            kept = rng.random(n) > float(rng.uniform(0, 0.35))
+            flowers.append(
+                {
+                    "centre": [round(float(v), 4) for v in at],
+                    "length": round(scale * float(rng.uniform(0.7, 1.3)), 2),
+                    "width": round(float(rng.uniform(0.8, 2.5)), 2),
+                    "petals": [round(start + i * 360 / n, 2) for i in range(n) if kept[i]],
+                    "squash": float(rng.uniform(0.35, 1.0)),  # seen at a slant
+                    "turn": float(rng.uniform(0, 180)),
+                    "heart": float(rng.uniform(0.15, 0.35)),  # heart radius, of the petal length
+                }
+            )
+        yellow = rng.random() < 0.6
+        clusters.append(
+            {
+                "flowers": flowers,
+                "petal": [float(v) for v in rng.uniform(0.85, 1.0, 3)],
+                "heart": [
+                    float(v)
+                    for v in (
+                        rng.uniform([0.7, 0.5, 0.05], [0.95, 0.75, 0.3])
+                        if yellow
+                        else rng.uniform(0.1, 0.35, 3)
+                    )
+                ],
+                # the ground under the cluster (leaves): darkened by this much, mottled; 0: none
+                "ground": float(rng.uniform(0.2, 0.5)) if rng.random() < 0.5 else 0.0,
+                "spread": spread,
+                "centre": [float(v) for v in centre],
+            }
+        )
+    return {
+        "clusters": clusters,
+        "soften": float(rng.uniform(0.3, 0.9)),
+        "opacity": float(rng.uniform(0.8, 1.0)),
+        "seed": _seed(rng),
+    }
+
+
+def _blossom_layers(c: dict, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """One cluster's petals and hearts, each [H, W] in [0, 1], before softening."""
+    petals, hearts = np.zeros((h, w), np.float32), np.zeros((h, w), np.float32)
+    for f in c["flowers"]:
+        cx, cy = f["centre"][0] * (w - 1), f["centre"][1] * (h - 1)
+        turn, sq, r = math.radians(f["turn"]), f["squash"], f["length"]
+        for a in f["petals"]:
+            t = math.radians(a)
+            # the petal's middle and direction on the slanted ring: squash, then turn
+            dx, dy = math.cos(t), sq * math.sin(t)
+            dx, dy = dx * math.cos(turn) - dy * math.sin(turn), dx * math.sin(turn) + dy * math.cos(turn)
+            reach = math.hypot(dx, dy)
+            mid = (cx + dx * r * 0.65, cy + dy * r * 0.65)
+            axes, angle = (
+                (max(0.5, reach * r * 0.45), max(0.4, f["width"] / 2)),
+                math.degrees(math.atan2(dy, dx)),
+            )
+            cv2.ellipse(petals, _fixed(*mid), _fixed(*axes), angle, 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+        hr = max(0.6, f["heart"] * r)
+        cv2.ellipse(hearts, _fixed(cx, cy), _fixed(hr, hr * sq), f["turn"], 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+    return petals, hearts
+
+
+def apply_blossoms(img: torch.Tensor, p: dict) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    s, out = _short(h, w), img
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    for i, c in enumerate(p["clusters"]):
+        if c["ground"] > 0:  # leaves: the picture darkened round the cluster, mottled
+            cx, cy = c["centre"][0] * (w - 1), c["centre"][1] * (h - 1)
+            d2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (1.5 * c["spread"] * s) ** 2
+            leaves = np.exp(-d2) * np.clip(0.7 + 0.3 * _noise(p["seed"] + i, h, w, 4.0), 0, 1)
+            out = out * torch.from_numpy(1 - c["ground"] * leaves).to(out.device, out.dtype)[None, None]
+        petals, hearts = _blossom_layers(c, h, w)
+        hearts = cv2.GaussianBlur(hearts, (0, 0), p["soften"]) * p["opacity"]
+        petals = cv2.GaussianBlur(petals, (0, 0), p["soften"]) * p["opacity"]
+        out = _blend(
+            _blend(out, np.asarray(c["petal"]), np.clip(petals, 0, 1)),
+            np.asarray(c["heart"]),
+            np.clip(hearts, 0, 1),
+        )
+    return out

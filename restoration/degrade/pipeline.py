@@ -14,9 +14,9 @@ import torch
 from restoration.degrade import aging, damage, tone
 
 # Picture structures (not damage: part of the scene, no mask), applied before anything else:
-# lattices, lettering, outlines (rims, hands, wires) and glints (highlights on shiny things), the thin
-# bright lines a crack detector must leave.
-SCENE = ("lattice", "lettering", "outlines", "glints")
+# lattices, lettering, outlines (rims, hands, wires), glints (highlights on shiny things) and blossoms
+# (small white flowers), the thin bright lines a crack detector must leave.
+SCENE = ("lattice", "lettering", "outlines", "glints", "blossoms")
 # Unstructured effects, applied next, in a random order per image.
 TONE = (
     "gaussian_blur",

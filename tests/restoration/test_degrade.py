@@ -243,3 +243,20 @@ def test_folds_are_long_straight_cracks_marked_where_drawn():
             assert np.quantile(off, 0.75) < 0.03  # straight: within 6 px of one line (splinters aside)
             spans.append(np.ptp(centred @ axis))
     assert np.median(spans) > 0.5
+
+
+def test_blossoms_are_small_pale_flowers_of_the_scene():
+    """Daisies in a garden: seeded, not damage (no mask), pale petals round a heart, and thin: in a
+    flower alone, no 7 x 7 square fits in what its petals lighten (a paper-white blob's would)."""
+    grey = torch.full((1, 3, 200, 200), 0.3)
+    for seed in range(6):
+        p = effect("blossoms")[0](np.random.default_rng(seed), 200, 200)
+        a, mask = apply_plan(grey, [{"effect": "blossoms", **p}])
+        b, _ = apply_plan(grey, [{"effect": "blossoms", **p}])
+        assert torch.equal(a, b) and mask.sum() == 0
+        for c in p["clusters"]:
+            c["ground"], c["flowers"] = 0.0, c["flowers"][:1]
+        alone, _ = apply_plan(grey, [{"effect": "blossoms", **p}])
+        pale = ((alone - grey).amin(1) > 0.3).float()[None]  # every channel lifted: white petals
+        assert pale.mean() > 0.0005
+        assert (-F.max_pool2d(-pale, 7, 1, 3)).sum() <= 0.05 * pale.sum()
