@@ -72,8 +72,9 @@ DETECT_PROBABILITIES = {
     "flaking": 0.0,
     "foxing": 0.2,
     "water_stain": 0.15,
-    # Cracks along a fold, long and straight: the picture's straight lines above taught the detector
-    # to leave them (the real boy's and girl's fold cracks were marked only in stretches).
+    # Cracks along a fold, long and straight: the picture's straight lines (lattices, outlines, below)
+    # taught the detector to leave them (the real boy's and girl's fold cracks were marked only in
+    # stretches).
     "folds": 0.3,
     "scratches": 0.35,
     "dust": 0.4,

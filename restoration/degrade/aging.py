@@ -776,7 +776,7 @@ def apply_glints(img: torch.Tensor, p: dict) -> torch.Tensor:
         light, shade = _glint_light(g, h, w)
         if g["shade"] > 0:  # the body: the picture darkened, most at its centre
             shade = cv2.GaussianBlur(shade, (0, 0), max(1.0, 0.3 * min(g["radii"])))
-            out = out * torch.from_numpy(1 - g["shade"] * shade).to(out.device, out.dtype)[None, None]
+            out = _blend(out, np.zeros(3), g["shade"] * shade)
         light = cv2.GaussianBlur(light, (0, 0), p["soften"])
         out = _blend(out, np.asarray(g["tint"]), np.clip(light * 1.3, 0, 1) * p["opacity"])
     return out
@@ -867,13 +867,13 @@ def _blossom_layers(c: dict, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def apply_blossoms(img: torch.Tensor, p: dict) -> torch.Tensor:
     h, w = img.shape[-2:]
     s, out = _short(h, w), img
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for i, c in enumerate(p["clusters"]):
         if c["ground"] > 0:  # leaves: the picture darkened round the cluster, mottled
             cx, cy = c["centre"][0] * (w - 1), c["centre"][1] * (h - 1)
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
             d2 = ((xx - cx) ** 2 + (yy - cy) ** 2) / (1.5 * c["spread"] * s) ** 2
             leaves = np.exp(-d2) * np.clip(0.7 + 0.3 * _noise(p["seed"] + i, h, w, 4.0), 0, 1)
-            out = out * torch.from_numpy(1 - c["ground"] * leaves).to(out.device, out.dtype)[None, None]
+            out = _blend(out, np.zeros(3), c["ground"] * leaves)
         petals, hearts = _blossom_layers(c, h, w)
         hearts = cv2.GaussianBlur(hearts, (0, 0), p["soften"]) * p["opacity"]
         petals = cv2.GaussianBlur(petals, (0, 0), p["soften"]) * p["opacity"]
