@@ -883,3 +883,85 @@ def apply_blossoms(img: torch.Tensor, p: dict) -> torch.Tensor:
             np.clip(hearts, 0, 1),
         )
     return out
+
+
+# -- emblems: stars, dots and badges printed on a flat ground -----------------------------------------
+# Seen on the held-out portrait in front of a flag (grace_hopper): a white star of the flag where the
+# crop's edge cuts it was taken for a lost flake of emulsion and filled blue. Flags, uniforms' badges,
+# polka dots and printed patterns put pale, crisp, regular shapes on a plain ground; flakes are ragged.
+# Part of the scene (no mask), drawn before any damage.
+
+EMBLEM_SHAPES = ("star", "disc", "diamond", "square")
+
+
+def sample_emblems(rng: np.random.Generator, h: int, w: int) -> dict:
+    """One to three groups of one shape each (a five-pointed star, a disc, a diamond, a square),
+    5-40 px across (more small than large), pale or a flat colour, in rows or scattered, on a flat
+    ground (a flag's field, a badge's cloth) or on the picture itself; a group's region and its
+    shapes may run off the picture's edge, as a crop cuts them."""
+    s, groups = _short(h, w), []
+    for _ in range(int(rng.integers(1, 4))):
+        x0, y0 = rng.uniform(-0.2, 0.7, 2)
+        x1, y1 = x0 + rng.uniform(0.2, 0.9), y0 + rng.uniform(0.2, 0.9)
+        size = float(np.exp(rng.uniform(np.log(5), np.log(40)))) * s / 256
+        gap = size * float(rng.uniform(1.4, 3.0))  # centre to centre
+        cols, rows = max(1, int((x1 - x0) * w / gap)), max(1, int((y1 - y0) * h / gap))
+        if rng.random() < 0.6:  # in rows, as on a flag (every other row shifted half a step, or not)
+            gx, gy = np.meshgrid(
+                x0 + (np.arange(cols) + 0.5) * gap / w, y0 + (np.arange(rows) + 0.5) * gap / h
+            )
+            gx = gx + (np.arange(rows)[:, None] % 2) * gap / w / 2 * (rng.random() < 0.5)
+            points = np.stack([gx, gy], -1).reshape(-1, 2)
+        else:
+            n = max(1, cols * rows // 3)
+            points = np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], -1)
+        points = points[rng.permutation(len(points))[:60]]
+        pale = rng.random() < 0.75
+        groups.append(
+            {
+                "shape": EMBLEM_SHAPES[int(rng.integers(len(EMBLEM_SHAPES)))],
+                "size": round(size, 2),
+                "turn": float(rng.uniform(-20, 20)) if rng.random() < 0.5 else 0.0,
+                "points": [[round(float(x), 4), round(float(y), 4)] for x, y in points],
+                "colour": [
+                    float(v) for v in (rng.uniform(0.85, 1.0, 3) if pale else rng.uniform(0.1, 0.9, 3))
+                ],
+                # the flat ground under the group (a flag's field), or none: on the picture itself
+                "ground": [float(v) for v in rng.uniform(0.05, 0.6, 3)] if rng.random() < 0.7 else None,
+                "region": [round(float(v), 4) for v in (x0, y0, x1, y1)],
+            }
+        )
+    return {"groups": groups, "soften": float(rng.uniform(0.3, 1.0)), "seed": _seed(rng)}
+
+
+def _emblem(shape: str, cx: float, cy: float, r: float, turn: float) -> np.ndarray:
+    """The outline of one emblem of radius ``r`` (centre to tip), as OpenCV's fixed-point points."""
+    if shape == "star":
+        a = np.radians(turn - 90 + np.arange(10) * 36)
+        rad = np.where(np.arange(10) % 2 == 0, r, r * 0.382)
+    elif shape == "disc":
+        a, rad = np.radians(np.arange(0, 360, 10)), np.full(36, r)
+    elif shape == "diamond":
+        a, rad = np.radians(turn + np.arange(4) * 90), np.full(4, r)
+    else:
+        a, rad = np.radians(turn + 45 + np.arange(4) * 90), np.full(4, r)
+    return np.array(
+        [_fixed(cx + d * np.cos(t), cy + d * np.sin(t)) for t, d in zip(a, rad, strict=True)], np.int32
+    )
+
+
+def apply_emblems(img: torch.Tensor, p: dict) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    out = img
+    for g in p["groups"]:
+        if g["ground"] is not None:
+            x0, y0, x1, y1 = g["region"]
+            field = np.zeros((h, w), np.float32)
+            cv2.rectangle(field, _fixed(x0 * w, y0 * h), _fixed(x1 * w, y1 * h), 1.0, -1, cv2.LINE_AA, 4)
+            out = _blend(out, np.asarray(g["ground"]), field)
+        shapes = np.zeros((h, w), np.float32)
+        polys = [_emblem(g["shape"], x * w, y * h, g["size"] / 2, g["turn"]) for x, y in g["points"]]
+        cv2.fillPoly(shapes, polys, 1.0, cv2.LINE_AA, 4)
+        shapes = cv2.GaussianBlur(shapes, (0, 0), p["soften"])
+        out = _blend(out, np.asarray(g["colour"]), np.clip(shapes, 0, 1))
+    return out

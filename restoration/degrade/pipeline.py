@@ -14,9 +14,10 @@ import torch
 from restoration.degrade import aging, damage, tone
 
 # Picture structures (not damage: part of the scene, no mask), applied before anything else:
-# lattices, lettering, outlines (rims, hands, wires), glints (highlights on shiny things) and blossoms
-# (small white flowers), the thin bright lines a crack detector must leave.
-SCENE = ("lattice", "lettering", "outlines", "glints", "blossoms")
+# lattices, lettering, outlines (rims, hands, wires), glints (highlights on shiny things), blossoms
+# (small white flowers) and emblems (stars, dots, badges): the thin bright lines and pale shapes a
+# crack detector must leave.
+SCENE = ("lattice", "lettering", "outlines", "glints", "blossoms", "emblems")
 # Unstructured effects, applied next, in a random order per image.
 TONE = (
     "gaussian_blur",

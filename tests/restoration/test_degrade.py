@@ -260,3 +260,27 @@ def test_blossoms_are_small_pale_flowers_of_the_scene():
         pale = ((alone - grey).amin(1) > 0.3).float()[None]  # every channel lifted: white petals
         assert pale.mean() > 0.0005
         assert (-F.max_pool2d(-pale, 7, 1, 3)).sum() <= 0.05 * pale.sum()
+
+
+def test_emblems_are_flat_regular_shapes_of_the_scene():
+    """Stars and dots on a flag: seeded, not damage (no mask), each group's shapes are solid (pixels
+    of exactly its colour, not a ring), and its ground, where it has one, is flat."""
+    grey = torch.full((1, 3, 200, 200), 0.5)
+    for seed in range(6):
+        p = effect("emblems")[0](np.random.default_rng(seed), 200, 200)
+        a, mask = apply_plan(grey, [{"effect": "emblems", **p}])
+        b, _ = apply_plan(grey, [{"effect": "emblems", **p}])
+        assert torch.equal(a, b) and mask.sum() == 0
+        for g in p["groups"]:
+            one = {**p, "groups": [g]}
+            alone, _ = apply_plan(grey, [{"effect": "emblems", **one}])
+            solid = ((alone[0] - torch.tensor(g["colour"])[:, None, None]).abs().amax(0) < 2 / 255).float()
+            if g["size"] >= 8 and any(0 < x < 1 and 0 < y < 1 for x, y in g["points"]):
+                assert solid.sum() > 0, g  # a shape on the picture is filled with its colour
+            if g["ground"] is not None:  # the flag's field: flat, where no shape covers it
+                ground = (alone[0] - torch.tensor(g["ground"])[:, None, None]).abs().amax(0) < 1 / 255
+                x0, y0, x1, y1 = g["region"]
+                assert (
+                    ground.float().mean()
+                    > 0.5 * max(0, min(x1, 1) - max(x0, 0)) * max(0, min(y1, 1) - max(y0, 0)) - 0.05
+                )
