@@ -3,9 +3,9 @@ restorer, the previous production version and two classical baselines.
 
     .venv/bin/python bench/restore_quality.py [--checkpoint DIR] [--previous DIR] [--no-per-effect]
 
-By default the newest shipped restorer (restore-unet v15, production: v13's stages behind the tone
-stage, filling the broad marks its detector is sure of) against the production one before it (v14:
-the same, leaving every broad mark); sections 1-4 run both at tone=off.
+By default the newest shipped restorer (restore-unet v16, production: a new detector with v13's
+inpaint and denoise stages behind the tone stage) against the production one before it (v15: v13's
+detector, the same settings); sections 1-4 run both at tone=off.
 
 1. Realistic damage (crack networks, creases, lost corners, flaking, foxing, tide lines, scratches,
    dust; no noise, so outside the damage the input is the clean photograph but for the few pixels
