@@ -931,7 +931,7 @@ def sample_emblems(rng: np.random.Generator, h: int, w: int) -> dict:
                 "region": [round(float(v), 4) for v in (x0, y0, x1, y1)],
             }
         )
-    return {"groups": groups, "soften": float(rng.uniform(0.3, 1.0)), "seed": _seed(rng)}
+    return {"groups": groups, "soften": float(rng.uniform(0.3, 1.0))}
 
 
 def _emblem(shape: str, cx: float, cy: float, r: float, turn: float) -> np.ndarray:
