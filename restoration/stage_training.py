@@ -100,7 +100,7 @@ DETECT_PROBABILITIES = {
     # the real autochrome old_b and the fill smeared them.
     "blossoms": 0.25,
     # Stars, dots and badges on a flat ground (a flag, a uniform): crisp, regular, pale shapes that
-    # v16's detector took for flakes where a crop's edge cuts them (grace_hopper's flag).
+    # v15's detector took for flakes where a crop's edge cuts them (grace_hopper's flag).
     "emblems": 0.2,
 }
 # The pictures the inpainter fills holes in: a little blur, noise and grain, as scans have.
