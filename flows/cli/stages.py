@@ -131,6 +131,14 @@ def _checkpoint(flag: str, help: str, required: bool = True):
 )
 @_HOLES
 @click.option(
+    "--keep-weight",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="inpaint, with '{\"sees_under\": true}': extra L1 where its holes cover picture the damage "
+    "left (a crack's rim, a false mark), which its keep head should give back.",
+)
+@click.option(
     "--probabilities",
     default="{}",
     show_default=True,
@@ -158,6 +166,7 @@ def train_stage(
     detector: str | None,
     grow: int,
     max_width: int,
+    keep_weight: float,
     probabilities: str,
     seed: int,
     device: str,
@@ -188,6 +197,10 @@ def train_stage(
         raise click.UsageError(
             "--detector is for --stage inpaint with --arch-config '{\"sees_under\": true}'"
         )
+    if keep_weight and not under:
+        raise click.UsageError(
+            "--keep-weight is for --stage inpaint with --arch-config '{\"sees_under\": true}'"
+        )
     _train(
         stage=stage,
         init_from=init_from,
@@ -197,6 +210,7 @@ def train_stage(
         detector=detector,
         grow=grow,
         max_width=max_width,
+        keep_weight=keep_weight,
         probabilities=changed,
         out=out_dir,
         architecture=architecture,

@@ -374,7 +374,7 @@ def test_an_inpainter_that_sees_under_its_holes_keeps_the_fill_of_the_blind_one_
 
 def test_the_inpainter_that_sees_under_learns_on_damage_in_its_holes_and_on_a_detectors_holes(pipeline_dir):
     from restoration.data import TRAIN_IMAGES, bundled_images
-    from restoration.stage_training import INPAINT_HOLES, UNDER_TONE
+    from restoration.stage_training import INPAINT_HOLES, KEPT, UNDER_TONE, kept_holes
 
     images = list(bundled_images(TRAIN_IMAGES[:2]).values())
     common = dict(stage="inpaint", architecture="gated_inpainter_test", batch=3, crop=64, grow=1)
@@ -397,8 +397,23 @@ def test_the_inpainter_that_sees_under_learns_on_damage_in_its_holes_and_on_a_de
     decoy_only = (decoyed.mask > 0) & (under.mask == 0)
     assert (decoyed.mask >= under.mask).all() and decoy_only.sum() > 0.02 * decoyed.mask.numel()
     assert change[decoy_only].mean() < change[inside].mean() / 10
+    # what the keep weight counts: the decoys' picture and the rims the grow adds, not the damage
+    kept = kept_holes(decoyed.degraded, decoyed.clean, decoyed.mask) > 0
+    damage = inside & (change >= KEPT)
+    assert (
+        kept[decoy_only].float().mean() > 0.9
+        and not kept[damage].any()
+        and not kept[outside & ~decoy_only].any()
+    )
 
     trainer = StageTrainer(seeing, images, images, log=lambda _: None)
+    weighted = StageTrainer(dataclasses.replace(seeing, keep_weight=4.0), images, images, log=lambda _: None)
+    weighted.net.load_state_dict(trainer.net.state_dict())
+    with torch.no_grad():
+        filled = trainer.net(decoyed.degraded, decoyed.mask)
+        extra = 4.0 * (filled - decoyed.clean).abs().mean(dim=1, keepdim=True)[kept].mean()
+        base, weighed = (t.loss(t.net, decoyed)[0] for t in (trainer, weighted))
+    assert extra > 0 and torch.allclose(weighed, base + extra, rtol=1e-4)
     model, _ = load_checkpoint(pipeline_dir[0])
     model.grow, model.max_width = 1, 5
     detected = trainer.with_detected(under)
@@ -408,7 +423,7 @@ def test_the_inpainter_that_sees_under_learns_on_damage_in_its_holes_and_on_a_de
     assert (drawn * (under.mask == 0)).sum() > 0  # some of the detector's holes are not damage
     trainer.run(pipeline_dir[0].parent / "state")
     assert trainer.step == 2 and np.isfinite(trainer.history[-1]["loss"])
-    assert set(trainer.validate()) == {"hole_psnr", "psnr"}
+    assert set(trainer.validate()) == {"hole_psnr", "psnr", "kept_psnr"}
 
 
 def test_a_pipeline_fills_a_curators_mask_without_looking_under_it():
@@ -563,6 +578,9 @@ def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, t
     )
     tune[3] = "inpaint"
     assert main([*tune, "--hard-negatives", str(tmp_path / "detect")]) == 2  # a usage error, not a crash
+    capsys.readouterr()
+    assert main([*tune, "--keep-weight", "4"]) == 2  # a blind inpainter has no keep head to weigh
+    assert "--keep-weight is for" in capsys.readouterr().err
     assemble_cmd = ["train", "pipeline", "--detect", str(tmp_path / "detect")]
     assemble_cmd += ["--inpaint", str(tmp_path / "inpaint"), "--name", "restore-unet"]
     assert (
