@@ -665,11 +665,15 @@ def export(trainer: StageTrainer, directory: Path, card: dict[str, Any]) -> dict
 
 def stage_of(checkpoint: Path, stage: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The ``stage`` network of a checkpoint (a pipeline's stage, or a stage's own checkpoint), and
-    the checkpoint's card (its digests verified by loading)."""
+    the checkpoint's card (its digests verified by loading). A pipeline behind the tone stage (the
+    shipped restore-unet) is looked into: its stages are its restorer's."""
     from restoration.checkpoints import load_checkpoint
 
     model, card = load_checkpoint(checkpoint)
+    inner = getattr(model, "restorer", None)
     part = getattr(model, stage, None)  # an enlarger's ``upscale`` is its factor, not a stage
+    if not isinstance(part, torch.nn.Module) and isinstance(inner, torch.nn.Module):
+        part = getattr(inner, stage, None)
     return (part if isinstance(part, torch.nn.Module) else model), card
 
 

@@ -18,7 +18,7 @@ from restoration.data import batch_loader, step_batch
 from restoration.degrade import DegradationConfig
 from restoration.engine import EngineConfig, Restorer
 from restoration.factory import create_model
-from restoration.stage_training import StageConfig, StageTrainer, batch_maker
+from restoration.stage_training import StageConfig, StageTrainer, batch_maker, stage_of
 from restoration.stages import assemble
 
 TINY = {"detect": "damage_detector_test", "inpaint": "gated_inpainter_test", "denoise": "unet_restorer_test"}
@@ -282,6 +282,11 @@ def test_a_staged_restorer_behind_the_tone_stage_keeps_its_stages_provenance(pip
     assert inner["stages"] == pipeline_dir[1]["stages"] and set(inner["stages"]) == set(TINY)
     model, _ = load_checkpoint(tmp_path / "toned")
     assert model.restorer.broad_threshold == 0.0  # settings not in an old card keep their old meaning
+    # a stage's training can start from, or take its detector from, the toned pipeline (as shipped)
+    detect, _ = stage_of(tmp_path / "toned", "detect")
+    assert torch.equal(
+        detect.state_dict()["stem.0.weight"], model.restorer.detect.state_dict()["stem.0.weight"]
+    )
 
 
 def test_tiles_agree_with_the_whole_image_when_only_narrow_marks_are_filled(pipeline_dir, photo):
