@@ -24,14 +24,19 @@ def assemble(
     """Build ``restore_pipeline`` from stage checkpoint folders ({"detect": …, "inpaint": …,
     "denoise": …}; each checked against its own card) and save it to ``directory``. A folder may
     hold an assembled pipeline instead (restore-unet v7): its stage of that name is taken, with
-    the provenance its card lists for it and the pipeline it came out of. ``storage`` is how the
-    weights are stored (save_checkpoint's; "float16" halves the file)."""
+    the provenance its card lists for it and the pipeline it came out of; so may a pipeline behind
+    the tone stage (the shipped restore-unet). ``storage`` is how the weights are stored
+    (save_checkpoint's; "float16" halves the file)."""
     models, specs, listed = {}, {}, {}
     for name, stage_dir in stage_dirs.items():
         model, stage_card = load_checkpoint(Path(stage_dir))
         part, origin = stage_card, {k: stage_card[k] for k in _FROM_STAGE if k in stage_card}
-        if stage_card["architecture"] == "restore_pipeline":  # take its stage of that name
-            model, part = getattr(model, name, None), stage_card["stages"].get(name)
+        listing = stage_card["stages"] if stage_card["architecture"] == "restore_pipeline" else None
+        behind = stage_card.get("stages", {}).get("restorer", {}).get("from", {}).get("stages")
+        if stage_card["architecture"] == "toned_restorer" and behind:  # a pipeline behind the tone stage
+            model, listing = model.restorer, behind
+        if listing is not None:  # take its stage of that name
+            model, part = getattr(model, name, None), listing.get(name)
             if model is None:
                 raise ValueError(f"{stage_dir}: the pipeline has no {name} stage")
             origin = part["from"] | {

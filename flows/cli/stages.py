@@ -75,6 +75,11 @@ def _share(flag: str, default: float, help: str):
     return click.option(flag, type=click.FloatRange(0, 1), default=default, show_default=True, help=help)
 
 
+def _at_least(flag: str, low: float, default: float, help: str):
+    """An option taking a number of at least ``low``."""
+    return click.option(flag, type=click.FloatRange(low), default=default, show_default=True, help=help)
+
+
 def _checkpoint(flag: str, help: str, required: bool = True):
     """An option naming a checkpoint folder that must exist."""
     return click.option(
@@ -115,12 +120,11 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     0.4,
     "With --hard-negatives: the share of crops centred on one.",
 )
-@click.option(
+@_at_least(
     "--zoom",
-    type=click.FloatRange(1),
-    default=2.0,
-    show_default=True,
-    help="detect, denoise, inpaint: training crops zoom out up to this many times (a region that "
+    1,
+    2.0,
+    "detect, denoise, inpaint: training crops zoom out up to this many times (a region that "
     "much larger, downsampled): whole scenes at the size a scanned print shows them.",
 )
 @_checkpoint(
@@ -130,12 +134,11 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     required=False,
 )
 @_HOLES
-@click.option(
+@_at_least(
     "--keep-weight",
-    type=click.FloatRange(0),
-    default=0.0,
-    show_default=True,
-    help="inpaint, with '{\"sees_under\": true}': extra L1 where its holes cover picture the damage "
+    0,
+    0.0,
+    "inpaint, with '{\"sees_under\": true}': extra L1 where its holes cover picture the damage "
     "left (a crack's rim, a false mark), which its keep head should give back.",
 )
 @click.option(

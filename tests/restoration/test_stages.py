@@ -287,6 +287,17 @@ def test_a_staged_restorer_behind_the_tone_stage_keeps_its_stages_provenance(pip
     assert torch.equal(
         detect.state_dict()["stem.0.weight"], model.restorer.detect.state_dict()["stem.0.weight"]
     )
+    # and a new pipeline can be assembled with one of its stages, which keeps its provenance
+    again = assemble(
+        {"detect": tmp_path / "toned", "inpaint": pipeline_dir[0]}, tmp_path / "again", {"version": "t3"}
+    )
+    assert again["stages"]["detect"]["from"]["pipeline"] == "restore-unet@t2"
+    assert (
+        again["stages"]["detect"]["from"]["weights_sha256"]
+        == inner["stages"]["detect"]["from"]["weights_sha256"]
+    )
+    rebuilt, _ = load_checkpoint(tmp_path / "again")
+    assert torch.equal(rebuilt.detect.state_dict()["stem.0.weight"], detect.state_dict()["stem.0.weight"])
 
 
 def test_tiles_agree_with_the_whole_image_when_only_narrow_marks_are_filled(pipeline_dir, photo):
