@@ -38,19 +38,14 @@ def reconstruction(
     of the pixels, and drown in the mean otherwise)."""
     loss = F.l1_loss(pred, target) + ssim_weight * (1 - ssim(pred, target).mean())
     if mask is not None and hole_weight:
-        loss = loss + hole_weight * _region_l1(pred, target, mask)
+        loss = loss + hole_weight * region_l1(pred, target, mask)
     return loss
-
-
-def _region_l1(pred: torch.Tensor, target: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """The mean L1 over a region's pixels (``region`` [B, 1, H, W] in [0, 1]); 0 where it is empty."""
-    return ((pred - target).abs().mean(dim=1, keepdim=True) * region).sum() / region.sum().clamp(min=1.0)
 
 
 @float32
 def region_l1(pred: torch.Tensor, target: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-    """The mean L1 over a region's pixels, in float32 (:func:`_region_l1`)."""
-    return _region_l1(pred, target, region)
+    """The mean L1 over a region's pixels (``region`` [B, 1, H, W] in [0, 1]); 0 where it is empty."""
+    return ((pred - target).abs().mean(dim=1, keepdim=True) * region).sum() / region.sum().clamp(min=1.0)
 
 
 @float32

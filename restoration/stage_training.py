@@ -669,12 +669,11 @@ def stage_of(checkpoint: Path, stage: str) -> tuple[torch.nn.Module, dict[str, A
     the checkpoint's card (its digests verified by loading). A pipeline behind the tone stage (the
     shipped restore-unet) is looked into: its stages are its restorer's."""
     from restoration.checkpoints import load_checkpoint
+    from restoration.stages import pipeline_stages
 
     model, card = load_checkpoint(checkpoint)
-    inner = getattr(model, "restorer", None)
+    model, _ = pipeline_stages(model, card)
     part = getattr(model, stage, None)  # an enlarger's ``upscale`` is its factor, not a stage
-    if not isinstance(part, torch.nn.Module) and isinstance(inner, torch.nn.Module):
-        part = getattr(inner, stage, None)
     return (part if isinstance(part, torch.nn.Module) else model), card
 
 

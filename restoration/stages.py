@@ -14,6 +14,18 @@ from restoration.factory import create_model
 _FROM_STAGE = ("name", "version", "task", "metrics", "training", "data", "sessions", "weights_sha256")
 
 
+def pipeline_stages(model: Any, card: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """The staged pipeline a checkpoint holds and its card's listing of the stages: a
+    restore_pipeline itself, or one behind the tone stage (the shipped restore-unet); anything
+    else is returned as it is, with no listing."""
+    if card["architecture"] == "restore_pipeline":
+        return model, card["stages"]
+    behind = card.get("stages", {}).get("restorer", {}).get("from", {}).get("stages")
+    if card["architecture"] == "toned_restorer" and behind:
+        return model.restorer, behind
+    return model, None
+
+
 def assemble(
     stage_dirs: dict[str, Path],
     directory: Path,
@@ -31,10 +43,7 @@ def assemble(
     for name, stage_dir in stage_dirs.items():
         model, stage_card = load_checkpoint(Path(stage_dir))
         part, origin = stage_card, {k: stage_card[k] for k in _FROM_STAGE if k in stage_card}
-        listing = stage_card["stages"] if stage_card["architecture"] == "restore_pipeline" else None
-        behind = stage_card.get("stages", {}).get("restorer", {}).get("from", {}).get("stages")
-        if stage_card["architecture"] == "toned_restorer" and behind:  # a pipeline behind the tone stage
-            model, listing = model.restorer, behind
+        model, listing = pipeline_stages(model, stage_card)
         if listing is not None:  # take its stage of that name
             model, part = getattr(model, name, None), listing.get(name)
             if model is None:
