@@ -61,6 +61,7 @@ def train_stage(
     probabilities: dict[str, float] | None = None,
     zoom: float = 2.0,
     keep_weight: float = 0.0,
+    vary_grow: bool = False,
 ) -> dict[str, Any]:
     """Train one stage; returns its validation metrics, the weights' path and sha256. Resumes from
     ``OUT.training/``. ``init_from`` (a checkpoint of the stage, or a pipeline holding one) is
@@ -76,7 +77,8 @@ def train_stage(
     (``arch_config`` ``sees_under``) learns on damage drawn in them (UNDER_TONE, UNDER_HOLES) and,
     with ``detector`` (a checkpoint with a detect stage), also on the holes that detector draws
     (its marks narrower than ``max_width``, as the pipeline that will hold both fills them);
-    ``keep_weight`` counts its error extra where the holes cover picture the damage left.
+    ``keep_weight`` counts its error extra where the holes cover picture the damage left; with
+    ``vary_grow`` each picture's holes grow by its own 0 to ``grow`` pixels.
     denoise (a unet_restorer, e.g. fine-tuned from restore-unet v5): grain, noise, blur and JPEG
     (DENOISE_PROBABILITIES) over the photographs, a DENOISE_UNTOUCHED share of the crops left as
     they are. ``probabilities`` change effects' probabilities in the stage's mixture (detect: the
@@ -111,6 +113,8 @@ def train_stage(
         raise ConfigError("a detector's holes are for an inpainter that sees under them (sees_under)")
     if keep_weight and not under:
         raise ConfigError("a keep weight is for an inpainter that sees under its holes (sees_under)")
+    if vary_grow and stage != "inpaint":
+        raise ConfigError("a varied grow is for the inpaint stage's holes")
     if photos and not debian.available():
         raise ConfigError(
             f"photos: {debian.ROOT} lacks the mate-backgrounds photographs "
@@ -147,6 +151,7 @@ def train_stage(
         zoom=zoom,
         detector=str(detector or ""),
         keep_weight=keep_weight,
+        vary_grow=vary_grow,
         **({"tone": dict(UNDER_TONE), "holes": dict(UNDER_HOLES)} if under else {}),
         enlarge=dict(PRESETS["scans"] if enlarge is None else enlarge) if stage == "upscale" else {},
     )

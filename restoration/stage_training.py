@@ -185,6 +185,12 @@ class StageConfig:
     focus: float = 0.0  # detect, inpaint: share of crops centred on hard negatives (focus_points)
     visible: float = 0.03  # detect: damage that changed no channel by more than this is not marked
     grow: int = 2  # inpaint: holes are grown as the pipeline grows the detector's mask
+    # inpaint: each picture's holes grown by 0 to ``grow`` pixels, drawn per picture. A keep head
+    # taught on holes always grown learns that a hole's edge is intact picture and keeps it: at grow
+    # 0, v16's kept the edges of the cracks it should have filled (hole-edge damage at 0.137 mean
+    # squared error, the blind fill 0.010). Varied, a hole's edge may be crack or picture, and the
+    # head must tell them apart by their look.
+    vary_grow: bool = False
     tone: dict[str, float] = field(default_factory=lambda: dict(INPAINT_TONE))  # inpaint: the pictures' look
     detector: str = ""  # inpaint (sees_under): a checkpoint whose detector's holes are filled too
     max_width: int = 0  # inpaint (detector): only its marks narrower than this, as the pipeline fills
@@ -257,6 +263,7 @@ def inpaint_batch(
     focus: Focus | None = None,
     decoys: float = 0.0,
     zoom: float = 2.0,
+    vary_grow: bool = False,
 ) -> Degraded:
     """Pictures (clean crops through a light tone mixture, ``clean``) and damage-shaped holes in
     them, grown by ``grow`` pixels. ``degraded`` is the picture itself (a blind inpainter sees it
@@ -264,7 +271,8 @@ def inpaint_batch(
     a share of the crops centred on hard negatives (where a detector marks clean photographs).
     ``decoys`` (with ``under``): that share of the pictures also gets a second draw of holes with
     nothing drawn in them, picture to be kept, as under a detector's false marks: without them
-    nearly every hole holds damage, and an inpainter learns to ignore what is under its holes."""
+    nearly every hole holds damage, and an inpainter learns to ignore what is under its holes.
+    ``vary_grow``: each picture's holes grown by its own 0 to ``grow`` pixels (:func:`grows`)."""
     rng = np.random.default_rng([seed, step])
     picture = degrade(random_crops(images, batch, size, rng, augment, focus, zoom), rng, tone).degraded
     damaged = degrade(picture, rng, holes)
@@ -273,8 +281,24 @@ def inpaint_batch(
         decoy = degrade(picture, rng, holes).mask  # the shapes only
         chosen = torch.from_numpy(rng.random(batch) < decoys).to(mask.dtype).view(-1, 1, 1, 1)
         mask = torch.maximum(mask, decoy * chosen)
-    mask = F.max_pool2d(mask, 2 * grow + 1, 1, grow) if grow else mask
+    mask = grow_each(mask, grows(seed, step, batch, grow, vary_grow))
     return Degraded(damaged.degraded if under else picture, picture, mask, damaged.params)
+
+
+def grows(seed: int, step: int, batch: int, grow: int, vary: bool) -> list[int]:
+    """How far each picture's holes grow at ``step``: ``grow``, or with ``vary`` 0 to ``grow``
+    drawn per picture (its own stream, so that the trainer draws a detector's holes alike)."""
+    if not vary:
+        return [grow] * batch
+    return np.random.default_rng([seed, step, 2]).integers(0, grow + 1, batch).tolist()
+
+
+def grow_each(mask: torch.Tensor, by: list[int]) -> torch.Tensor:
+    """Each picture's mask grown by its own number of pixels."""
+    if len(set(by)) == 1:
+        g = by[0]
+        return F.max_pool2d(mask, 2 * g + 1, 1, g) if g else mask
+    return torch.cat([grow_each(m[None], [g]) for m, g in zip(mask, by, strict=True)])
 
 
 def kept_holes(degraded: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -337,6 +361,7 @@ def batch_maker(
         focus=focus,
         decoys=c.decoys,
         zoom=c.zoom,
+        vary_grow=c.vary_grow,
     )
 
 
@@ -426,10 +451,11 @@ class StageTrainer:
             return loss, parts, (large.detach(), y)
 
     @torch.no_grad()
-    def with_detected(self, batch: Degraded) -> Degraded:
+    def with_detected(self, batch: Degraded, step: int) -> Degraded:
         """inpaint with a detector: the holes are the damage's and the ones the detector draws over
         the damaged picture (as the pipeline fills them), so that the inpainter meets the false
-        ones it will meet in use, and learns to keep the picture there."""
+        ones it will meet in use, and learns to keep the picture there. ``step``: the batch's, whose
+        pictures' grows the detector's holes take too."""
         if self.detector is None:
             return batch
         c, x = self.config, batch.degraded.to(self.device)
@@ -437,7 +463,8 @@ class StageTrainer:
         align = int(getattr(self.detector, "alignment", 1))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.detector(F.pad(x, (0, -w % align, 0, -h % align), mode="replicate"))
-        drawn = fill_holes(torch.sigmoid(logits.float())[..., :h, :w], grow=c.grow, max_width=c.max_width)
+        drawn = fill_holes(torch.sigmoid(logits.float())[..., :h, :w], grow=0, max_width=c.max_width)
+        drawn = grow_each(drawn, grows(c.seed, step, len(x), c.grow, c.vary_grow))
         return dataclasses.replace(batch, mask=torch.maximum(batch.mask, drawn.to(batch.mask.device)))
 
     @property
@@ -452,7 +479,7 @@ class StageTrainer:
         adversarial = self.adversarial
         if adversarial:
             self.d.requires_grad_(False)  # the generator's step does not train the discriminator
-        loss, parts, outputs = self.loss(self.net, self.with_detected(batch))
+        loss, parts, outputs = self.loss(self.net, self.with_detected(batch, self.step))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), c.clip_grad)
@@ -478,7 +505,7 @@ class StageTrainer:
     def validate(self) -> dict[str, float]:
         c = self.config
         make = batch_maker(c, self.val_images, c.val_crop, validation=True)
-        batches = [self.with_detected(make(10**9 + i)) for i in range(c.val_crops)]
+        batches = [self.with_detected(make(10**9 + i), 10**9 + i) for i in range(c.val_crops)]
         return evaluate_stage(self.ema, c.stage, batches, self.device)
 
     def save_state(self, directory: Path) -> None:
@@ -628,6 +655,7 @@ _STAGE_FIELDS = {
     "inpaint": {
         "holes",
         "grow",
+        "vary_grow",
         "hole_weight",
         "keep_weight",
         "tone",

@@ -142,6 +142,12 @@ def _checkpoint(flag: str, help: str, required: bool = True):
     "left (a crack's rim, a false mark), which its keep head should give back.",
 )
 @click.option(
+    "--vary-grow",
+    is_flag=True,
+    help="inpaint: grow each picture's holes by its own 0 to --grow pixels, so that a keep head "
+    "cannot take a hole's edge for intact picture by where it lies.",
+)
+@click.option(
     "--probabilities",
     default="{}",
     show_default=True,
@@ -170,6 +176,7 @@ def train_stage(
     grow: int,
     max_width: int,
     keep_weight: float,
+    vary_grow: bool,
     probabilities: str,
     seed: int,
     device: str,
@@ -204,6 +211,8 @@ def train_stage(
         raise click.UsageError(
             "--keep-weight is for --stage inpaint with --arch-config '{\"sees_under\": true}'"
         )
+    if vary_grow and stage != "inpaint":
+        raise click.UsageError("--vary-grow is for --stage inpaint")
     _train(
         stage=stage,
         init_from=init_from,
@@ -214,6 +223,7 @@ def train_stage(
         grow=grow,
         max_width=max_width,
         keep_weight=keep_weight,
+        vary_grow=vary_grow,
         probabilities=changed,
         out=out_dir,
         architecture=architecture,

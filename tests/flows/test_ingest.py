@@ -244,8 +244,15 @@ def test_work_goes_to_tasks_in_batches(settings, tmp_path):
             return sorted(r.name.rsplit("-", 1)[0] for r in runs)
 
     import asyncio
+    import time
 
+    # The engine sends task runs to the API through its event pipeline, which may still be writing
+    # the last one when the flow returns: read until six arrive (or ten seconds pass).
+    deadline = time.monotonic() + 10
     names = asyncio.run(task_names())
+    while len(names) < 6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        names = asyncio.run(task_names())
     # 20 files in batches of 8: three fetch tasks and three record tasks, not one task per file.
     assert names.count("fetch-and-inspect-batch") == 3 and names.count("record-batch") == 3
 

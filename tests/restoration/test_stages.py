@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from restoration import losses
@@ -432,7 +433,7 @@ def test_the_inpainter_that_sees_under_learns_on_damage_in_its_holes_and_on_a_de
     assert extra > 0 and torch.allclose(weighed, base + extra, rtol=1e-4)
     model, _ = load_checkpoint(pipeline_dir[0])
     model.grow, model.max_width = 1, 5
-    detected = trainer.with_detected(under)
+    detected = trainer.with_detected(under, 4)
     with torch.no_grad():  # the holes are the damage's and those the pipeline would fill
         drawn = model.holes(torch.sigmoid(model.detect(under.degraded)))
     assert torch.equal(detected.mask, torch.maximum(under.mask, drawn))
@@ -440,6 +441,37 @@ def test_the_inpainter_that_sees_under_learns_on_damage_in_its_holes_and_on_a_de
     trainer.run(pipeline_dir[0].parent / "state")
     assert trainer.step == 2 and np.isfinite(trainer.history[-1]["loss"])
     assert set(trainer.validate()) == {"hole_psnr", "psnr", "kept_psnr"}
+
+
+def test_varied_grow_grows_each_pictures_holes_and_the_detectors_by_its_own_amount(pipeline_dir):
+    from restoration.data import TRAIN_IMAGES, bundled_images
+    from restoration.stage_training import INPAINT_HOLES, UNDER_TONE, grows
+
+    images = list(bundled_images(TRAIN_IMAGES[:2]).values())
+    common = dict(stage="inpaint", architecture="gated_inpainter_test", batch=6, crop=64, decoys=0.0)
+    common |= dict(tone=UNDER_TONE, holes=INPAINT_HOLES, val_crops=1, val_crop=64, workers=0, steps=2)
+    common |= dict(arch_config={"sees_under": True}, detector=str(pipeline_dir[0]), max_width=5)
+    tight = batch_maker(StageConfig(**common, grow=0), images)(4)
+    varied = StageConfig(**common, grow=2, vary_grow=True)
+    batch = batch_maker(varied, images)(4)
+    by = grows(varied.seed, 4, 6, 2, True)
+    assert set(by) == {0, 1, 2}  # the pictures of one batch grow differently
+    assert torch.equal(batch.degraded, tight.degraded)  # the same pictures, damage and holes
+    for mask, ungrown, g in zip(batch.mask, tight.mask, by, strict=True):
+        assert torch.equal(mask, F.max_pool2d(ungrown[None], 2 * g + 1, 1, g)[0] if g else ungrown)
+    assert torch.equal(
+        batch_maker(StageConfig(**common, grow=2), images)(4).mask, F.max_pool2d(tight.mask, 5, 1, 2)
+    )
+    # a detector's holes over a picture grow as that picture's own holes do
+    detected = StageTrainer(varied, images, images, log=lambda _: None).with_detected(batch, 4)
+    model, _ = load_checkpoint(pipeline_dir[0])
+    model.max_width = 5
+    with torch.no_grad():
+        prob = torch.sigmoid(model.detect(batch.degraded))
+    for i, g in enumerate(by):
+        model.grow = g
+        drawn = model.holes(prob[i : i + 1])
+        assert torch.equal(detected.mask[i : i + 1], torch.maximum(batch.mask[i : i + 1], drawn))
 
 
 def test_a_pipeline_fills_a_curators_mask_without_looking_under_it():
@@ -597,6 +629,10 @@ def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, t
     capsys.readouterr()
     assert main([*tune, "--keep-weight", "4"]) == 2  # a blind inpainter has no keep head to weigh
     assert "--keep-weight is for" in capsys.readouterr().err
+    tune[3] = "detect"
+    assert main([*tune, "--vary-grow", "--out", str(tmp_path / "varied")]) == 2  # a detector has no holes
+    assert "--vary-grow is for --stage inpaint" in capsys.readouterr().err
+    assert not (tmp_path / "varied").exists()
     assemble_cmd = ["train", "pipeline", "--detect", str(tmp_path / "detect")]
     assemble_cmd += ["--inpaint", str(tmp_path / "inpaint"), "--name", "restore-unet"]
     assert (
