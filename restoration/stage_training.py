@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from restoration import losses
-from restoration.archs.pipeline import fill_holes
+from restoration.archs.pipeline import fill_holes, grow_by
 from restoration.checkpoints import save_checkpoint
 from restoration.data import Focus, batch_loader, random_crops, step_batch
 from restoration.degrade import DegradationConfig, Degraded, degrade
@@ -295,11 +295,10 @@ def grows(seed: int, step: int, batch: int, grow: int, vary: bool) -> list[int]:
 
 
 def grow_each(mask: torch.Tensor, by: list[int]) -> torch.Tensor:
-    """Each picture's mask grown by its own number of pixels."""
+    """Each picture's mask grown by its own number of pixels (:func:`grow_by`)."""
     if len(set(by)) == 1:
-        g = by[0]
-        return F.max_pool2d(mask, 2 * g + 1, 1, g) if g else mask
-    return torch.cat([grow_each(m[None], [g]) for m, g in zip(mask, by, strict=True)])
+        return grow_by(mask, by[0])
+    return torch.cat([grow_by(m[None], g) for m, g in zip(mask, by, strict=True)])
 
 
 def kept_holes(degraded: torch.Tensor, clean: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,11 @@ def _broad(a: torch.Tensor, k: int) -> torch.Tensor:
     return F.max_pool2d(opened, 5, 1, 2)
 
 
+def grow_by(a: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Marks ``a`` [B, 1, H, W] grown by ``pixels`` in every direction (a square dilation)."""
+    return F.max_pool2d(a, 2 * pixels + 1, 1, pixels) if pixels > 0 else a
+
+
 def fill_holes(
     prob: torch.Tensor,
     threshold: float = 0.5,
@@ -88,7 +93,7 @@ def fill_holes(
             a = a * (1 - rim) + rim * torch.maximum(a * _broad(sure, k), sure)
         else:
             a = a * (1 - rim)
-    return F.max_pool2d(a, 2 * grow + 1, 1, grow) if grow > 0 else a
+    return grow_by(a, grow)
 
 
 class RestorePipeline(nn.Module):
