@@ -141,3 +141,27 @@ def test_realesr_general_x4v3_checkpoint_loads_strictly():
     model = create_model("srvgg_compact", num_conv=32)
     model.load_state_dict(realesr_general_x4v3_layout()["params"], strict=True)
     assert _forward(model, torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)
+
+
+def test_padded_detector_sees_a_mirror_not_a_black_frame():
+    """With ``pad``, a picture's edge is seen as the picture continued (mirrored), not against the
+    convolutions' zero padding: the same weights give other logits within reach of the edge, the
+    same far inside it; any size still works (a small one with a narrower mirror), and a pad off
+    the grid is refused."""
+    torch.manual_seed(0)
+    plain = create_model("damage_detector_test").eval()  # alignment 4
+    padded = create_model("damage_detector_test", pad=8).eval()
+    padded.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 40, 44)
+    with torch.no_grad():
+        a, b = plain(x), padded(x)
+        # the mirror is what the padded one sees: the plain one on the mirrored picture, cropped
+        mirrored = plain(torch.nn.functional.pad(x, (8, 8, 8, 8), mode="reflect"))[..., 8:48, 8:52]
+    assert b.shape == a.shape == (1, 1, 40, 44)
+    assert torch.allclose(b, mirrored, atol=1e-6)
+    assert (a - b)[..., :2, :].abs().max() > 1e-3  # the edge differs
+    for h, w in ((5, 7), (9, 30), (1, 1)):
+        with torch.no_grad():
+            assert padded(torch.rand(2, 3, h, w)).shape == (2, 1, h, w)
+    with pytest.raises(ValueError, match="multiple of its alignment"):
+        create_model("damage_detector_test", pad=6)
