@@ -25,7 +25,7 @@ last. Sections:
 - memory: peak device memory of each section.
 
     PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --json $OUT/gpu_check.json    # a lent GPU, < 4 min
-    python3 bench/gpu_check.py --device cpu --small --json /tmp/gpu_check.json   # anywhere, < 1 min
+    python3 bench/gpu_check.py --device cpu --small --json /tmp/gpu_check.json   # anywhere, < 2 min
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_gpu_check_runs_every_section_on_a_cpu_in_under_a_minute(tmp_path):
+def test_the_gpu_check_runs_every_section_on_a_cpu_in_under_two_minutes(tmp_path):
+    # every shipped model's parity is measured, so the run grows by about 3 s a restorer version
+    # (54 s with the twenty shipped now, on 2 cores): the limit leaves room for the next few
     out = tmp_path / "check.json"
     done = subprocess.run(
         [
@@ -24,7 +26,7 @@ def test_the_gpu_check_runs_every_section_on_a_cpu_in_under_a_minute(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         cwd=tmp_path,  # as on the device machine: nothing but the script's own imports
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
