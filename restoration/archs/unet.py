@@ -94,8 +94,9 @@ class DamageDetector(UNetBody):
     ``pad``: the input is mirrored outward by that many pixels (a multiple of the alignment, so that
     the grid stays the image's) before the network sees it. Without it the convolutions' zero
     padding frames every picture in black, and a detector learns that a bright edge against the
-    frame is a crack: v16's marks within 16 px of a crop's edge were four times as dense as inside
-    it (a flag's star cut by grace_hopper's edge, wood grain along coffee's). Mirrored, an edge
+    frame is a crack: v16's marks within 16 px of the edge of coffee and of grace_hopper are four and
+    five times as dense as inside them (wood grain along coffee's edge, a flag's star cut by
+    grace_hopper's). Mirrored, an edge
     looks like the picture's inside; a lost corner must then be told by its look, not by touching
     the frame, so a detector is trained with the pad it will run with."""
 

@@ -145,9 +145,9 @@ def test_realesr_general_x4v3_checkpoint_loads_strictly():
 
 def test_padded_detector_sees_a_mirror_not_a_black_frame():
     """With ``pad``, a picture's edge is seen as the picture continued (mirrored), not against the
-    convolutions' zero padding: the same weights give other logits within reach of the edge, the
-    same far inside it; any size still works (a small one with a narrower mirror), and a pad off
-    the grid is refused."""
+    convolutions' zero padding: the same weights give the plain detector's logits on the mirrored
+    picture, which differ at the edge; any size still works (a small one with a narrower mirror),
+    and a pad off the grid is refused."""
     torch.manual_seed(0)
     plain = create_model("damage_detector_test").eval()  # alignment 4
     padded = create_model("damage_detector_test", pad=8).eval()
