@@ -382,11 +382,11 @@ _STORAGE = click.option(
 )
 @click.option(
     "--views",
-    type=click.Choice(["1", "2", "4", "8"]),
+    type=click.Choice(["1", "2", "3", "4", "8"]),
     default="1",
     show_default=True,
-    help="The detector's views, their logits averaged: the picture, mirrored, upside down, both "
-    "(4), and the same of its transpose (8); each costs one more detector pass.",
+    help="The detector's views, their logits averaged: the picture, mirrored, upside down (3), "
+    "both (4), and the same of its transpose (8); each costs one more detector pass.",
 )
 @_share(
     "--denoise-strength",

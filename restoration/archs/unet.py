@@ -96,9 +96,9 @@ class DamageDetector(UNetBody):
     padding frames every picture in black, and a detector learns that a bright edge against the
     frame is a crack: v16's marks within 16 px of the edge of coffee and of grace_hopper are four and
     five times as dense as inside them (wood grain along coffee's edge, a flag's star cut by
-    grace_hopper's). Mirrored, an edge
-    looks like the picture's inside; a lost corner must then be told by its look, not by touching
-    the frame, so a detector is trained with the pad it will run with."""
+    grace_hopper's). Mirrored, an edge looks like the picture's inside; a lost corner must then be
+    told by its look, not by touching the frame, so a detector is trained with the pad it will run
+    with."""
 
     def __init__(self, in_ch: int = 3, base: int = 16, depth: int = 3, blocks: int = 1, pad: int = 0):
         super().__init__(in_ch, base, depth, blocks)

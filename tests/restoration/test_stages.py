@@ -170,6 +170,7 @@ def test_the_detectors_views_are_averaged_back_in_place_and_tiles_still_agree(pi
         plain = model.detect(x)
         assert torch.allclose(detect_views(model.detect, x, 1), plain)
         by_hand = (plain + model.detect(x.flip(-1)).flip(-1) + model.detect(x.flip(-2)).flip(-2)) / 3
+        assert torch.allclose(detect_views(model.detect, x, 3), by_hand, atol=1e-6)
         by_hand = (3 * by_hand + model.detect(x.flip(-1, -2)).flip(-1, -2)) / 4
         assert torch.allclose(detect_views(model.detect, x, 4), by_hand, atol=1e-6)
         eight = detect_views(model.detect, x, 8)
@@ -186,7 +187,7 @@ def test_the_detectors_views_are_averaged_back_in_place_and_tiles_still_agree(pi
     assert np.abs(whole.image.astype(int) - tiled.image.astype(int)).max() <= 2
     assert np.abs(whole.mask.astype(int) - tiled.mask.astype(int)).max() <= 2
     with pytest.raises(ValueError, match="views"):
-        create_model("restore_pipeline_test", views=3)
+        create_model("restore_pipeline_test", views=5)
 
 
 def test_the_denoise_strength_takes_the_picture_that_far_towards_the_denoisers_output(pipeline_dir, photo):
