@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from flows.cli.console import err, out, table
-from restoration.recipe import ENLARGERS  # loads no torch
+from restoration.recipe import ENLARGERS, VIEWS  # loads no torch
 
 
 def _options(*decorators):
@@ -382,7 +382,7 @@ _STORAGE = click.option(
 )
 @click.option(
     "--views",
-    type=click.Choice(["1", "2", "3", "4", "8"]),
+    type=click.Choice([str(v) for v in VIEWS]),
     default="1",
     show_default=True,
     help="The detector's views, their logits averaged: the picture, mirrored, upside down (3), "

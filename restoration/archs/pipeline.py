@@ -17,14 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restoration.recipe import VIEWS
 from restoration.registry import build, register_model
 
 STAGES = ("detect", "inpaint", "denoise")
-# The detector's views (test-time augmentation): the picture as it is, mirrored left-right,
-# upside down, and both; with 8, the same four of its transpose. Their logits, turned back and
-# averaged, are the pipeline's: fewer lone false marks, the same cracks. 3 (the first three) costs
-# a quarter less than 4, where a padded detector's larger input would take the pipeline over budget.
-VIEWS = (1, 2, 3, 4, 8)
 
 
 def _flip(x: torch.Tensor, i: int) -> torch.Tensor:
