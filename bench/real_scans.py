@@ -1,6 +1,8 @@
 """The shipped restorer on the twelve real damaged scans in ../shared/samples/old-photos/ (never
 trained on): a contact sheet of input | damage mask | restored, one scan a row, and the share of
-each scan's pixels the mask marks (above 0.5) beside what a white top-hat detector flags. A model
+each scan's pixels the mask marks (above 0.5) beside what a white top-hat detector flags, and, for a
+staged restorer, the share of the restored scan its own detector still marks ("left": the traces
+of cracks the restoration left, such as a thin bright ghost along a filled crack). A model
 that takes a supplied mask gets a fourth column: restored with the top-hat's mask supplied, as a
 curator's (crude) mask would be (`archive mask`, `restore-files --mask-dir`). A restorer with the
 tone stage gets input | mask | tone=off | tone=auto | tone=neutral instead.
@@ -49,7 +51,8 @@ def main() -> int:
         runs = {tone: TonedRun(model, EngineConfig(tile=768), tone) for tone in ("off", "auto", "neutral")}
     rows = []
     print(f"{card['name']}@{card['version']} on {args.scans}")
-    print(f"{'scan':24s} {'size':>9s} {'mask > 0.5':>10s} {'top-hat':>8s} {'changed':>8s}")
+    detector = _detector(model)
+    print(f"{'scan':24s} {'size':>9s} {'mask > 0.5':>10s} {'top-hat':>8s} {'changed':>8s} {'left':>6s}")
     for path in sorted(args.scans.glob("*.png")):
         scan = np.asarray(Image.open(path).convert("RGB"))
         result = runs["off"].process([scan])[0] if toned else engine.restore([scan])[0]
@@ -57,7 +60,7 @@ def main() -> int:
         changed = np.abs(result.image.astype(int) - scan).max(axis=2) > 8
         print(
             f"{path.name:24s} {scan.shape[1]:4d}x{scan.shape[0]:<4d} {(result.mask > 127).mean():10.1%} "
-            f"{tophat.mean():8.1%} {changed.mean():8.1%}"
+            f"{tophat.mean():8.1%} {changed.mean():8.1%} {_left(*detector, result.image) if detector else float('nan'):6.2%}"
         )
         mask = np.repeat(result.mask[..., None], 3, axis=2)  # uint8, 0..255
         columns = [scan, mask, result.image]
@@ -84,6 +87,29 @@ def main() -> int:
     extra = " (tone=off) | tone=auto | tone=neutral" if toned else extra
     print(f"wrote {args.out}: input | mask | restored{extra}, one scan a row")
     return 0
+
+
+def _detector(model):
+    """A staged restorer's detector and its views (behind the tone stage too); None for a single U-Net."""
+    pipeline = getattr(model, "restorer", model)
+    detect = getattr(pipeline, "detect", None)
+    return (detect.eval(), pipeline.views) if detect is not None else None
+
+
+def _left(detect, views: int, image: np.ndarray) -> float:
+    """The share of a restored scan (uint8 RGB) that the detector marks above 0.5."""
+    import torch
+    import torch.nn.functional as F
+
+    from restoration.archs.pipeline import detect_views
+
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    h, w = x.shape[-2:]
+    a = int(getattr(detect, "alignment", 1))
+    x = F.pad(x, (0, (-w) % a, 0, (-h) % a), mode="replicate")
+    with torch.inference_mode():
+        prob = torch.sigmoid(detect_views(detect, x, views).float())[..., :h, :w]
+    return (prob > 0.5).float().mean().item()
 
 
 if __name__ == "__main__":

@@ -380,6 +380,13 @@ _STORAGE = click.option(
     "With --max-width: a broad mark the detector is this sure of (a lost corner, a flake of "
     "emulsion) is filled after all; 0: broad marks are left for a curator's mask. Above --threshold.",
 )
+@_share(
+    "--keep-below",
+    0.0,
+    "An inpainter with a keep head looks under a hole only where the detector is less sure than "
+    "this; where it is surer (and round that, by --grow) it fills as for a curator's mask, so that "
+    "the half-lit edges of real cracks are not kept. 0: it looks under every hole. Above --threshold.",
+)
 @click.option(
     "--views",
     type=click.Choice([str(v) for v in VIEWS]),
@@ -406,6 +413,7 @@ def train_pipeline(
     grow: int,
     max_width: int,
     broad_threshold: float,
+    keep_below: float,
     views: str,
     denoise_strength: float,
     storage: str,
@@ -428,9 +436,10 @@ def train_pipeline(
             max_width=max_width,
             views=int(views),
             **({"broad_threshold": broad_threshold} if broad_threshold else {}),
+            **({"keep_below": keep_below} if keep_below else {}),
             **({"denoise_strength": denoise_strength} if denoise else {}),
         )
-    except ValueError as exc:  # a pipeline named for a stage it does not have
+    except ValueError as exc:  # a pipeline named for a stage it does not have, settings that clash
         raise click.ClickException(str(exc)) from None
     out.print(
         f"wrote {Path(out_dir) / card['weights']} (sha256 {card['weights_sha256'][:16]}…): "

@@ -107,8 +107,9 @@ class GatedInpainter(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, blind: bool | torch.Tensor = False
     ) -> torch.Tensor:
-        """``blind`` (with ``sees_under``; True, or per picture [B, 1, 1, 1] in {0, 1}): fill without
-        looking under the holes (the blind inpainter's fill), as for a curator's own mask."""
+        """``blind`` (with ``sees_under``; True, per picture [B, 1, 1, 1] in {0, 1}, or per pixel
+        [B, 1, H, W] in [0, 1]): fill without looking under the holes (the blind inpainter's fill),
+        as for a curator's own mask; a share between 0 and 1 weakens the keep head in proportion."""
         h, w = x.shape[-2:]
         pad = (0, (-w) % 4, 0, (-h) % 4)
         xi, mi = (F.pad(t, pad, mode="replicate") if any(pad) else t for t in (x, mask))
@@ -125,6 +126,8 @@ class GatedInpainter(nn.Module):
         if self.keep is not None and blind is not True:
             a = self.keep(xi, fill, mi)
             if torch.is_tensor(blind):
+                if blind.shape[-2:] == (h, w) and any(pad):
+                    blind = F.pad(blind, pad, mode="replicate")
                 a = a * (1 - blind.to(a.dtype))
             fill = a * xi + (1 - a) * fill
         return x * (1 - mask) + fill[..., :h, :w] * mask

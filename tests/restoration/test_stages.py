@@ -273,6 +273,48 @@ def test_a_broad_mark_the_detector_is_sure_of_is_filled(pipeline_dir):
         create_model("restore_pipeline_test", threshold=0.6, broad_threshold=0.5)
 
 
+class _Fixed(torch.nn.Module):
+    """A detector that gives the same probabilities whatever it sees."""
+
+    def __init__(self, prob: torch.Tensor):
+        super().__init__()
+        self.logits = torch.logit(prob.clamp(1e-4, 1 - 1e-4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(x.shape[0], -1, -1, -1)
+
+
+def test_the_keep_head_is_not_consulted_where_the_detector_is_sure():
+    """keep_below: where the detector passes it, and a grow round that, a hole is filled without
+    looking under it (as a curator's mask is), so the half-lit edges of a crack are not kept; under
+    a mark it is less sure of, the keep head still gives back what it sees."""
+    torch.manual_seed(0)
+    stages = {
+        "detect": {"architecture": "damage_detector_test"},
+        "inpaint": {"architecture": "gated_inpainter_test", "config": {"sees_under": True}},
+    }
+    model = create_model("restore_pipeline", stages=stages, threshold=0.4, grow=1).eval()
+    with torch.no_grad():
+        model.inpaint.keep.head.bias.fill_(6.0)  # a head that keeps nearly all it sees
+    prob = torch.zeros(1, 1, 42, 42)  # 42 px: the inpainter pads to its alignment (4)
+    prob[..., 10:13, 4:38] = 0.99  # a crack it is sure of
+    prob[..., 28:31, 4:38] = 0.5  # a mark it is not sure of
+    model.detect = _Fixed(prob)
+    x = torch.rand(1, 3, 42, 42)
+    with torch.no_grad():
+        kept = model(x)[0]
+        model.keep_below = 0.7
+        y = model(x)[0]
+        blind = model.inpaint(x, model.holes(prob), blind=True)
+    crack = (..., slice(9, 14), slice(3, 39))  # the crack and its grown rim
+    assert torch.allclose(y[crack], blind[crack], atol=1e-6)
+    assert (kept[crack] - blind[crack]).abs().mean() > 0.1  # the head kept it: the test bites
+    assert torch.equal(y[..., 20:, :], kept[..., 20:, :])  # the unsure mark: kept as before
+    assert (y[..., 27:32, 3:39] - x[..., 27:32, 3:39]).abs().max() < 0.01
+    with pytest.raises(ValueError, match="keep_below"):
+        create_model("restore_pipeline_test", threshold=0.6, keep_below=0.5)
+
+
 def test_a_staged_restorer_behind_the_tone_stage_keeps_its_stages_provenance(pipeline_dir, tmp_path):
     """with_tone over a pipeline that is not shipped on its own: the toned card still says which
     stage checkpoint each stage came from, and loading checks the whole."""
@@ -663,8 +705,14 @@ def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, t
         "--out",
         str(tmp_path / "pipe4"),
     ]
-    assert main([*assemble_cmd, *sure]) == 0
+    assert main([*assemble_cmd, *sure, "--keep-below", "0.95"]) == 0
     assert load_checkpoint(tmp_path / "pipe4")[0].broad_threshold == 0.9
+    assert load_checkpoint(tmp_path / "pipe4")[0].keep_below == 0.95
+    capsys.readouterr()
+    clash = ["--keep-below", "0.4", "--version", "v11", "--out", str(tmp_path / "pipe5")]
+    assert main([*assemble_cmd, *clash]) == 1 and not (tmp_path / "pipe5").exists()
+    err = capsys.readouterr().err.strip()
+    assert "keep_below is above the threshold (0.5)" in err and "\n" not in err
     assert json.loads((tmp_path / "pipe4" / "card.json").read_text())["config"]["broad_threshold"] == 0.9
     assert json.loads((tmp_path / "pipe3" / "card.json").read_text())["storage"] == "float16"
     stages = json.loads((tmp_path / "pipe3" / "card.json").read_text())["stages"]
