@@ -125,15 +125,10 @@ class RestorePipeline(nn.Module):
             raise ValueError(
                 f"a restore pipeline needs detect and inpaint stages (and may have denoise), not {sorted(stages)}"
             )
-        if broad_threshold and not threshold < broad_threshold <= 1:
-            raise ValueError(
-                f"the broad threshold is above the threshold ({threshold}) and at most 1, not {broad_threshold!r}"
-            )
+        for name, value in (("the broad threshold", broad_threshold), ("keep_below", keep_below)):
+            if value and not threshold < value <= 1:
+                raise ValueError(f"{name} is above the threshold ({threshold}) and at most 1, not {value!r}")
         self.threshold, self.softness, self.grow, self.max_width = threshold, softness, grow, max_width
-        if keep_below and not threshold < keep_below <= 1:
-            raise ValueError(
-                f"keep_below is above the threshold ({threshold}) and at most 1, not {keep_below!r}"
-            )
         self.broad_threshold, self.keep_below = float(broad_threshold), float(keep_below)
         self.views, self.denoise_strength = views, float(denoise_strength)
         for name in STAGES:
