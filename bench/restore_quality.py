@@ -3,9 +3,9 @@ restorer, the previous production version and two classical baselines.
 
     .venv/bin/python bench/restore_quality.py [--checkpoint DIR] [--previous DIR] [--no-per-effect]
 
-By default the newest shipped restorer (restore-unet v16, production: a new detector with v13's
-inpaint and denoise stages behind the tone stage) against the production one before it (v15: v13's
-detector, the same settings); sections 1-4 run both at tone=off.
+By default the newest shipped restorer (restore-unet v17, production: v16 with a more cautious
+detector, and cracks the detector is sure of filled without the keep head) against the production
+one before it (v16); sections 1-4 run both at tone=off.
 
 1. Realistic damage (crack networks, creases, lost corners, flaking, foxing, tide lines, scratches,
    dust; no noise): PSNR inside the damaged pixels (removal), outside them, whole-image PSNR and

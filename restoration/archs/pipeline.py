@@ -15,7 +15,7 @@ is. The keep head spares the picture under a false mark, but on real scans it al
 half-lit edges of cracks the detector is sure of (a thin bright ghost of each crack): v16's
 detector marks 0.36% of the real boy's restored scan again (``bench/real_scans.py``'s "left"),
 0.18% with ``keep_below`` 0.9. The blind fill everywhere (as for a curator's mask) leaves fewer
-still, but fills every false mark.
+still, but fills every false mark. restore-unet v17 ships with 0.9.
 """
 
 from __future__ import annotations
