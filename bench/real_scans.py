@@ -99,17 +99,12 @@ def _detector(model):
 def _left(detect, views: int, image: np.ndarray) -> float:
     """The share of a restored scan (uint8 RGB) that the detector marks above 0.5."""
     import torch
-    import torch.nn.functional as F
 
-    from restoration.archs.pipeline import detect_views
+    from restoration.archs.pipeline import detect_probability
 
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
-    h, w = x.shape[-2:]
-    a = int(getattr(detect, "alignment", 1))
-    x = F.pad(x, (0, (-w) % a, 0, (-h) % a), mode="replicate")
     with torch.inference_mode():
-        prob = torch.sigmoid(detect_views(detect, x, views).float())[..., :h, :w]
-    return (prob > 0.5).float().mean().item()
+        return (detect_probability(detect, x, views) > 0.5).float().mean().item()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from restoration import losses
-from restoration.archs.pipeline import fill_holes, grow_by
+from restoration.archs.pipeline import detect_probability, fill_holes, grow_by
 from restoration.checkpoints import save_checkpoint
 from restoration.data import Focus, batch_loader, random_crops, step_batch
 from restoration.degrade import DegradationConfig, Degraded, degrade
@@ -459,11 +459,9 @@ class StageTrainer:
         if self.detector is None:
             return batch
         c, x = self.config, batch.degraded.to(self.device)
-        h, w = x.shape[-2:]
-        align = int(getattr(self.detector, "alignment", 1))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.detector(F.pad(x, (0, -w % align, 0, -h % align), mode="replicate"))
-        drawn = fill_holes(torch.sigmoid(logits.float())[..., :h, :w], grow=0, max_width=c.max_width)
+            prob = detect_probability(self.detector, x)
+        drawn = fill_holes(prob, grow=0, max_width=c.max_width)
         drawn = grow_each(drawn, grows(c.seed, step, len(x), c.grow, c.vary_grow))
         return dataclasses.replace(batch, mask=torch.maximum(batch.mask, drawn.to(batch.mask.device)))
 
@@ -588,14 +586,11 @@ def hard_negatives(
     :class:`restoration.data.Focus`. On a clean photograph every mark is a false one: the thin
     bright lines, glints and edges the next detector must learn to leave alone."""
     detector.eval()
-    align = int(getattr(detector, "alignment", 1))
     rng = np.random.default_rng([seed, 31])
     out = []
     for img in images:
         x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
-        h, w = x.shape[-2:]
-        x = F.pad(x, (0, -w % align, 0, -h % align), mode="replicate")
-        prob = torch.sigmoid(detector(x).float())[0, 0, :h, :w]
+        prob = detect_probability(detector, x)[0, 0]
         points = torch.nonzero(prob > threshold).numpy()
         if len(points) > limit:
             points = points[np.sort(rng.choice(len(points), limit, replace=False))]

@@ -49,6 +49,15 @@ def detect_views(detect: nn.Module, x: torch.Tensor, views: int) -> torch.Tensor
     return (total / views).to(x.dtype)
 
 
+def detect_probability(detect: nn.Module, x: torch.Tensor, views: int = 1) -> torch.Tensor:
+    """The detector's damage probability (float32) for ``x`` [B, 3, H, W] of any size: padded
+    (replicated) to the detector's alignment, ``views`` averaged, cropped back to H x W."""
+    h, w = x.shape[-2:]
+    a = int(getattr(detect, "alignment", 1))
+    logits = detect_views(detect, F.pad(x, (0, -w % a, 0, -h % a), mode="replicate"), views)
+    return torch.sigmoid(logits.float())[..., :h, :w]
+
+
 def _soft(prob: torch.Tensor, threshold: float, softness: float) -> torch.Tensor:
     """A soft threshold of the damage probability, in [0, 1] (tiles whose probabilities differ
     by a hair fill alike)."""

@@ -706,8 +706,8 @@ def test_the_cli_trains_each_stage_and_assembles_a_registrable_model(settings, t
         str(tmp_path / "pipe4"),
     ]
     assert main([*assemble_cmd, *sure, "--keep-below", "0.95"]) == 0
-    assert load_checkpoint(tmp_path / "pipe4")[0].broad_threshold == 0.9
-    assert load_checkpoint(tmp_path / "pipe4")[0].keep_below == 0.95
+    pipe4 = load_checkpoint(tmp_path / "pipe4")[0]
+    assert pipe4.broad_threshold == 0.9 and pipe4.keep_below == 0.95
     capsys.readouterr()
     clash = ["--keep-below", "0.4", "--version", "v11", "--out", str(tmp_path / "pipe5")]
     assert main([*assemble_cmd, *clash]) == 1 and not (tmp_path / "pipe5").exists()
